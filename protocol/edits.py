@@ -1,0 +1,257 @@
+"""Validation of the edit shape (DESIGN §4) before anything reaches the stream."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from protocol.catalog import (
+    HIERARCHY,
+    LEVEL_BRAND,
+    LEVEL_FAMILY,
+    LEVEL_SUPPLIER,
+    LEVEL_TOTAL,
+    SUMMARY,
+    TABLES,
+    Column,
+    Table,
+)
+from protocol.errors import ProtocolError
+
+SPREAD_METHODS = ("proportional", "equal")
+MAX_TEXT = 200
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DECIMAL_TEXT = re.compile(r"^-?\d+(\.\d+)?$")
+
+Scalar = int | str | None
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A validated edit. Values are normalized: integers as int, decimals as exact
+    strings ("12.30"), dates as "YYYY-MM-DD", months as "YYYY-MM"."""
+
+    table: str
+    column: str
+    value: Scalar
+    condition: dict[str, Scalar]
+    spread: str = "proportional"
+    expect: Scalar = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "table": self.table,
+            "column": self.column,
+            "value": self.value,
+            "condition": self.condition,
+        }
+        if TABLES[self.table].summary:
+            out["spread"] = self.spread
+        if self.expect is not None:
+            out["expect"] = self.expect
+        return out
+
+
+def parse_edit(message: Any) -> Edit:
+    """Check an edit against the catalog; raise ProtocolError with a precise code."""
+    if not isinstance(message, dict):
+        raise ProtocolError("bad_message", "an edit must be a JSON object")
+    table = _table(message.get("table"))
+    column = _editable_column(table, message.get("column"))
+    if "value" not in message:
+        raise ProtocolError("invalid_value", "missing 'value'")
+    value = coerce_value(column, message["value"])
+    condition = parse_condition(table, message.get("condition"))
+    spread = message.get("spread") or "proportional"
+    if spread not in SPREAD_METHODS:
+        raise ProtocolError(
+            "unknown_spread", f"spread must be one of {', '.join(SPREAD_METHODS)}, got {spread!r}"
+        )
+    expect = message.get("expect")
+    if expect is not None:
+        expect = coerce_value(column, expect, what="expect")
+    if table.summary:
+        condition = summary_cell(condition)
+    return Edit(table.name, column.name, value, condition, spread, expect)
+
+
+def _table(name: Any) -> Table:
+    if not isinstance(name, str) or not name:
+        raise ProtocolError("bad_message", "'table' must be a non-empty string")
+    table = TABLES.get(name)
+    if table is None:
+        raise ProtocolError(
+            "unknown_table", f"unknown table {name!r}; tables: {', '.join(sorted(TABLES))}"
+        )
+    return table
+
+
+def _editable_column(table: Table, name: Any) -> Column:
+    if not isinstance(name, str) or not name:
+        raise ProtocolError("bad_message", "'column' must be a non-empty string")
+    column = table.column(name)
+    if column is None:
+        raise ProtocolError("unknown_column", f"table {table.name!r} has no column {name!r}")
+    if not column.editable:
+        editable = ", ".join(c.name for c in table.columns.values() if c.editable)
+        raise ProtocolError(
+            "not_editable",
+            f"column {name!r} of {table.name!r} is not editable; editable: {editable}",
+        )
+    return column
+
+
+def coerce_value(column: Column, value: Any, what: str = "value") -> Scalar:
+    """Normalize a client value for `column`, or raise invalid_value."""
+
+    def bad(reason: str) -> ProtocolError:
+        return ProtocolError(
+            "invalid_value",
+            f"{what} for {column.name!r} ({column.type}): {reason}",
+            column=column.name,
+        )
+
+    if value is None:
+        raise bad("null is not allowed")
+    if isinstance(value, bool):
+        raise bad("booleans are not accepted")
+    kind = column.type
+    if kind in ("integer", "bigint"):
+        number = _to_decimal(value, bad)
+        if number != number.to_integral_value():
+            raise bad(f"{value!r} is not a whole number")
+        integer = int(number)
+        if abs(integer) > column.max_abs:
+            raise bad(f"magnitude above {column.max_abs}")
+        return integer
+    if kind == "decimal":
+        number = _to_decimal(value, bad)
+        quantum = Decimal(1).scaleb(-column.scale)
+        if number != number.quantize(quantum):
+            raise bad(f"{value!r} has more than {column.scale} decimal places")
+        if abs(number) > column.max_abs:
+            raise bad(f"magnitude above {column.max_abs}")
+        return str(number.quantize(quantum))
+    if not isinstance(value, str):
+        raise bad(f"expected a string, got {type(value).__name__}")
+    if kind == "date":
+        return _date(value, bad)
+    if kind == "month":
+        if not _MONTH.match(value):
+            raise bad(f"{value!r} is not a month 'YYYY-MM'")
+        return value
+    if len(value) > MAX_TEXT:
+        raise bad(f"longer than {MAX_TEXT} characters")
+    if any(ord(ch) < 32 for ch in value):
+        raise bad("control characters are not allowed")
+    if not value.strip():
+        raise bad("must not be blank")
+    return value
+
+
+def _to_decimal(value: Any, bad: Any) -> Decimal:
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise bad("NaN and infinity are not numbers")
+        # repr gives the shortest text that round-trips, i.e. what the client wrote.
+        return Decimal(repr(value))
+    if isinstance(value, str) and _DECIMAL_TEXT.match(value.strip()):
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation as exc:
+            raise bad(f"{value!r} is not a number") from exc
+    raise bad(f"{value!r} is not a number")
+
+
+def _date(value: str, bad: Any) -> str:
+    if not _DATE.match(value):
+        raise bad(f"{value!r} is not a date 'YYYY-MM-DD'")
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError as exc:
+        raise bad(f"{value!r} is not a valid date") from exc
+
+
+def parse_condition(table: Table, condition: Any) -> dict[str, Scalar]:
+    """An object of column -> value (null means IS NULL), columns from the catalog."""
+    if condition is None or condition == {}:
+        if table.summary:
+            return {}
+        raise ProtocolError(
+            "condition_required", f"edits of {table.name!r} need a condition naming the rows"
+        )
+    if isinstance(condition, str):
+        raise ProtocolError(
+            "invalid_condition",
+            "string conditions are not supported yet; send an object of column -> value",
+        )
+    if not isinstance(condition, dict):
+        raise ProtocolError("invalid_condition", "condition must be an object of column -> value")
+    parsed: dict[str, Scalar] = {}
+    for name, value in condition.items():
+        column = table.column(name)
+        if column is None:
+            raise ProtocolError(
+                "unknown_column", f"condition names unknown column {name!r} of {table.name!r}"
+            )
+        if value is None:
+            parsed[name] = None
+            continue
+        if isinstance(value, dict | list):
+            raise ProtocolError(
+                "invalid_condition", f"condition value for {name!r} must be a scalar"
+            )
+        try:
+            parsed[name] = coerce_value(column, value, what="condition value")
+        except ProtocolError as exc:
+            raise ProtocolError("invalid_condition", exc.message, column=name) from exc
+    return parsed
+
+
+def summary_cell(condition: dict[str, Scalar]) -> dict[str, Scalar]:
+    """The one summary cell a condition names: supplier/brand/family/month (missing = all)
+    with its level. Rejects holes such as a family without its brand."""
+    extra = sorted(set(condition) - {*HIERARCHY, "month", "level"})
+    if extra:
+        raise ProtocolError(
+            "not_a_cell", f"a summary cell is named by supplier, brand, family, month; not {extra}"
+        )
+    cell: dict[str, Scalar] = {name: condition.get(name) for name in (*HIERARCHY, "month")}
+    supplier, brand, family = (cell[name] for name in HIERARCHY)
+    if (family is not None and brand is None) or (brand is not None and supplier is None):
+        raise ProtocolError(
+            "not_a_cell",
+            "a summary cell names its whole path: family needs brand, brand needs supplier",
+        )
+    level = node_level(cell)
+    given = condition.get("level")
+    if given is not None and given != level:
+        raise ProtocolError(
+            "not_a_cell", f"level {given} does not match the named node (level {level})"
+        )
+    cell["level"] = level
+    return cell
+
+
+def node_level(cell: dict[str, Scalar]) -> int:
+    if cell.get("family") is not None:
+        return LEVEL_FAMILY
+    if cell.get("brand") is not None:
+        return LEVEL_BRAND
+    if cell.get("supplier") is not None:
+        return LEVEL_SUPPLIER
+    return LEVEL_TOTAL
+
+
+def cell_key(cell: dict[str, Any]) -> tuple[Any, ...]:
+    """Identity of a summary cell, for maps and comparisons."""
+    return (cell.get("supplier"), cell.get("brand"), cell.get("family"), cell.get("month"))
+
+
+__all__ = ["SPREAD_METHODS", "SUMMARY", "Edit", "parse_edit", "summary_cell"]

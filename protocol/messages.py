@@ -1,0 +1,80 @@
+"""Client -> server WebSocket messages (DESIGN §5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.catalog import TABLES
+from protocol.codec import loads, parse_seq
+from protocol.edits import Edit, parse_edit
+from protocol.errors import ProtocolError
+
+MAX_NAME = 40
+MAX_CLIENT_ID = 64
+
+
+@dataclass(frozen=True)
+class Hello:
+    name: str
+    token: str | None
+    since: str | None
+    tables: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EditMessage:
+    id: str
+    edit: Edit
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+Message = Hello | EditMessage | Ping
+
+
+def parse_message(data: str | bytes) -> Message:
+    raw = loads(data)
+    if not isinstance(raw, dict):
+        raise ProtocolError("bad_message", "a message must be a JSON object")
+    kind = raw.get("type")
+    if kind == "hello":
+        return _hello(raw)
+    if kind == "edit":
+        return EditMessage(_client_id(raw), parse_edit(raw))
+    if kind == "ping":
+        return Ping()
+    raise ProtocolError("unknown_type", f"unknown message type {str(kind)[:40]!r}")
+
+
+def _client_id(raw: dict[str, Any]) -> str:
+    value = raw.get("id")
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_CLIENT_ID:
+        raise ProtocolError(
+            "bad_message", f"'id' must be a string of 1..{MAX_CLIENT_ID} characters"
+        )
+    return value
+
+
+def _hello(raw: dict[str, Any]) -> Hello:
+    name = raw.get("name") or "anonymous"
+    if not isinstance(name, str) or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
+        raise ProtocolError("bad_message", f"'name' must be text of at most {MAX_NAME} characters")
+    token = raw.get("token")
+    if token is not None and not isinstance(token, str):
+        raise ProtocolError("bad_message", "'token' must be a string")
+    since = raw.get("since")
+    if since is not None:
+        if not isinstance(since, str):
+            raise ProtocolError("bad_message", "'since' must be a sequence string or null")
+        parse_seq(since)
+    tables = raw.get("tables") or list(TABLES)
+    if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
+        raise ProtocolError("bad_message", "'tables' must be a list of table names")
+    unknown = [t for t in tables if t not in TABLES]
+    if unknown:
+        raise ProtocolError("unknown_table", f"unknown tables {unknown[:5]}")
+    return Hello(name.strip() or "anonymous", token, since, tuple(tables))

@@ -1,0 +1,1 @@
+"""Schema, views and the faker-based generator of the seed data."""

@@ -1,0 +1,171 @@
+"""Deterministic seed data: Faker for the dimensions, DuckDB SQL for the fact table.
+
+The same `seed` always gives the same database. The fact table is generated inside
+DuckDB from hashes of the row number, so a million rows take seconds.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.resources import files
+
+import duckdb
+from faker import Faker
+
+FIRST_DAY = "2024-01-01"
+DAYS = 731  # 2024-01-01 .. 2025-12-31: 24 months of invoices
+REGIONS = ("North", "South", "East", "West", "Central")
+SEGMENTS = ("Retail", "Wholesale", "Online", "Enterprise")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How big the hierarchy is; the fact table size is separate."""
+
+    suppliers: int = 12
+    brands: tuple[int, int] = (3, 5)  # per supplier, inclusive range
+    families: tuple[int, int] = (3, 5)  # per brand
+    products: tuple[int, int] = (2, 6)  # per family
+    customers: int = 2000
+
+
+def sql_file(name: str) -> str:
+    return files("seed").joinpath(name).read_text()
+
+
+def create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(sql_file("schema.sql"))
+    con.execute(sql_file("views.sql"))
+
+
+def seed_database(
+    con: duckdb.DuckDBPyConnection,
+    sales: int = 200_000,
+    seed: int = 42,
+    shape: Shape = Shape(),
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> None:
+    """Fill an empty database: dimensions, sales, the summary and the views."""
+    create_schema(con)
+    con.execute("BEGIN")
+    try:
+        progress("generating products and customers")
+        con.executemany("INSERT INTO product VALUES (?, ?, ?, ?, ?, ?)", make_products(seed, shape))
+        con.executemany("INSERT INTO customer VALUES (?, ?, ?, ?, ?)", make_customers(seed, shape))
+        progress(f"generating {sales:,} sales rows")
+        insert_sales(con, sales, seed)
+        progress("building the summary (grouping sets)")
+        rebuild_summary(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    create_month_pivot(con)
+    con.execute("CHECKPOINT")
+
+
+def make_products(seed: int, shape: Shape) -> list[tuple[int, str, str, str, str, str]]:
+    fake = Faker()
+    fake.seed_instance(seed)
+    rng = random.Random(seed)
+    rows: list[tuple[int, str, str, str, str, str]] = []
+    used: set[str] = set()
+
+    def unique(make: Callable[[], str]) -> str:
+        for _ in range(100):
+            name = make()
+            if name not in used:
+                used.add(name)
+                return name
+        raise RuntimeError("could not draw a unique name")
+
+    for _ in range(shape.suppliers):
+        supplier = unique(fake.company)
+        for _ in range(rng.randint(*shape.brands)):
+            brand = unique(lambda: fake.word().capitalize() + rng.choice(("", " Pro", "ix", "a")))
+            for _ in range(rng.randint(*shape.families)):
+                family = fake.word()
+                for _ in range(rng.randint(*shape.products)):
+                    product_id = len(rows) + 1
+                    name = f"{brand} {family} {fake.word()} {product_id}"
+                    price = f"{rng.randint(200, 50_000) / 100:.2f}"
+                    rows.append((product_id, name, supplier, brand, family, price))
+    return rows
+
+
+def make_customers(seed: int, shape: Shape) -> list[tuple[int, str, str, str, str]]:
+    fake = Faker()
+    fake.seed_instance(seed + 1)
+    rng = random.Random(seed + 1)
+    return [
+        (
+            customer_id,
+            fake.name(),
+            fake.email(),
+            rng.choice(REGIONS),
+            rng.choice(SEGMENTS),
+        )
+        for customer_id in range(1, shape.customers + 1)
+    ]
+
+
+def insert_sales(con: duckdb.DuckDBPyConnection, count: int, seed: int) -> None:
+    """Fact rows from hashes of the row number: deterministic, and fast in DuckDB."""
+    products = con.execute("SELECT count(*) FROM product").fetchone()[0]  # type: ignore[index]
+    customers = con.execute("SELECT count(*) FROM customer").fetchone()[0]  # type: ignore[index]
+    con.execute(
+        f"""
+        INSERT INTO sales
+        WITH draws AS (
+            SELECT
+                i + 1 AS sale_id,
+                DATE '{FIRST_DAY}' + CAST(hash(i, $seed, 1) % {DAYS} AS INTEGER) AS invoice_date,
+                CAST(1 + hash(i, $seed, 2) % $products AS INTEGER) AS product_id,
+                CAST(1 + hash(i, $seed, 3) % $customers AS INTEGER) AS customer_id,
+                CAST(1 + hash(i, $seed, 4) % 12 AS INTEGER) AS quantity,
+                CAST(80 + hash(i, $seed, 5) % 41 AS INTEGER) AS price_pct
+            FROM range($count) t(i)
+        )
+        SELECT d.sale_id, d.invoice_date, d.product_id, d.customer_id, d.quantity,
+               ROUND(d.quantity * p.unit_price * d.price_pct / 100, 2)::DECIMAL(18, 2)
+        FROM draws d JOIN product p USING (product_id)
+        ORDER BY d.sale_id
+        """,
+        {"seed": seed, "products": products, "customers": customers, "count": count},
+    )
+
+
+def rebuild_summary(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("DELETE FROM sales_summary_by_product_family")
+    con.execute("INSERT INTO sales_summary_by_product_family SELECT * FROM sales_summary_fresh")
+
+
+def create_month_pivot(con: duckdb.DuckDBPyConnection) -> None:
+    """Brands by month as columns. DuckDB needs the IN list spelled out in a view, so the
+    view is rebuilt from the months present in the data (always 'YYYY-MM' strings)."""
+    months = [
+        row[0]
+        for row in con.execute(
+            "SELECT DISTINCT month FROM sales_summary_by_product_family "
+            "WHERE month IS NOT NULL ORDER BY month"
+        ).fetchall()
+    ]
+    if not months:
+        return
+    in_list = ", ".join(f"'{m}'" for m in months if len(m) == 7 and m[4] == "-")
+    con.execute(
+        f"""
+        CREATE OR REPLACE VIEW sales_month_pivot AS
+        PIVOT (
+            SELECT supplier, brand, month, net_amount
+            FROM sales_summary_by_product_family
+            WHERE level = 1 AND month IS NOT NULL
+        )
+        ON month IN ({in_list})
+        USING sum(net_amount)
+        GROUP BY supplier, brand
+        ORDER BY supplier, brand
+        """
+    )

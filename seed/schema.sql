@@ -1,0 +1,85 @@
+-- ducksheet schema. Referential integrity (sales -> product/customer) is checked by the
+-- writer before it updates, so the tables carry no FOREIGN KEY clauses (DuckDB cannot
+-- update a referenced row's columns in place).
+CREATE TABLE IF NOT EXISTS product (
+    product_id   INTEGER PRIMARY KEY,
+    product_name VARCHAR NOT NULL,
+    supplier     VARCHAR NOT NULL,
+    brand        VARCHAR NOT NULL,
+    family       VARCHAR NOT NULL,
+    unit_price   DECIMAL(12, 2) NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS customer (
+    customer_id   INTEGER PRIMARY KEY,
+    customer_name VARCHAR NOT NULL,
+    email         VARCHAR NOT NULL,
+    region        VARCHAR NOT NULL,
+    segment       VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS sales (
+    sale_id      BIGINT PRIMARY KEY,
+    invoice_date DATE NOT NULL,
+    product_id   INTEGER NOT NULL,
+    customer_id  INTEGER NOT NULL,
+    quantity     INTEGER NOT NULL,
+    net_price    DECIMAL(18, 2) NOT NULL  -- the line amount
+);
+
+-- Grouping sets over (supplier, brand, family) x month, kept exact by the writer.
+-- level = GROUPING_ID(supplier, brand, family); month NULL = all-months total;
+-- line_count = number of sales rows below the cell.
+CREATE TABLE IF NOT EXISTS sales_summary_by_product_family (
+    supplier   VARCHAR,
+    brand      VARCHAR,
+    family     VARCHAR,
+    month      VARCHAR,
+    level      INTEGER NOT NULL,
+    quantity   BIGINT NOT NULL,
+    net_amount DECIMAL(18, 2) NOT NULL,
+    line_count BIGINT NOT NULL
+);
+
+-- The last request id applied, written in the same transaction as the edits.
+CREATE TABLE IF NOT EXISTS _applied (
+    singleton BOOLEAN PRIMARY KEY DEFAULT TRUE,
+    last_id   VARCHAR NOT NULL
+);
+
+-- Response payloads committed but not yet confirmed published to response_duck.
+CREATE TABLE IF NOT EXISTS _outbox (
+    seq      VARCHAR PRIMARY KEY,
+    requests VARCHAR[] NOT NULL,
+    payload  VARCHAR NOT NULL
+);
+
+-- Outcome of every request the writer has decided.
+CREATE TABLE IF NOT EXISTS request_log (
+    request_id VARCHAR NOT NULL,
+    seq        VARCHAR NOT NULL,
+    status     VARCHAR NOT NULL,
+    code       VARCHAR,
+    message    VARCHAR,
+    user_name  VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS holds (
+    supplier  VARCHAR,
+    brand     VARCHAR,
+    family    VARCHAR,
+    month     VARCHAR,
+    level     INTEGER NOT NULL,
+    held_by   VARCHAR NOT NULL,
+    held_at   TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+
+CREATE TABLE IF NOT EXISTS validation_logs (
+    import_id  VARCHAR NOT NULL,
+    file_name  VARCHAR,
+    row_number BIGINT,
+    column_name VARCHAR,
+    value      VARCHAR,
+    reason     VARCHAR NOT NULL,
+    logged_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
+);

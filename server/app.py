@@ -1,0 +1,57 @@
+"""The Starlette application: routes, error handling and the lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from protocol.errors import ProtocolError
+from server import rest
+from server.config import Settings
+from server.services import Services
+from server.sockets import websocket_endpoint
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+async def index(_request: Request) -> Response:
+    return FileResponse(STATIC / "index.html")
+
+
+async def protocol_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProtocolError)
+    return rest.error_response(exc)
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = await Services.start(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    routes = [
+        Route("/", index),
+        Route("/update_cell", rest.update_cell, methods=["POST"]),
+        Route("/requests/{request_id}", rest.get_request),
+        Route("/get_updates", rest.get_updates),
+        Route("/view_table/{table}", rest.get_view_table),
+        Route("/healthz", rest.healthz),
+        WebSocketRoute("/ws", websocket_endpoint),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ProtocolError: protocol_error},
+    )

@@ -1,0 +1,60 @@
+"""Typed settings, read once from flags and DUCKSHEET_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str | None = None  # unset: start the embedded redis-server
+    appendfsync: str = "everysec"  # AOF policy of the embedded Redis
+    seed_sales: int = 200_000  # rows generated when the database is empty
+    seed: int = 42
+    batch_size: int = 2000  # most requests the writer applies in one transaction
+    max_rows_per_edit: int = 10_000  # base-table edits matching more rows are rejected
+    base_rows_broadcast: int = 200  # changed base rows sent per update, then truncated
+    view_page_max: int = 1000
+    send_queue: int = 1000  # frames buffered per socket before it is closed as too slow
+    response_retention: int = 100_000  # response_duck entries kept for resume
+    read_threads: int = 4
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "ducksheet.duckdb"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then DUCKSHEET_<NAME> (and REDIS_URL), then explicit overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"DUCKSHEET_{f.name.upper()}")
+            if f.name == "redis_url":
+                raw = raw or env.get("REDIS_URL")
+            if raw:
+                values[f.name] = _convert(f.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in values:
+            values["data_dir"] = Path(values["data_dir"])
+        return replace(cls(), **values)
+
+
+def _convert(name: str, raw: str) -> Any:
+    default = getattr(Settings(), name)
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise SystemExit(f"DUCKSHEET_{name.upper()} must be an integer, got {raw!r}") from exc
+    if isinstance(default, Path):
+        return Path(raw)
+    return raw

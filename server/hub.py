@@ -1,0 +1,139 @@
+"""Fan-out: tail response_duck and hand every entry to the subscribed sockets.
+
+Every process tails the stream with plain XREAD (not a group), encodes each entry's
+`updates` frame once, and offers it to each subscriber's bounded queue. Outcomes of
+requests this process enqueued are routed to their waiters by the edge's `ref`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from protocol.codec import dumps_text, loads, parse_seq
+from server.streams import BLOCK_MS, FIELD, REDIS_ERRORS, RESPONSES
+
+log = logging.getLogger("ducksheet.hub")
+Result = dict[str, Any]
+
+
+def updates_frame(payload: dict[str, Any]) -> str | None:
+    """The `updates` frame of a response entry, or None when nothing changed."""
+    if not (payload["rows"] or payload["base"] or payload.get("holds")):
+        return None
+    frame = {
+        "type": "updates",
+        "seq": payload["seq"],
+        "rows": payload["rows"],
+        "base": payload["base"],
+        "holds": payload.get("holds", []),
+        "by": payload.get("by", []),
+    }
+    if payload.get("base_truncated"):
+        frame["base_truncated"] = True
+    return dumps_text(frame)
+
+
+class Subscriber:
+    """One socket's view of the stream: a bounded queue of encoded frames.
+
+    Until `start(after)` is called, live frames are held back (the socket is still
+    getting its snapshot or replay); then those after `after` are released in order.
+    """
+
+    def __init__(self, limit: int, on_overflow: Callable[[], None]) -> None:
+        self.queue: asyncio.Queue[str] = asyncio.Queue(limit)
+        self._held: list[tuple[tuple[int, int], str]] | None = []
+        self._after = (0, 0)
+        self._limit = limit
+        self._on_overflow = on_overflow
+        self.overflowed = False
+
+    def offer(self, seq: tuple[int, int], frame: str) -> None:
+        if self._held is not None:
+            self._held.append((seq, frame))
+            if len(self._held) > self._limit:
+                self._overflow()
+        elif seq > self._after:
+            self.send(frame)
+
+    def send(self, frame: str) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self._overflow()
+
+    def start(self, after: str) -> None:
+        self._after = parse_seq(after) if after else (0, 0)
+        held, self._held = self._held or [], None
+        for seq, frame in held:
+            if seq > self._after:
+                self.send(frame)
+
+    def _overflow(self) -> None:
+        if not self.overflowed:
+            self.overflowed = True
+            self._on_overflow()
+
+
+class Hub:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.subscribers: set[Subscriber] = set()
+        self._waiters: dict[str, Callable[[Result], None]] = {}
+        self._prefix = uuid.uuid4().hex[:12]
+        self._counter = 0
+        self.last_seq: str | None = None
+        self._stopping = asyncio.Event()
+
+    def new_ref(self, on_result: Callable[[Result], None]) -> str:
+        """A correlation id for an edit this process enqueues; `on_result` gets its outcome."""
+        self._counter += 1
+        ref = f"{self._prefix}-{self._counter}"
+        self._waiters[ref] = on_result
+        return ref
+
+    def forget(self, ref: str) -> None:
+        self._waiters.pop(ref, None)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                await self._tail()
+            except REDIS_ERRORS as exc:
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _tail(self) -> None:
+        if self.last_seq is None:
+            newest = await self.redis.xrevrange(RESPONSES, count=1)
+            self.last_seq = newest[0][0].decode() if newest else "0-0"
+        while not self._stopping.is_set():
+            reply = await self.redis.xread({RESPONSES: self.last_seq}, count=500, block=BLOCK_MS)
+            for entry_id, fields in reply[0][1] if reply else []:
+                self.last_seq = entry_id.decode()
+                self.dispatch(loads(fields[FIELD]))
+
+    def dispatch(self, payload: dict[str, Any]) -> None:
+        for result in payload["results"]:
+            waiter = self._waiters.pop(result.get("ref") or "", None)
+            if waiter is not None:
+                waiter(result)
+        frame = updates_frame(payload)
+        if frame is None:
+            return
+        seq = parse_seq(payload["seq"])
+        for subscriber in list(self.subscribers):
+            subscriber.offer(seq, frame)

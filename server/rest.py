@@ -1,0 +1,161 @@
+"""REST endpoints for polling clients and tools (DESIGN §5)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from protocol.catalog import TABLES
+from protocol.codec import dumps, loads, parse_seq
+from protocol.edits import parse_condition, parse_edit
+from protocol.errors import ProtocolError
+from server.reads import request_status, view_table
+from server.services import Services
+from server.streams import REDIS_ERRORS, REQUESTS, enqueue, entries_after, latest_entries
+
+MAX_BODY = 1 << 20
+MAX_WAIT = 30.0
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(dumps(body), status, media_type="application/json")
+
+
+def error_response(exc: ProtocolError) -> Response:
+    return json_response({"error": exc.as_dict()}, exc.http_status)
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services
+
+
+async def update_cell(request: Request) -> Response:
+    services = services_of(request)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ProtocolError("too_big", f"request body above {MAX_BODY} bytes")
+    raw = loads(body)
+    if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
+        raise ProtocolError(
+            "bad_message", 'the body must be {"data": {table, column, value, condition}}'
+        )
+    edit = parse_edit(raw["data"])
+    wait = _wait_seconds(request)
+    done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    ref = services.hub.new_ref(lambda result: done.done() or done.set_result(result))
+    try:
+        request_id = await enqueue(services.redis, edit, "rest", ref)
+    except REDIS_ERRORS as exc:
+        services.hub.forget(ref)
+        raise ProtocolError("unavailable", "the edit queue is unavailable; retry") from exc
+    if wait <= 0:
+        services.hub.forget(ref)
+        return json_response({"data": {"request_id": request_id, "status": "queued"}}, 202)
+    try:
+        result = await asyncio.wait_for(done, wait)
+    except TimeoutError:
+        services.hub.forget(ref)
+        return json_response({"data": {"request_id": request_id, "status": "queued"}}, 202)
+    data = {"request_id": request_id, "status": result["status"]}
+    if result["status"] == "applied":
+        return json_response({"data": {**data, "seq": result["seq"]}})
+    error = ProtocolError(
+        **{"code": result["error"]["code"], "message": result["error"]["message"]}
+    )
+    return json_response({"data": data, "error": result["error"]}, error.http_status)
+
+
+def _wait_seconds(request: Request) -> float:
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        return min(max(float(raw), 0.0), MAX_WAIT)
+    except ValueError as exc:
+        raise ProtocolError("bad_message", "'wait' must be a number of seconds") from exc
+
+
+async def get_request(request: Request) -> Response:
+    services = services_of(request)
+    request_id = request.path_params["request_id"]
+    parse_seq(request_id)
+    status = await services.db.read(request_status, request_id)
+    if status is None:
+        if not await services.redis.xrange(REQUESTS, min=request_id, max=request_id):
+            raise ProtocolError("not_found", f"no request {request_id}")
+        status = {"request_id": request_id, "status": "queued"}
+    return json_response({"data": status})
+
+
+async def get_updates(request: Request) -> Response:
+    services = services_of(request)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    since = request.query_params.get("since")
+    if since:
+        parse_seq(since)
+        payloads = await entries_after(services.redis, since, limit)
+        if payloads is None:
+            return json_response({"data": {"updates": [], "last_seq": None, "resync": True}})
+    else:
+        payloads = await latest_entries(services.redis, limit)
+    rows = [{**row, "seq": p["seq"]} for p in payloads for row in (*p["rows"], *p["base"])]
+    last = payloads[-1]["seq"] if payloads else since
+    return json_response({"data": {"updates": rows, "last_seq": last}})
+
+
+async def get_view_table(request: Request) -> Response:
+    services = services_of(request)
+    name = request.path_params["table"]
+    table = TABLES.get(name)
+    if table is None:
+        raise ProtocolError("unknown_table", f"unknown table {name!r}; tables: {', '.join(TABLES)}")
+    limit = _int_param(request, "limit", 100, 1, services.settings.view_page_max)
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    raw_condition = request.query_params.get("condition")
+    condition = parse_condition(table, loads(raw_condition)) if raw_condition else {}
+    order = []
+    for part in filter(None, (request.query_params.get("order") or "").split(",")):
+        column = part.lstrip("-")
+        if column not in table.columns:
+            raise ProtocolError("unknown_column", f"cannot order by unknown column {column!r}")
+        order.append((column, part.startswith("-")))
+    data = await services.db.read(view_table, name, condition, order, limit, offset)
+    return json_response({"data": data})
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ProtocolError("bad_message", f"'{name}' must be an integer") from exc
+    if not low <= value <= high:
+        raise ProtocolError("bad_message", f"'{name}' must be between {low} and {high}")
+    return value
+
+
+async def healthz(request: Request) -> Response:
+    services = services_of(request)
+    checks: dict[str, Any] = {}
+    try:
+        await asyncio.wait_for(services.redis.ping(), 2)
+        checks["redis"] = "ok"
+    except (*REDIS_ERRORS, TimeoutError) as exc:
+        checks["redis"] = f"unavailable: {type(exc).__name__}"
+    checks["database"] = services.db.failure or "ok"
+    writer = services.writer
+    checks["writer"] = "ok" if not services.tasks[0].done() else "stopped"
+    ok = all(value == "ok" for value in checks.values())
+    body = {
+        "status": "ok" if ok else "degraded",
+        **checks,
+        "last_applied": writer.last_applied,
+        "applied_requests": writer.applied_requests,
+        "subscribers": len(services.hub.subscribers),
+    }
+    return json_response(body, 200 if ok else 503)

@@ -1,0 +1,70 @@
+"""The long-lived parts of a running server, started and stopped by the app lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from server.apply import Limits
+from server.config import Settings
+from server.db import Database
+from server.embedded_redis import EmbeddedRedis
+from server.hub import Hub
+from server.streams import connect, ensure_group
+from server.writer import Writer
+
+log = logging.getLogger("ducksheet")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    redis: aioredis.Redis
+    hub: Hub
+    writer: Writer
+    embedded: EmbeddedRedis | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Services:
+        embedded = None
+        url = settings.redis_url
+        if url is None:
+            embedded = EmbeddedRedis(settings.data_dir, settings.appendfsync)
+            url = embedded.start()
+            log.info("embedded redis-server started (pid %s)", embedded.pid)
+        db = Database(settings.database_path, settings.read_threads)
+        try:
+            await asyncio.to_thread(db.open, settings.seed_sales, settings.seed)
+            redis = connect(url)
+            await ensure_group(redis)
+        except BaseException:
+            db.close()
+            if embedded is not None:
+                embedded.stop()
+            raise
+        limits = Limits(settings.max_rows_per_edit, settings.base_rows_broadcast)
+        writer = Writer(db, redis, limits, settings.batch_size, settings.response_retention)
+        hub = Hub(redis)
+        services = cls(settings, db, redis, hub, writer, embedded)
+        services.tasks = [
+            asyncio.create_task(writer.run(), name="writer"),
+            asyncio.create_task(hub.run(), name="hub"),
+        ]
+        return services
+
+    async def stop(self) -> None:
+        self.writer.stop()
+        self.hub.stop()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(task, timeout=10)
+        await self.redis.aclose()
+        await asyncio.to_thread(self.db.close)
+        if self.embedded is not None:
+            self.embedded.stop()

@@ -1,0 +1,181 @@
+"""The WebSocket endpoint: hello, snapshot or replay, edits, and live updates."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from protocol.codec import dumps_text
+from protocol.errors import ProtocolError
+from protocol.messages import EditMessage, Hello, Ping, parse_message
+from server.hub import Subscriber, updates_frame
+from server.reads import snapshot
+from server.services import Services
+from server.streams import REDIS_ERRORS, enqueue, entries_after
+
+log = logging.getLogger("ducksheet.ws")
+HELLO_TIMEOUT = 5.0
+REPLAY_LIMIT = 10_000
+CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN = 1001, 1008, 1013
+
+
+class Session:
+    def __init__(self, ws: WebSocket, services: Services) -> None:
+        self.ws = ws
+        self.services = services
+        self.user = "anonymous"
+        self.subscriber = Subscriber(services.settings.send_queue, self._too_slow)
+        self._refs: set[str] = set()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.subscriber.send(dumps_text(message))
+
+    def _too_slow(self) -> None:
+        log.info("closing %s: too slow to keep up", self.user)
+        asyncio.get_running_loop().create_task(self._close(CLOSE_TRY_AGAIN, "too slow; resume"))
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await self.ws.close(code, reason)
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        try:
+            hello = await asyncio.wait_for(self._receive_hello(), HELLO_TIMEOUT)
+        except TimeoutError:
+            await self._close(CLOSE_POLICY, "hello expected within 5 s")
+            return
+        except ProtocolError as exc:
+            await self.ws.send_text(dumps_text({"type": "error", **exc.as_dict()}))
+            await self._close(CLOSE_POLICY, exc.code)
+            return
+        self.user = hello.name
+        hub = self.services.hub
+        hub.subscribers.add(self.subscriber)
+        pump = asyncio.create_task(self._pump())
+        try:
+            await self._greet(hello)
+            await self._receive_loop()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            hub.subscribers.discard(self.subscriber)
+            for ref in self._refs:
+                hub.forget(ref)
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+
+    async def _receive_hello(self) -> Hello:
+        message = parse_message(await self.ws.receive_text())
+        if not isinstance(message, Hello):
+            raise ProtocolError("hello_required", "the first message must be 'hello'")
+        return message
+
+    async def _greet(self, hello: Hello) -> None:
+        """welcome, then the missed updates (valid since) or a snapshot; live frames held
+        back meanwhile are released after it, without gaps or repeats."""
+        services = self.services
+        replay = None
+        if hello.since is not None:
+            replay = await entries_after(services.redis, hello.since, REPLAY_LIMIT)
+        state = await services.db.read(snapshot) if replay is None else None
+        seq = state["seq"] if state else hello.since
+        self.send({"type": "welcome", "user": self.user, "role": "editor", "seq": seq})
+        if state is not None:
+            if hello.since is not None:
+                self.send({"type": "resync", "seq": state["seq"]})
+            self.send({"type": "snapshot", **state})
+            self.subscriber.start(state["seq"])
+            return
+        last = hello.since
+        for payload in replay or []:
+            frame = updates_frame(payload)
+            if frame is not None:
+                self.subscriber.send(frame)
+            last = payload["seq"]
+        self.subscriber.start(last or "")
+
+    async def _receive_loop(self) -> None:
+        while True:
+            data = await self.ws.receive_text()
+            try:
+                message = parse_message(data)
+                if isinstance(message, EditMessage):
+                    await self._edit(message)
+                elif isinstance(message, Ping):
+                    self.send({"type": "pong"})
+                else:
+                    raise ProtocolError("bad_message", "hello was already received")
+            except ProtocolError as exc:
+                self._reject_at_edge(data, exc)
+
+    def _reject_at_edge(self, data: str, exc: ProtocolError) -> None:
+        client_id = _client_id_of(data)
+        if client_id is None:
+            self.send({"type": "error", **exc.as_dict()})
+        else:
+            self.send(
+                {"type": "rejected", "id": client_id, "request": None, "error": exc.as_dict()}
+            )
+
+    async def _edit(self, message: EditMessage) -> None:
+        state: dict[str, Any] = {"queued": False, "result": None}
+
+        def on_result(result: dict[str, Any]) -> None:
+            self._refs.discard(ref)
+            if state["queued"]:
+                self._send_result(message.id, result)
+            else:
+                state["result"] = result
+
+        ref = self.services.hub.new_ref(on_result)
+        self._refs.add(ref)
+        try:
+            request_id = await enqueue(self.services.redis, message.edit, self.user, ref)
+        except REDIS_ERRORS as exc:
+            self.services.hub.forget(ref)
+            raise ProtocolError("unavailable", "the edit queue is unavailable; retry") from exc
+        self.send({"type": "queued", "id": message.id, "request": request_id})
+        state["queued"] = True
+        if state["result"] is not None:
+            self._send_result(message.id, state["result"])
+
+    def _send_result(self, client_id: str, result: dict[str, Any]) -> None:
+        frame: dict[str, Any] = {
+            "type": result["status"],
+            "id": client_id,
+            "request": result["request"],
+        }
+        if result["status"] == "applied":
+            frame["seq"] = result["seq"]
+        else:
+            frame["error"] = result["error"]
+        self.send(frame)
+
+    async def _pump(self) -> None:
+        queue = self.subscriber.queue
+        while True:
+            frame = await queue.get()
+            await self.ws.send_text(frame)
+
+
+def _client_id_of(data: str) -> str | None:
+    """The `id` of an edit that failed validation, if the frame was JSON with one."""
+    try:
+        from protocol.codec import loads
+
+        raw = loads(data)
+    except ProtocolError:
+        return None
+    if isinstance(raw, dict) and raw.get("type") == "edit" and isinstance(raw.get("id"), str):
+        return raw["id"][:64]
+    return None
+
+
+async def websocket_endpoint(ws: WebSocket) -> None:
+    await Session(ws, ws.app.state.services).run()

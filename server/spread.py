@@ -1,0 +1,109 @@
+"""Rebalancing math: pure functions over integer units (cents or pieces).
+
+Amounts are integers so every split foots exactly. Shares are rounded with the
+largest-remainder method: each part gets the floor of its exact share, and the units
+left over go one each to the parts with the largest remainders; ties go to the part
+that comes first in the given order (the caller orders leaves by key), so a spread is
+deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+from protocol.errors import ProtocolError
+
+
+class SpreadError(ProtocolError):
+    """A spread that cannot be done: code is cannot_spread_proportionally,
+    nothing_to_spread or all_held."""
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One base row below the edited cell. `path` names the child node at each level
+    between the cell and the row (e.g. (family, month)); `held` rows keep their value."""
+
+    key: int
+    path: tuple[Hashable, ...]
+    value: int
+    held: bool = False
+
+
+def largest_remainder(weights: Sequence[int], total: int) -> list[int]:
+    """Split `total` in proportion to `weights` (whose sum must not be zero) into
+    integers that add up to exactly `total`."""
+    denominator = sum(weights)
+    if denominator == 0:
+        raise ValueError("weights sum to zero")
+    sign = 1 if denominator > 0 else -1
+    denominator *= sign
+    parts: list[int] = []
+    remainders: list[int] = []
+    for weight in weights:
+        # floor division by a positive denominator: remainder in [0, denominator)
+        part, remainder = divmod(total * weight * sign, denominator)
+        parts.append(part)
+        remainders.append(remainder)
+    left_over = total - sum(parts)  # 0 <= left_over < len(weights)
+    by_remainder = sorted(range(len(parts)), key=lambda i: -remainders[i])  # stable: ties by order
+    for i in by_remainder[:left_over]:
+        parts[i] += 1
+    return parts
+
+
+def split_equally(count: int, total: int) -> list[int]:
+    return largest_remainder([1] * count, total)
+
+
+def spread(leaves: Sequence[Leaf], target: int, method: str = "proportional") -> dict[int, int]:
+    """New values of the free leaves so that all leaves sum to `target`.
+
+    proportional: each free leaf scaled by (target - held) / (free total); when every free
+    leaf is zero this falls back to equal. equal: the remainder is shared equally among
+    child nodes level by level down to the rows.
+    """
+    if not leaves:
+        raise SpreadError("nothing_to_spread", "there are no rows below this cell to spread over")
+    free = [leaf for leaf in leaves if not leaf.held]
+    if not free:
+        raise SpreadError(
+            "all_held", "every row below this cell is held; release a hold to change it"
+        )
+    amount = target - sum(leaf.value for leaf in leaves if leaf.held)
+    if method == "proportional":
+        values = [leaf.value for leaf in free]
+        if any(values):
+            if sum(values) == 0:
+                raise SpreadError(
+                    "cannot_spread_proportionally",
+                    "the values below this cell sum to zero, so proportions are undefined; "
+                    "use spread 'equal'",
+                )
+            return dict(
+                zip((leaf.key for leaf in free), largest_remainder(values, amount), strict=True)
+            )
+    elif method != "equal":
+        raise ValueError(f"unknown spread method {method!r}")
+    return _spread_equal(leaves, amount, depth=0)
+
+
+def _spread_equal(leaves: Sequence[Leaf], amount: int, depth: int) -> dict[int, int]:
+    """Share `amount` (what the free rows of `leaves` must add up to) equally among the
+    child nodes at `depth`, skipping children that are entirely held."""
+    if depth == len(leaves[0].path):
+        free = [leaf for leaf in leaves if not leaf.held]
+        return dict(zip((leaf.key for leaf in free), split_equally(len(free), amount), strict=True))
+    children: dict[Hashable, list[Leaf]] = {}
+    for leaf in leaves:
+        children.setdefault(leaf.path[depth], []).append(leaf)
+    open_children = [rows for rows in children.values() if not all(r.held for r in rows)]
+    held_in_open = [sum(r.value for r in rows if r.held) for rows in open_children]
+    # Each open child gets an equal share of the whole amount plus what it holds, so that
+    # held rows inside a child count toward that child's share rather than a sibling's.
+    shares = split_equally(len(open_children), amount + sum(held_in_open))
+    result: dict[int, int] = {}
+    for rows, share, held in zip(open_children, shares, held_in_open, strict=True):
+        result.update(_spread_equal(rows, share - held, depth + 1))
+    return result

@@ -1,0 +1,80 @@
+"""Redis streams: names, connection, enqueueing validated edits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from protocol.codec import dumps, loads, parse_seq
+from protocol.edits import Edit
+
+REQUESTS = "request_duck"
+RESPONSES = "response_duck"
+GROUP = "writers"
+FIELD = b"p"
+BLOCK_MS = 1000  # blocking reads wake at least this often (stop flags, reconnects)
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def connect(url: str) -> aioredis.Redis:
+    # socket_timeout must exceed BLOCK_MS, or blocking reads time out client-side.
+    return aioredis.from_url(
+        url,
+        decode_responses=False,
+        protocol=2,  # classic stream reply shapes: [[name, [(id, fields)…]]]
+        socket_timeout=BLOCK_MS / 1000 + 10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+async def ensure_group(r: aioredis.Redis) -> None:
+    """Create the writers' consumer group (and the stream) unless it exists."""
+    try:
+        await r.xgroup_create(REQUESTS, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def enqueue(r: aioredis.Redis, edit: Edit, user: str, ref: str | None) -> str:
+    """XADD a validated edit; returns its request id (acknowledged only after this)."""
+    body = dumps({"edit": edit.as_dict(), "user": user, "ref": ref})
+    request_id = await r.xadd(REQUESTS, {FIELD: body})
+    return request_id.decode()
+
+
+def decode_entry(fields: dict[bytes, bytes]) -> dict[str, Any]:
+    return loads(fields[FIELD])
+
+
+def seq_key(seq: str) -> tuple[int, int]:
+    return parse_seq(seq)
+
+
+def later(a: str, b: str | None) -> bool:
+    """Is stream id `a` after `b` (None counts as the beginning)?"""
+    return b is None or parse_seq(a) > parse_seq(b)
+
+
+async def entries_after(r: aioredis.Redis, since: str, limit: int) -> list[dict[str, Any]] | None:
+    """Up to `limit` response payloads after `since`, oldest first; None when `since` is
+    not a retained entry (trimmed away, or not yet published): the caller must resync."""
+    first = await r.xrange(RESPONSES, count=1)
+    newest = await r.xrevrange(RESPONSES, count=1)
+    if not first:
+        return None
+    wanted = parse_seq(since)
+    if wanted < parse_seq(first[0][0].decode()) or wanted > parse_seq(newest[0][0].decode()):
+        return None
+    entries = await r.xrange(RESPONSES, min=f"({since}", count=limit)
+    return [loads(fields[FIELD]) for _, fields in entries]
+
+
+async def latest_entries(r: aioredis.Redis, limit: int) -> list[dict[str, Any]]:
+    entries = await r.xrevrange(RESPONSES, count=limit)
+    return [loads(fields[FIELD]) for _, fields in reversed(entries)]
