@@ -40,6 +40,7 @@ GROUPING SETS (
 SAME_CELL = " AND ".join(
     f"t.{c} IS NOT DISTINCT FROM d.{c}" for c in ("supplier", "brand", "family", "month", "level")
 )
+NO_SEQ = "0-0"  # the seq of a database no request has changed yet
 SUMMARY_COLUMNS = ("supplier", "brand", "family", "month", "level", "quantity", "net_amount")
 # Base-table columns whose change moves amounts between summary nodes.
 SUMMARY_INPUTS = {
@@ -115,6 +116,7 @@ def apply_batch(
         base, truncated = changed_base_rows(con, batch)
         payload = {
             "seq": seq,
+            "prev": last_applied(con) or NO_SEQ,  # the chain lets readers detect trimmed gaps
             "rows": rows,
             "base": base,
             "base_truncated": truncated,

@@ -9,11 +9,10 @@ import duckdb
 
 from protocol.catalog import SUMMARY, TABLES
 from protocol.errors import ProtocolError
-from server.apply import SUMMARY_COLUMNS, summary_row
+from server.apply import NO_SEQ, SUMMARY_COLUMNS, summary_row
 from server.sql import ident, where
 
 Conn = duckdb.DuckDBPyConnection
-NO_SEQ = "0-0"
 
 
 def _seq(cur: Conn) -> str:

@@ -68,8 +68,11 @@ async def entries_after(r: aioredis.Redis, since: str, limit: int) -> list[dict[
     newest = await r.xrevrange(RESPONSES, count=1)
     if not first:
         return None
+    # Each entry names the seq before it, so `since` is covered exactly when it is at or
+    # after the predecessor of the oldest retained entry.
+    oldest_covered = loads(first[0][1][FIELD])["prev"]
     wanted = parse_seq(since)
-    if wanted < parse_seq(first[0][0].decode()) or wanted > parse_seq(newest[0][0].decode()):
+    if wanted < parse_seq(oldest_covered) or wanted > parse_seq(newest[0][0].decode()):
         return None
     entries = await r.xrange(RESPONSES, min=f"({since}", count=limit)
     return [loads(fields[FIELD]) for _, fields in entries]

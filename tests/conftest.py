@@ -1,0 +1,110 @@
+"""Shared fixtures: one real embedded Redis per session, real DuckDB files per test,
+and real servers on port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+import redis
+import uvicorn
+
+from seed.generate import Shape, seed_database
+from server.app import create_app
+from server.config import Settings
+from server.embedded_redis import EmbeddedRedis
+from server.services import Services
+
+SMALL = Shape(suppliers=3, brands=(2, 3), families=(2, 3), products=(2, 3), customers=50)
+SMALL_SALES = 3000
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The embedded redis-server, shared by the session (external one via REDIS_URL)."""
+    external = os.environ.get("DUCKSHEET_TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as embedded:
+        yield embedded.url
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """A clean Redis for each test."""
+    with redis.Redis.from_url(redis_server) as client:
+        client.flushall()
+    return redis_server
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "ducksheet.duckdb"
+    with duckdb.connect(str(path)) as con:
+        seed_database(con, sales=SMALL_SALES, seed=7, shape=SMALL)
+    return path
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, template_db: Path) -> Path:
+    """A data dir holding a fresh copy of the small seeded database."""
+    directory = tmp_path / "data"
+    directory.mkdir()
+    shutil.copy(template_db, directory / "ducksheet.duckdb")
+    return directory
+
+
+@pytest.fixture
+def db_path(data_dir: Path) -> Path:
+    return data_dir / "ducksheet.duckdb"
+
+
+@dataclass
+class RunningServer:
+    base: str  # http://127.0.0.1:PORT
+    services: Services
+
+    @property
+    def ws_url(self) -> str:
+        return self.base.replace("http://", "ws://") + "/ws"
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base, timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, ws_max_size=64 * 1024, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(500):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.02)
+        if not server.started:
+            raise RuntimeError("server did not start")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield RunningServer(f"http://127.0.0.1:{port}", app.state.services)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 20)
+
+
+@pytest.fixture
+async def server(data_dir: Path, redis_url: str) -> AsyncIterator[RunningServer]:
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, port=0)
+    async with run_server(settings) as running:
+        yield running
