@@ -108,3 +108,12 @@ async def server(data_dir: Path, redis_url: str) -> AsyncIterator[RunningServer]
     settings = Settings(data_dir=data_dir, redis_url=redis_url, port=0)
     async with run_server(settings) as running:
         yield running
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """On CI a skipped test means a dependency is missing there: fail the run."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if os.environ.get("CI") and skipped and exitstatus == 0:
+        print(f"\nCI: {skipped} test(s) skipped; every dependency must be present on CI")
+        session.exitstatus = 1

@@ -1,0 +1,39 @@
+# ducksheet: `make run` serves, `make test` runs the whole suite. Both bootstrap .venv.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: run test test-slow lint format seed check bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+run: $(STAMP)  ## serve on http://127.0.0.1:8000 (seeds ./data and starts Redis on first run)
+	$(VENV)/bin/ducksheet serve $(ARGS)
+
+test: $(STAMP)  ## the whole test suite (real Redis, real DuckDB)
+	$(PY) -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+seed: $(STAMP)  ## e.g. make seed ARGS="--sales 1000000 --force"
+	$(VENV)/bin/ducksheet seed $(ARGS)
+
+check: $(STAMP)
+	$(VENV)/bin/ducksheet check $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

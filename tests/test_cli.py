@@ -1,0 +1,102 @@
+"""The `ducksheet` command as a user runs it: seed, check, serve with embedded Redis."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+
+from protocol.catalog import SUMMARY
+
+
+def ducksheet(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_seed_is_deterministic_and_check_passes(tmp_path: Path):
+    for name in ("a", "b"):
+        result = ducksheet("seed", "--data-dir", str(tmp_path / name), "--sales", "5000", "--seed", "3")
+        assert result.returncode == 0, result.stderr
+        assert "seeded 5,000 sales rows" in result.stdout
+    tables = ("product", "customer", "sales", SUMMARY)
+    with (
+        duckdb.connect(str(tmp_path / "a" / "ducksheet.duckdb"), read_only=True) as a,
+        duckdb.connect(str(tmp_path / "b" / "ducksheet.duckdb"), read_only=True) as b,
+    ):
+        for table in tables:
+            query = f"SELECT * FROM {table} ORDER BY ALL"
+            assert a.execute(query).fetchall() == b.execute(query).fetchall(), table
+        months = a.execute("SELECT count(DISTINCT strftime(invoice_date, '%Y-%m')) FROM sales")
+        assert months.fetchone()[0] == 24
+        assert a.execute("SELECT count(*) FROM sales").fetchone()[0] == 5000
+    check = ducksheet("check", "--data-dir", str(tmp_path / "a"))
+    assert check.returncode == 0, check.stdout + check.stderr
+    again = ducksheet("seed", "--data-dir", str(tmp_path / "a"))
+    assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_check_exits_nonzero_on_drift(tmp_path: Path):
+    assert ducksheet("seed", "--data-dir", str(tmp_path), "--sales", "2000").returncode == 0
+    with duckdb.connect(str(tmp_path / "ducksheet.duckdb")) as con:
+        con.execute(f"UPDATE {SUMMARY} SET net_amount = net_amount + 0.01 WHERE level = 0 AND rowid = 1")
+    check = ducksheet("check", "--data-dir", str(tmp_path))
+    assert check.returncode == 1
+    assert "drift:" in check.stdout and "footing:" in check.stdout
+
+
+def test_serve_seeds_starts_embedded_redis_and_stops_cleanly(tmp_path: Path):
+    data = tmp_path / "data"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "DUCKSHEET_SEED_SALES": "3000"},
+    )
+    try:
+        port = _wait_for_port(process)
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+        assert health["status"] == "ok"
+        redis_pid = int((data / "redis.pid").read_text())
+        assert (data / "redis.sock").exists()
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        # uvicorn re-raises the signal after its graceful shutdown
+        assert process.returncode in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not (data / "redis.sock").exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(redis_pid, 0)
+    assert (data / "appendonly.aof").exists()
+    with duckdb.connect(str(data / "ducksheet.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM sales").fetchone()[0] == 3000
+
+
+def _wait_for_port(process: subprocess.Popen[str]) -> int:
+    deadline = time.monotonic() + 60
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            raise AssertionError("server exited before it was ready")
+        found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+        if found:
+            return int(found.group(1))
+    raise AssertionError("server did not report its port")
