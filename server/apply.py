@@ -276,29 +276,19 @@ def capture_before(con: Conn, predicate: str, params: list[Any]) -> None:
 
 def apply_summary_edit(con: Conn, edit: Edit) -> None:
     cell = edit.condition
-    units_expr = (
-        "CAST(s.net_price * 100 AS BIGINT)" if edit.column == "net_amount" else "s.quantity"
-    )
-    path_columns = [c for c in HIERARCHY if cell[c] is None]
-    path_sql = [f"p.{c}" for c in path_columns]
-    if cell["month"] is None:
-        path_sql.append("strftime(s.invoice_date, '%Y-%m')")
     filter_sql, params = _cell_filter(cell)
-    order = ", ".join([*path_sql, "s.sale_id"])
-    path_select = ", ".join(path_sql) if path_sql else "NULL"
-    rows = con.execute(
+    # The rows below the cell, read once: they feed the spread and the before-image.
+    con.execute(
         f"""
-        SELECT s.sale_id, {units_expr}, [{path_select}]
+        CREATE OR REPLACE TEMP TABLE _cell AS
+        SELECT s.sale_id, {SALES_NODE}
         FROM sales s JOIN product p USING (product_id)
         WHERE {filter_sql}
-        ORDER BY {order}
         """,
         params,
-    ).fetchall()
-    leaves = [
-        spreading.Leaf(key, tuple(path) if path_sql else (), value) for key, value, path in rows
-    ]
+    )
     scale = 100 if edit.column == "net_amount" else 1
+    leaves = _leaves(con, cell, edit.column, with_paths=edit.spread == "equal")
     target = _units(edit.value, scale)
     if edit.expect is not None:
         current = sum(leaf.value for leaf in leaves)
@@ -307,13 +297,19 @@ def apply_summary_edit(con: Conn, edit: Edit) -> None:
             raise ProtocolError(
                 "conflict", f"the cell is {shown}, not the expected {edit.expect}", current=shown
             )
+    if leaves and edit.spread == "proportional" and not any(leaf.value for leaf in leaves):
+        leaves = _leaves(con, cell, edit.column, with_paths=True)  # all zero: equal it is
     new_values = spreading.spread(leaves, target, edit.spread)
-    old = {leaf.key: leaf.value for leaf in leaves}
-    changed = [(key, value) for key, value in new_values.items() if value != old[key]]
+    changed = [
+        (leaf.key, new_values[leaf.key])
+        for leaf in leaves
+        if new_values.get(leaf.key, leaf.value) != leaf.value
+    ]
     if not changed:
         return
-    ids = [key for key, _ in changed]
-    capture_before(con, "s.sale_id IN (SELECT unnest(?::BIGINT[]))", [ids])
+    con.execute(
+        "INSERT INTO _before SELECT * FROM _cell WHERE sale_id NOT IN (SELECT sale_id FROM _before)"
+    )
     if edit.column == "net_amount":
         assignment = "net_price = v.units::DECIMAL(18, 0) * 0.01"
     else:
@@ -324,8 +320,25 @@ def apply_summary_edit(con: Conn, edit: Edit) -> None:
         FROM (SELECT unnest(?::BIGINT[]) AS sale_id, unnest(?::BIGINT[]) AS units) v
         WHERE sales.sale_id = v.sale_id
         """,
-        [ids, [value for _, value in changed]],
+        [[key for key, _ in changed], [value for _, value in changed]],
     )
+
+
+def _leaves(con: Conn, cell: dict[str, Any], column: str, with_paths: bool) -> list[spreading.Leaf]:
+    """The rows of `_cell` as spread leaves in integer units, ordered by (path, sale_id).
+    Paths (the child node at each level below the cell) are read only for equal spreads."""
+    units = "CAST(net_price * 100 AS BIGINT)" if column == "net_amount" else "quantity"
+    path = [c for c in HIERARCHY if cell[c] is None]
+    if cell["month"] is None:
+        path.append("month")
+    if not with_paths or not path:
+        rows = con.execute(f"SELECT sale_id, {units} FROM _cell ORDER BY sale_id").fetchall()
+        return [spreading.Leaf(key, (), value) for key, value in rows]
+    columns = ", ".join(path)
+    rows = con.execute(
+        f"SELECT sale_id, {units}, [{columns}] FROM _cell ORDER BY {columns}, sale_id"
+    ).fetchall()
+    return [spreading.Leaf(key, tuple(p), value) for key, value, p in rows]
 
 
 def _cell_filter(cell: dict[str, Any]) -> tuple[str, list[Any]]:

@@ -127,13 +127,14 @@ class Hub:
                 self.dispatch(loads(fields[FIELD]))
 
     def dispatch(self, payload: dict[str, Any]) -> None:
+        # updates before outcomes: a client that sees `applied` with a seq has already
+        # been handed the changes up to that seq, so resuming from it loses nothing.
+        frame = updates_frame(payload)
+        if frame is not None:
+            seq = parse_seq(payload["seq"])
+            for subscriber in list(self.subscribers):
+                subscriber.offer(seq, frame)
         for result in payload["results"]:
             waiter = self._waiters.pop(result.get("ref") or "", None)
             if waiter is not None:
                 waiter(result)
-        frame = updates_frame(payload)
-        if frame is None:
-            return
-        seq = parse_seq(payload["seq"])
-        for subscriber in list(self.subscribers):
-            subscriber.offer(seq, frame)

@@ -10,7 +10,7 @@ deterministic.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from protocol.errors import ProtocolError
 
@@ -20,8 +20,7 @@ class SpreadError(ProtocolError):
     nothing_to_spread or all_held."""
 
 
-@dataclass(frozen=True)
-class Leaf:
+class Leaf(NamedTuple):
     """One base row below the edited cell. `path` names the child node at each level
     between the cell and the row (e.g. (family, month)); `held` rows keep their value."""
 
