@@ -22,7 +22,7 @@ from protocol.codec import dumps_text
 from protocol.edits import Edit
 from protocol.errors import ProtocolError
 from server import spread as spreading
-from server.sql import ident, typed_param, where
+from server.sql import cast_sql, ident, where
 
 Conn = duckdb.DuckDBPyConnection
 
@@ -104,14 +104,9 @@ def apply_batch(
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM _before")
-        for request in requests:
-            error = (failed or {}).get(request.id)
-            if error is None and request.edit is not None:
-                try:
-                    apply_edit(con, request.edit, batch)
-                except ProtocolError as exc:
-                    error = exc
-            results.append(_result(request, seq, error))
+        for run in _runs(requests, failed or {}):
+            for request, error in zip(run, _apply_run(con, run, batch, failed or {}), strict=True):
+                results.append(_result(request, seq, error))
         rows = update_summary(con)
         base, truncated = changed_base_rows(con, batch)
         payload = {
@@ -181,6 +176,101 @@ def _record(
 # -- edits ---------------------------------------------------------------------------
 
 
+def _is_point_edit(edit: Edit | None) -> bool:
+    """An edit of one sales row by its key: these are batched together."""
+    return (
+        edit is not None
+        and edit.table == "sales"
+        and edit.expect is None
+        and list(edit.condition) == ["sale_id"]
+        and edit.condition["sale_id"] is not None
+    )
+
+
+def _runs(requests: list[Request], failed: dict[str, ProtocolError]) -> list[list[Request]]:
+    """Consecutive point edits form one run; every other request is a run of its own."""
+    runs: list[list[Request]] = []
+    for request in requests:
+        point = request.id not in failed and _is_point_edit(request.edit)
+        if point and runs and _is_point_edit(runs[-1][0].edit) and runs[-1][0].id not in failed:
+            runs[-1].append(request)
+        else:
+            runs.append([request])
+    return runs
+
+
+def _apply_run(
+    con: Conn, run: list[Request], batch: _Batch, failed: dict[str, ProtocolError]
+) -> list[ProtocolError | None]:
+    first = run[0]
+    if first.id in failed:
+        return [failed[first.id]]
+    if first.edit is None:
+        return [ProtocolError("bad_message", "malformed request")]
+    if _is_point_edit(first.edit):
+        return apply_point_edits(con, [r.edit for r in run if r.edit is not None])
+    try:
+        apply_edit(con, first.edit, batch)
+    except ProtocolError as exc:
+        return [exc]
+    return [None]
+
+
+def apply_point_edits(con: Conn, edits: list[Edit]) -> list[ProtocolError | None]:
+    """Many single-row sales edits with a handful of statements: the same result as
+    applying them one by one (each sets a column of a row; the last one wins)."""
+    ids = sorted({edit.condition["sale_id"] for edit in edits})
+    existing = _existing(con, "sales", "sale_id", ids)
+    known = {
+        column: _existing(con, table, column, [e.value for e in edits if e.column == column])
+        for column, table in (("product_id", "product"), ("customer_id", "customer"))
+    }
+    errors: list[ProtocolError | None] = []
+    final: dict[str, dict[Any, Any]] = {}
+    for edit in edits:
+        sale_id = edit.condition["sale_id"]
+        if sale_id not in existing:
+            errors.append(ProtocolError("no_rows", f"there is no sale with sale_id {sale_id}"))
+        elif edit.column in known and edit.value not in known[edit.column]:
+            target = "product" if edit.column == "product_id" else "customer"
+            errors.append(ProtocolError("unknown_reference", f"there is no {target} {edit.value}"))
+        else:
+            final.setdefault(edit.column, {})[sale_id] = edit.value
+            errors.append(None)
+    touched = sorted({sale_id for values in final.values() for sale_id in values})
+    if touched:
+        capture_before(con, "s.sale_id IN (SELECT unnest(?::BIGINT[]))", [touched])
+    for column, values in final.items():
+        set_values(con, TABLES["sales"], column, list(values), list(values.values()))
+    return errors
+
+
+def _existing(con: Conn, table: str, column: str, values: list[Any]) -> set[Any]:
+    """Which of the integer `values` exist in table.column."""
+    if not values:
+        return set()
+    rows = con.execute(
+        f"SELECT {ident(column)} FROM {ident(table)} "
+        f"WHERE {ident(column)} IN (SELECT unnest(?::BIGINT[]))",
+        [sorted(set(values))],
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def set_values(con: Conn, table: Table, column: str, keys: list[Any], values: list[Any]) -> None:
+    """UPDATE table SET column = value per key, in one statement."""
+    key = table.key[0]
+    value = cast_sql(table.columns[column], "v.value")
+    con.execute(
+        f"""
+        UPDATE {ident(table.name)} SET {ident(column)} = {value}
+        FROM (SELECT unnest(?) AS k, unnest(?::VARCHAR[]) AS value) v
+        WHERE {ident(table.name)}.{ident(key)} = v.k
+        """,
+        [keys, [str(value) for value in values]],
+    )
+
+
 def apply_edit(con: Conn, edit: Edit, batch: _Batch) -> None:
     table = TABLES[edit.table]
     if table.summary:
@@ -217,11 +307,7 @@ def apply_base_edit(con: Conn, table: Table, edit: Edit, batch: _Batch) -> None:
         capture_before(con, "s.product_id IN (SELECT unnest(?::INTEGER[]))", [keys])
     if table.name != "sales":
         batch.base_keys.setdefault(table.name, set()).update(keys)
-    con.execute(
-        f"UPDATE {ident(table.name)} SET {ident(column.name)} = {typed_param(column)} "
-        f"WHERE {ident(key)} IN (SELECT unnest(?))",
-        [edit.value, keys],
-    )
+    set_values(con, table, column.name, keys, [edit.value] * len(keys))
 
 
 def _check_base_expect(con: Conn, table: Table, edit: Edit, key: str, keys: list[Any]) -> None:

@@ -21,7 +21,11 @@ def ident(name: str) -> str:
 
 
 def typed_param(column: Column) -> str:
-    return f"CAST(? AS {_SQL_TYPES[column.type]})"
+    return cast_sql(column, "?")
+
+
+def cast_sql(column: Column, expression: str) -> str:
+    return f"CAST({expression} AS {_SQL_TYPES[column.type]})"
 
 
 def where(table: Table, condition: dict[str, Any], alias: str = "") -> tuple[str, list[Any]]:
