@@ -56,6 +56,27 @@ class Edit:
         return out
 
 
+@dataclass(frozen=True)
+class Hold:
+    """Hold (on=True) or release a summary cell: spreads leave the rows below it alone."""
+
+    cell: dict[str, Scalar]
+    on: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"condition": self.cell, "on": self.on}
+
+
+def parse_hold(message: Any) -> Hold:
+    if not isinstance(message, dict):
+        raise ProtocolError("bad_message", "a hold must be a JSON object")
+    on = message.get("on", True)
+    if not isinstance(on, bool):
+        raise ProtocolError("bad_message", "'on' must be true (hold) or false (release)")
+    condition = parse_condition(TABLES[SUMMARY], message.get("condition"))
+    return Hold(summary_cell(condition), on)
+
+
 def parse_edit(message: Any) -> Edit:
     """Check an edit against the catalog; raise ProtocolError with a precise code."""
     if not isinstance(message, dict):
@@ -254,4 +275,4 @@ def cell_key(cell: dict[str, Any]) -> tuple[Any, ...]:
     return (cell.get("supplier"), cell.get("brand"), cell.get("family"), cell.get("month"))
 
 
-__all__ = ["SPREAD_METHODS", "SUMMARY", "Edit", "parse_edit", "summary_cell"]
+__all__ = ["SPREAD_METHODS", "SUMMARY", "Edit", "Hold", "parse_edit", "parse_hold", "summary_cell"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.catalog import TABLES
+from protocol.catalog import SUMMARY, TABLES
 from protocol.codec import loads, parse_seq
-from protocol.edits import Edit, parse_edit
+from protocol.edits import Edit, Hold, parse_condition, parse_edit, parse_hold, summary_cell
 from protocol.errors import ProtocolError
 
 MAX_NAME = 40
@@ -29,11 +29,24 @@ class EditMessage:
 
 
 @dataclass(frozen=True)
+class HoldMessage:
+    id: str
+    hold: Hold
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the user is in the sheet (a summary cell, or None), for presence."""
+
+    cell: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class Ping:
     pass
 
 
-Message = Hello | EditMessage | Ping
+Message = Hello | EditMessage | HoldMessage | Cursor | Ping
 
 
 def parse_message(data: str | bytes) -> Message:
@@ -45,6 +58,10 @@ def parse_message(data: str | bytes) -> Message:
         return _hello(raw)
     if kind == "edit":
         return EditMessage(_client_id(raw), parse_edit(raw))
+    if kind == "hold":
+        return HoldMessage(_client_id(raw), parse_hold(raw))
+    if kind == "cursor":
+        return Cursor(_cursor_cell(raw.get("cell")))
     if kind == "ping":
         return Ping()
     raise ProtocolError("unknown_type", f"unknown message type {str(kind)[:40]!r}")
@@ -57,6 +74,13 @@ def _client_id(raw: dict[str, Any]) -> str:
             "bad_message", f"'id' must be a string of 1..{MAX_CLIENT_ID} characters"
         )
     return value
+
+
+def _cursor_cell(cell: Any) -> dict[str, Any] | None:
+    if cell is None:
+        return None
+    condition = parse_condition(TABLES[SUMMARY], cell)
+    return {k: v for k, v in summary_cell(condition).items() if k != "level"}
 
 
 def _hello(raw: dict[str, Any]) -> Hello:

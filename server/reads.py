@@ -9,8 +9,10 @@ import duckdb
 
 from protocol.catalog import SUMMARY, TABLES
 from protocol.errors import ProtocolError
-from server.apply import NO_SEQ, SUMMARY_COLUMNS, summary_row
+from server.apply import NO_SEQ
+from server.holds import current_holds
 from server.sql import ident, where
+from server.summary import SUMMARY_COLUMNS, summary_row
 
 Conn = duckdb.DuckDBPyConnection
 
@@ -29,9 +31,10 @@ def snapshot(cur: Conn) -> dict[str, Any]:
             f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM {SUMMARY} "
             "ORDER BY level DESC, supplier, brand, family, month NULLS LAST"
         ).fetchall()
+        holds = current_holds(cur)
     finally:
         cur.execute("COMMIT")
-    return {"seq": seq, "rows": [summary_row(row) for row in rows]}
+    return {"seq": seq, "rows": [summary_row(row) for row in rows], "holds": holds}
 
 
 def view_table(

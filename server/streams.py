@@ -10,7 +10,8 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from protocol.codec import dumps, loads, parse_seq
-from protocol.edits import Edit
+from protocol.edits import Edit, Hold, parse_edit, parse_hold
+from protocol.errors import ProtocolError
 
 REQUESTS = "request_duck"
 RESPONSES = "response_duck"
@@ -41,15 +42,27 @@ async def ensure_group(r: aioredis.Redis) -> None:
             raise
 
 
-async def enqueue(r: aioredis.Redis, edit: Edit, user: str, ref: str | None) -> str:
-    """XADD a validated edit; returns its request id (acknowledged only after this)."""
-    body = dumps({"edit": edit.as_dict(), "user": user, "ref": ref})
+async def enqueue(r: aioredis.Redis, action: Edit | Hold, user: str, ref: str | None) -> str:
+    """XADD a validated edit or hold; returns its request id (the acknowledgement)."""
+    kind = "edit" if isinstance(action, Edit) else "hold"
+    body = dumps({kind: action.as_dict(), "user": user, "ref": ref})
     request_id = await r.xadd(REQUESTS, {FIELD: body})
     return request_id.decode()
 
 
-def decode_entry(fields: dict[bytes, bytes]) -> dict[str, Any]:
-    return loads(fields[FIELD])
+def decode_request(fields: dict[bytes, bytes]) -> tuple[Edit | Hold, str, str | None]:
+    """The action, user and ref of a request_duck entry; ProtocolError if malformed."""
+    body = loads(fields.get(FIELD, b"null"))
+    if not isinstance(body, dict) or not isinstance(body.get("user"), str):
+        raise ProtocolError("bad_message", "malformed request entry")
+    if "edit" in body:
+        action: Edit | Hold = parse_edit(body["edit"])
+    elif "hold" in body:
+        action = parse_hold(body["hold"])
+    else:
+        raise ProtocolError("bad_message", "a request holds an edit or a hold")
+    ref = body.get("ref")
+    return action, body["user"], ref if isinstance(ref, str) else None
 
 
 def seq_key(seq: str) -> tuple[int, int]:

@@ -16,7 +16,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from protocol.codec import dumps
-from protocol.edits import parse_edit
 from protocol.errors import ProtocolError
 from server.apply import Limits, Request, apply_batch, last_applied, prepare
 from server.db import Database
@@ -27,7 +26,7 @@ from server.streams import (
     REDIS_ERRORS,
     REQUESTS,
     RESPONSES,
-    decode_entry,
+    decode_request,
     ensure_group,
     later,
 )
@@ -108,7 +107,7 @@ class Writer:
     def _decode(
         self, entries: list[tuple[bytes, dict[bytes, bytes]]]
     ) -> tuple[list[Request], dict[str, ProtocolError]]:
-        """Requests not yet applied; those whose body no longer parses are rejected."""
+        """Requests not yet applied; those whose body does not parse are rejected."""
         requests: list[Request] = []
         malformed: dict[str, ProtocolError] = {}
         for raw_id, fields in entries:
@@ -116,18 +115,12 @@ class Writer:
             if not later(request_id, self.last_applied):
                 continue  # applied before a crash, not yet acknowledged
             try:
-                body = decode_entry(fields)
-                requests.append(
-                    Request(request_id, parse_edit(body["edit"]), body["user"], body.get("ref"))
-                )
-            except (ProtocolError, KeyError, TypeError) as exc:
-                error = (
-                    exc
-                    if isinstance(exc, ProtocolError)
-                    else ProtocolError("bad_message", f"malformed request: {exc}")
-                )
-                malformed[request_id] = error
-                requests.append(Request(request_id, None, "?", None))
+                action, user, ref = decode_request(fields)
+            except ProtocolError as exc:
+                malformed[request_id] = exc
+                requests.append(Request(request_id, None, "?"))
+                continue
+            requests.append(Request(request_id, action, user, ref))
         return requests, malformed
 
     def _apply(
