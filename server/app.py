@@ -43,6 +43,8 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/", index),
         Route("/update_cell", rest.update_cell, methods=["POST"]),
+        Route("/holds", rest.post_hold, methods=["POST"]),
+        Route("/holds", rest.get_holds, methods=["GET"]),
         Route("/requests/{request_id}", rest.get_request),
         Route("/get_updates", rest.get_updates),
         Route("/view_table/{table}", rest.get_view_table),

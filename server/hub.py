@@ -16,6 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from protocol.codec import dumps_text, loads, parse_seq
+from server.presence import Presence
 from server.streams import BLOCK_MS, FIELD, REDIS_ERRORS, RESPONSES
 
 log = logging.getLogger("ducksheet.hub")
@@ -87,6 +88,7 @@ class Hub:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
         self.subscribers: set[Subscriber] = set()
+        self.presence = Presence()
         self._waiters: dict[str, Callable[[Result], None]] = {}
         self._prefix = uuid.uuid4().hex[:12]
         self._counter = 0

@@ -10,8 +10,9 @@ from starlette.responses import Response
 
 from protocol.catalog import TABLES
 from protocol.codec import dumps, loads, parse_seq
-from protocol.edits import parse_condition, parse_edit
+from protocol.edits import Edit, Hold, parse_condition, parse_edit, parse_hold
 from protocol.errors import ProtocolError
+from server.holds import current_holds
 from server.reads import request_status, view_table
 from server.services import Services
 from server.streams import REDIS_ERRORS, REQUESTS, enqueue, entries_after, latest_entries
@@ -33,39 +34,55 @@ def services_of(request: Request) -> Services:
 
 
 async def update_cell(request: Request) -> Response:
-    services = services_of(request)
+    data = await _body_data(request, "{table, column, value, condition}")
+    return await _submit(request, parse_edit(data))
+
+
+async def post_hold(request: Request) -> Response:
+    data = await _body_data(request, "{condition, on}")
+    return await _submit(request, parse_hold(data))
+
+
+async def get_holds(request: Request) -> Response:
+    holds = await services_of(request).db.read(current_holds)
+    return json_response({"data": {"holds": holds}})
+
+
+async def _body_data(request: Request, shape: str) -> dict[str, Any]:
     body = await request.body()
     if len(body) > MAX_BODY:
         raise ProtocolError("too_big", f"request body above {MAX_BODY} bytes")
     raw = loads(body)
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
-        raise ProtocolError(
-            "bad_message", 'the body must be {"data": {table, column, value, condition}}'
-        )
-    edit = parse_edit(raw["data"])
+        raise ProtocolError("bad_message", f'the body must be {{"data": {shape}}}')
+    return raw["data"]
+
+
+async def _submit(request: Request, action: Edit | Hold) -> Response:
+    """Enqueue; answer 202 queued, or with ?wait=S the outcome once the writer decided."""
+    services = services_of(request)
     wait = _wait_seconds(request)
     done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
     ref = services.hub.new_ref(lambda result: done.done() or done.set_result(result))
     try:
-        request_id = await enqueue(services.redis, edit, "rest", ref)
+        request_id = await enqueue(services.redis, action, "rest", ref)
     except REDIS_ERRORS as exc:
         services.hub.forget(ref)
         raise ProtocolError("unavailable", "the edit queue is unavailable; retry") from exc
+    queued = json_response({"data": {"request_id": request_id, "status": "queued"}}, 202)
     if wait <= 0:
         services.hub.forget(ref)
-        return json_response({"data": {"request_id": request_id, "status": "queued"}}, 202)
+        return queued
     try:
         result = await asyncio.wait_for(done, wait)
     except TimeoutError:
         services.hub.forget(ref)
-        return json_response({"data": {"request_id": request_id, "status": "queued"}}, 202)
+        return queued
     data = {"request_id": request_id, "status": result["status"]}
     if result["status"] == "applied":
         return json_response({"data": {**data, "seq": result["seq"]}})
-    error = ProtocolError(
-        **{"code": result["error"]["code"], "message": result["error"]["message"]}
-    )
-    return json_response({"data": data, "error": result["error"]}, error.http_status)
+    status = ProtocolError(result["error"]["code"], "").http_status
+    return json_response({"data": data, "error": result["error"]}, status)
 
 
 def _wait_seconds(request: Request) -> float:

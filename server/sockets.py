@@ -9,9 +9,10 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from protocol.codec import dumps_text
+from protocol.codec import dumps_text, loads
+from protocol.edits import Edit, Hold
 from protocol.errors import ProtocolError
-from protocol.messages import EditMessage, Hello, Ping, parse_message
+from protocol.messages import Cursor, EditMessage, Hello, HoldMessage, Ping, parse_message
 from server.hub import Subscriber, updates_frame
 from server.reads import snapshot
 from server.services import Services
@@ -56,6 +57,7 @@ class Session:
         self.user = hello.name
         hub = self.services.hub
         hub.subscribers.add(self.subscriber)
+        self.member = hub.presence.join(self.user, self.subscriber.send)
         pump = asyncio.create_task(self._pump())
         try:
             await self._greet(hello)
@@ -63,6 +65,7 @@ class Session:
         except WebSocketDisconnect:
             pass
         finally:
+            hub.presence.leave(self.member)
             hub.subscribers.discard(self.subscriber)
             for ref in self._refs:
                 hub.forget(ref)
@@ -85,7 +88,16 @@ class Session:
             replay = await entries_after(services.redis, hello.since, REPLAY_LIMIT)
         state = await services.db.read(snapshot) if replay is None else None
         seq = state["seq"] if state else hello.since
-        self.send({"type": "welcome", "user": self.user, "role": "editor", "seq": seq})
+        self.send(
+            {
+                "type": "welcome",
+                "user": self.user,
+                "id": self.member.id,
+                "role": "editor",
+                "seq": seq,
+                "presence": services.hub.presence.others(self.member),
+            }
+        )
         if state is not None:
             if hello.since is not None:
                 self.send({"type": "resync", "seq": state["seq"]})
@@ -106,7 +118,11 @@ class Session:
             try:
                 message = parse_message(data)
                 if isinstance(message, EditMessage):
-                    await self._edit(message)
+                    await self._submit(message.id, message.edit)
+                elif isinstance(message, HoldMessage):
+                    await self._submit(message.id, message.hold)
+                elif isinstance(message, Cursor):
+                    self.services.hub.presence.move(self.member, message.cell)
                 elif isinstance(message, Ping):
                     self.send({"type": "pong"})
                 else:
@@ -123,27 +139,28 @@ class Session:
                 {"type": "rejected", "id": client_id, "request": None, "error": exc.as_dict()}
             )
 
-    async def _edit(self, message: EditMessage) -> None:
+    async def _submit(self, client_id: str, action: Edit | Hold) -> None:
+        """XADD, answer `queued`, and later `applied`/`rejected` (never before `queued`)."""
         state: dict[str, Any] = {"queued": False, "result": None}
 
         def on_result(result: dict[str, Any]) -> None:
             self._refs.discard(ref)
             if state["queued"]:
-                self._send_result(message.id, result)
+                self._send_result(client_id, result)
             else:
                 state["result"] = result
 
         ref = self.services.hub.new_ref(on_result)
         self._refs.add(ref)
         try:
-            request_id = await enqueue(self.services.redis, message.edit, self.user, ref)
+            request_id = await enqueue(self.services.redis, action, self.user, ref)
         except REDIS_ERRORS as exc:
             self.services.hub.forget(ref)
             raise ProtocolError("unavailable", "the edit queue is unavailable; retry") from exc
-        self.send({"type": "queued", "id": message.id, "request": request_id})
+        self.send({"type": "queued", "id": client_id, "request": request_id})
         state["queued"] = True
         if state["result"] is not None:
-            self._send_result(message.id, state["result"])
+            self._send_result(client_id, state["result"])
 
     def _send_result(self, client_id: str, result: dict[str, Any]) -> None:
         frame: dict[str, Any] = {
@@ -167,12 +184,14 @@ class Session:
 def _client_id_of(data: str) -> str | None:
     """The `id` of an edit that failed validation, if the frame was JSON with one."""
     try:
-        from protocol.codec import loads
-
         raw = loads(data)
     except ProtocolError:
         return None
-    if isinstance(raw, dict) and raw.get("type") == "edit" and isinstance(raw.get("id"), str):
+    if (
+        isinstance(raw, dict)
+        and raw.get("type") in ("edit", "hold")
+        and isinstance(raw.get("id"), str)
+    ):
         return raw["id"][:64]
     return None
 

@@ -19,6 +19,7 @@ import uvicorn
 
 from seed.generate import Shape, seed_database
 from server.app import create_app
+from server.batch import prepare
 from server.config import Settings
 from server.embedded_redis import EmbeddedRedis
 from server.services import Services
@@ -66,6 +67,13 @@ def data_dir(tmp_path: Path, template_db: Path) -> Path:
 @pytest.fixture
 def db_path(data_dir: Path) -> Path:
     return data_dir / "ducksheet.duckdb"
+
+
+@pytest.fixture
+def con(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    with duckdb.connect(str(db_path)) as connection:
+        prepare(connection)
+        yield connection
 
 
 @dataclass

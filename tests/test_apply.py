@@ -2,76 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-from itertools import count
-from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
+from helpers import a_brand_month, apply, assert_exact, cell, families_of, request, summary_edit
 
 from protocol.catalog import SUMMARY
-from protocol.edits import parse_edit
-from server.apply import Limits, Request, apply_batch, prepare
-from server.check import footing_errors, summary_drift
-
-_ids = count(1)
-
-
-@pytest.fixture
-def con(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    with duckdb.connect(str(db_path)) as connection:
-        prepare(connection)
-        yield connection
-
-
-def request(message: dict[str, Any], user: str = "ann") -> Request:
-    return Request(f"1000-{next(_ids)}", parse_edit(message), user)
-
-
-def apply(con: duckdb.DuckDBPyConnection, *messages: dict[str, Any]) -> dict[str, Any]:
-    return apply_batch(con, [request(m) for m in messages], Limits())
-
-
-def assert_exact(con: duckdb.DuckDBPyConnection) -> None:
-    assert summary_drift(con) == []
-    assert footing_errors(con) == []
-
-
-def cell(con: duckdb.DuckDBPyConnection, **key: Any) -> tuple[int, Decimal]:
-    clauses = " AND ".join(
-        f"{c} IS NULL" if key.get(c) is None else f"{c} = ?"
-        for c in ("supplier", "brand", "family", "month")
-    )
-    params = [key[c] for c in ("supplier", "brand", "family", "month") if key.get(c) is not None]
-    row = con.execute(
-        f"SELECT quantity, net_amount FROM {SUMMARY} WHERE {clauses}", params
-    ).fetchone()
-    assert row is not None, key
-    return row
-
-
-def families_of(con: duckdb.DuckDBPyConnection, supplier: str, brand: str, month: str) -> dict:
-    return dict(
-        con.execute(
-            f"SELECT family, net_amount FROM {SUMMARY} WHERE level = 0 AND supplier = ? "
-            "AND brand = ? AND month = ? ORDER BY family",
-            [supplier, brand, month],
-        ).fetchall()
-    )
-
-
-def a_brand_month(con: duckdb.DuckDBPyConnection) -> tuple[str, str, str]:
-    """A brand-month with at least two families that have sales."""
-    return con.execute(
-        f"SELECT supplier, brand, month FROM {SUMMARY} WHERE level = 0 AND month IS NOT NULL "
-        "GROUP BY ALL HAVING count(*) >= 2 ORDER BY sum(line_count) DESC LIMIT 1"
-    ).fetchone()
-
-
-def summary_edit(value: Any, **condition: Any) -> dict[str, Any]:
-    return {"table": SUMMARY, "column": "net_amount", "value": value, "condition": condition}
+from server.apply import Limits, apply_batch, prepare
 
 
 def test_leaf_edit_updates_sales_and_keeps_summary_exact(con):

@@ -29,7 +29,9 @@ def ducksheet(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
 def test_seed_is_deterministic_and_check_passes(tmp_path: Path):
     for name in ("a", "b"):
-        result = ducksheet("seed", "--data-dir", str(tmp_path / name), "--sales", "5000", "--seed", "3")
+        result = ducksheet(
+            "seed", "--data-dir", str(tmp_path / name), "--sales", "5000", "--seed", "3"
+        )
         assert result.returncode == 0, result.stderr
         assert "seeded 5,000 sales rows" in result.stdout
     tables = ("product", "customer", "sales", SUMMARY)
@@ -52,7 +54,9 @@ def test_seed_is_deterministic_and_check_passes(tmp_path: Path):
 def test_check_exits_nonzero_on_drift(tmp_path: Path):
     assert ducksheet("seed", "--data-dir", str(tmp_path), "--sales", "2000").returncode == 0
     with duckdb.connect(str(tmp_path / "ducksheet.duckdb")) as con:
-        con.execute(f"UPDATE {SUMMARY} SET net_amount = net_amount + 0.01 WHERE level = 0 AND rowid = 1")
+        con.execute(
+            f"UPDATE {SUMMARY} SET net_amount = net_amount + 0.01 WHERE level = 0 AND rowid = 1"
+        )
     check = ducksheet("check", "--data-dir", str(tmp_path))
     assert check.returncode == 1
     assert "drift:" in check.stdout and "footing:" in check.stdout

@@ -66,18 +66,35 @@ def test_text_values_are_bounded_and_clean():
 
 def test_summary_condition_names_one_cell():
     parsed = parse_edit(
-        {"table": SUMMARY, "column": "net_amount", "value": 5, "condition": {"supplier": "A", "brand": "B"}}
+        {
+            "table": SUMMARY,
+            "column": "net_amount",
+            "value": 5,
+            "condition": {"supplier": "A", "brand": "B"},
+        }
     )
-    assert parsed.condition == {"supplier": "A", "brand": "B", "family": None, "month": None, "level": 1}
+    assert parsed.condition == {
+        "supplier": "A",
+        "brand": "B",
+        "family": None,
+        "month": None,
+        "level": 1,
+    }
     whole = parse_edit({"table": SUMMARY, "column": "quantity", "value": 5, "condition": {}})
     assert whole.condition["level"] == 7
     for bad in ({"brand": "B"}, {"supplier": "A", "family": "f"}, {"quantity": 1}):
-        assert code_of({"table": SUMMARY, "column": "net_amount", "value": 1, "condition": bad}) == "not_a_cell"
+        assert (
+            code_of({"table": SUMMARY, "column": "net_amount", "value": 1, "condition": bad})
+            == "not_a_cell"
+        )
     wrong_level = {"supplier": "A", "level": 0}
-    assert code_of({"table": SUMMARY, "column": "net_amount", "value": 1, "condition": wrong_level}) == "not_a_cell"
-    assert code_of({"table": SUMMARY, "column": "net_amount", "value": 1, "condition": {"month": "2024-13"}}) == (
-        "invalid_condition"
+    assert (
+        code_of({"table": SUMMARY, "column": "net_amount", "value": 1, "condition": wrong_level})
+        == "not_a_cell"
     )
+    assert code_of(
+        {"table": SUMMARY, "column": "net_amount", "value": 1, "condition": {"month": "2024-13"}}
+    ) == ("invalid_condition")
 
 
 def test_messages():

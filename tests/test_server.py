@@ -5,63 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 from decimal import Decimal
-from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 import websockets
+from helpers import TIMEOUT, Client, read, some_sales
 
 from protocol.catalog import SUMMARY
 from server.check import footing_errors, summary_drift
 from server.streams import RESPONSES
-
-TIMEOUT = 10
-
-
-class Client:
-    """A WebSocket client that keeps every frame it receives."""
-
-    def __init__(self, ws: websockets.ClientConnection) -> None:
-        self.ws = ws
-        self.frames: list[dict[str, Any]] = []
-
-    @classmethod
-    async def connect(cls, server, name: str, since: str | None = None) -> Client:
-        ws = await websockets.connect(server.ws_url, max_size=None)
-        client = cls(ws)
-        await client.send({"type": "hello", "name": name, "since": since})
-        return client
-
-    async def send(self, message: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(message))
-
-    async def next(self, kind: str, **match: Any) -> dict[str, Any]:
-        """The next frame of `kind` (matching fields), reading as needed."""
-        for frame in self.frames:
-            if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
-                self.frames.remove(frame)
-                return frame
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                frame = orjson.loads(await self.ws.recv())
-                if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
-                    return frame
-                self.frames.append(frame)
-
-    async def edit(self, client_id: str, **edit: Any) -> None:
-        await self.send({"type": "edit", "id": client_id, **edit})
-
-    async def close(self) -> None:
-        await self.ws.close()
-
-
-async def read(server, sql: str, *params: Any) -> list[tuple]:
-    return await server.services.db.read(lambda cur: cur.execute(sql, list(params)).fetchall())
-
-
-async def some_sales(server, n: int) -> list[int]:
-    rows = await read(server, "SELECT sale_id FROM sales ORDER BY sale_id LIMIT ?", n)
-    return [r[0] for r in rows]
 
 
 async def test_edit_over_websocket_reaches_duckdb_stream_and_other_clients(server, redis_url):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.spread import Leaf, SpreadError, largest_remainder, spread, split_equally
+from server.spread import Leaf, SpreadError, largest_remainder, split_equally, spread
 
 
 def test_largest_remainder_foots_and_breaks_ties_by_order():
@@ -29,8 +29,8 @@ def test_largest_remainder_rejects_zero_sum():
 
 
 @given(
-    st.lists(st.integers(-10**9, 10**9), min_size=1, max_size=40).filter(lambda w: sum(w) != 0),
-    st.integers(-10**12, 10**12),
+    st.lists(st.integers(-(10**9), 10**9), min_size=1, max_size=40).filter(lambda w: sum(w) != 0),
+    st.integers(-(10**12), 10**12),
 )
 def test_largest_remainder_is_exact_and_within_one_unit(weights, total):
     parts = largest_remainder(weights, total)
@@ -40,7 +40,9 @@ def test_largest_remainder_is_exact_and_within_one_unit(weights, total):
         assert abs(part - exact) < 1
 
 
-def leaves(*values: int, paths: list[tuple] | None = None, held: set[int] = frozenset()) -> list[Leaf]:
+def leaves(
+    *values: int, paths: list[tuple] | None = None, held: set[int] = frozenset()
+) -> list[Leaf]:
     paths = paths or [()] * len(values)
     return [Leaf(i, paths[i], v, i in held) for i, v in enumerate(values)]
 
@@ -89,11 +91,13 @@ def test_equal_with_a_held_row_inside_a_child():
 
 @given(
     st.lists(
-        st.tuples(st.sampled_from("abc"), st.sampled_from("xy"), st.integers(-1000, 1000), st.booleans()),
+        st.tuples(
+            st.sampled_from("abc"), st.sampled_from("xy"), st.integers(-1000, 1000), st.booleans()
+        ),
         min_size=1,
         max_size=30,
     ),
-    st.integers(-10**7, 10**7),
+    st.integers(-(10**7), 10**7),
     st.sampled_from(["proportional", "equal"]),
 )
 def test_spread_always_lands_exactly_on_target(rows, target, method):

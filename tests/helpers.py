@@ -1,0 +1,118 @@
+"""Helpers shared by the tests: requests for the writer, summary look-ups, and a
+WebSocket client that keeps every frame it receives."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from itertools import count
+from typing import Any
+
+import duckdb
+import orjson
+import websockets
+
+from protocol.catalog import SUMMARY
+from protocol.edits import parse_edit
+from server.apply import Limits, Request, apply_batch
+from server.check import footing_errors, summary_drift
+
+_ids = count(1)
+
+
+def request(message: dict[str, Any], user: str = "ann") -> Request:
+    return Request(f"1000-{next(_ids)}", parse_edit(message), user)
+
+
+def apply(con: duckdb.DuckDBPyConnection, *messages: dict[str, Any]) -> dict[str, Any]:
+    return apply_batch(con, [request(m) for m in messages], Limits())
+
+
+def assert_exact(con: duckdb.DuckDBPyConnection) -> None:
+    assert summary_drift(con) == []
+    assert footing_errors(con) == []
+
+
+def cell(con: duckdb.DuckDBPyConnection, **key: Any) -> tuple[int, Decimal]:
+    clauses = " AND ".join(
+        f"{c} IS NULL" if key.get(c) is None else f"{c} = ?"
+        for c in ("supplier", "brand", "family", "month")
+    )
+    params = [key[c] for c in ("supplier", "brand", "family", "month") if key.get(c) is not None]
+    row = con.execute(
+        f"SELECT quantity, net_amount FROM {SUMMARY} WHERE {clauses}", params
+    ).fetchone()
+    assert row is not None, key
+    return row
+
+
+def families_of(con: duckdb.DuckDBPyConnection, supplier: str, brand: str, month: str) -> dict:
+    return dict(
+        con.execute(
+            f"SELECT family, net_amount FROM {SUMMARY} WHERE level = 0 AND supplier = ? "
+            "AND brand = ? AND month = ? ORDER BY family",
+            [supplier, brand, month],
+        ).fetchall()
+    )
+
+
+def a_brand_month(con: duckdb.DuckDBPyConnection) -> tuple[str, str, str]:
+    """A brand-month with at least two families that have sales."""
+    return con.execute(
+        f"SELECT supplier, brand, month FROM {SUMMARY} WHERE level = 0 AND month IS NOT NULL "
+        "GROUP BY ALL HAVING count(*) >= 2 ORDER BY sum(line_count) DESC LIMIT 1"
+    ).fetchone()
+
+
+def summary_edit(value: Any, **condition: Any) -> dict[str, Any]:
+    return {"table": SUMMARY, "column": "net_amount", "value": value, "condition": condition}
+
+
+TIMEOUT = 10
+
+
+class Client:
+    """A WebSocket client that keeps every frame it receives."""
+
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+
+    @classmethod
+    async def connect(cls, server, name: str, since: str | None = None) -> Client:
+        ws = await websockets.connect(server.ws_url, max_size=None)
+        client = cls(ws)
+        await client.send({"type": "hello", "name": name, "since": since})
+        return client
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def next(self, kind: str, **match: Any) -> dict[str, Any]:
+        """The next frame of `kind` (matching fields), reading as needed."""
+        for frame in self.frames:
+            if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
+                self.frames.remove(frame)
+                return frame
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                frame = orjson.loads(await self.ws.recv())
+                if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
+                    return frame
+                self.frames.append(frame)
+
+    async def edit(self, client_id: str, **edit: Any) -> None:
+        await self.send({"type": "edit", "id": client_id, **edit})
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+async def read(server, sql: str, *params: Any) -> list[tuple]:
+    return await server.services.db.read(lambda cur: cur.execute(sql, list(params)).fetchall())
+
+
+async def some_sales(server, n: int) -> list[int]:
+    rows = await read(server, "SELECT sale_id FROM sales ORDER BY sale_id LIMIT ?", n)
+    return [r[0] for r in rows]
