@@ -43,60 +43,103 @@ def apply_summary_edit(con: Conn, edit: Edit, batch: Batch) -> None:
         params,
     )
     scale = 100 if edit.column == "net_amount" else 1
-    leaves = _leaves(con, cell, edit.column, edit.spread == "equal", batch)
-    if edit.expect is not None:
-        current = sum(leaf.value for leaf in leaves)
-        if current != _units(edit.expect, scale):
-            shown = _shown(current, scale)
-            raise ProtocolError(
-                "conflict", f"the cell is {shown}, not the expected {edit.expect}", current=shown
-            )
-    free = [leaf for leaf in leaves if not leaf.held]
-    if edit.spread == "proportional" and free and not any(leaf.value for leaf in free):
-        leaves = _leaves(con, cell, edit.column, True, batch)  # all zero: equal it is
-    new_values = spreading.spread(leaves, _units(edit.value, scale), edit.spread)
-    changed = [
-        (leaf.key, new_values[leaf.key])
-        for leaf in leaves
-        if new_values.get(leaf.key, leaf.value) != leaf.value
-    ]
-    if not changed:
+    units = "CAST(net_price * 100 AS BIGINT)" if edit.column == "net_amount" else "quantity"
+    held = held_flag_sql(batch)
+    held_units, free_units = con.execute(
+        f"""
+        SELECT coalesce(sum(u) FILTER (WHERE held), 0), coalesce(sum(u) FILTER (WHERE NOT held), 0)
+        FROM (SELECT {units} AS u, {held} AS held FROM _cell n)
+        """
+    ).fetchone()  # type: ignore[misc]
+    if edit.expect is not None and held_units + free_units != _units(edit.expect, scale):
+        shown = _shown(held_units + free_units, scale)
+        raise ProtocolError(
+            "conflict", f"the cell is {shown}, not the expected {edit.expect}", current=shown
+        )
+    target = _units(edit.value, scale)
+    if edit.spread == "proportional" and free_units != 0:
+        # The common case stays in SQL: the same largest-remainder rule as server.spread.
+        _spread_proportionally(con, units, held, target - held_units)
+    else:
+        # Equal spreads and the edge cases (no rows, all held, all zero, zero sum).
+        leaves = _leaves(con, cell, units, held)
+        new_values = spreading.spread(leaves, target, edit.spread)
+        changes = [(leaf.key, leaf.value, new_values.get(leaf.key, leaf.value)) for leaf in leaves]
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE _new AS
+            SELECT unnest(?::BIGINT[]) AS sale_id, unnest(?::BIGINT[]) AS old_units,
+                   unnest(?::BIGINT[]) AS new_units
+            """,
+            [list(column) for column in zip(*changes, strict=True)] if changes else [[], [], []],
+        )
+    _write_new_units(con, edit.column)
+
+
+def _spread_proportionally(con: Conn, units: str, held: str, amount: int) -> None:
+    """Largest remainder over the free rows in (sale_id) order, in exact HUGEINT math:
+    floor(amount * w / total) each, then one more unit to the largest remainders."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _new AS
+        WITH free AS (
+            SELECT sale_id, {units}::HUGEINT AS w FROM _cell n WHERE NOT ({held})
+        ),
+        shares AS (
+            SELECT f.sale_id, f.w, f.w * sign(t.total) * $amount AS num, abs(t.total) AS den
+            FROM free f, (SELECT sum(w) AS total FROM free) t
+        ),
+        floored AS (
+            SELECT sale_id, w, (num - ((num % den) + den) % den) // den AS part,
+                   ((num % den) + den) % den AS remainder
+            FROM shares
+        ),
+        ranked AS (
+            SELECT sale_id, w, part,
+                   row_number() OVER (ORDER BY remainder DESC, sale_id) AS rank,
+                   $amount - sum(part) OVER () AS left_over
+            FROM floored
+        )
+        SELECT sale_id, w::BIGINT AS old_units,
+               (part + CASE WHEN rank <= left_over THEN 1 ELSE 0 END)::BIGINT AS new_units
+        FROM ranked
+        """,
+        {"amount": amount},
+    )
+
+
+def _write_new_units(con: Conn, column: str) -> None:
+    """Apply `_new` (sale_id, old_units, new_units) to the sales rows that change."""
+    changed = "SELECT sale_id FROM _new WHERE new_units <> old_units"
+    if not con.execute(f"SELECT count(*) FROM ({changed})").fetchone()[0]:  # type: ignore[index]
         return
     con.execute(
-        "INSERT INTO _before SELECT * FROM _cell WHERE sale_id NOT IN (SELECT sale_id FROM _before)"
+        f"INSERT INTO _before SELECT * FROM _cell WHERE sale_id IN ({changed}) "
+        "AND sale_id NOT IN (SELECT sale_id FROM _before)"
     )
-    if edit.column == "net_amount":
-        assignment = "net_price = v.units::DECIMAL(18, 0) * 0.01"
+    if column == "net_amount":
+        assignment = "net_price = v.new_units::DECIMAL(18, 0) * 0.01"
     else:
-        assignment = "quantity = v.units::INTEGER"
+        assignment = "quantity = v.new_units::INTEGER"
     con.execute(
         f"""
         UPDATE sales SET {assignment}
-        FROM (SELECT unnest(?::BIGINT[]) AS sale_id, unnest(?::BIGINT[]) AS units) v
+        FROM (SELECT sale_id, new_units FROM _new WHERE new_units <> old_units) v
         WHERE sales.sale_id = v.sale_id
-        """,
-        [[key for key, _ in changed], [value for _, value in changed]],
+        """
     )
 
 
-def _leaves(
-    con: Conn, cell: dict[str, Any], column: str, with_paths: bool, batch: Batch
-) -> list[spreading.Leaf]:
-    """The rows of `_cell` as spread leaves in integer units, ordered by (path, sale_id).
-    Paths (the child node at each level below the cell) are read only for equal spreads."""
-    units = "CAST(net_price * 100 AS BIGINT)" if column == "net_amount" else "quantity"
-    held = held_flag_sql(batch)
+def _leaves(con: Conn, cell: dict[str, Any], units: str, held: str) -> list[spreading.Leaf]:
+    """The rows of `_cell` as spread leaves in integer units, ordered by (path, sale_id),
+    where the path names the child node at each level below the cell."""
     path = [c for c in HIERARCHY if cell[c] is None]
     if cell["month"] is None:
         path.append("month")
-    if not with_paths or not path:
-        rows = con.execute(
-            f"SELECT sale_id, {units}, {held} FROM _cell n ORDER BY sale_id"
-        ).fetchall()
-        return [spreading.Leaf(key, (), value, flag) for key, value, flag in rows]
     columns = ", ".join(path)
     rows = con.execute(
-        f"SELECT sale_id, {units}, [{columns}], {held} FROM _cell n ORDER BY {columns}, sale_id"
+        f"SELECT sale_id, {units}, [{columns}], {held} FROM _cell n "
+        f"ORDER BY {columns + ', ' if path else ''}sale_id"
     ).fetchall()
     return [spreading.Leaf(key, tuple(p), value, flag) for key, value, p, flag in rows]
 
