@@ -52,19 +52,11 @@ def _data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def run_serve(settings: Settings, _args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from server.app import create_app
+    from server.runner import make_server
 
     if not settings.database_path.exists():
         log.info("no database yet: seeding %s sales rows (first start only)", settings.seed_sales)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        ws_max_size=64 * 1024,
-        log_level="info",
-    )
+    make_server(settings).run()
     return 0
 
 

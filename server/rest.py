@@ -61,6 +61,7 @@ async def _body_data(request: Request, shape: str) -> dict[str, Any]:
 async def _submit(request: Request, action: Edit | Hold) -> Response:
     """Enqueue; answer 202 queued, or with ?wait=S the outcome once the writer decided."""
     services = services_of(request)
+    services.check_writable()
     wait = _wait_seconds(request)
     done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
     ref = services.hub.new_ref(lambda result: done.done() or done.set_result(result))

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 
+from protocol.errors import ProtocolError
 from server.apply import Limits
 from server.config import Settings
 from server.db import Database
@@ -29,6 +31,18 @@ class Services:
     writer: Writer
     embedded: EmbeddedRedis | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    sessions: set[Any] = field(default_factory=set)  # open WebSocket sessions
+
+    def check_writable(self) -> None:
+        """Refuse new edits while they could not be applied (answered as 503)."""
+        if self.db.failure:
+            raise ProtocolError("unavailable", "the database has failed; edits are refused")
+        if self.tasks and self.tasks[0].done():
+            raise ProtocolError("unavailable", "the writer is not running; edits are refused")
+
+    async def close_sessions(self, code: int = 1001, reason: str = "server going away") -> None:
+        for session in list(self.sessions):
+            await session.close(code, reason)
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:

@@ -37,9 +37,9 @@ class Session:
 
     def _too_slow(self) -> None:
         log.info("closing %s: too slow to keep up", self.user)
-        asyncio.get_running_loop().create_task(self._close(CLOSE_TRY_AGAIN, "too slow; resume"))
+        asyncio.get_running_loop().create_task(self.close(CLOSE_TRY_AGAIN, "too slow; resume"))
 
-    async def _close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await self.ws.close(code, reason)
 
@@ -48,13 +48,14 @@ class Session:
         try:
             hello = await asyncio.wait_for(self._receive_hello(), HELLO_TIMEOUT)
         except TimeoutError:
-            await self._close(CLOSE_POLICY, "hello expected within 5 s")
+            await self.close(CLOSE_POLICY, "hello expected within 5 s")
             return
         except ProtocolError as exc:
             await self.ws.send_text(dumps_text({"type": "error", **exc.as_dict()}))
-            await self._close(CLOSE_POLICY, exc.code)
+            await self.close(CLOSE_POLICY, exc.code)
             return
         self.user = hello.name
+        self.services.sessions.add(self)
         hub = self.services.hub
         hub.subscribers.add(self.subscriber)
         self.member = hub.presence.join(self.user, self.subscriber.send)
@@ -65,6 +66,7 @@ class Session:
         except WebSocketDisconnect:
             pass
         finally:
+            self.services.sessions.discard(self)
             hub.presence.leave(self.member)
             hub.subscribers.discard(self.subscriber)
             for ref in self._refs:
@@ -150,6 +152,7 @@ class Session:
             else:
                 state["result"] = result
 
+        self.services.check_writable()
         ref = self.services.hub.new_ref(on_result)
         self._refs.add(ref)
         try:

@@ -15,6 +15,7 @@ from protocol.errors import ProtocolError
 
 REQUESTS = "request_duck"
 RESPONSES = "response_duck"
+DEAD_LETTERS = "request_duck_dead"  # requests DuckDB could not apply, with the error
 GROUP = "writers"
 FIELD = b"p"
 BLOCK_MS = 1000  # blocking reads wake at least this often (stop flags, reconnects)

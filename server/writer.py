@@ -21,6 +21,7 @@ from server.apply import Limits, Request, apply_batch, last_applied, prepare
 from server.db import Database
 from server.streams import (
     BLOCK_MS,
+    DEAD_LETTERS,
     FIELD,
     GROUP,
     REDIS_ERRORS,
@@ -32,6 +33,14 @@ from server.streams import (
 )
 
 log = logging.getLogger("ducksheet.writer")
+
+
+MAX_ATTEMPTS = 3  # tries of a request that makes DuckDB raise, before it is dead-lettered
+TRIM_EVERY = 50  # batches between trims of request_duck below the last applied id
+
+
+class DatabaseFailed(Exception):
+    """DuckDB can no longer be written: the writer stops rather than lose edits."""
 
 
 class Writer:
@@ -54,6 +63,7 @@ class Writer:
         self.applied_requests = 0
         self.batches = 0
         self._published: list[str] = []  # outbox rows to delete in the next transaction
+        self._dead: list[dict[str, Any]] = []  # requests to move to the dead-letter stream
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -67,11 +77,16 @@ class Writer:
         while not self._stopping.is_set():
             try:
                 await self._serve()
-                return
             except REDIS_ERRORS as exc:
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("consumer group missing (redis lost its data?); recreating it")
+            else:
+                backoff = 0.1
 
     async def _serve(self) -> None:
         await ensure_group(self.redis)
@@ -96,13 +111,23 @@ class Writer:
         ids = [entry_id.decode() for entry_id, _ in entries]
         requests, malformed = self._decode(entries)
         if requests:
-            payloads = await self.db.write(self._apply, requests, malformed)
+            try:
+                payloads = await self.db.write(self._apply, requests, malformed)
+            except DatabaseFailed as exc:
+                self.db.failure = str(exc)
+                self._stopping.set()
+                log.error("DuckDB failed; the writer stops and edits stay queued: %s", exc)
+                return
+            await self._dead_letter(entries)
             for payload in payloads:
                 await self._publish(payload)
                 self.last_applied = payload["seq"]
                 self.batches += 1
             self.applied_requests += len(requests)
         await self.redis.xack(REQUESTS, GROUP, *ids)
+        if self.batches % TRIM_EVERY == 0 and self.last_applied:
+            # everything at or below the last applied id is applied and acknowledged
+            await self.redis.xtrim(REQUESTS, minid=self.last_applied, approximate=True)
 
     def _decode(
         self, entries: list[tuple[bytes, dict[bytes, bytes]]]
@@ -126,19 +151,61 @@ class Writer:
     def _apply(
         self, con: duckdb.DuckDBPyConnection, requests: list[Request], failed: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        """Payloads of the committed transactions, in order: one for the whole batch, or
-        one per request when DuckDB raised and the batch was split to isolate the cause."""
+        """Payloads of the committed transactions, in order: one for the whole batch, or,
+        when DuckDB raised, one per request so that only the culprit is rejected."""
         published, self._published = self._published, []
         try:
-            return [apply_batch(con, requests, self.limits, failed, published)]
+            return [self._attempt(con, requests, failed, published)]
         except duckdb.Error as exc:
-            if len(requests) == 1:
-                log.error("request %s failed in DuckDB: %s", requests[0].id, exc)
-                failed = {**failed, requests[0].id: ProtocolError("internal", str(exc))}
-                return [apply_batch(con, requests, self.limits, failed, published)]
             log.warning("batch of %d failed (%s); applying one by one", len(requests), exc)
-            self._published = published
-            return [p for r in requests for p in self._apply(con, [r], failed)]
+        payloads = [
+            self._apply_alone(con, r, failed, published if i == 0 else [])
+            for i, r in enumerate(requests)
+        ]
+        return payloads
+
+    def _apply_alone(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        request: Request,
+        failed: dict[str, Any],
+        published: list[str],
+    ) -> dict[str, Any]:
+        """One request in its own transaction, tried MAX_ATTEMPTS times; then it is
+        recorded as rejected (`internal`) and queued for the dead-letter stream."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return self._attempt(con, [request], failed, published)
+            except duckdb.Error as exc:
+                log.error("request %s failed (attempt %d): %s", request.id, attempt, exc)
+                error = exc
+        message = f"the database could not apply this request: {error}"
+        self._dead.append({"request": request.id, "error": message, "attempts": MAX_ATTEMPTS})
+        failed = {**failed, request.id: ProtocolError("internal", message)}
+        return self._attempt(con, [request], failed, published)
+
+    def _attempt(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        requests: list[Request],
+        failed: dict[str, Any],
+        published: list[str],
+    ) -> dict[str, Any]:
+        try:
+            return apply_batch(con, requests, self.limits, failed, published)
+        except (duckdb.FatalException, duckdb.InternalException) as exc:
+            raise DatabaseFailed(str(exc)) from exc
+        except duckdb.Error as exc:
+            if "invalidated" in str(exc):
+                raise DatabaseFailed(str(exc)) from exc
+            raise
+
+    async def _dead_letter(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        bodies = {entry_id.decode(): fields for entry_id, fields in entries}
+        for dead in self._dead:
+            body = bodies.get(dead["request"], {}).get(FIELD, b"")
+            await self.redis.xadd(DEAD_LETTERS, {FIELD: body, b"why": dumps(dead)})
+        self._dead.clear()
 
     async def _publish(self, payload: dict[str, Any]) -> None:
         try:

@@ -8,20 +8,19 @@ import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
 import httpx
 import pytest
 import redis
-import uvicorn
 
 from seed.generate import Shape, seed_database
-from server.app import create_app
 from server.batch import prepare
 from server.config import Settings
 from server.embedded_redis import EmbeddedRedis
+from server.runner import make_server
 from server.services import Services
 
 SMALL = Shape(suppliers=3, brands=(2, 3), families=(2, 3), products=(2, 3), customers=50)
@@ -91,11 +90,7 @@ class RunningServer:
 
 @contextlib.asynccontextmanager
 async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, ws_max_size=64 * 1024, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
+    server = make_server(replace(settings, host="127.0.0.1", port=0), log_level="warning")
     task = asyncio.create_task(server.serve())
     try:
         for _ in range(500):
@@ -105,7 +100,7 @@ async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
         if not server.started:
             raise RuntimeError("server did not start")
         port = server.servers[0].sockets[0].getsockname()[1]
-        yield RunningServer(f"http://127.0.0.1:{port}", app.state.services)
+        yield RunningServer(f"http://127.0.0.1:{port}", server.app.state.services)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 20)

@@ -1,0 +1,143 @@
+"""REST endpoints for analytics, export and import (DESIGN §5, §8).
+
+    GET  /reports                      the reports, their descriptions and parameters
+    GET  /reports/{name}?start_date&end_date&…[&format=csv]
+    GET  /export/{table}?format=csv|parquet
+    POST /import/{table}?mode=fast|validate&upsert=false&file_name=…   (CSV body)
+
+Reports and exports read committed snapshots on reader cursors (`services.db.read`),
+never the writer's lock. An import is saved under <data_dir>/imports/ and handed to the
+writer (`services.submit_import`), which applies it in stream order with the edits.
+"""
+
+from __future__ import annotations
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from protocol.catalog import TABLES
+from protocol.errors import ProtocolError
+from server.exporter import MEDIA_TYPES, check_request, export_table, temp_export_path
+from server.importer import (
+    IMPORT_TABLES,
+    MAX_UPLOAD_BYTES,
+    MODES,
+    ImportSpec,
+    new_import_id,
+    save_upload,
+)
+from server.reports import FORMATS, catalog, get_report, parse_params, run_report, to_csv
+from server.rest import json_response, services_of
+
+MAX_FILE_NAME = 200
+
+
+async def list_reports(_request: Request) -> Response:
+    return json_response({"data": {"reports": [r.describe() for r in catalog().values()]}})
+
+
+async def get_report_data(request: Request) -> Response:
+    report = get_report(request.path_params["name"])
+    fmt = request.query_params.get("format", "json")
+    if fmt not in FORMATS:
+        raise ProtocolError(
+            "invalid_value", f"format must be one of {', '.join(FORMATS)}", parameter="format"
+        )
+    params = parse_params(report, request.query_params)
+    data = await services_of(request).db.read(run_report, report, params)
+    if fmt == "csv":
+        return Response(
+            to_csv(data),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{report.name}.csv"'},
+        )
+    return json_response({"data": data})
+
+
+async def get_export(request: Request) -> Response:
+    services = services_of(request)
+    table = request.path_params["table"]
+    fmt = request.query_params.get("format", "csv")
+    check_request(table, fmt)
+    authorize(request, "export")
+    path = temp_export_path(services.settings.data_dir, table, fmt)
+    try:
+        await services.db.read(export_table, table, fmt, path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES[fmt],
+        filename=f"{table}.{fmt}",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
+async def post_import(request: Request) -> Response:
+    services = services_of(request)
+    spec = import_spec(request)
+    authorize(request, "import")
+    path = await save_upload(
+        request.stream(), services.settings.data_dir, spec.import_id, MAX_UPLOAD_BYTES
+    )
+    try:
+        outcome = await services.submit_import({**spec.as_dict(), "path": str(path)})
+    except ProtocolError:
+        path.unlink(missing_ok=True)  # nothing was queued
+        raise
+    # From here on the file belongs to the writer, which deletes it once decided.
+    data = {"import_id": spec.import_id, "status": outcome["status"]}
+    data.update({k: outcome[k] for k in ("request_id", "seq") if k in outcome})
+    if outcome["status"] == "applied":
+        return json_response({"data": {**data, "stats": outcome["stats"]}})
+    if outcome["status"] == "queued":  # still waiting for the writer: poll /requests/{id}
+        return json_response({"data": data}, 202)
+    error = outcome["error"]
+    status = ProtocolError(error["code"], error.get("message", "")).http_status
+    return json_response({"data": data, "error": error}, status)
+
+
+def import_spec(request: Request) -> ImportSpec:
+    """The import a request asks for, checked before its body is read (the path is
+    filled in once the body is saved)."""
+    table = request.path_params["table"]
+    if table not in TABLES:
+        raise ProtocolError(
+            "unknown_table", f"unknown table {table[:80]!r}; imports go to {IMPORT_TABLES}"
+        )
+    query = request.query_params
+    mode = query.get("mode", "fast")
+    if mode not in MODES:
+        raise ProtocolError("invalid_value", f"mode must be one of {', '.join(MODES)}")
+    upsert = query.get("upsert", "false").lower()
+    if upsert not in ("true", "false", "1", "0"):
+        raise ProtocolError("invalid_value", "upsert must be true or false")
+    file_name = query.get("file_name") or f"{table}.csv"
+    if len(file_name) > MAX_FILE_NAME or any(ord(ch) < 32 for ch in file_name):
+        raise ProtocolError("invalid_value", "file_name: at most 200 printable characters")
+    return ImportSpec.parse(
+        {
+            "table": table,
+            "path": "",
+            "mode": mode,
+            "file_name": file_name,
+            "import_id": new_import_id(),
+            "upsert": upsert in ("true", "1"),
+        }
+    )
+
+
+def authorize(_request: Request, _action: str) -> None:
+    """Role check hook (DESIGN §7: import and export need `admin`). There are no tokens
+    yet, so everyone may; once auth lands this raises ProtocolError("forbidden")."""
+
+
+routes = [
+    Route("/reports", list_reports),
+    Route("/reports/{name}", get_report_data),
+    Route("/export/{table}", get_export),
+    Route("/import/{table}", post_import, methods=["POST"]),
+]

@@ -1,0 +1,525 @@
+"""CSV import into `sales`, `product` or `customer` (DESIGN §8).
+
+`apply_import` runs inside a transaction the caller opened (the writer, in stream order
+with the edits; or `ducksheet import` with the server stopped). The file is read by
+DuckDB's CSV reader with explicit column types (money columns as text, checked exactly
+like edits: at most 2 decimals). Rows DuckDB cannot read (wrong type, too many or too
+few columns) are collected with `store_rejects`; every other rule is one SQL check over
+the rows read: missing values, keys repeated in the file or (without upsert) already in
+the table, unknown product_id/customer_id, negative quantity, out-of-range numbers, text
+longer than 200 characters, blank or holding control characters.
+
+* mode "fast": all or nothing. Any bad row rejects the whole file with
+  `invalid_import`, naming the first bad line; nothing is changed.
+* mode "validate": the good rows are loaded and every problem of every bad row is
+  recorded in `validation_logs` (import_id, file_name, row_number = the line in the
+  file, the header being line 1, column_name, value, reason).
+
+Keys: a row whose key is new is inserted. A key already in the table is rejected as a
+duplicate unless `upsert` is true; then that row's non-key columns replace the stored
+ones. Within one file a key may appear once; repeats are rejected (the first one wins).
+
+Afterwards the summary is rebuilt from `sales_summary_fresh` in the same transaction
+(imports of sales or product only), so it stays exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import re
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from protocol.catalog import TABLES, Column, Table
+from protocol.edits import MAX_TEXT
+from protocol.errors import ProtocolError
+from seed.generate import create_month_pivot, rebuild_summary
+from server.config import Settings
+from server.exporter import locked_message
+from server.sql import ident
+
+Conn = duckdb.DuckDBPyConnection
+Progress = Callable[[str], None]
+
+IMPORT_TABLES = ("sales", "product", "customer")
+SUMMARY_SOURCES = ("sales", "product")  # imports of these rebuild the summary
+MODES = ("fast", "validate")
+MAX_UPLOAD_BYTES = 512 << 20
+MAX_LOGGED_VALUE = 1000  # characters of a bad value kept in validation_logs
+NON_NEGATIVE = {"sales": ("quantity",)}
+REFERENCES = {"sales": (("product_id", "product"), ("customer_id", "customer"))}
+_IMPORT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_NUMBER = r"-?[0-9]+(\.[0-9]+)?"
+_CAST_PREFIX = r'^Error when converting column "[^"]*"\. '  # DuckDB's cast message
+READ_OPTIONS = (
+    "header = true, auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
+    "strict_mode = true, dateformat = '%Y-%m-%d', store_rejects = true, "
+    "rejects_table = '_import_rejects', rejects_scan = '_import_scans'"
+)
+TEMP_TABLES = (
+    "_import_read",
+    "_import",
+    "_import_problems",
+    "_import_good",
+    "_import_rejects",
+    "_import_scans",
+)
+
+
+@dataclass(frozen=True)
+class ImportSpec:
+    """What the edge (or the CLI) asks the writer to import."""
+
+    table: str
+    path: str  # the CSV file, saved by the edge under <data_dir>/imports/
+    mode: str = "fast"
+    file_name: str | None = None  # as the client named it, for validation_logs
+    import_id: str = ""
+    upsert: bool = False
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any]) -> ImportSpec:
+        table, mode = spec.get("table"), spec.get("mode", "fast")
+        if table not in IMPORT_TABLES:
+            raise ProtocolError(
+                "invalid_value", f"imports go to {', '.join(IMPORT_TABLES)}, not {table!r}"
+            )
+        if mode not in MODES:
+            raise ProtocolError("invalid_value", f"mode must be one of {', '.join(MODES)}")
+        import_id = spec.get("import_id") or new_import_id()
+        if not isinstance(import_id, str) or not _IMPORT_ID.match(import_id):
+            raise ProtocolError("invalid_value", "import_id must be 1-64 letters, digits, - or _")
+        upsert = spec.get("upsert", False)
+        if not isinstance(upsert, bool):
+            raise ProtocolError("invalid_value", "upsert must be true or false")
+        file_name = spec.get("file_name")
+        return cls(table, str(spec["path"]), mode, file_name, import_id, upsert)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def new_import_id() -> str:
+    return f"imp-{uuid.uuid4().hex}"
+
+
+def invalid(message: str, **details: Any) -> ProtocolError:
+    return ProtocolError("invalid_import", message, **details)
+
+
+# -- apply -----------------------------------------------------------------------------
+
+
+def apply_import(con: Conn, spec: Mapping[str, Any], progress: Progress | None = None) -> dict:
+    """Import one CSV file inside the caller's open transaction; return the stats
+    {import_id, table, mode, inserted, updated, rejected}.
+
+    Raises ProtocolError("invalid_import", line=...) when the file is refused as a whole
+    (fast mode with any bad row, or a bad header): nothing was changed and the
+    transaction is still usable. A duckdb.Error means the transaction is aborted."""
+    job = ImportSpec.parse(spec)
+    report = progress or (lambda _message: None)
+    table = TABLES[job.table]
+    started = time.perf_counter()
+    header = read_header(Path(job.path), table)
+    try:
+        records = _read(con, job, table, header)
+        report(f"read {records:,} rows in {time.perf_counter() - started:.2f}s")
+        rejected = _find_problems(con, table, job.upsert)
+        if rejected and job.mode == "fast":
+            raise _first_problem(con, rejected)
+        _log_problems(con, job)
+        inserted, updated = _write(con, table)
+        report(
+            f"loaded {inserted:,} new and {updated:,} updated rows, rejected {rejected:,} "
+            f"({time.perf_counter() - started:.2f}s)"
+        )
+        if job.table in SUMMARY_SOURCES and inserted + updated:
+            refresh_summary(con)
+            report(f"summary rebuilt ({time.perf_counter() - started:.2f}s)")
+    finally:
+        _drop_temp_tables(con)
+    return {
+        "import_id": job.import_id,
+        "table": job.table,
+        "mode": job.mode,
+        "inserted": inserted,
+        "updated": updated,
+        "rejected": rejected,
+    }
+
+
+def read_header(path: Path, table: Table) -> list[str]:
+    """The file's column names: the table's columns, in any order, each once."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            header = next(csv.reader(file), None)
+    except FileNotFoundError as exc:
+        raise invalid(f"the import file {path.name} is missing") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise invalid(f"line 1: cannot read the header: {exc}", line=1) from exc
+    if not header:
+        raise invalid("the file is empty: line 1 must name the columns", line=1)
+    names = [name.strip() for name in header]
+    expected = list(table.columns)
+    missing = [c for c in expected if c not in names]
+    unknown = [c for c in names if c not in table.columns]
+    if missing or unknown or len(set(names)) != len(names):
+        raise invalid(
+            f"line 1: the header must name the columns of {table.name} once each "
+            f"({', '.join(expected)}); missing: {missing or 'none'}, "
+            f"unknown: {[u[:40] for u in unknown] or 'none'}",
+            line=1,
+        )
+    return names
+
+
+def _column_types(con: Conn, table: Table) -> dict[str, str]:
+    rows = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() "
+        "WHERE table_name = ? AND schema_name = 'main' AND database_name = current_database()",
+        [table.name],
+    ).fetchall()
+    return dict(rows)
+
+
+def _read(con: Conn, job: ImportSpec, table: Table, header: list[str]) -> int:
+    """Read the file into temp table `_import` (typed rows, each with its `_line`) and
+    DuckDB's rejects into `_import_rejects`; the number of records in the file."""
+    types = _column_types(con, table)
+    read_types = {c: "VARCHAR" if table.columns[c].type == "decimal" else types[c] for c in header}
+    columns = ", ".join(f"'{name}': '{kind}'" for name, kind in read_types.items())
+    con.execute("DROP TABLE IF EXISTS temp.main._import_rejects")
+    con.execute("DROP TABLE IF EXISTS temp.main._import_scans")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _import_read AS "
+        f"SELECT * FROM read_csv(?, columns = {{{columns}}}, {READ_OPTIONS})",
+        [job.path],
+    )
+    good = _count(con, "SELECT count(*) FROM _import_read")
+    bad = _count(con, "SELECT count(DISTINCT line) FROM _import_rejects")
+    # Rows come out in file order (rowid order); a rejected record keeps its line number, so
+    # the k-th good row sits on the k-th line (from 2, the header being 1) not rejected.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _import AS
+        WITH good AS (SELECT row_number() OVER (ORDER BY rowid) - 1 AS k, * FROM _import_read),
+        lines AS (
+            SELECT line, row_number() OVER (ORDER BY line) - 1 AS k
+            FROM range(2, 2 + ?) t(line)
+            WHERE line NOT IN (SELECT line FROM _import_rejects)
+        )
+        SELECT lines.line AS _line, good.* EXCLUDE (k)
+        FROM good JOIN lines USING (k)
+        """,
+        [good + bad],
+    )
+    con.execute("DROP TABLE _import_read")
+    return good + bad
+
+
+def _count(con: Conn, sql: str, params: list[Any] | None = None) -> int:
+    return con.execute(sql, params or []).fetchone()[0]  # type: ignore[index]
+
+
+# -- checks ----------------------------------------------------------------------------
+
+
+def _find_problems(con: Conn, table: Table, upsert: bool) -> int:
+    """Fill `_import_problems(line, column_name, value, reason)` with DuckDB's rejects
+    and every failed check; the number of bad lines."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _import_problems AS
+        SELECT line::BIGINT AS line, column_name,
+               CASE WHEN error_type = 'CAST'
+                    THEN regexp_extract(error_message, 'Could not convert string "(.*)" to', 1)
+                    ELSE csv_line END AS value,
+               CASE error_type
+                   WHEN 'CAST' THEN 'wrong type: ' || regexp_replace(error_message, ?, '')
+                   WHEN 'MISSING COLUMNS' THEN 'too few columns: ' || error_message
+                   WHEN 'TOO MANY COLUMNS' THEN 'too many columns: ' || error_message
+                   ELSE lower(error_type::VARCHAR) || ': ' || error_message
+               END AS reason
+        FROM _import_rejects
+        UNION ALL
+        {" UNION ALL ".join(_checks(table, upsert))}
+        """,
+        [_CAST_PREFIX],
+    )
+    return _count(con, "SELECT count(DISTINCT line) FROM _import_problems")
+
+
+def _checks(table: Table, upsert: bool) -> list[str]:
+    """One SELECT (line, column_name, value, reason) per rule of the table."""
+    checks = [check for column in table.columns.values() for check in _column_checks(table, column)]
+    key = ident(table.key[0])
+    checks.append(
+        f"""SELECT _line, '{table.key[0]}', {key}::VARCHAR,
+                   'duplicate key: first on line ' || first_line
+            FROM (SELECT _line, {key}, min(_line) OVER (PARTITION BY {key}) AS first_line
+                  FROM _import WHERE {key} IS NOT NULL)
+            WHERE _line > first_line"""
+    )
+    if not upsert:
+        checks.append(
+            f"""SELECT _line, '{table.key[0]}', {key}::VARCHAR, 'duplicate key: already in table'
+                FROM _import WHERE {key} IN (SELECT {key} FROM {ident(table.name)})"""
+        )
+    for column, target in REFERENCES.get(table.name, ()):
+        name = ident(column)
+        checks.append(
+            f"""SELECT _line, '{column}', {name}::VARCHAR, 'unknown {column}: no such {target}'
+                FROM _import
+                WHERE {name} IS NOT NULL AND {name} NOT IN (SELECT {name} FROM {ident(target)})"""
+        )
+    return checks
+
+
+def _column_checks(table: Table, column: Column) -> list[str]:
+    name = ident(column.name)
+    missing = "missing key" if column.name in table.key else "missing value"
+    rules = [(f"{name} IS NULL", f"'{missing}'")]
+    if column.type in ("integer", "bigint"):
+        bound = column.max_abs
+        rules.append((f"({name} > {bound} OR {name} < -{bound})", f"'out of range: above {bound}'"))
+    if column.name in NON_NEGATIVE.get(table.name, ()):
+        rules.append((f"{name} < 0", f"'negative {column.name}'"))
+    if column.type == "decimal":
+        scaled = rf"-?[0-9]+(\.[0-9]{{0,{column.scale}}}0*)?"
+        number = f"TRY_CAST(trim({name}) AS DECIMAL(38, {column.scale}))"
+        rules += [
+            (
+                f"NOT regexp_full_match(trim({name}), '{_NUMBER}')",
+                "'wrong type: not a number'",
+            ),
+            (
+                f"regexp_full_match(trim({name}), '{_NUMBER}') "
+                f"AND NOT regexp_full_match(trim({name}), '{scaled}')",
+                f"'more than {column.scale} decimal places'",
+            ),
+            (
+                f"regexp_full_match(trim({name}), '{scaled}') "
+                f"AND ({number} IS NULL OR abs({number}) > {column.max_abs})",
+                f"'out of range: above {column.max_abs}'",
+            ),
+        ]
+    if column.type == "varchar":
+        rules += [
+            (f"length({name}) > {MAX_TEXT}", f"'text longer than {MAX_TEXT} characters'"),
+            (f"regexp_matches({name}, '[\\x00-\\x1f]')", "'control characters in text'"),
+            (f"trim({name}) = ''", "'blank text'"),
+        ]
+    return [
+        f"SELECT _line, '{column.name}', {name}::VARCHAR, {reason} FROM _import WHERE {where}"
+        for where, reason in rules
+    ]
+
+
+def _first_problem(con: Conn, rejected: int) -> ProtocolError:
+    line, column, value, reason = con.execute(
+        "SELECT line, column_name, value, reason FROM _import_problems "
+        "ORDER BY line, column_name NULLS FIRST LIMIT 1"
+    ).fetchone()  # type: ignore[misc]
+    where = f" in column {column}" if column else ""
+    shown = f" (value {value[:80]!r})" if value is not None else ""
+    return invalid(
+        f"line {line}: {reason}{where}{shown}; {rejected:,} bad row(s) in the file, "
+        "nothing was imported (mode 'validate' loads the good rows and logs the bad ones)",
+        line=line,
+        column=column,
+        rejected=rejected,
+    )
+
+
+def _log_problems(con: Conn, job: ImportSpec) -> None:
+    con.execute(
+        """
+        INSERT INTO validation_logs (import_id, file_name, row_number, column_name, value, reason)
+        SELECT ?, ?, line, column_name, left(value, ?), reason
+        FROM _import_problems
+        ORDER BY line, column_name NULLS FIRST
+        """,
+        [job.import_id, job.file_name, MAX_LOGGED_VALUE],
+    )
+
+
+# -- write -----------------------------------------------------------------------------
+
+
+def _write(con: Conn, table: Table) -> tuple[int, int]:
+    """Insert the good rows with new keys and update those whose key exists (only
+    possible with upsert); (inserted, updated)."""
+    key = ident(table.key[0])
+    target = ident(table.name)
+    types = _column_types(con, table)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _import_good AS
+        SELECT {
+            ", ".join(
+                f"CAST(trim({ident(c)}) AS {types[c]}) AS {ident(c)}"
+                if table.columns[c].type == "decimal"
+                else ident(c)
+                for c in table.columns
+            )
+        },
+               {key} IN (SELECT {key} FROM {target}) AS _exists
+        FROM _import
+        WHERE _line NOT IN (SELECT line FROM _import_problems)
+        """
+    )
+    updated = _count(con, "SELECT count(*) FROM _import_good WHERE _exists")
+    if updated:
+        assignments = ", ".join(
+            f"{ident(c)} = g.{ident(c)}" for c in table.columns if c not in table.key
+        )
+        con.execute(
+            f"UPDATE {target} SET {assignments} FROM _import_good g "
+            f"WHERE {target}.{key} = g.{key} AND g._exists"
+        )
+    columns = ", ".join(ident(c) for c in table.columns)
+    inserted = _count(
+        con,
+        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM _import_good WHERE NOT _exists",
+    )
+    return inserted, updated
+
+
+def refresh_summary(con: Conn) -> None:
+    """Make the summary equal `sales_summary_fresh` again after bulk changes, and the
+    month pivot view cover any new month. Changes the writer had noted for this
+    transaction (`_before`, when it exists) are void then: the rebuilt summary already
+    includes them, so they are forgotten, or the batch's upkeep would count them twice."""
+    rebuild_summary(con)
+    create_month_pivot(con)
+    pending = _count(
+        con,
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = '_before'",
+    )
+    if pending:
+        con.execute("DELETE FROM _before")
+
+
+def _drop_temp_tables(con: Conn) -> None:
+    """Free the staging tables; after a DuckDB error the transaction is aborted and its
+    rollback removes them instead."""
+    with contextlib.suppress(duckdb.Error):
+        for name in TEMP_TABLES:
+            con.execute(f"DROP TABLE IF EXISTS temp.main.{name}")
+
+
+# -- the edge: saving an upload ---------------------------------------------------------
+
+
+def uploads_dir(data_dir: Path) -> Path:
+    return data_dir / "imports"
+
+
+def upload_path(data_dir: Path, import_id: str) -> Path:
+    if not _IMPORT_ID.match(import_id):
+        raise ValueError(f"bad import id {import_id!r}")
+    return uploads_dir(data_dir) / f"{import_id}.csv"
+
+
+async def save_upload(
+    chunks: AsyncIterator[bytes],
+    data_dir: Path,
+    import_id: str,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+) -> Path:
+    """Write an uploaded CSV body to <data_dir>/imports/<import_id>.csv (via a .part file,
+    so a partial upload is never seen); too_big (413) above `max_bytes`, nothing kept."""
+    path = upload_path(data_dir, import_id)
+    part = path.with_suffix(".part")
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    file = await asyncio.to_thread(part.open, "wb")
+    size = 0
+    try:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > max_bytes:
+                raise ProtocolError("too_big", f"the import file is larger than {max_bytes} bytes")
+            await asyncio.to_thread(file.write, chunk)
+    except BaseException:
+        await asyncio.to_thread(file.close)
+        part.unlink(missing_ok=True)
+        raise
+    await asyncio.to_thread(file.close)
+    if size == 0:
+        part.unlink(missing_ok=True)
+        raise invalid("the request body is empty: send the CSV file as the body", line=1)
+    part.replace(path)
+    return path
+
+
+# -- command line ----------------------------------------------------------------------
+
+
+def add_command(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`ducksheet import FILE --table T [--validate] [--upsert]`."""
+    parser = commands.add_parser("import", help="load a CSV file (with the server stopped)")
+    parser.add_argument("file", type=Path, help="CSV file with a header line")
+    parser.add_argument("--table", required=True, choices=IMPORT_TABLES)
+    parser.add_argument(
+        "--validate",
+        action="store_true",
+        help="load the good rows and log the bad ones in validation_logs (default: all or nothing)",
+    )
+    parser.add_argument(
+        "--upsert", action="store_true", help="update rows whose key exists (default: reject)"
+    )
+    return parser
+
+
+def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    path = settings.database_path
+    if not path.exists():
+        print(f"no database at {path}", file=sys.stderr)
+        return 2
+    spec = ImportSpec(
+        table=args.table,
+        path=str(args.file.resolve()),
+        mode="validate" if args.validate else "fast",
+        file_name=args.file.name,
+        import_id=new_import_id(),
+        upsert=args.upsert,
+    )
+    try:
+        stats = import_file(path, spec, progress=lambda m: print(m, flush=True))
+    except duckdb.IOException as exc:
+        print(locked_message(path, exc), file=sys.stderr)
+        return 1
+    except ProtocolError as exc:
+        print(f"import rejected: {exc.message}", file=sys.stderr)
+        return 1
+    print(
+        f"import {stats['import_id']}: {stats['inserted']:,} inserted, "
+        f"{stats['updated']:,} updated, {stats['rejected']:,} rejected"
+        + (" (see validation_logs)" if stats["rejected"] else "")
+    )
+    return 0
+
+
+def import_file(database: Path, spec: ImportSpec, progress: Progress | None = None) -> dict:
+    """Open the database file (the server must be stopped) and import in one transaction."""
+    with duckdb.connect(str(database)) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            stats = apply_import(con, spec.as_dict(), progress)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("CHECKPOINT")
+    return stats

@@ -1,0 +1,42 @@
+"""Run the app under uvicorn with a graceful shutdown."""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+from starlette.applications import Starlette
+
+from server.app import create_app
+from server.config import Settings
+
+WS_MAX_SIZE = 64 * 1024  # larger frames close the socket with 1009
+
+
+class GracefulServer(uvicorn.Server):
+    """On SIGTERM/SIGINT: close every WebSocket with 1001 (going away; clients resume
+    with `since`), let uvicorn stop accepting and finish requests, then the lifespan
+    stops the writer after its batch, publishes, checkpoints DuckDB and stops Redis."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        services = getattr(self.app.state, "services", None)
+        if services is not None:
+            await services.close_sessions()
+        await super().shutdown(sockets)
+
+
+def make_server(settings: Settings, log_level: str = "info") -> GracefulServer:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws_max_size=WS_MAX_SIZE,
+        log_level=log_level,
+        lifespan="on",
+    )
+    return GracefulServer(config, app)
