@@ -32,7 +32,12 @@ seed: $(STAMP)  ## e.g. make seed ARGS="--sales 1000000 --force"
 check: $(STAMP)
 	$(VENV)/bin/ducksheet check $(ARGS)
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)  ## e.g. make bench ARGS="leaf --sales 1000000 --rate 1000"
 	$(PY) -m bench $(ARGS)
 
 clean:

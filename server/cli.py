@@ -1,4 +1,4 @@
-"""`ducksheet` command line: serve, seed, check."""
+"""`ducksheet` command line: serve, seed, check, bench."""
 
 from __future__ import annotations
 
@@ -34,7 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="verify the summary; exit 1 on drift")
     _data_dir(check)
 
+    bench = commands.add_parser(
+        "bench",
+        help="run the benchmarks (python -m bench from the source tree; --help for options)",
+        add_help=False,  # --help goes to the bench itself
+        prefix_chars="\0",  # pass every option through untouched
+    )
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        return run_bench(args.args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings.from_env(
         data_dir=args.data_dir,
@@ -99,6 +109,17 @@ def run_check(settings: Settings, _args: argparse.Namespace) -> int:
         return 1
     print("summary is exact: equals a fresh GROUPING SETS query, and every parent foots")
     return 0
+
+
+def run_bench(bench_args: list[str]) -> int:
+    """bench/ lives in the source tree (it is not an installed package)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "bench" / "__main__.py").exists():
+        print("ducksheet bench needs the source tree (bench/ is not installed)", file=sys.stderr)
+        return 2
+    return subprocess.call([sys.executable, "-m", "bench", *bench_args], cwd=root)
 
 
 if __name__ == "__main__":

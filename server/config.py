@@ -24,6 +24,7 @@ class Settings:
     send_queue: int = 1000  # frames buffered per socket before it is closed as too slow
     response_retention: int = 100_000  # response_duck entries kept for resume
     read_threads: int = 4
+    ws_compression: bool = False  # permessage-deflate (costs CPU per socket and frame)
 
     @property
     def database_path(self) -> Path:

@@ -11,6 +11,7 @@ from server.app import create_app
 from server.config import Settings
 
 WS_MAX_SIZE = 64 * 1024  # larger frames close the socket with 1009
+GRACEFUL_SECONDS = 10  # longest wait for open connections on shutdown
 
 
 class GracefulServer(uvicorn.Server):
@@ -36,7 +37,11 @@ def make_server(settings: Settings, log_level: str = "info") -> GracefulServer:
         host=settings.host,
         port=settings.port,
         ws_max_size=WS_MAX_SIZE,
+        # permessage-deflate would compress every frame once per socket: with many
+        # viewers that dominates the CPU (the fan-out bench), so frames go uncompressed.
+        ws_per_message_deflate=settings.ws_compression,
         log_level=log_level,
         lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
     return GracefulServer(config, app)

@@ -14,12 +14,13 @@ from protocol.errors import ProtocolError
 from server.apply import Limits
 from server.config import Settings
 from server.db import Database
-from server.embedded_redis import EmbeddedRedis
+from server.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from server.hub import Hub
 from server.streams import connect, ensure_group
 from server.writer import Writer
 
 log = logging.getLogger("ducksheet")
+WATCH_INTERVAL = 0.5  # seconds between checks that the embedded Redis still runs
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Services:
     embedded: EmbeddedRedis | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     sessions: set[Any] = field(default_factory=set)  # open WebSocket sessions
+    _stopping: bool = False
 
     def check_writable(self) -> None:
         """Refuse new edits while they could not be applied (answered as 503)."""
@@ -41,8 +43,8 @@ class Services:
             raise ProtocolError("unavailable", "the writer is not running; edits are refused")
 
     async def close_sessions(self, code: int = 1001, reason: str = "server going away") -> None:
-        for session in list(self.sessions):
-            await session.close(code, reason)
+        closing = [session.close(code, reason, wait=2.0) for session in list(self.sessions)]
+        await asyncio.gather(*closing)
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -70,9 +72,26 @@ class Services:
             asyncio.create_task(writer.run(), name="writer"),
             asyncio.create_task(hub.run(), name="hub"),
         ]
+        if embedded is not None:
+            services.tasks.append(asyncio.create_task(services._watch_redis(), name="redis-watch"))
         return services
 
+    async def _watch_redis(self) -> None:
+        """Restart the embedded redis-server if it dies; it reloads its AOF, and the
+        writer and hub reconnect on their own."""
+        assert self.embedded is not None
+        while not self._stopping:
+            await asyncio.sleep(WATCH_INTERVAL)
+            if not self.embedded.running and not self._stopping:
+                log.warning("embedded redis-server exited; restarting it")
+                try:
+                    # on the loop's (main) thread so the child still dies with this process
+                    self.embedded.start()
+                except EmbeddedRedisError as exc:
+                    log.error("could not restart the embedded redis-server: %s", exc)
+
     async def stop(self) -> None:
+        self._stopping = True
         self.writer.stop()
         self.hub.stop()
         for task in self.tasks:

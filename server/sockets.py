@@ -21,7 +21,7 @@ from server.streams import REDIS_ERRORS, enqueue, entries_after
 log = logging.getLogger("ducksheet.ws")
 HELLO_TIMEOUT = 5.0
 REPLAY_LIMIT = 10_000
-CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TRY_AGAIN = 1001, 1008, 1013
+CLOSE_UNSUPPORTED, CLOSE_POLICY, CLOSE_TRY_AGAIN = 1003, 1008, 1013
 
 
 class Session:
@@ -39,9 +39,11 @@ class Session:
         log.info("closing %s: too slow to keep up", self.user)
         asyncio.get_running_loop().create_task(self.close(CLOSE_TRY_AGAIN, "too slow; resume"))
 
-    async def close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await self.ws.close(code, reason)
+    async def close(self, code: int, reason: str, wait: float | None = None) -> None:
+        """Send a close frame. A client that stopped reading gets it once it reads again,
+        so only shutdown bounds the wait (seconds)."""
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, TimeoutError):
+            await asyncio.wait_for(self.ws.close(code, reason), wait)
 
     async def run(self) -> None:
         await self.ws.accept()
@@ -76,10 +78,25 @@ class Session:
                 await pump
 
     async def _receive_hello(self) -> Hello:
-        message = parse_message(await self.ws.receive_text())
+        message = parse_message(await self._receive())
         if not isinstance(message, Hello):
             raise ProtocolError("hello_required", "the first message must be 'hello'")
         return message
+
+    async def _receive(self) -> str:
+        """The next text frame; a binary frame ends the connection (1003)."""
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text")
+        if text is None:
+            self.send(
+                {"type": "error", "code": "bad_message", "message": "frames must be JSON text"}
+            )
+            await asyncio.sleep(0)  # let the pump send the error before the close
+            await self.close(CLOSE_UNSUPPORTED, "text frames only")
+            raise WebSocketDisconnect(CLOSE_UNSUPPORTED)
+        return text
 
     async def _greet(self, hello: Hello) -> None:
         """welcome, then the missed updates (valid since) or a snapshot; live frames held
@@ -116,7 +133,7 @@ class Session:
 
     async def _receive_loop(self) -> None:
         while True:
-            data = await self.ws.receive_text()
+            data = await self._receive()
             try:
                 message = parse_message(data)
                 if isinstance(message, EditMessage):

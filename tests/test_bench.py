@@ -1,0 +1,42 @@
+"""A tiny smoke run of the benchmark harness: real server subprocess, real load workers.
+
+No timing assertions (timing belongs in bench/): only that the run completes, every
+edit is applied and seen by every viewer, and the result files are written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # bench/ is not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from bench.__main__ import main  # noqa: E402
+
+
+def test_leaf_smoke_run_applies_every_edit_and_writes_results(tmp_path: Path):
+    argv = ["leaf", "--sales", "3000", "--duration", "2", "--rate", "50"]
+    argv += ["--editors", "2", "--viewers", "2", "--results", str(tmp_path)]
+    assert main(argv) == 0
+
+    [json_path] = tmp_path.glob("*-leaf.json")
+    markdown = json_path.with_suffix(".md")
+    assert markdown.exists()
+    data = json.loads(json_path.read_text())
+    [run] = data["runs"]
+    edits = run["edits"]
+    assert edits["scheduled"] == 100  # 2 s at 50 edits/s
+    assert edits["applied"] == 100
+    assert edits["rejected"] == {} and edits["unresolved"] == 0
+    assert run["viewers"]["count"] == 2
+    assert run["viewers"]["undelivered_pairs"] == 0
+    assert run["latency_ms"]["send_to_viewer"]["n"] == 200  # every edit at both viewers
+    assert run["latency_ms"]["send_to_applied"]["n"] == 100
+    assert run["cpu"]["pct"]["server"] >= 0
+    assert run["server"]["peak_rss_mb"]["server"] > 0
+    assert "leaf 50/s" in markdown.read_text()
+    # A PNG is written only when matplotlib is installed; it is not asserted here.
+    assert not list((tmp_path / "scratch").glob("*/ducksheet.duckdb"))  # scratch cleaned
