@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 
 from protocol.errors import ProtocolError
 from server import rest
+from server.auth import Authenticator, load_tokens
 from server.config import Settings
 from server.services import Services
 from server.sockets import websocket_endpoint
@@ -31,9 +32,12 @@ async def protocol_error(_request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: Settings) -> Starlette:
+    """The app; raises TokenError when the tokens setting or file is malformed."""
+    auth = Authenticator(load_tokens(settings.tokens, settings.tokens_file))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services = await Services.start(settings)
+        services = await Services.start(settings, auth)
         app.state.services = services
         try:
             yield
@@ -52,8 +56,10 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/ws", websocket_endpoint),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ProtocolError: protocol_error},
     )
+    app.state.auth = auth
+    return app

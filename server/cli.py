@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--redis-url", help="external Redis; unset starts the embedded one")
+    serve.add_argument(
+        "--tokens-file", type=Path, help="name:role:token lines (env DUCKSHEET_TOKENS_FILE)"
+    )
 
     seed = commands.add_parser("seed", help="create and fill a new database")
     _data_dir(seed)
@@ -51,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         redis_url=getattr(args, "redis_url", None),
+        tokens_file=getattr(args, "tokens_file", None),
     )
     return {"serve": run_serve, "seed": run_seed, "check": run_check}[args.command](settings, args)
 
@@ -62,11 +66,17 @@ def _data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def run_serve(settings: Settings, _args: argparse.Namespace) -> int:
+    from server.auth import TokenError
     from server.runner import make_server
 
+    try:
+        server = make_server(settings)
+    except TokenError as exc:
+        print(f"ducksheet: {exc}", file=sys.stderr)
+        return 2
     if not settings.database_path.exists():
         log.info("no database yet: seeding %s sales rows (first start only)", settings.seed_sales)
-    make_server(settings).run()
+    server.run()
     return 0
 
 

@@ -24,7 +24,20 @@ class Settings:
     send_queue: int = 1000  # frames buffered per socket before it is closed as too slow
     response_retention: int = 100_000  # response_duck entries kept for resume
     read_threads: int = 4
+    tokens: str | None = None  # "name:role:token,..."; none (and no file) = open mode
+    tokens_file: Path | None = None  # one name:role:token a line
+    allowed_origins: str = ""  # comma-separated; the server's own origin is always allowed
+    max_connections: int = 2000  # WebSocket sessions at once
+    edit_rate: int = 200  # edits and holds per second per connection (token bucket)
+    edit_burst: int = 400
+    max_body: int = 1 << 20  # REST request bodies (413 above)
     ws_compression: bool = False  # permessage-deflate (costs CPU per socket and frame)
+
+    @property
+    def origins(self) -> frozenset[str]:
+        return frozenset(
+            o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()
+        )
 
     @property
     def database_path(self) -> Path:
@@ -42,8 +55,9 @@ class Settings:
             if raw:
                 values[f.name] = _convert(f.name, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if "data_dir" in values:
-            values["data_dir"] = Path(values["data_dir"])
+        for name in ("data_dir", "tokens_file"):
+            if values.get(name) is not None:
+                values[name] = Path(values[name])
         return replace(cls(), **values)
 
 

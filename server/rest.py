@@ -12,12 +12,12 @@ from protocol.catalog import TABLES
 from protocol.codec import dumps, loads, parse_seq
 from protocol.edits import Edit, Hold, parse_condition, parse_edit, parse_hold
 from protocol.errors import ProtocolError
+from server.auth import Identity
 from server.holds import current_holds
 from server.reads import request_status, view_table
 from server.services import Services
 from server.streams import REDIS_ERRORS, REQUESTS, enqueue, entries_after, latest_entries
 
-MAX_BODY = 1 << 20
 MAX_WAIT = 30.0
 
 
@@ -33,32 +33,53 @@ def services_of(request: Request) -> Services:
     return request.app.state.services
 
 
+def authorize(request: Request, role: str) -> Identity:
+    """The caller's identity from `Authorization: Bearer`, holding at least `role`."""
+    identity = services_of(request).auth.identify_bearer(request.headers.get("authorization"))
+    identity.require(role)
+    return identity
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, refused (413) past the configured limit without reading it all."""
+    limit = services_of(request).settings.max_body
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ProtocolError("too_big", f"request body above {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ProtocolError("too_big", f"request body above {limit} bytes")
+    return bytes(body)
+
+
 async def update_cell(request: Request) -> Response:
+    identity = authorize(request, "editor")
     data = await _body_data(request, "{table, column, value, condition}")
-    return await _submit(request, parse_edit(data))
+    return await _submit(request, parse_edit(data), identity)
 
 
 async def post_hold(request: Request) -> Response:
+    identity = authorize(request, "editor")
     data = await _body_data(request, "{condition, on}")
-    return await _submit(request, parse_hold(data))
+    return await _submit(request, parse_hold(data), identity)
 
 
 async def get_holds(request: Request) -> Response:
+    authorize(request, "viewer")
     holds = await services_of(request).db.read(current_holds)
     return json_response({"data": {"holds": holds}})
 
 
 async def _body_data(request: Request, shape: str) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise ProtocolError("too_big", f"request body above {MAX_BODY} bytes")
-    raw = loads(body)
+    raw = loads(await read_body(request))
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
         raise ProtocolError("bad_message", f'the body must be {{"data": {shape}}}')
     return raw["data"]
 
 
-async def _submit(request: Request, action: Edit | Hold) -> Response:
+async def _submit(request: Request, action: Edit | Hold, identity: Identity) -> Response:
     """Enqueue; answer 202 queued, or with ?wait=S the outcome once the writer decided."""
     services = services_of(request)
     services.check_writable()
@@ -66,7 +87,7 @@ async def _submit(request: Request, action: Edit | Hold) -> Response:
     done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
     ref = services.hub.new_ref(lambda result: done.done() or done.set_result(result))
     try:
-        request_id = await enqueue(services.redis, action, "rest", ref)
+        request_id = await enqueue(services.redis, action, identity.name, ref)
     except REDIS_ERRORS as exc:
         services.hub.forget(ref)
         raise ProtocolError("unavailable", "the edit queue is unavailable; retry") from exc
@@ -97,6 +118,7 @@ def _wait_seconds(request: Request) -> float:
 
 
 async def get_request(request: Request) -> Response:
+    authorize(request, "viewer")
     services = services_of(request)
     request_id = request.path_params["request_id"]
     parse_seq(request_id)
@@ -109,6 +131,7 @@ async def get_request(request: Request) -> Response:
 
 
 async def get_updates(request: Request) -> Response:
+    authorize(request, "viewer")
     services = services_of(request)
     limit = _int_param(request, "limit", 100, 1, 1000)
     since = request.query_params.get("since")
@@ -125,6 +148,7 @@ async def get_updates(request: Request) -> Response:
 
 
 async def get_view_table(request: Request) -> Response:
+    authorize(request, "viewer")
     services = services_of(request)
     name = request.path_params["table"]
     table = TABLES.get(name)

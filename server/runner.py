@@ -8,6 +8,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from server.app import create_app
+from server.auth import is_loopback
 from server.config import Settings
 
 WS_MAX_SIZE = 64 * 1024  # larger frames close the socket with 1009
@@ -30,8 +31,18 @@ class GracefulServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+class OpenModeRefused(SystemExit):
+    pass
+
+
 def make_server(settings: Settings, log_level: str = "info") -> GracefulServer:
     app = create_app(settings)
+    if app.state.auth.open and not is_loopback(settings.host):
+        raise OpenModeRefused(
+            f"refusing to serve {settings.host} without tokens: anyone could edit. Add tokens "
+            "with DUCKSHEET_TOKENS=name:role:token[,...] or --tokens-file FILE (one "
+            "name:role:token a line; roles viewer, editor, admin), or bind 127.0.0.1."
+        )
     config = uvicorn.Config(
         app,
         host=settings.host,

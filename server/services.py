@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from protocol.errors import ProtocolError
 from server.apply import Limits
+from server.auth import Authenticator
 from server.config import Settings
 from server.db import Database
 from server.embedded_redis import EmbeddedRedis, EmbeddedRedisError
@@ -30,6 +31,7 @@ class Services:
     redis: aioredis.Redis
     hub: Hub
     writer: Writer
+    auth: Authenticator = field(default_factory=lambda: Authenticator({}))
     embedded: EmbeddedRedis | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     sessions: set[Any] = field(default_factory=set)  # open WebSocket sessions
@@ -47,7 +49,7 @@ class Services:
         await asyncio.gather(*closing)
 
     @classmethod
-    async def start(cls, settings: Settings) -> Services:
+    async def start(cls, settings: Settings, auth: Authenticator) -> Services:
         embedded = None
         url = settings.redis_url
         if url is None:
@@ -67,7 +69,7 @@ class Services:
         limits = Limits(settings.max_rows_per_edit, settings.base_rows_broadcast)
         writer = Writer(db, redis, limits, settings.batch_size, settings.response_retention)
         hub = Hub(redis)
-        services = cls(settings, db, redis, hub, writer, embedded)
+        services = cls(settings, db, redis, hub, writer, auth, embedded)
         services.tasks = [
             asyncio.create_task(writer.run(), name="writer"),
             asyncio.create_task(hub.run(), name="hub"),

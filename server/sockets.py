@@ -13,7 +13,9 @@ from protocol.codec import dumps_text, loads
 from protocol.edits import Edit, Hold
 from protocol.errors import ProtocolError
 from protocol.messages import Cursor, EditMessage, Hello, HoldMessage, Ping, parse_message
+from server.auth import Identity
 from server.hub import Subscriber, updates_frame
+from server.limits import RateLimited, TokenBucket
 from server.reads import snapshot
 from server.services import Services
 from server.streams import REDIS_ERRORS, enqueue, entries_after
@@ -29,6 +31,9 @@ class Session:
         self.ws = ws
         self.services = services
         self.user = "anonymous"
+        self.identity = Identity("anonymous", "viewer")
+        settings = services.settings
+        self.rate = TokenBucket(settings.edit_rate, settings.edit_burst)
         self.subscriber = Subscriber(services.settings.send_queue, self._too_slow)
         self._refs: set[str] = set()
 
@@ -46,17 +51,23 @@ class Session:
             await asyncio.wait_for(self.ws.close(code, reason), wait)
 
     async def run(self) -> None:
+        if not self._origin_allowed():
+            await self.ws.close(CLOSE_POLICY)  # before accept: the handshake gets a 403
+            return
         await self.ws.accept()
+        if len(self.services.sessions) >= self.services.settings.max_connections:
+            await self._refuse(ProtocolError("unavailable", "too many connections; retry later"))
+            return
         try:
             hello = await asyncio.wait_for(self._receive_hello(), HELLO_TIMEOUT)
+            self.identity = self.services.auth.identify(hello.token, hello.name)
         except TimeoutError:
             await self.close(CLOSE_POLICY, "hello expected within 5 s")
             return
         except ProtocolError as exc:
-            await self.ws.send_text(dumps_text({"type": "error", **exc.as_dict()}))
-            await self.close(CLOSE_POLICY, exc.code)
+            await self._refuse(exc)
             return
-        self.user = hello.name
+        self.user = self.identity.name
         self.services.sessions.add(self)
         hub = self.services.hub
         hub.subscribers.add(self.subscriber)
@@ -76,6 +87,22 @@ class Session:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
+
+    def _origin_allowed(self) -> bool:
+        """Browsers send Origin: allow the server's own and the configured ones. Clients
+        without an Origin (tools, other servers) are not browsers and pass."""
+        origin = self.ws.headers.get("origin")
+        if origin is None:
+            return True
+        origin = origin.rstrip("/")
+        own = {f"{scheme}://{self.ws.headers.get('host', '')}" for scheme in ("http", "https")}
+        return origin in own or origin in self.services.settings.origins
+
+    async def _refuse(self, exc: ProtocolError) -> None:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await self.ws.send_text(dumps_text({"type": "error", **exc.as_dict()}))
+        code = CLOSE_TRY_AGAIN if exc.code == "unavailable" else CLOSE_POLICY
+        await self.close(code, exc.code)
 
     async def _receive_hello(self) -> Hello:
         message = parse_message(await self._receive())
@@ -112,7 +139,7 @@ class Session:
                 "type": "welcome",
                 "user": self.user,
                 "id": self.member.id,
-                "role": "editor",
+                "role": self.identity.role,
                 "seq": seq,
                 "presence": services.hub.presence.others(self.member),
             }
@@ -135,6 +162,7 @@ class Session:
         while True:
             data = await self._receive()
             try:
+                self.rate.take()
                 message = parse_message(data)
                 if isinstance(message, EditMessage):
                     await self._submit(message.id, message.edit)
@@ -146,6 +174,11 @@ class Session:
                     self.send({"type": "pong"})
                 else:
                     raise ProtocolError("bad_message", "hello was already received")
+            except RateLimited as exc:
+                self._reject_at_edge(data, exc)
+                if exc.persistent:
+                    await self.close(CLOSE_POLICY, "rate limit exceeded")
+                    return
             except ProtocolError as exc:
                 self._reject_at_edge(data, exc)
 
@@ -169,6 +202,7 @@ class Session:
             else:
                 state["result"] = result
 
+        self.identity.require("editor")
         self.services.check_writable()
         ref = self.services.hub.new_ref(on_result)
         self._refs.add(ref)
