@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from protocol.catalog import (
@@ -19,15 +16,11 @@ from protocol.catalog import (
     Column,
     Table,
 )
+from protocol.conditions import WHERE, equalities, parse_text_condition
 from protocol.errors import ProtocolError
+from protocol.values import Scalar, coerce_value
 
 SPREAD_METHODS = ("proportional", "equal")
-MAX_TEXT = 200
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_DECIMAL_TEXT = re.compile(r"^-?\d+(\.\d+)?$")
-
-Scalar = int | str | None
 
 
 @dataclass(frozen=True)
@@ -126,79 +119,6 @@ def _editable_column(table: Table, name: Any) -> Column:
     return column
 
 
-def coerce_value(column: Column, value: Any, what: str = "value") -> Scalar:
-    """Normalize a client value for `column`, or raise invalid_value."""
-
-    def bad(reason: str) -> ProtocolError:
-        return ProtocolError(
-            "invalid_value",
-            f"{what} for {column.name!r} ({column.type}): {reason}",
-            column=column.name,
-        )
-
-    if value is None:
-        raise bad("null is not allowed")
-    if isinstance(value, bool):
-        raise bad("booleans are not accepted")
-    kind = column.type
-    if kind in ("integer", "bigint"):
-        number = _to_decimal(value, bad)
-        if number != number.to_integral_value():
-            raise bad(f"{value!r} is not a whole number")
-        integer = int(number)
-        if abs(integer) > column.max_abs:
-            raise bad(f"magnitude above {column.max_abs}")
-        return integer
-    if kind == "decimal":
-        number = _to_decimal(value, bad)
-        quantum = Decimal(1).scaleb(-column.scale)
-        if number != number.quantize(quantum):
-            raise bad(f"{value!r} has more than {column.scale} decimal places")
-        if abs(number) > column.max_abs:
-            raise bad(f"magnitude above {column.max_abs}")
-        return str(number.quantize(quantum))
-    if not isinstance(value, str):
-        raise bad(f"expected a string, got {type(value).__name__}")
-    if kind == "date":
-        return _date(value, bad)
-    if kind == "month":
-        if not _MONTH.match(value):
-            raise bad(f"{value!r} is not a month 'YYYY-MM'")
-        return value
-    if len(value) > MAX_TEXT:
-        raise bad(f"longer than {MAX_TEXT} characters")
-    if any(ord(ch) < 32 for ch in value):
-        raise bad("control characters are not allowed")
-    if not value.strip():
-        raise bad("must not be blank")
-    return value
-
-
-def _to_decimal(value: Any, bad: Any) -> Decimal:
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise bad("NaN and infinity are not numbers")
-        # repr gives the shortest text that round-trips, i.e. what the client wrote.
-        return Decimal(repr(value))
-    if isinstance(value, str) and _DECIMAL_TEXT.match(value.strip()):
-        try:
-            return Decimal(value.strip())
-        except InvalidOperation as exc:
-            raise bad(f"{value!r} is not a number") from exc
-    raise bad(f"{value!r} is not a number")
-
-
-def _date(value: str, bad: Any) -> str:
-    if not _DATE.match(value):
-        raise bad(f"{value!r} is not a date 'YYYY-MM-DD'")
-    try:
-        return dt.date.fromisoformat(value).isoformat()
-    except ValueError as exc:
-        raise bad(f"{value!r} is not a valid date") from exc
-
-
 def parse_condition(table: Table, condition: Any) -> dict[str, Scalar]:
     """An object of column -> value (null means IS NULL), columns from the catalog."""
     if condition is None or condition == {}:
@@ -208,13 +128,15 @@ def parse_condition(table: Table, condition: Any) -> dict[str, Scalar]:
             "condition_required", f"edits of {table.name!r} need a condition naming the rows"
         )
     if isinstance(condition, str):
-        raise ProtocolError(
-            "invalid_condition",
-            "string conditions are not supported yet; send an object of column -> value",
-        )
+        expr = parse_text_condition(table, condition)
+        simple = equalities(expr)
+        # simple conjunctions take the object form; the rest travels as checked text
+        return simple if simple is not None else {WHERE: condition}
     if not isinstance(condition, dict):
         raise ProtocolError("invalid_condition", "condition must be an object of column -> value")
     parsed: dict[str, Scalar] = {}
+    if set(condition) == {WHERE} and isinstance(condition[WHERE], str):
+        return parse_condition(table, condition[WHERE])
     for name, value in condition.items():
         column = table.column(name)
         if column is None:
@@ -238,6 +160,8 @@ def parse_condition(table: Table, condition: Any) -> dict[str, Scalar]:
 def summary_cell(condition: dict[str, Scalar]) -> dict[str, Scalar]:
     """The one summary cell a condition names: supplier/brand/family/month (missing = all)
     with its level. Rejects holes such as a family without its brand."""
+    if WHERE in condition:
+        raise ProtocolError("not_a_cell", "a summary edit names one cell: supplier = … AND …")
     extra = sorted(set(condition) - {*HIERARCHY, "month", "level"})
     if extra:
         raise ProtocolError(

@@ -157,7 +157,7 @@ async def get_view_table(request: Request) -> Response:
     limit = _int_param(request, "limit", 100, 1, services.settings.view_page_max)
     offset = _int_param(request, "offset", 0, 0, 10**9)
     raw_condition = request.query_params.get("condition")
-    condition = parse_condition(table, loads(raw_condition)) if raw_condition else {}
+    condition = parse_condition(table, _condition_param(raw_condition)) if raw_condition else {}
     order = []
     for part in filter(None, (request.query_params.get("order") or "").split(",")):
         column = part.lstrip("-")
@@ -166,6 +166,14 @@ async def get_view_table(request: Request) -> Response:
         order.append((column, part.startswith("-")))
     data = await services.db.read(view_table, name, condition, order, limit, offset)
     return json_response({"data": data})
+
+
+def _condition_param(raw: str) -> Any:
+    """URL-encoded JSON (an object, or a string), or else the plain text of a condition."""
+    try:
+        return loads(raw)
+    except ProtocolError:
+        return raw
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:

@@ -5,6 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from protocol.catalog import Column, Table
+from protocol.conditions import (
+    WHERE,
+    Between,
+    Compare,
+    Expr,
+    In,
+    Junction,
+    Not,
+    parse_text_condition,
+)
 
 _SQL_TYPES = {
     "integer": "INTEGER",
@@ -29,10 +39,15 @@ def cast_sql(column: Column, expression: str) -> str:
 
 
 def where(table: Table, condition: dict[str, Any], alias: str = "") -> tuple[str, list[Any]]:
-    """`col = ?` / `col IS NULL` joined with AND, for catalog columns only."""
+    """`col = ?` / `col IS NULL` joined with AND, or a checked string condition compiled
+    to SQL with parameters; columns from the catalog only."""
     prefix = f"{alias}." if alias else ""
+    if WHERE in condition:
+        params: list[Any] = []
+        sql = expr_sql(table, parse_text_condition(table, condition[WHERE]), prefix, params)
+        return sql, params
     clauses: list[str] = []
-    params: list[Any] = []
+    params = []
     for name, value in condition.items():
         column = table.columns[name]
         if value is None:
@@ -41,3 +56,30 @@ def where(table: Table, condition: dict[str, Any], alias: str = "") -> tuple[str
             clauses.append(f"{prefix}{ident(name)} = {typed_param(column)}")
             params.append(value)
     return (" AND ".join(clauses) or "TRUE"), params
+
+
+def expr_sql(table: Table, expr: Expr, prefix: str, params: list[Any]) -> str:
+    """SQL text for a condition expression; every constant becomes a typed parameter."""
+
+    def column(name: str) -> str:
+        return prefix + ident(name)
+
+    def value(name: str, constant: Any) -> str:
+        params.append(constant)
+        return typed_param(table.columns[name])
+
+    if isinstance(expr, Junction):
+        return (
+            "(" + f" {expr.op} ".join(expr_sql(table, p, prefix, params) for p in expr.parts) + ")"
+        )
+    if isinstance(expr, Not):
+        return f"(NOT {expr_sql(table, expr.part, prefix, params)})"
+    if isinstance(expr, Compare):
+        return f"{column(expr.column)} {expr.op} {value(expr.column, expr.value)}"
+    if isinstance(expr, In):
+        values = ", ".join(value(expr.column, v) for v in expr.values)
+        return f"{column(expr.column)} {'NOT IN' if expr.negated else 'IN'} ({values})"
+    if isinstance(expr, Between):
+        low, high = value(expr.column, expr.low), value(expr.column, expr.high)
+        return f"{column(expr.column)} BETWEEN {low} AND {high}"
+    return f"{column(expr.column)} IS {'NOT ' if expr.negated else ''}NULL"

@@ -246,3 +246,18 @@ def test_batch_records_outcomes_and_last_applied(con):
     ).fetchall()
     assert statuses == [("applied", None), ("rejected", "no_rows")]
     assert con.execute("SELECT count(*) FROM _outbox WHERE seq = ?", [seq]).fetchone()[0] == 1
+
+
+def test_string_condition_edit_updates_exactly_the_matching_rows(con):
+    condition = "quantity BETWEEN 2 AND 3 AND customer_id IN (1, 2, 3)"
+    expected = con.execute(f"SELECT sale_id FROM sales WHERE {condition} ORDER BY 1").fetchall()
+    assert expected
+    payload = apply(
+        con, {"table": "sales", "column": "quantity", "value": 11, "condition": condition}
+    )
+    assert payload["results"][0]["status"] == "applied"
+    changed = con.execute(
+        "SELECT sale_id FROM sales WHERE quantity = 11 AND customer_id IN (1, 2, 3) ORDER BY 1"
+    )
+    assert set(expected) <= set(changed.fetchall())
+    assert_exact(con)

@@ -48,7 +48,7 @@ def test_values_are_normalized_exactly():
         ({"condition": {"nope": 1}}, "unknown_column"),
         ({"condition": {"sale_id": [1, 2]}}, "invalid_condition"),
         ({"condition": {"sale_id": "x"}}, "invalid_condition"),
-        ({"condition": "sale_id = 1"}, "invalid_condition"),
+        ({"condition": "sale_id = "}, "invalid_condition"),
         ({"spread": "sideways"}, "unknown_spread"),
     ],
 )
@@ -121,3 +121,50 @@ def test_seq_parsing_orders_stream_ids():
     assert parse_seq("5") == (5, 0)
     with pytest.raises(ProtocolError):
         parse_seq("-1")
+
+
+def test_string_conditions_are_parsed_by_duckdb_and_checked():
+    simple = parse_edit(
+        edit(
+            table="product",
+            column="brand",
+            value="X",
+            condition="supplier = 'Smith Ltd' AND family = 'impact'",
+        )
+    )
+    assert simple.condition == {"supplier": "Smith Ltd", "family": "impact"}
+    rich = parse_edit(
+        edit(
+            column="quantity",
+            value=1,
+            condition="quantity BETWEEN 1 AND 3 OR customer_id IN (1, 2)",
+        )
+    )
+    assert rich.condition == {"$where": "quantity BETWEEN 1 AND 3 OR customer_id IN (1, 2)"}
+    cell = parse_edit(
+        {
+            "table": SUMMARY,
+            "column": "net_amount",
+            "value": 1,
+            "condition": "supplier = 'A' AND month = '2024-01'",
+        }
+    )
+    assert cell.condition["level"] == 3 and cell.condition["month"] == "2024-01"
+    for bad, code in [
+        ("sale_id = 1; DROP TABLE sales", "invalid_condition"),
+        ("sale_id = (SELECT max(sale_id) FROM sales)", "invalid_condition"),
+        ("upper(product_name) = 'X'", "invalid_condition"),
+        ("nope = 1", "unknown_column"),
+        ("quantity = 'many'", "invalid_condition"),
+        ("sale_id = NULL", "invalid_condition"),
+        ("1 = 1", "invalid_condition"),
+        ("x" * 3000, "invalid_condition"),
+    ]:
+        assert code_of(edit(condition=bad)) == code, bad
+    summary_range = {
+        "table": SUMMARY,
+        "column": "net_amount",
+        "value": 1,
+        "condition": "quantity > 5",
+    }
+    assert code_of(summary_range) == "not_a_cell"
