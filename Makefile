@@ -15,7 +15,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## serve on http://127.0.0.1:8000 (seeds ./data and starts Redis on first run)
 	$(VENV)/bin/ducksheet serve $(ARGS)
 
-test: $(STAMP)  ## the whole test suite (real Redis, real DuckDB)
+# newman (the Postman collection's runner) comes from npm when npm is there
+NODE_STAMP := $(if $(shell command -v npm),node_modules/.installed)
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: $(STAMP) $(NODE_STAMP)  ## the whole test suite (real Redis, real DuckDB)
 	$(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)

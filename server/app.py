@@ -16,6 +16,7 @@ from protocol.errors import ProtocolError
 from server import rest
 from server.auth import Authenticator, load_tokens
 from server.config import Settings
+from server.openapi import spec
 from server.services import Services
 from server.sockets import websocket_endpoint
 
@@ -24,6 +25,10 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 
 async def index(_request: Request) -> Response:
     return FileResponse(STATIC / "index.html")
+
+
+async def openapi(_request: Request) -> Response:
+    return rest.json_response(spec())
 
 
 async def protocol_error(_request: Request, exc: Exception) -> Response:
@@ -53,6 +58,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/get_updates", rest.get_updates),
         Route("/view_table/{table}", rest.get_view_table),
         Route("/healthz", rest.healthz),
+        Route("/openapi.json", openapi),
         WebSocketRoute("/ws", websocket_endpoint),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -1,0 +1,217 @@
+"""The OpenAPI description of the REST endpoints (GET /openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol.catalog import TABLES
+from protocol.errors import HTTP_STATUS
+
+JSON = "application/json"
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {JSON: {"schema": schema}}}
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = {"type": "object", "properties": {"data": schema or {"type": "object"}}}
+    return {"description": description, **_json(data)}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): {"description": "error", **_json(ERROR)} for s in statuses}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+TABLE = {"type": "string", "enum": sorted(TABLES)}
+SEQ = {"type": "string", "pattern": r"^\d+(-\d+)?$"}
+CONDITION = {
+    "oneOf": [
+        {"type": "object", "additionalProperties": {"type": ["string", "number", "null"]}},
+        {"type": "string"},
+    ]
+}
+EDIT = {
+    "type": "object",
+    "required": ["table", "column", "value"],
+    "properties": {
+        "table": TABLE,
+        "column": {"type": "string"},
+        "value": {"type": ["string", "number"]},
+        "condition": CONDITION,
+        "spread": {"type": "string", "enum": ["proportional", "equal"]},
+        "expect": {"type": ["string", "number"]},
+    },
+}
+HOLD = {
+    "type": "object",
+    "properties": {"condition": CONDITION, "on": {"type": "boolean"}},
+}
+WAIT = _query("wait", {"type": "number", "minimum": 0, "maximum": 30}, "wait for the outcome")
+SUBMITTED = {
+    "202": _ok(
+        "queued",
+        {"type": "object", "properties": {"request_id": SEQ, "status": {"type": "string"}}},
+    ),
+    "200": _ok("decided (with ?wait)"),
+    **_errors(400, 401, 403, 404, 409, 413, 422, 503),
+}
+
+
+def spec() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/update_cell": {
+            "post": {
+                "summary": "Queue an edit of a cell (or of the rows a condition matches)",
+                "parameters": [WAIT],
+                "requestBody": {
+                    "required": True,
+                    **_json({"type": "object", "required": ["data"], "properties": {"data": EDIT}}),
+                },
+                "responses": SUBMITTED,
+            }
+        },
+        "/holds": {
+            "post": {
+                "summary": "Hold or release a summary cell",
+                "parameters": [WAIT],
+                "requestBody": {
+                    "required": True,
+                    **_json({"type": "object", "required": ["data"], "properties": {"data": HOLD}}),
+                },
+                "responses": SUBMITTED,
+            },
+            "get": {"summary": "Current holds", "responses": {"200": _ok("holds"), **_errors(401)}},
+        },
+        "/requests/{request_id}": {
+            "get": {
+                "summary": "Status of a queued request",
+                "parameters": [_path("request_id", SEQ)],
+                "responses": {"200": _ok("status"), **_errors(400, 401, 404)},
+            }
+        },
+        "/get_updates": {
+            "get": {
+                "summary": "Changed rows after a sequence number (or the latest)",
+                "parameters": [
+                    _query("since", SEQ, "last seq seen"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "entries"),
+                ],
+                "responses": {"200": _ok("updates"), **_errors(400, 401)},
+            }
+        },
+        "/view_table/{table}": {
+            "get": {
+                "summary": "A page of a table",
+                "parameters": [
+                    _path("table", TABLE),
+                    _query("limit", {"type": "integer", "minimum": 1}, "rows per page"),
+                    _query("offset", {"type": "integer", "minimum": 0}, "rows to skip"),
+                    _query("order", {"type": "string"}, "col or -col, comma-separated"),
+                    _query("condition", {"type": "string"}, "JSON object or condition text"),
+                ],
+                "responses": {"200": _ok("rows"), **_errors(400, 401, 404, 422)},
+            }
+        },
+        "/reports": {
+            "get": {
+                "summary": "The named reports",
+                "responses": {"200": _ok("reports"), **_errors(401)},
+            }
+        },
+        "/reports/{name}": {
+            "get": {
+                "summary": "Run a report (JSON, or ?format=csv)",
+                "parameters": [
+                    _path("name", {"type": "string"}),
+                    _query("start_date", {"type": "string", "format": "date"}, "from (inclusive)"),
+                    _query("end_date", {"type": "string", "format": "date"}, "to (inclusive)"),
+                    _query("format", {"type": "string", "enum": ["json", "csv"]}, "output"),
+                ],
+                "responses": {"200": _ok("rows"), **_errors(400, 401, 404, 422)},
+            }
+        },
+        "/export/{table}": {
+            "get": {
+                "summary": "A whole table as CSV or Parquet (admin)",
+                "parameters": [
+                    _path("table", TABLE),
+                    _query("format", {"type": "string", "enum": ["csv", "parquet"]}, "file format"),
+                ],
+                "responses": {
+                    "200": {"description": "the file"},
+                    **_errors(400, 401, 403, 404, 422),
+                },
+            }
+        },
+        "/import/{table}": {
+            "post": {
+                "summary": "Import CSV rows (admin); applied by the writer in stream order",
+                "parameters": [
+                    _path("table", {"type": "string", "enum": ["sales", "product", "customer"]})
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"text/csv": {"schema": {"type": "string"}}},
+                },
+                "responses": {
+                    "200": _ok("imported"),
+                    "202": _ok("queued"),
+                    **_errors(400, 401, 403, 404, 409, 413, 422, 503),
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Health of Redis, DuckDB and the writer",
+                "responses": {
+                    "200": {"description": "ok", **_json({"type": "object"})},
+                    "503": {"description": "degraded", **_json({"type": "object"})},
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ducksheet",
+            "version": "0.1.0",
+            "description": "REST side of ducksheet; live editing is on the WebSocket /ws.",
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {
+                                "code": {"type": "string", "enum": sorted(HTTP_STATUS)},
+                                "message": {"type": "string"},
+                            },
+                        }
+                    },
+                }
+            },
+        },
+        "security": [{"bearer": []}, {}],
+        "paths": paths,
+    }
