@@ -1,11 +1,12 @@
 /*
  * ducksheet — browser grid for the shared sheet `sales_summary_by_product_family`.
- * Vanilla ES2020, no dependencies, no build step. Loaded by static/index.html as a module.
+ * Vanilla ES2020 modules, no dependencies, no build step. Loaded by static/index.html;
+ * imports util.js (pure helpers) and panel.js (the sales rows and reports panel).
  *
  * Server contract: JSON text frames over a WebSocket at ws(s)://<same host>/ws
- * (override for debugging with the query parameter ?ws=<url>). See the project brief /
- * protocol package for the message shapes; this file handles welcome, snapshot, resync,
- * queued, applied, rejected, updates, error and pong, and sends hello, edit and ping.
+ * (override for debugging with the query parameter ?ws=<url>); see README.md. This file
+ * handles welcome, snapshot, resync, queued, applied, rejected, updates, presence, error
+ * and pong, and sends hello, edit, hold, cursor and ping.
  *
  * Test / debugging hooks (stable; browser tests rely on them):
  *   window.ducksheet.state                  the live client state object (treat as read-only)
@@ -13,6 +14,7 @@
  *   window.ducksheet.cell(s, b, f, month)   the value <td> of that cell, or null when it is not
  *                                           rendered (collapsed parent, or windowed out of view).
  *                                           null, undefined and "" all mean "all"/"Total".
+ *   window.ducksheet.socket()               the open WebSocket or null (tests close it)
  * DOM attributes and classes:
  *   td[data-key="supplier|brand|family|month"]  value cell; null parts are "" (the grand
  *                                               total's Total cell is "|||"). The displayed
@@ -23,10 +25,22 @@
  *   th[data-month="YYYY-MM"], th[data-month=""] month header cells ("" = Total column)
  *   .toggle                                     the ▸/▾ expander inside a name cell
  *   td.selected / td.pending / td.flash         selection, unconfirmed own edit, live-change flash
- *   td.editing > input.editor                   the inline editor
+ *   td.flash[data-by="ann, bob"]                who made the change (others than you)
+ *   td.held[data-held-by]                       a held cell (lock); td.hold-pending while own
+ *                                               hold/release is unconfirmed
+ *   td.peer[data-peer="ann"]                    another user's cursor (outline in their colour)
+ *   td.editing > input.editor, .spread-choice   the inline editor and its spread buttons
  *   #status[data-state="connecting|live|reconnecting"], #log > .log-entry (toasts)
+ *   #presence > li[data-id]                     connected users (li.me is you)
+ *   #hold-button[aria-pressed]                  hold/release the selected cell
+ *   panel.js documents the hooks of #panel (sales rows and reports).
  * When more than WINDOW_THRESHOLD rows are visible, only rows near the viewport are in the DOM.
  */
+
+import {
+  KIND, Overlays, accessToken, clamp, compareSeq, el, formatValue, monthLabel, parseValue, plural, rawValue,
+} from './util.js';
+import { createPanel } from './panel.js';
 
 /* ---- Constants ---------------------------------------------------------------------- */
 
@@ -42,18 +56,13 @@ const OVERSCAN = 20;
 const PING_MS = 20000;
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 10000;
-const SETTLE_MS = 3000;
-const MAX_ABS_VALUE = 1e13;
+const CURSOR_MS = 100;             // at most ~10 cursor messages a second
 const STORAGE_NAME = 'ducksheet.name';
-const MONTH_NAMES = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun',
-  'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const PEER_COLORS = ['#e11d48', '#7c3aed', '#0891b2', '#ea580c', '#16a34a', '#db2777', '#4f46e5', '#ca8a04'];
 const STATUS_TEXT = Object.freeze({
   connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…',
 });
-const FORMAT = Object.freeze({
-  net_amount: new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 }),
-  quantity: new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 }),
-});
+const SPREAD_LABEL = Object.freeze({ proportional: 'Proportional', equal: 'Equal' });
 const COLLATOR = new Intl.Collator('en', { numeric: true, sensitivity: 'base' });
 
 /* ---- State -------------------------------------------------------------------------- */
@@ -62,12 +71,13 @@ const COLLATOR = new Intl.Collator('en', { numeric: true, sensitivity: 'base' })
 const state = {
   name: '',                  // display name sent in hello
   user: null,                // user name confirmed by welcome
+  me: null,                  // own presence id from welcome
   role: null,                // role from welcome; "viewer" makes the grid read-only
   status: 'connecting',      // connecting | live | reconnecting
   seq: null,                 // last seq seen (snapshot/updates/applied); sent as `since`
   dataSeq: null,             // seq of the data currently shown (snapshot/updates only)
   measure: 'net_amount',     // net_amount | quantity
-  spread: 'proportional',    // proportional | equal
+  spread: 'proportional',    // proportional | equal: default spread of parent edits
   nodes: new Map(),          // node key -> node (see ensureNode)
   root: null,                // grand-total node
   months: [],                // sorted "YYYY-MM" columns present in the data
@@ -75,8 +85,9 @@ const state = {
   expanded: new Set(),       // node keys of expanded suppliers/brands; survives snapshots
   expandedInitialised: false,
   selection: null,           // { key: node key, col: NAME_COL | month | TOTAL_COL }
-  pending: new Map(),        // client edit id -> edit awaiting applied/rejected
-  overlays: new Map(),       // "cellKey#column" -> edit whose value is shown until confirmed
+  holds: new Map(),          // cell key -> { by, level } of every held cell
+  peers: new Map(),          // presence id -> { id, name, cell, color } of other users
+  pending: new Map(),        // client request id -> request awaiting applied/rejected
   lastChange: null,          // { by, at } of the latest `updates`
   log: [],                   // recent notifications { at, level, text }
 };
@@ -87,6 +98,7 @@ const view = {
   index: new Map(),          // node key -> position in list
   rows: new Map(),           // node key -> { tr, toggle, tds: Map col -> td } for rendered rows
   cells: new Map(),          // cell key (data-key) -> value <td> for rendered rows
+  peerCells: new Map(),      // cell key -> peers on it
   start: 0,                  // rendered window [start, end) of list
   end: 0,
   rowHeight: 28,
@@ -97,30 +109,47 @@ const view = {
 
 const conn = {
   ws: null, backoff: BACKOFF_MIN_MS, retryTimer: null, pingTimer: null, pingOutstanding: false,
-  editCounter: 0,
+  requestCounter: 0,
 };
+const cursor = { timer: null, lastAt: 0, lastSent: undefined };
 const clientTag = Math.random().toString(36).slice(2, 8);
 const dom = {};
+
+// Own edits ("<cell key>#<column>") and holds ("<cell key>#hold") awaiting confirmation.
+const overlays = new Overlays(
+  (key) => paintCellByKey(key.slice(0, key.lastIndexOf('#'))),
+  () => state.dataSeq,
+);
+let panel = null;            // the sales rows / reports panel (panel.js)
 
 /* ---- Small helpers ------------------------------------------------------------------ */
 
 const part = (v) => (v === null || v === undefined ? '' : String(v));
 const nodeKeyOf = (s, b, f) => `${part(s)}|${part(b)}|${part(f)}`;
 const cellKeyOf = (nodeKey, month) => `${nodeKey}|${part(month)}`;
-const overlayKey = (cellKey, column) => `${cellKey}#${column}`;
+const cellKeyOfCell = (c) => cellKeyOf(nodeKeyOf(c.supplier, c.brand, c.family), c.month);
 const columns = () => [NAME_COL, ...state.months, TOTAL_COL];
-const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
 
 function splitCellKey(cellKey) {
   const cut = cellKey.lastIndexOf('|');
   return { nodeKey: cellKey.slice(0, cut), month: cellKey.slice(cut + 1) };
 }
 
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
+// The condition naming one summary cell, as the server expects it.
+function cellCondition(node, month) {
+  return {
+    supplier: node.supplier,
+    brand: node.brand,
+    family: node.family,
+    month: month === TOTAL_COL || month === NAME_COL ? null : month,
+  };
+}
+
+// "Coach · Mar 2024" for messages and tooltips.
+function cellLabel(cellKey) {
+  const { nodeKey, month } = splitCellKey(cellKey);
+  const node = state.nodes.get(nodeKey);
+  return `${node ? node.label : nodeKey} · ${month ? monthLabel(month) : 'Total'}`;
 }
 
 function storageGet(key) {
@@ -131,62 +160,8 @@ function storageSet(key, value) {
   try { localStorage.setItem(key, value); } catch { /* private mode: keep in memory only */ }
 }
 
-/* ---- Seq handling: Redis stream ids "<ms>-<n>", compared numerically ---------------- */
-
-function seqParts(seq) {
-  const m = /^(\d+)(?:-(\d+))?$/.exec(String(seq));
-  return m ? [BigInt(m[1]), BigInt(m[2] || 0)] : [-1n, -1n];
-}
-
-function compareSeq(a, b) {
-  if (a == null || b == null) return (a == null ? 0 : 1) - (b == null ? 0 : 1);
-  const [am, an] = seqParts(a);
-  const [bm, bn] = seqParts(b);
-  if (am !== bm) return am < bm ? -1 : 1;
-  if (an !== bn) return an < bn ? -1 : 1;
-  return 0;
-}
-
 function noteSeq(seq) {
   if (seq != null && compareSeq(seq, state.seq) > 0) state.seq = String(seq);
-}
-
-/* ---- Number formatting and parsing -------------------------------------------------- */
-
-function formatValue(value, column) {
-  if (value === null || value === undefined || value === '') return '';
-  const n = Number(value);
-  return Number.isFinite(n) ? FORMAT[column].format(n || 0) : String(value);
-}
-
-// Plain text put into the editor: no separators, so it can be edited directly.
-function rawValue(value, column) {
-  if (value === null || value === undefined) return '';
-  const n = Number(value);
-  return column === 'quantity' ? String(Math.round(n)) : n.toFixed(2);
-}
-
-// Accepts "1234.5", "1,234.5", "-12", "+3"; commas must be real thousands separators.
-function parseValue(text, column) {
-  const s = text.trim().replace(/[\s\u00a0\u202f]/g, '');
-  if (!s) return { error: 'Enter a number.' };
-  if (!/^[-+]?(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d*)?$/.test(s) || !/\d/.test(s)) {
-    return { error: `"${text.trim()}" is not a number (use e.g. 1,234.50).` };
-  }
-  const value = Number(s.replace(/,/g, ''));
-  const decimals = (s.split('.')[1] || '').length;
-  if (!Number.isFinite(value) || Math.abs(value) >= MAX_ABS_VALUE) return { error: 'Value is too large.' };
-  if (column === 'quantity' && !Number.isInteger(value)) {
-    return { error: 'Quantity must be a whole number.' };
-  }
-  if (column === 'net_amount' && decimals > 2) return { error: 'Net amount allows at most 2 decimals.' };
-  return { value: column === 'quantity' ? value || 0 : Number(value.toFixed(2)) || 0 };
-}
-
-function monthLabel(month) {
-  const m = /^(\d{4})-(\d{2})$/.exec(month);
-  const name = m && MONTH_NAMES[Number(m[2]) - 1];
-  return name ? `${name} ${m[1]}` : month;
 }
 
 /* ---- Model: the node tree built from summary rows ----------------------------------- */
@@ -483,10 +458,6 @@ function updateWindow() {
   if (first < view.start || last > view.end) renderBody();
 }
 
-function plural(count, noun) {
-  return `${count} ${noun}${count === 1 ? '' : 's'}`;
-}
-
 function renderSummary() {
   if (dom.table.hidden) {
     dom.summary.textContent = '';
@@ -504,33 +475,68 @@ function renderSummary() {
   dom.summary.textContent = parts.join(' · ');
 }
 
-/* ---- Rendering: cells, pending overlays and flashing -------------------------------- */
+/* ---- Rendering: cells, pending overlays, holds, peers and flashing ------------------ */
 
 function displayedValue(cellKey) {
-  const overlay = state.overlays.get(overlayKey(cellKey, state.measure));
+  const overlay = overlays.get(`${cellKey}#${state.measure}`);
   if (overlay) return overlay.value;
   const { nodeKey, month } = splitCellKey(cellKey);
   const cell = state.nodes.get(nodeKey)?.cells.get(month);
   return cell ? cell[state.measure] : null;
 }
 
+// Whether a cell shows as held: an unconfirmed own hold/release wins over the server's.
+function isHeld(cellKey) {
+  const overlay = overlays.get(`${cellKey}#hold`);
+  return overlay ? overlay.value : state.holds.has(cellKey);
+}
+
 function cellTitle(cellKey) {
-  const overlay = state.overlays.get(overlayKey(cellKey, state.measure));
-  if (overlay && overlay.status === 'sent') return 'Sending…';
-  if (overlay && overlay.status === 'queued') return `Queued (request ${overlay.request})`;
+  const lines = [];
+  const overlay = overlays.get(`${cellKey}#${state.measure}`);
+  if (overlay && overlay.status === 'sent') lines.push('Sending…');
+  if (overlay && overlay.status === 'queued') lines.push(`Queued (request ${overlay.request})`);
+  const hold = state.holds.get(cellKey);
+  if (hold) lines.push(`held by ${hold.by} (H releases)`);
+  const peers = view.peerCells.get(cellKey);
+  if (peers) lines.push(`${peers.map((p) => p.name).join(', ')} here`);
   const { nodeKey, month } = splitCellKey(cellKey);
   const by = state.nodes.get(nodeKey)?.cells.get(month)?.by;
-  return by && by.length ? `changed by ${by.join(', ')}` : '';
+  if (by && by.length) lines.push(`changed by ${by.join(', ')}`);
+  return lines.join('\n');
 }
 
 function paintCell(td) {
   const key = td.dataset.key;
-  const overlay = state.overlays.get(overlayKey(key, state.measure));
+  const overlay = overlays.get(`${key}#${state.measure}`);
   const value = displayedValue(key);
-  td.firstChild.textContent = formatValue(value, state.measure);
+  td.firstChild.textContent = formatValue(value, KIND[state.measure]);
   td.classList.toggle('neg', Number(value) < 0);
   td.classList.toggle('pending', Boolean(overlay) && overlay.status !== 'applied');
+  paintHold(td, key);
+  paintPeer(td, key);
   td.title = cellTitle(key);
+}
+
+function paintHold(td, key) {
+  const held = isHeld(key);
+  const overlay = overlays.get(`${key}#hold`);
+  td.classList.toggle('held', held);
+  td.classList.toggle('hold-pending', Boolean(overlay) && overlay.status !== 'applied');
+  if (held) td.dataset.heldBy = state.holds.get(key)?.by ?? state.user ?? '';
+  else delete td.dataset.heldBy;
+}
+
+function paintPeer(td, key) {
+  const peer = view.peerCells.get(key)?.[0];
+  td.classList.toggle('peer', Boolean(peer));
+  if (peer) {
+    td.style.setProperty('--peer-color', peer.color);
+    td.dataset.peer = view.peerCells.get(key).map((p) => p.name).join(', ');
+  } else {
+    td.style.removeProperty('--peer-color');
+    delete td.dataset.peer;
+  }
 }
 
 function paintCellByKey(cellKey) {
@@ -542,13 +548,28 @@ function repaintAllCells() {
   view.cells.forEach(paintCell);
 }
 
-// Restarts the CSS flash animation on the given cells with a single forced reflow.
-function flashCells(cellKeys) {
+// Restarts the CSS flash animation on the given cells with a single forced reflow; `by`
+// (the other users who made the change) is shown on the cell while it flashes.
+function flashCells(cellKeys, by) {
   const tds = cellKeys.map((k) => view.cells.get(k)).filter(Boolean);
   if (!tds.length) return;
   tds.forEach((td) => td.classList.remove('flash'));
   void dom.tbody.offsetWidth;
-  tds.forEach((td) => td.classList.add('flash'));
+  const color = peerColorOf(by[0]);
+  tds.forEach((td) => {
+    if (by.length) td.dataset.by = by.join(', ');
+    else delete td.dataset.by;
+    if (color) td.style.setProperty('--by-color', color);
+    else td.style.removeProperty('--by-color');
+    td.classList.add('flash');
+  });
+}
+
+function onFlashEnd(event) {
+  if (event.animationName !== 'flash') return;
+  event.target.classList.remove('flash');
+  delete event.target.dataset.by;
+  event.target.style.removeProperty('--by-color');
 }
 
 /* ---- Selection and keyboard navigation ---------------------------------------------- */
@@ -557,6 +578,16 @@ function select(nodeKey, col) {
   state.selection = { key: nodeKey, col };
   scrollSelectionIntoView();
   paintSelection();
+  selectionChanged();
+}
+
+// Tells everything that follows the selection: presence, the hold button, the panel.
+function selectionChanged() {
+  queueCursor();
+  updateHoldButton();
+  const sel = state.selection;
+  const node = sel && state.nodes.get(sel.key);
+  panel.setSelection(node || null, sel && sel.col !== NAME_COL && sel.col !== TOTAL_COL ? sel.col : null);
 }
 
 function paintSelection() {
@@ -581,6 +612,7 @@ function keepSelectionVisible() {
   while (node && !view.index.has(node.key)) node = node.parent;
   const col = columns().includes(sel.col) ? sel.col : TOTAL_COL;
   state.selection = node ? { key: node.key, col } : null;
+  if (!node || node.key !== sel.key || col !== sel.col) selectionChanged();
 }
 
 function scrollSelectionIntoView() {
@@ -618,6 +650,17 @@ function moveSelection(rowDelta, colDelta) {
   select(view.list[nextRow].key, cols[nextCol]);
 }
 
+// Expands the ancestors of a cell and selects it (used to jump to another user's cursor).
+function revealCell(cellKey) {
+  const { nodeKey, month } = splitCellKey(cellKey);
+  const node = state.nodes.get(nodeKey);
+  if (!node) return;
+  for (let up = node.parent; up && up.level !== LEVEL.TOTAL; up = up.parent) state.expanded.add(up.key);
+  refreshStructure();
+  select(nodeKey, columns().includes(month) ? month : TOTAL_COL);
+  dom.grid.focus({ preventScroll: true });
+}
+
 function pageRows() {
   return Math.max(1, Math.floor((dom.grid.clientHeight - dom.thead.offsetHeight) / view.rowHeight) - 1);
 }
@@ -641,6 +684,8 @@ function onGridKeyDown(event) {
     toggleNode(sel.key);
   } else if (event.key === 'Enter' || event.key === 'F2') {
     startEdit(null);
+  } else if (plain && (event.key === 'h' || event.key === 'H') && sel && !onName) {
+    toggleHold();
   } else if (plain && /^[0-9.+-]$/.test(event.key) && sel && !onName) {
     startEdit(event.key);
   } else {
@@ -696,7 +741,8 @@ function startEdit(seedText) {
   const key = cellKeyOf(sel.key, sel.col);
   const td = view.cells.get(key);
   if (!td) return;
-  const initial = rawValue(displayedValue(key), state.measure);
+  const kind = KIND[state.measure];
+  const initial = rawValue(displayedValue(key), kind);
   const input = el('input', 'editor');
   input.type = 'text';
   input.inputMode = 'decimal';
@@ -706,16 +752,35 @@ function startEdit(seedText) {
   input.value = seedText === null ? initial : seedText;
   input.addEventListener('keydown', onEditorKeyDown);
   input.addEventListener('blur', onEditorBlur);
-  view.editor = { key, nodeKey: sel.key, month: sel.col, column: state.measure, input, initial };
+  const choice = spreadChoice();
+  view.editor = { key, nodeKey: sel.key, month: sel.col, column: state.measure, input, choice, initial };
   td.classList.add('editing');
-  td.append(input);
+  td.append(input, choice);
   input.focus();
   if (seedText === null) input.select();
 }
 
+// The buttons under the editor choosing how this edit spreads to the rows below the
+// cell; Enter uses the header's default, Shift+Enter always spreads equally.
+function spreadChoice() {
+  const box = el('div', 'spread-choice');
+  box.append(el('span', 'spread-label', 'Spread'));
+  for (const spread of ['proportional', 'equal']) {
+    const button = el('button', spread === state.spread ? 'default' : '', SPREAD_LABEL[spread]);
+    button.type = 'button';
+    button.dataset.spread = spread;
+    const keys = [spread === state.spread ? '↵' : '', spread === 'equal' ? '⇧↵' : ''].filter(Boolean);
+    if (keys.length) button.append(el('kbd', '', keys.join(' ')));
+    button.addEventListener('mousedown', (event) => event.preventDefault());  // keep focus
+    button.addEventListener('click', () => commitEdit(0, false, spread));
+    box.append(button);
+  }
+  return box;
+}
+
 function onEditorKeyDown(event) {
   event.stopPropagation();
-  if (event.key === 'Enter') commitEdit(0, false);
+  if (event.key === 'Enter') commitEdit(0, false, event.shiftKey ? 'equal' : state.spread);
   else if (event.key === 'Tab') commitEdit(event.shiftKey ? -1 : 1, false);
   else if (event.key === 'Escape') closeEditor(true);
   else return;
@@ -733,18 +798,18 @@ function onEditorBlur(event) {
   }, 0);
 }
 
-function commitEdit(colDelta, fromBlur) {
+function commitEdit(colDelta, fromBlur, spread = state.spread) {
   const editor = view.editor;
   const text = editor.input.value;
   if (text.trim() !== editor.initial) {
-    const parsed = parseValue(text, editor.column);
+    const parsed = parseValue(text, KIND[editor.column]);
     if (parsed.error) {
       notify('error', fromBlur ? `${parsed.error} Edit discarded.` : parsed.error);
       if (fromBlur) closeEditor(false);
       else editor.input.select();
       return;
     }
-    sendEdit(editor, parsed.value);
+    sendEdit(editor, parsed.value, spread);
   }
   closeEditor(!fromBlur);
   if (colDelta) moveSelection(0, colDelta);
@@ -756,6 +821,7 @@ function closeEditor(refocusGrid) {
   view.editor = null;
   const td = editor.input.parentNode;
   editor.input.remove();
+  editor.choice.remove();
   if (td) td.classList.remove('editing');
   if (refocusGrid) dom.grid.focus({ preventScroll: true });
 }
@@ -771,64 +837,201 @@ function rehomeEditor() {
   }
   if (editor.input.parentNode !== td) {
     td.classList.add('editing');
-    td.append(editor.input);
+    td.append(editor.input, editor.choice);
   }
   if (document.activeElement !== editor.input) editor.input.focus({ preventScroll: true });
 }
 
-/* ---- Edits: sending and tracking until applied/rejected ----------------------------- */
+/* ---- Requests: edits and holds, tracked until applied/rejected ---------------------- */
 
-function sendEdit(target, value) {
-  const node = state.nodes.get(target.nodeKey);
-  if (!node) return;
-  const id = `${clientTag}-${Date.now().toString(36)}-${++conn.editCounter}`;
-  const sent = send({
-    type: 'edit',
-    id,
-    table: TABLE,
-    column: target.column,
-    value,
-    condition: {
-      supplier: node.supplier,
-      brand: node.brand,
-      family: node.family,
-      month: target.month === TOTAL_COL ? null : target.month,
-    },
-    spread: state.spread,
-  });
-  if (!sent) {
-    notify('error', 'Not connected — edit not sent.');
-    return;
+// Sends an edit or hold with a fresh client id and follows it: `onChange(request)` is
+// called on queued, applied, rejected and on a lost connection (status "lost"). `what`
+// names it in messages ("Edit of Coach · Mar 2024"). Returns null when not connected.
+function submit(message, what, onChange) {
+  const id = `${clientTag}-${Date.now().toString(36)}-${++conn.requestCounter}`;
+  if (!send({ ...message, id })) {
+    notify('error', `Not connected — ${what} not sent.`);
+    return null;
   }
-  const edit = {
-    id, key: target.key, column: target.column, value, status: 'sent', request: null, seq: null,
-  };
-  state.pending.set(id, edit);
-  state.overlays.set(overlayKey(edit.key, edit.column), edit);
-  paintCellByKey(edit.key);
+  const request = { id, what, status: 'sent', request: null, seq: null, onChange };
+  state.pending.set(id, request);
+  return request;
 }
 
-function dropOverlay(edit) {
-  const key = overlayKey(edit.key, edit.column);
-  if (state.overlays.get(key) !== edit) return;
-  state.overlays.delete(key);
-  paintCellByKey(edit.key);
-}
-
-// Applied edits keep showing their value until the matching `updates` arrive (or a timeout).
-function settleOverlays(seq) {
-  state.overlays.forEach((edit) => {
-    if (edit.status === 'applied' && compareSeq(edit.seq, seq) <= 0) dropOverlay(edit);
-  });
+// Moves a pending request to a new status and tells its owner.
+function advance(id, status, fields) {
+  const request = state.pending.get(id);
+  if (!request) return null;
+  if (status !== 'queued') state.pending.delete(id);
+  Object.assign(request, { status }, fields);
+  request.onChange(request);
+  return request;
 }
 
 function abandonPending() {
-  const unconfirmed = state.pending.size;
-  state.pending.clear();
-  state.overlays.forEach(dropOverlay);
-  if (unconfirmed) {
-    notify('warn', `Connection lost with ${unconfirmed} unconfirmed edit(s); values refresh on reconnect.`);
+  const unconfirmed = [...state.pending.keys()];
+  unconfirmed.forEach((id) => advance(id, 'lost', {}));
+  if (unconfirmed.length) {
+    notify('warn', `Connection lost with ${unconfirmed.length} unconfirmed change(s); values refresh on reconnect.`);
   }
+}
+
+function sendEdit(target, value, spread) {
+  const node = state.nodes.get(target.nodeKey);
+  if (!node) return;
+  const key = `${target.key}#${target.column}`;
+  const request = submit({
+    type: 'edit',
+    table: TABLE,
+    column: target.column,
+    value,
+    condition: cellCondition(node, target.month),
+    spread,
+  }, `Edit of ${cellLabel(target.key)}`, (r) => overlays.follow(key, r));
+  if (!request) return;
+  request.value = value;
+  overlays.show(key, request);
+}
+
+/* ---- Holds -------------------------------------------------------------------------- */
+
+// Holds (or releases) the selected value cell for everyone.
+function toggleHold() {
+  const sel = state.selection;
+  const node = sel && state.nodes.get(sel.key);
+  if (!node || sel.col === NAME_COL) return;
+  if (state.role === 'viewer') {
+    notify('warn', 'Read-only: your role cannot hold cells.');
+    return;
+  }
+  const cellKey = cellKeyOf(sel.key, sel.col);
+  const key = `${cellKey}#hold`;
+  const on = !isHeld(cellKey);
+  const request = submit(
+    { type: 'hold', condition: cellCondition(node, sel.col), on },
+    `${on ? 'Hold' : 'Release'} of ${cellLabel(cellKey)}`,
+    (r) => { overlays.follow(key, r); updateHoldButton(); },
+  );
+  if (!request) return;
+  request.value = on;
+  overlays.show(key, request);
+  updateHoldButton();
+}
+
+// Applies `updates.holds` (or `snapshot.holds` when `replace`) and repaints what changed.
+function applyHolds(holds, replace) {
+  const touched = replace ? [...state.holds.keys()] : [];
+  if (replace) state.holds = new Map();
+  for (const hold of holds || []) {
+    const key = cellKeyOfCell(hold);
+    if (hold.on === false) state.holds.delete(key);
+    else state.holds.set(key, { by: hold.by, level: hold.level });
+    touched.push(key);
+  }
+  touched.forEach(paintCellByKey);
+  updateHoldButton();
+}
+
+function updateHoldButton() {
+  const sel = state.selection;
+  const usable = Boolean(sel) && sel.col !== NAME_COL;
+  const held = usable && isHeld(cellKeyOf(sel.key, sel.col));
+  dom.holdButton.disabled = !usable;
+  dom.holdButton.setAttribute('aria-pressed', String(held));
+  dom.holdButtonText.textContent = held ? 'Release' : 'Hold';
+  dom.holdButton.title = usable
+    ? `${held ? 'Release' : 'Hold'} ${cellLabel(cellKeyOf(sel.key, sel.col))} (key H)`
+    : 'Select a value cell to hold it (key H)';
+}
+
+/* ---- Presence: who is connected and where ------------------------------------------- */
+
+function colorOf(id) {
+  const n = Number(/\d+/.exec(String(id))?.[0] ?? 0);
+  return PEER_COLORS[n % PEER_COLORS.length];
+}
+
+// The cell the selection is on, as sent in `cursor` (a node name counts as its Total).
+function cursorCell() {
+  const sel = state.selection;
+  const node = sel && state.nodes.get(sel.key);
+  return node ? cellCondition(node, sel.col) : null;
+}
+
+// Sends the cursor now if it changed; `force` re-announces it (after welcome).
+function sendCursor(force) {
+  cursor.timer = null;
+  const cell = cursorCell();
+  const text = JSON.stringify(cell);
+  if (text === cursor.lastSent && !force) return;
+  if (send({ type: 'cursor', cell })) {
+    cursor.lastSent = text;
+    cursor.lastAt = Date.now();
+  }
+}
+
+// Throttles cursor messages to one per CURSOR_MS; the last position always goes out.
+function queueCursor() {
+  if (cursor.timer) return;
+  cursor.timer = setTimeout(() => sendCursor(false), Math.max(0, cursor.lastAt + CURSOR_MS - Date.now()));
+}
+
+// The colour of a connected user by name (changes name their author, not their id).
+function peerColorOf(name) {
+  return [...state.peers.values()].find((peer) => peer.name === name)?.color ?? null;
+}
+
+function setPeers(list) {
+  state.peers = new Map();
+  list.forEach((p) => state.peers.set(p.id, { ...p, color: colorOf(p.id) }));
+  peersChanged();
+}
+
+function onPresence(msg) {
+  if (msg.id === state.me) return;
+  if (msg.gone) state.peers.delete(msg.id);
+  else state.peers.set(msg.id, { id: msg.id, name: msg.name, cell: msg.cell ?? null, color: colorOf(msg.id) });
+  peersChanged();
+}
+
+// Recomputes which cells carry someone's outline, repaints them and the header list.
+function peersChanged() {
+  const before = [...view.peerCells.keys()];
+  view.peerCells = new Map();
+  state.peers.forEach((peer) => {
+    if (!peer.cell) return;
+    const key = cellKeyOfCell(peer.cell);
+    view.peerCells.set(key, [...(view.peerCells.get(key) || []), peer]);
+  });
+  new Set([...before, ...view.peerCells.keys()]).forEach(paintCellByKey);
+  renderPresence();
+}
+
+function presenceItem(id, name, color, where) {
+  const li = el('li');
+  li.dataset.id = id;
+  const dot = el('span', 'peer-dot');
+  dot.style.background = color;
+  li.append(dot, el('span', 'peer-name', name));
+  li.title = where;
+  return li;
+}
+
+function renderPresence() {
+  const items = [];
+  if (state.me && state.status === 'live') {
+    const me = presenceItem(state.me, `${state.user ?? state.name} (you)`, colorOf(state.me), 'you');
+    me.classList.add('me');
+    items.push(me);
+  }
+  state.peers.forEach((peer) => {
+    const where = peer.cell ? `on ${cellLabel(cellKeyOfCell(peer.cell))} — click to go there` : 'no cell selected';
+    const li = presenceItem(peer.id, peer.name, peer.color, where);
+    if (peer.cell) li.addEventListener('click', () => revealCell(cellKeyOfCell(peer.cell)));
+    items.push(li);
+  });
+  dom.presence.replaceChildren(...items);
+  dom.presence.setAttribute('aria-label', `${plural(items.length, 'user')} connected`);
 }
 
 /* ---- Server messages ---------------------------------------------------------------- */
@@ -836,10 +1039,13 @@ function abandonPending() {
 const handlers = {
   welcome(msg) {
     state.user = msg.user ?? null;
+    state.me = msg.id ?? null;
     state.role = msg.role ?? null;
     conn.backoff = BACKOFF_MIN_MS;
     dom.role.hidden = state.role !== 'viewer';
     setStatus('live');
+    setPeers(Array.isArray(msg.presence) ? msg.presence : []);
+    sendCursor(true);
   },
 
   snapshot(msg) {
@@ -851,8 +1057,10 @@ const handlers = {
     if (!state.expandedInitialised) state.expandedInitialised = expandFirstSupplier();
     if (msg.seq != null) state.seq = String(msg.seq);
     state.dataSeq = msg.seq ?? null;
-    state.overlays.forEach((edit) => { if (edit.status === 'applied') dropOverlay(edit); });
+    applyHolds(msg.holds, true);
+    overlays.settle(msg.seq);
     renderAll();
+    panel.reload();
   },
 
   resync() {
@@ -867,7 +1075,7 @@ const handlers = {
     if (msg.seq != null) {
       state.dataSeq = String(msg.seq);
       noteSeq(msg.seq);
-      settleOverlays(msg.seq);
+      overlays.settle(msg.seq);
     }
     state.lastChange = { by, at: new Date() };
     if (changes.columns) {
@@ -879,37 +1087,28 @@ const handlers = {
       renderSummary();
     }
     changes.cells.forEach(paintCellByKey);
-    flashCells(changes.cells);
+    applyHolds(msg.holds, false);
+    flashCells(changes.cells, by.filter((name) => name !== state.user));
+    panel.applyUpdates(msg);
   },
 
   queued(msg) {
-    const edit = state.pending.get(msg.id);
-    if (!edit) return;
-    edit.status = 'queued';
-    edit.request = msg.request ?? null;
-    paintCellByKey(edit.key);
+    advance(msg.id, 'queued', { request: msg.request ?? null });
   },
 
   applied(msg) {
     noteSeq(msg.seq);
-    const edit = state.pending.get(msg.id);
-    if (!edit) return;
-    state.pending.delete(msg.id);
-    edit.status = 'applied';
-    edit.seq = msg.seq ?? null;
-    if (edit.seq == null || compareSeq(state.dataSeq, edit.seq) >= 0) dropOverlay(edit);
-    else setTimeout(() => dropOverlay(edit), SETTLE_MS);
-    paintCellByKey(edit.key);
+    advance(msg.id, 'applied', { seq: msg.seq ?? null });
   },
 
   rejected(msg) {
     const error = msg.error || {};
-    notify('error', `Edit rejected: ${error.message || error.code || 'unknown reason'}`);
-    const edit = state.pending.get(msg.id);
-    if (!edit) return;
-    state.pending.delete(msg.id);
-    dropOverlay(edit);
+    const request = advance(msg.id, 'rejected', {});
+    const reason = error.message || error.code || 'unknown reason';
+    notify('error', `${request ? request.what : 'Request'} rejected: ${reason}`);
   },
+
+  presence: onPresence,
 
   error(msg) {
     notify('error', `Server error${msg.code ? ` (${msg.code})` : ''}: ${msg.message || 'unknown'}`);
@@ -957,7 +1156,7 @@ function connect() {
   conn.ws = ws;
   ws.addEventListener('open', () => {
     if (ws !== conn.ws) return;
-    send({ type: 'hello', name: state.name, since: state.seq, tables: [TABLE] });
+    send({ type: 'hello', name: state.name, token: accessToken(), since: state.seq, tables: [TABLE, 'sales'] });
     conn.pingOutstanding = false;
     conn.pingTimer = setInterval(keepAlive, PING_MS);
   });
@@ -987,8 +1186,11 @@ function keepAlive() {
 
 function dropConnection() {
   clearInterval(conn.pingTimer);
+  clearTimeout(cursor.timer);
+  cursor.timer = null;
   conn.ws = null;
   abandonPending();
+  setPeers([]);
 }
 
 // Forgets the current socket (its late `close` event is ignored) and closes it.
@@ -1012,12 +1214,13 @@ function reconnectNow() {
   connect();
 }
 
-/* ---- Header controls: status, name, measure, spread, notifications ------------------ */
+/* ---- Header controls: status, name, measure, notifications ------------------------- */
 
 function setStatus(status) {
   state.status = status;
   dom.status.dataset.state = status;
   dom.statusText.textContent = STATUS_TEXT[status];
+  renderPresence();
 }
 
 function notify(level, text) {
@@ -1067,6 +1270,7 @@ function bindDom() {
     grid: $('#grid'), table: $('#sheet'), colgroup: $('#sheet colgroup'),
     thead: $('#sheet thead'), tbody: $('#sheet tbody'), empty: $('#empty'),
     status: $('#status'), statusText: $('#status-text'), role: $('#role'),
+    presence: $('#presence'), holdButton: $('#hold-button'), holdButtonText: $('#hold-button-text'),
     name: $('#name'), spread: $('#spread'), log: $('#log'), summary: $('#summary'),
     measureButtons: [...document.querySelectorAll('[data-measure]')],
   });
@@ -1077,29 +1281,34 @@ function bindEvents() {
   dom.grid.addEventListener('click', onGridClick);
   dom.grid.addEventListener('dblclick', onGridDoubleClick);
   dom.grid.addEventListener('scroll', onScroll, { passive: true });
-  dom.tbody.addEventListener('animationend', (e) => {
-    if (e.animationName === 'flash') e.target.classList.remove('flash');
-  });
-  window.addEventListener('resize', onScroll);
+  dom.tbody.addEventListener('animationend', onFlashEnd);
+  new ResizeObserver(onScroll).observe(dom.grid);   // window resize and the panel opening
   dom.name.addEventListener('change', onNameChange);
   dom.name.addEventListener('keydown', (e) => { if (e.key === 'Enter') dom.name.blur(); });
   dom.spread.addEventListener('change', () => { state.spread = dom.spread.value; });
+  dom.holdButton.addEventListener('click', () => {
+    toggleHold();
+    dom.grid.focus({ preventScroll: true });
+  });
   dom.measureButtons.forEach((b) => b.addEventListener('click', () => setMeasure(b.dataset.measure)));
 }
 
 function boot() {
   bindDom();
+  panel = createPanel({ submit, notify, dataSeq: () => state.dataSeq });
   bindEvents();
   state.name = defaultName();
   dom.name.value = state.name;
   dom.spread.value = state.spread;
   resetModel();
   renderAll();
+  updateHoldButton();
   window.ducksheet = {
     state,
     lastSeq: () => state.seq,
     cell: (supplier, brand, family, month) =>
       view.cells.get(cellKeyOf(nodeKeyOf(supplier, brand, family), month)) || null,
+    socket: () => conn.ws,
   };
   setStatus('connecting');
   connect();

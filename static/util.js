@@ -1,0 +1,197 @@
+/*
+ * ducksheet — small pure helpers shared by app.js (the grid) and panel.js (sales rows and
+ * reports): DOM construction, Redis-stream seq comparison, number/date formatting and
+ * parsing, and JSON fetching. No state, no side effects beyond the DOM nodes they create.
+ */
+
+/* ---- DOM ---------------------------------------------------------------------------- */
+
+export function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+export const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
+
+export function plural(count, noun) {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}
+
+/* ---- Seq handling: Redis stream ids "<ms>-<n>", compared numerically ---------------- */
+
+function seqParts(seq) {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(String(seq));
+  return m ? [BigInt(m[1]), BigInt(m[2] || 0)] : [-1n, -1n];
+}
+
+// Orders seqs numerically; null sorts first.
+export function compareSeq(a, b) {
+  if (a == null || b == null) return (a == null ? 0 : 1) - (b == null ? 0 : 1);
+  const [am, an] = seqParts(a);
+  const [bm, bn] = seqParts(b);
+  if (am !== bm) return am < bm ? -1 : 1;
+  if (an !== bn) return an < bn ? -1 : 1;
+  return 0;
+}
+
+/* ---- Values: kinds, formatting and parsing ------------------------------------------ */
+
+// How each editable column is formatted and parsed.
+export const KIND = Object.freeze({
+  net_amount: 'money', net_price: 'money', quantity: 'integer', invoice_date: 'date',
+});
+
+const MAX_ABS_VALUE = 1e13;
+const MONTH_NAMES = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun',
+  'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const FORMAT = Object.freeze({
+  money: new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 }),
+  integer: new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 }),
+  decimal: new Intl.NumberFormat('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 4 }),
+});
+
+export function formatValue(value, kind) {
+  if (value === null || value === undefined || value === '') return '';
+  if (kind === 'date') return String(value);
+  const n = Number(value);
+  return Number.isFinite(n) ? FORMAT[kind].format(n || 0) : String(value);
+}
+
+// Any JSON value of a report cell: numbers formatted (whole numbers below 10,000, such as
+// years and ranks, without a separator), everything else as text.
+export function formatAny(value) {
+  if (value === null || value === undefined) return '';
+  if (typeof value !== 'number') return String(value);
+  if (Number.isInteger(value)) return Math.abs(value) < 10000 ? String(value) : formatValue(value, 'integer');
+  return formatValue(value, 'decimal');
+}
+
+// Plain text put into an editor: no separators, so it can be edited directly.
+export function rawValue(value, kind) {
+  if (value === null || value === undefined) return '';
+  if (kind === 'date') return String(value);
+  const n = Number(value);
+  return kind === 'integer' ? String(Math.round(n)) : n.toFixed(2);
+}
+
+function parseDate(s) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(s);
+  const date = m && new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
+  if (!date || date.toISOString().slice(0, 10) !== s) return { error: `"${s}" is not a date (YYYY-MM-DD).` };
+  return { value: s };
+}
+
+// Accepts "1234.5", "1,234.5", "-12", "+3"; commas must be real thousands separators.
+// Returns { value } or { error } with a message for the user.
+export function parseValue(text, kind) {
+  const s = text.trim().replace(/[\s\u00a0\u202f]/g, '');
+  if (kind === 'date') return parseDate(s);
+  if (!s) return { error: 'Enter a number.' };
+  if (!/^[-+]?(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d*)?$/.test(s) || !/\d/.test(s)) {
+    return { error: `"${text.trim()}" is not a number (use e.g. 1,234.50).` };
+  }
+  const value = Number(s.replace(/,/g, ''));
+  const decimals = (s.split('.')[1] || '').length;
+  if (!Number.isFinite(value) || Math.abs(value) >= MAX_ABS_VALUE) return { error: 'Value is too large.' };
+  if (kind === 'integer' && !Number.isInteger(value)) return { error: 'Quantity must be a whole number.' };
+  if (kind === 'money' && decimals > 2) return { error: 'Amounts allow at most 2 decimals.' };
+  return { value: kind === 'integer' ? value || 0 : Number(value.toFixed(2)) || 0 };
+}
+
+export function monthLabel(month) {
+  const m = /^(\d{4})-(\d{2})$/.exec(month);
+  const name = m && MONTH_NAMES[Number(m[2]) - 1];
+  return name ? `${name} ${m[1]}` : month;
+}
+
+/* ---- Access token ------------------------------------------------------------------ */
+
+// A server with tokens is opened as /#token=<token>: the fragment never reaches the
+// server in a URL; the token is kept for this tab and sent in hello and as Bearer.
+export function accessToken() {
+  const match = window.location.hash.match(/token=([^&]+)/);
+  if (match) {
+    sessionStorage.setItem('ducksheet.token', decodeURIComponent(match[1]));
+    history.replaceState(null, '', window.location.pathname + window.location.search);
+  }
+  return sessionStorage.getItem('ducksheet.token');
+}
+
+/* ---- HTTP --------------------------------------------------------------------------- */
+
+// GET a JSON endpoint: { status, body } (body null when it is not JSON). Throws only on
+// network failure.
+export async function getJson(path, params = {}) {
+  const query = new URLSearchParams();
+  Object.entries(params).forEach(([k, v]) => {
+    if (v !== null && v !== undefined && v !== '') query.set(k, typeof v === 'object' ? JSON.stringify(v) : String(v));
+  });
+  const url = query.toString() ? `${path}?${query}` : path;
+  const headers = { Accept: 'application/json' };
+  const token = accessToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(url, { headers });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch { /* not JSON: callers report the status */ }
+  return { status: response.status, body };
+}
+
+// The server's error message of a failed response, for the user.
+export function errorText(result) {
+  const error = result.body && result.body.error;
+  return error ? error.message || error.code : `HTTP ${result.status}`;
+}
+
+/* ---- Overlays: own values shown until the server confirms them ---------------------- */
+
+const SETTLE_MS = 3000;
+
+// Values of own requests (edits, holds) keyed by whatever the owner paints, shown from
+// sending until the data that contains them arrives. `repaint(key)` redraws a key;
+// `dataSeq()` is the seq of the data currently shown.
+export class Overlays {
+  constructor(repaint, dataSeq) {
+    this.entries = new Map();
+    this.repaint = repaint;
+    this.dataSeq = dataSeq;
+  }
+
+  get(key) {
+    return this.entries.get(key);
+  }
+
+  show(key, request) {
+    this.entries.set(key, request);
+    this.repaint(key);
+  }
+
+  // Follows a request's status: a rejected or lost one disappears at once, an applied one
+  // once the shown data reaches its seq (or after SETTLE_MS, should that never come).
+  follow(key, request) {
+    if (request.status === 'rejected' || request.status === 'lost') {
+      this.drop(key, request);
+    } else if (request.status === 'applied' && compareSeq(this.dataSeq(), request.seq) >= 0) {
+      this.drop(key, request);
+    } else {
+      if (request.status === 'applied') setTimeout(() => this.drop(key, request), SETTLE_MS);
+      this.repaint(key);
+    }
+  }
+
+  // New data up to `seq` arrived: applied requests it contains are no longer needed.
+  settle(seq) {
+    this.entries.forEach((request, key) => {
+      if (request.status === 'applied' && compareSeq(request.seq, seq) <= 0) this.drop(key, request);
+    });
+  }
+
+  drop(key, request) {
+    if (this.entries.get(key) !== request) return;
+    this.entries.delete(key);
+    this.repaint(key);
+  }
+}
