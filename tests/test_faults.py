@@ -83,28 +83,37 @@ class ServerProcess:
             raise AssertionError(f"no exit 30 s after signal {sig}; see {self.log}") from None
 
 
-async def edit_stream(
-    base: str, sales: list[int], acknowledged: dict[str, tuple[int, int]], stop: asyncio.Event
+async def edit_load(
+    base: str,
+    sales: list[int],
+    acknowledged: dict[str, tuple[int, int]],
+    stop: asyncio.Event,
+    refused: list[float] | None = None,
 ) -> None:
-    """Uniquely numbered REST edits until `stop`; records those acknowledged (202)."""
-    number = len(acknowledged)
-    async with httpx.AsyncClient(base_url=base, timeout=2) as http:
+    """Uniquely numbered REST edits until `stop`. Records those acknowledged (202) and how
+    long refused ones (503 while Redis is away) took; a server that is down is retried."""
+    number = max((n for _, n in acknowledged.values()), default=0)
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
         while not stop.is_set():
             number += 1
             sale_id = sales[number % len(sales)]
-            edit = {
-                "table": "sales",
-                "column": "quantity",
-                "value": number,
-                "condition": {"sale_id": sale_id},
-            }
+            edit = {"table": "sales", "column": "quantity", "value": number}
+            started = time.monotonic()
             try:
-                response = await http.post("/update_cell", json={"data": edit})
+                response = await http.post(
+                    "/update_cell", json={"data": {**edit, "condition": {"sale_id": sale_id}}}
+                )
             except httpx.HTTPError:
                 await asyncio.sleep(0.01)
                 continue
             if response.status_code == 202:
                 acknowledged[response.json()["data"]["request_id"]] = (sale_id, number)
+            else:
+                assert response.status_code == 503, response.text
+                assert response.json()["error"]["code"] == "unavailable"
+                if refused is not None:
+                    refused.append(time.monotonic() - started)
+                await asyncio.sleep(0.05)
             await asyncio.sleep(0.002)
 
 
@@ -194,7 +203,7 @@ async def test_kill_9_under_load_loses_and_doubles_nothing(data_dir, redis_url, 
     rng = random.Random(5)
     for cycle in range(CYCLES):
         stop = asyncio.Event()
-        load = asyncio.create_task(edit_stream(base, sales, acknowledged, stop))
+        load = asyncio.create_task(edit_load(base, sales, acknowledged, stop))
         await asyncio.sleep(rng.uniform(0.3, 1.2))
         # mostly kill -9 at a random moment; every fourth cycle a graceful SIGTERM
         server.stop(signal.SIGTERM if cycle % 4 == 3 else signal.SIGKILL)
@@ -217,37 +226,6 @@ async def test_kill_9_under_load_loses_and_doubles_nothing(data_dir, redis_url, 
     )
     if not viewer.resyncs:
         assert viewer.seqs == [seq for seq in published if parse_seq(seq) > parse_seq(viewer.first)]
-
-
-async def rest_load(
-    base: str,
-    sales: list[int],
-    acknowledged: dict[str, tuple[int, int]],
-    stop: asyncio.Event,
-    refused: list[float],
-) -> None:
-    """Like edit_stream, and records how long refused edits (503) took to be answered."""
-    number = 10_000 + len(acknowledged)
-    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-        while not stop.is_set():
-            number += 1
-            sale_id = sales[number % len(sales)]
-            edit = {
-                "table": "sales",
-                "column": "quantity",
-                "value": number,
-                "condition": {"sale_id": sale_id},
-            }
-            started = time.monotonic()
-            response = await http.post("/update_cell", json={"data": edit})
-            if response.status_code == 202:
-                acknowledged[response.json()["data"]["request_id"]] = (sale_id, number)
-            else:
-                assert response.status_code == 503, response.text
-                assert response.json()["error"]["code"] == "unavailable"
-                refused.append(time.monotonic() - started)
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.002)
 
 
 async def applied_exactly_once(server, acknowledged: dict[str, tuple[int, int]]) -> None:
@@ -274,7 +252,7 @@ async def test_external_redis_restart_mid_load_loses_nothing(data_dir, tmp_path)
             acknowledged: dict[str, tuple[int, int]] = {}
             refused: list[float] = []
             stop = asyncio.Event()
-            load = asyncio.create_task(rest_load(server.base, sales, acknowledged, stop, refused))
+            load = asyncio.create_task(edit_load(server.base, sales, acknowledged, stop, refused))
             await asyncio.sleep(0.5)
             external.stop()  # SHUTDOWN: Redis writes its AOF and exits
             await asyncio.sleep(0.5)
@@ -294,7 +272,7 @@ async def test_embedded_redis_killed_mid_load_is_restarted_and_loses_nothing(dat
         sales = [r[0] for r in await read(server, "SELECT sale_id FROM sales LIMIT 40")]
         acknowledged: dict[str, tuple[int, int]] = {}
         stop = asyncio.Event()
-        load = asyncio.create_task(rest_load(server.base, sales, acknowledged, stop, []))
+        load = asyncio.create_task(edit_load(server.base, sales, acknowledged, stop))
         await asyncio.sleep(0.5)
         os.kill(embedded.pid, signal.SIGKILL)
         await asyncio.sleep(2.0)
