@@ -1,9 +1,11 @@
 """Apply a batch of requests to DuckDB in one transaction.
 
 Every request reads what it needs and checks it before it changes anything, so a
-rejected request leaves no trace. Before a sales row first changes in a batch its old
-node and measures go to `_before`; at the end the summary is moved by (after - before)
-over the same grouping sets, touching only the changed nodes. The transaction also
+rejected request leaves no trace. Runs of point edits (one sales row by key) settle
+their summary change at once, computed in Python (server.leaf). Before a sales row first
+changes any other way, its old node and measures go to `_before`; at the end the summary
+is moved by (after - before) over the same grouping sets, touching only the changed
+nodes. The transaction also
 records each request's outcome, the last applied request id and the outgoing payload
 (the outbox), so a crash can never apply a request twice or lose its announcement.
 """
@@ -11,6 +13,7 @@ records each request's outcome, the last applied request id and the outgoing pay
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from protocol.catalog import TABLES
@@ -18,15 +21,25 @@ from protocol.codec import dumps_text
 from protocol.edits import Edit, Hold
 from protocol.errors import ProtocolError
 from server.base_edits import apply_base_edit, apply_point_edits, is_point_edit
-from server.batch import Batch, Conn, Limits, prepare
+from server.batch import Batch, Conn, Known, Limits, prepare
 from server.holds import apply_hold, has_holds
+from server.importer import ImportSpec, apply_import
 from server.sql import ident
 from server.summary import apply_summary_edit, update_summary
 
 NO_SEQ = "0-0"  # the seq of a database no request has changed yet
-Action = Edit | Hold
+Action = Edit | Hold | ImportSpec
 
-__all__ = ["NO_SEQ", "Limits", "Request", "apply_batch", "last_applied", "prepare"]
+__all__ = [
+    "NO_SEQ",
+    "Known",
+    "Limits",
+    "Request",
+    "apply_and_encode",
+    "apply_batch",
+    "last_applied",
+    "prepare",
+]
 
 
 @dataclass(frozen=True)
@@ -48,28 +61,43 @@ def apply_batch(
     limits: Limits,
     failed: dict[str, ProtocolError] | None = None,
     published: list[str] | None = None,
+    known: Known | None = None,
 ) -> dict[str, Any]:
     """Apply `requests` in order in one transaction; return the response payload.
 
     Requests named in `failed` are recorded as rejected without being applied (used
     when a batch had to be split to isolate a request that makes DuckDB raise).
     `published` are outbox seqs confirmed in response_duck, deleted in this transaction.
+    `known` is what the caller (the writer) knows of the database from earlier batches.
     """
+    return apply_and_encode(con, requests, limits, failed, published, known)[0]
+
+
+def apply_and_encode(
+    con: Conn,
+    requests: list[Request],
+    limits: Limits,
+    failed: dict[str, ProtocolError] | None = None,
+    published: list[str] | None = None,
+    known: Known | None = None,
+) -> tuple[dict[str, Any], str]:
+    """apply_batch, and the payload's JSON as stored in the outbox (to publish as is)."""
     failed = failed or {}
+    known = known if known is not None else Known()
     seq = requests[-1].id
     results: list[dict[str, Any]] = []
     con.execute("BEGIN TRANSACTION")
     try:
-        batch = Batch(limits, has_holds=has_holds(con))
-        con.execute("DELETE FROM _before")
+        batch = Batch(limits, known, has_holds=_any_holds(con, known))
         for run in _runs(requests, failed):
             for request, error in zip(run, _apply_run(con, run, batch, failed), strict=True):
-                results.append(_result(request, seq, error))
-        rows = update_summary(con)
+                results.append(_result(request, seq, error, batch))
         base, truncated = changed_base_rows(con, batch)
+        rows = update_summary(con, batch)
+        prev = known.last_applied or last_applied(con) or NO_SEQ
         payload = {
             "seq": seq,
-            "prev": last_applied(con) or NO_SEQ,  # the chain lets readers detect trimmed gaps
+            "prev": prev,  # the chain lets readers detect trimmed gaps
             "rows": rows,
             "base": base,
             "base_truncated": truncated,
@@ -77,12 +105,25 @@ def apply_batch(
             "by": sorted({r["user"] for r in results if r["status"] == "applied"}),
             "results": results,
         }
-        _record(con, requests, results, seq, payload, published or [])
+        if batch.reload:
+            payload["reload"] = True
+        encoded = dumps_text(payload)
+        _record(con, requests, results, seq, prev == NO_SEQ, encoded, published or [])
+        any_holds = has_holds(con) if batch.holds else batch.has_holds
         con.execute("COMMIT")
     except BaseException:
+        known.forget()  # the transaction may have changed what it knew
         con.execute("ROLLBACK")
         raise
-    return payload
+    known.any_holds, known.last_applied = any_holds, seq
+    _forget_uploads(requests)
+    return payload, encoded
+
+
+def _any_holds(con: Conn, known: Known) -> bool:
+    if known.any_holds is None:
+        known.any_holds = has_holds(con)
+    return known.any_holds
 
 
 def _runs(requests: list[Request], failed: dict[str, ProtocolError]) -> list[list[Request]]:
@@ -117,6 +158,8 @@ def _apply_run(
 
 def _apply_one(con: Conn, request: Request, batch: Batch) -> None:
     action = request.action
+    if _may_change_products(action):
+        batch.known.products = None
     if isinstance(action, Hold):
         apply_hold(con, action, request.user, batch)
     elif isinstance(action, Edit):
@@ -125,11 +168,24 @@ def _apply_one(con: Conn, request: Request, batch: Batch) -> None:
             apply_summary_edit(con, action, batch)
         else:
             apply_base_edit(con, table, action, batch)
+    elif isinstance(action, ImportSpec):
+        stats = apply_import(con, action.as_dict())
+        batch.stats[request.id] = stats
+        if stats["inserted"] or stats["updated"]:
+            batch.reload = True  # a bulk change: clients take a fresh snapshot
     else:
         raise ProtocolError("bad_message", "malformed request")
 
 
-def _result(request: Request, seq: str, error: ProtocolError | None) -> dict[str, Any]:
+def _may_change_products(action: Action | None) -> bool:
+    if isinstance(action, Hold):
+        return False
+    return not isinstance(action, Edit) or action.table == "product"
+
+
+def _result(
+    request: Request, seq: str, error: ProtocolError | None, batch: Batch
+) -> dict[str, Any]:
     result: dict[str, Any] = {
         "request": request.id,
         "ref": request.ref,
@@ -138,9 +194,18 @@ def _result(request: Request, seq: str, error: ProtocolError | None) -> dict[str
     }
     if error is None:
         result["seq"] = seq
+        if request.id in batch.stats:
+            result["stats"] = batch.stats[request.id]
     else:
         result["error"] = error.as_dict()
     return result
+
+
+def _forget_uploads(requests: list[Request]) -> None:
+    """An import's uploaded file, once its request is decided and committed."""
+    for request in requests:
+        if isinstance(request.action, ImportSpec):
+            Path(request.action.path).unlink(missing_ok=True)
 
 
 def _record(
@@ -148,7 +213,8 @@ def _record(
     requests: list[Request],
     results: list[dict[str, Any]],
     seq: str,
-    payload: dict[str, Any],
+    first: bool,
+    payload: str,
     published: list[str],
 ) -> None:
     con.execute(
@@ -166,37 +232,52 @@ def _record(
             "users": [r["user"] for r in results],
         },
     )
-    con.execute("INSERT OR REPLACE INTO _applied VALUES (TRUE, ?)", [seq])
+    if first:
+        con.execute("INSERT OR REPLACE INTO _applied VALUES (TRUE, ?)", [seq])
+    else:  # an UPDATE costs a fraction of INSERT OR REPLACE on a keyed table
+        con.execute("UPDATE _applied SET last_id = ?", [seq])
     if published:
         con.execute("DELETE FROM _outbox WHERE list_contains(?, seq)", [published])
-    con.execute(
-        "INSERT OR REPLACE INTO _outbox VALUES (?, ?, ?)",
-        [seq, [r.id for r in requests], dumps_text(payload)],
-    )
+    # seq is the id of the batch's last request, which no committed batch used before
+    con.execute("INSERT INTO _outbox VALUES (?, ?, ?)", [seq, [r.id for r in requests], payload])
 
 
 def changed_base_rows(con: Conn, batch: Batch) -> tuple[list[dict[str, Any]], bool]:
     """The changed base rows to show clients, at most `base_rows_broadcast` of them."""
     cap = batch.limits.base_rows_broadcast
-    rows: list[dict[str, Any]] = []
-    truncated = False
-    sources = [("sales", "sale_id", "SELECT DISTINCT sale_id FROM _before", [])]
+    rows, truncated = _changed_sales(con, batch, cap)
     for name, keys in sorted(batch.base_keys.items()):
-        key = TABLES[name].key[0]
-        sources.append((name, key, "SELECT unnest(?)", [sorted(keys)]))
-    for name, key, keys_sql, params in sources:
         if len(rows) >= cap:
-            truncated = True
-            break
-        cursor = con.execute(
-            f"SELECT * FROM {ident(name)} WHERE {ident(key)} IN ({keys_sql}) "
-            f"ORDER BY {ident(key)} LIMIT ?",
-            [*params, cap - len(rows) + 1],
-        )
-        names = [d[0] for d in cursor.description]
-        found = cursor.fetchall()
-        if len(rows) + len(found) > cap:
-            truncated = True
-            found = found[: cap - len(rows)]
-        rows.extend({"table": name, **dict(zip(names, values, strict=True))} for values in found)
+            return rows, True
+        key = TABLES[name].key[0]
+        found = _rows_by_key(con, name, key, "SELECT unnest(?)", [sorted(keys)], cap - len(rows))
+        truncated = len(found) > cap - len(rows)
+        rows.extend(found[: cap - len(rows)])
     return rows, truncated
+
+
+def _changed_sales(con: Conn, batch: Batch, cap: int) -> tuple[list[dict[str, Any]], bool]:
+    """The first `cap` changed sales rows by sale_id, and whether there are more."""
+    known = set(batch.sales_rows) | batch.sales_ids
+    if batch.before_pending:  # rows changed in SQL since `_before`: read all back
+        keys_sql = "SELECT sale_id FROM _before UNION ALL SELECT unnest(?::BIGINT[])"
+        found = _rows_by_key(con, "sales", "sale_id", keys_sql, [sorted(known)], cap)
+    elif batch.sales_ids or batch.reload:  # changed in SQL after point edits, maybe
+        first = sorted(known)[: cap + 1]
+        found = _rows_by_key(con, "sales", "sale_id", "SELECT unnest(?::BIGINT[])", [first], cap)
+    else:  # only point edits: their rows are known
+        found = [{"table": "sales", **batch.sales_rows[k]} for k in sorted(known)[: cap + 1]]
+    return found[:cap], len(found) > cap
+
+
+def _rows_by_key(
+    con: Conn, table: str, key: str, keys_sql: str, params: list[Any], cap: int
+) -> list[dict[str, Any]]:
+    """Up to cap + 1 rows of `table` whose key is among `keys_sql`, by key."""
+    cursor = con.execute(
+        f"SELECT * FROM {ident(table)} WHERE {ident(key)} IN ({keys_sql}) "
+        f"ORDER BY {ident(key)} LIMIT ?",
+        [*params, cap + 1],
+    )
+    names = [d[0] for d in cursor.description]
+    return [{"table": table, **dict(zip(names, row, strict=True))} for row in cursor.fetchall()]

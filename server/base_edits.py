@@ -11,6 +11,7 @@ from protocol.edits import Edit
 from protocol.errors import ProtocolError
 from server.batch import Batch, Conn, capture_before
 from server.holds import product_edit_hits_holds, sales_edits_hitting_holds
+from server.leaf import fetch_rows, settle
 from server.sql import cast_sql, ident, where
 
 # Base-table columns whose change moves amounts between summary nodes.
@@ -35,8 +36,7 @@ def is_point_edit(edit: Any) -> bool:
 def apply_point_edits(con: Conn, edits: list[Edit], batch: Batch) -> list[ProtocolError | None]:
     """Many single-row sales edits with a handful of statements: the same result as
     applying them one by one (each sets one column of one row; the last one wins)."""
-    ids = sorted({edit.condition["sale_id"] for edit in edits})
-    existing = existing_keys(con, "sales", "sale_id", ids)
+    rows = fetch_rows(con, sorted({edit.condition["sale_id"] for edit in edits}))
     known = {
         column: existing_keys(con, table, column, [e.value for e in edits if e.column == column])
         for column, table in (("product_id", "product"), ("customer_id", "customer"))
@@ -46,7 +46,7 @@ def apply_point_edits(con: Conn, edits: list[Edit], batch: Batch) -> list[Protoc
     final: dict[str, dict[Any, Any]] = {}
     for index, edit in enumerate(edits):
         sale_id = edit.condition["sale_id"]
-        if sale_id not in existing:
+        if sale_id not in rows:
             errors.append(ProtocolError("no_rows", f"there is no sale with sale_id {sale_id}"))
         elif edit.column in known and edit.value not in known[edit.column]:
             target = "product" if edit.column == "product_id" else "customer"
@@ -56,11 +56,17 @@ def apply_point_edits(con: Conn, edits: list[Edit], batch: Batch) -> list[Protoc
         else:
             final.setdefault(edit.column, {})[sale_id] = edit.value
             errors.append(None)
-    touched = sorted({sale_id for values in final.values() for sale_id in values})
-    if touched:
-        capture_before(con, "s.sale_id IN (SELECT unnest(?::BIGINT[]))", [touched])
+    if not final:
+        return errors
+    if batch.before_pending:
+        # Rows an earlier request of the batch may have changed: the summary owes their
+        # change since `_before`, so these join them there (their old image counts).
+        touched = sorted({sale_id for values in final.values() for sale_id in values})
+        capture_before(con, "s.sale_id IN (SELECT unnest(?::BIGINT[]))", [touched], batch)
     for column, values in final.items():
         set_values(con, TABLES["sales"], column, list(values), list(values.values()))
+    if not batch.before_pending:
+        settle(con, rows, final, batch)
     return errors
 
 
@@ -105,11 +111,11 @@ def apply_base_edit(con: Conn, table: Table, edit: Edit, batch: Batch) -> None:
     if moves_amounts and batch.has_holds and _hits_holds(con, table, edit, keys):
         raise ProtocolError("held", HELD)
     if table.name == "sales":
-        capture_before(con, "s.sale_id IN (SELECT unnest(?::BIGINT[]))", [keys])
+        capture_before(con, "s.sale_id IN (SELECT unnest(?::BIGINT[]))", [keys], batch)
     else:
         batch.base_keys.setdefault(table.name, set()).update(keys)
         if moves_amounts:
-            capture_before(con, "s.product_id IN (SELECT unnest(?::INTEGER[]))", [keys])
+            capture_before(con, "s.product_id IN (SELECT unnest(?::INTEGER[]))", [keys], batch)
     set_values(con, table, edit.column, keys, [edit.value] * len(keys))
 
 
@@ -174,6 +180,13 @@ def existing_keys(con: Conn, table: str, column: str, values: list[Any]) -> set[
 def set_values(con: Conn, table: Table, column: str, keys: list[Any], values: list[Any]) -> None:
     """UPDATE table SET column = value per key, in one statement."""
     key = table.key[0]
+    if len(keys) == 1:  # by the primary-key index, without a join
+        value = cast_sql(table.columns[column], "?::VARCHAR")
+        con.execute(
+            f"UPDATE {ident(table.name)} SET {ident(column)} = {value} WHERE {ident(key)} = ?",
+            [str(values[0]), keys[0]],
+        )
+        return
     value = cast_sql(table.columns[column], "v.value")
     con.execute(
         f"""

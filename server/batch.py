@@ -1,14 +1,18 @@
 """What the edits of one writer transaction share: limits, the before-image of the
-sales rows they change, and what to tell clients afterwards."""
+sales rows they change, and what to tell clients afterwards; and what the writer knows
+about its database between transactions."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import duckdb
 
 Conn = duckdb.DuckDBPyConnection
+Cell = tuple[str | None, str | None, str | None, str | None, int]  # + level
+Measures = tuple[int, Decimal, int]  # quantity, net_amount, line_count
 
 # A sales row's summary node and measures, from `sales s JOIN product p`.
 SALES_NODE = """
@@ -24,11 +28,77 @@ class Limits:
 
 
 @dataclass
+class Known:
+    """What the writer knows about its database between transactions, so a batch need
+    not ask again. Its connection is the only one that writes, so this stays true as
+    long as every transaction that changed it is reflected here: `apply_batch` updates
+    it after COMMIT and forgets it on ROLLBACK. None means "unknown: ask DuckDB"."""
+
+    any_holds: bool | None = None
+    last_applied: str | None = None
+    products: dict[int, tuple[str, str, str]] | None = None  # id -> supplier, brand, family
+
+    def forget(self) -> None:
+        self.any_holds = self.last_applied = self.products = None
+
+
+@dataclass
+class Changes:
+    """The summary cells a batch changed, as RETURNING rows (cell columns, quantity,
+    net_amount, line_count, merge_action) tell: each cell's measures now and, for cells
+    point edits changed, before the batch; None when the cell does not exist."""
+
+    now: dict[Cell, Measures | None] = field(default_factory=dict)
+    start: dict[Cell, Measures | None] = field(default_factory=dict)
+
+    def add(
+        self, returned: list[tuple[Any, ...]], deltas: dict[Cell, list[Any]] | None = None
+    ) -> None:
+        """Note RETURNING rows; `deltas` are what was added to each cell (the generic
+        upkeep passes none: it comes last and its cells moved by a non-zero net)."""
+        for row in returned:
+            cell, measures, action = row[:5], row[5:8], row[8]
+            if deltas is not None and cell not in self.now:
+                self.start[cell] = _before(measures, action, deltas[cell])
+            self.now[cell] = None if action == "DELETE" else measures
+
+    def changed(self) -> dict[Cell, Measures | None]:
+        """Cells whose measures differ from before the batch (as a fresh net delta over
+        the whole batch would find), with their measures now."""
+        return {
+            cell: now
+            for cell, now in self.now.items()
+            if cell not in self.start or self.start[cell] != now
+        }
+
+
+def _before(measures: Measures, action: str, delta: list[Any]) -> Measures | None:
+    if action == "INSERT":
+        return None
+    if action == "DELETE":  # RETURNING shows a deleted row as it was
+        return measures
+    quantity, net_amount, line_count = measures
+    return (quantity - delta[0], net_amount - delta[1], line_count - delta[2])
+
+
+@dataclass
 class Batch:
     limits: Limits
+    known: Known = field(default_factory=Known)
     has_holds: bool = False
     base_keys: dict[str, set[Any]] = field(default_factory=dict)  # changed product/customer keys
     holds: list[dict[str, Any]] = field(default_factory=list)  # holds set or released
+    # True once a row went to `_before`: the summary then owes that row's change, which
+    # update_summary settles at the end of the batch.
+    before_pending: bool = False
+    # Point edits and spreads settle their summary change at once, unless rows wait in
+    # `_before`. The rows point edits changed, as they are now, by sale_id:
+    sales_rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # The first (base_rows_broadcast + 1) sale_ids each spread changed.
+    sales_ids: set[int] = field(default_factory=set)
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # imports, by request id
+    reload: bool = False  # an import changed rows in bulk
+    changes: Changes = field(default_factory=Changes)
 
 
 def prepare(con: Conn) -> None:
@@ -42,7 +112,9 @@ def prepare(con: Conn) -> None:
     )
 
 
-def capture_before(con: Conn, predicate: str, params: list[Any]) -> None:
+def capture_before(
+    con: Conn, predicate: str, params: list[Any], batch: Batch | None = None
+) -> None:
     """Remember the old node and measures of sales rows about to change (first time only).
     The summary is later moved by (after - before) of exactly these rows."""
     con.execute(
@@ -54,3 +126,5 @@ def capture_before(con: Conn, predicate: str, params: list[Any]) -> None:
         """,
         params,
     )
+    if batch is not None:
+        batch.before_pending = True

@@ -11,7 +11,8 @@ from protocol.catalog import HIERARCHY, SUMMARY
 from protocol.edits import Edit
 from protocol.errors import ProtocolError
 from server import spread as spreading
-from server.batch import SALES_NODE, Batch, Conn
+from server.batch import SALES_NODE, Batch, Cell, Changes, Conn, Measures
+from server.cells import Delta, Node, roll_up
 from server.holds import held_flag_sql, reject_if_held
 
 SUMMARY_COLUMNS = ("supplier", "brand", "family", "month", "level", "quantity", "net_amount")
@@ -73,7 +74,7 @@ def apply_summary_edit(con: Conn, edit: Edit, batch: Batch) -> None:
             """,
             [list(column) for column in zip(*changes, strict=True)] if changes else [[], [], []],
         )
-    _write_new_units(con, edit.column)
+    _write_new_units(con, edit.column, batch)
 
 
 def _spread_proportionally(con: Conn, units: str, held: str, amount: int) -> None:
@@ -108,15 +109,23 @@ def _spread_proportionally(con: Conn, units: str, held: str, amount: int) -> Non
     )
 
 
-def _write_new_units(con: Conn, column: str) -> None:
+def _write_new_units(con: Conn, column: str, batch: Batch) -> None:
     """Apply `_new` (sale_id, old_units, new_units) to the sales rows that change."""
     changed = "SELECT sale_id FROM _new WHERE new_units <> old_units"
-    if not con.execute(f"SELECT count(*) FROM ({changed})").fetchone()[0]:  # type: ignore[index]
+    cap = batch.limits.base_rows_broadcast
+    # the first ones by sale_id are all clients may be shown of them
+    first = con.execute(f"{changed} ORDER BY sale_id LIMIT ?", [cap + 1]).fetchall()
+    if not first:
         return
-    con.execute(
-        f"INSERT INTO _before SELECT * FROM _cell WHERE sale_id IN ({changed}) "
-        "AND sale_id NOT IN (SELECT sale_id FROM _before)"
-    )
+    if batch.before_pending:
+        # Rows an earlier request may have changed too: settle them all at the end.
+        con.execute(
+            f"INSERT INTO _before SELECT * FROM _cell WHERE sale_id IN ({changed}) "
+            "AND sale_id NOT IN (SELECT sale_id FROM _before)"
+        )
+    else:
+        _settle_spread(con, column, batch)
+        batch.sales_ids.update(row[0] for row in first)
     if column == "net_amount":
         assignment = "net_price = v.new_units::DECIMAL(18, 0) * 0.01"
     else:
@@ -128,6 +137,20 @@ def _write_new_units(con: Conn, column: str) -> None:
         WHERE sales.sale_id = v.sale_id
         """
     )
+
+
+def _settle_spread(con: Conn, column: str, batch: Batch) -> None:
+    """Move the summary by a spread's change at once: its rows stay in their nodes, so
+    the change per cell is the sum of (new - old) units of the rows below it. (Summed per
+    node in SQL, rolled up in Python: GROUPING SETS costs more for so few rows.)"""
+    nodes: dict[Node, Delta] = {}
+    for supplier, brand, family, month, units in con.execute(SPREAD_DELTA).fetchall():
+        node = (supplier, brand, family, month)
+        if column == "net_amount":
+            nodes[node] = [0, Decimal(units).scaleb(-2), 0]  # exact cents
+        else:
+            nodes[node] = [units, 0, 0]
+    apply_cell_deltas(con, roll_up(nodes), batch.changes)
 
 
 def _leaves(con: Conn, cell: dict[str, Any], units: str, held: str) -> list[spreading.Leaf]:
@@ -167,51 +190,108 @@ def _shown(units: int, scale: int) -> str | int:
     return str(Decimal(units) / scale) if scale != 1 else units
 
 
-def update_summary(con: Conn) -> list[dict[str, Any]]:
-    """Move the summary by the net change of the rows in `_before`; return changed cells."""
-    if not con.execute("SELECT count(*) FROM _before").fetchone()[0]:  # type: ignore[index]
-        return []
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _node_delta AS
-        WITH leaf_delta AS (
-            SELECT supplier, brand, family, month,
-                   -quantity AS dq, -net_price AS dn, -1 AS dc
-            FROM _before
-            UNION ALL
-            SELECT {SALES_NODE}, 1
-            FROM sales s JOIN product p USING (product_id)
-            WHERE s.sale_id IN (SELECT sale_id FROM _before)
-        )
-        SELECT supplier, brand, family, month,
-               GROUPING_ID(supplier, brand, family)::INTEGER AS level,
-               SUM(dq)::BIGINT AS dq, SUM(dn)::DECIMAL(18, 2) AS dn, SUM(dc)::BIGINT AS dc
-        FROM leaf_delta
-        GROUP BY {GROUPING_SETS}
-        HAVING SUM(dq) <> 0 OR SUM(dn) <> 0 OR SUM(dc) <> 0
-        """
+# The net change of the rows in `_before`, per summary cell (only cells that change).
+NODE_DELTA = f"""
+    WITH leaf_delta AS (
+        SELECT supplier, brand, family, month, -quantity AS dq, -net_price AS dn, -1 AS dc
+        FROM _before
+        UNION ALL
+        SELECT {SALES_NODE}, 1
+        FROM sales s JOIN product p USING (product_id)
+        WHERE s.sale_id IN (SELECT sale_id FROM _before)
     )
-    con.execute(
-        f"""
-        MERGE INTO {SUMMARY} t USING _node_delta d ON {SAME_CELL}
-        WHEN MATCHED AND t.line_count + d.dc = 0 THEN DELETE
-        WHEN MATCHED THEN UPDATE SET
-            quantity = t.quantity + d.dq,
-            net_amount = t.net_amount + d.dn,
-            line_count = t.line_count + d.dc
-        WHEN NOT MATCHED THEN INSERT VALUES
-            (d.supplier, d.brand, d.family, d.month, d.level, d.dq, d.dn, d.dc)
-        """
-    )
-    rows = con.execute(
-        f"""
-        SELECT d.supplier, d.brand, d.family, d.month, d.level, t.quantity, t.net_amount,
-               t.level IS NULL AS deleted
-        FROM _node_delta d LEFT JOIN {SUMMARY} t ON {SAME_CELL}
-        ORDER BY d.level DESC, d.supplier, d.brand, d.family, d.month NULLS LAST
-        """
-    ).fetchall()
-    return [summary_row(row[:7], deleted=row[7]) for row in rows]
+    SELECT supplier, brand, family, month,
+           GROUPING_ID(supplier, brand, family)::INTEGER AS level,
+           SUM(dq)::BIGINT AS dq, SUM(dn)::DECIMAL(18, 2) AS dn, SUM(dc)::BIGINT AS dc
+    FROM leaf_delta
+    GROUP BY {GROUPING_SETS}
+    HAVING SUM(dq) <> 0 OR SUM(dn) <> 0 OR SUM(dc) <> 0
+"""
+# A spread's change of units per family-month node, from `_cell` and `_new`.
+SPREAD_DELTA = """
+    SELECT c.supplier, c.brand, c.family, c.month, SUM(n.new_units - n.old_units)
+    FROM _cell c JOIN _new n USING (sale_id)
+    WHERE n.new_units <> n.old_units
+    GROUP BY ALL
+"""
+# Per-cell deltas computed in Python (server.leaf), as parameters.
+GIVEN_DELTA = """
+    SELECT unnest($supplier::VARCHAR[]) AS supplier, unnest($brand::VARCHAR[]) AS brand,
+           unnest($family::VARCHAR[]) AS family, unnest($month::VARCHAR[]) AS month,
+           unnest($level::INTEGER[]) AS level, unnest($dq::BIGINT[]) AS dq,
+           unnest($dn::DECIMAL(18, 2)[]) AS dn, unnest($dc::BIGINT[]) AS dc
+"""
+CHANGED = """t.supplier, t.brand, t.family, t.month, t.level, t.quantity, t.net_amount,
+    t.line_count"""
+MOVE_CELLS = f"""
+    MERGE INTO {SUMMARY} t USING ({{source}}) d ON {SAME_CELL}
+    WHEN MATCHED AND t.line_count + d.dc = 0 THEN DELETE
+    WHEN MATCHED THEN UPDATE SET
+        quantity = t.quantity + d.dq,
+        net_amount = t.net_amount + d.dn,
+        line_count = t.line_count + d.dc
+    WHEN NOT MATCHED THEN INSERT VALUES
+        (d.supplier, d.brand, d.family, d.month, d.level, d.dq, d.dn, d.dc)
+    RETURNING {CHANGED}, merge_action
+"""
+# Cells whose line_count stays put all exist and none disappears: a plain UPDATE will do.
+SHIFT_CELLS = f"""
+    UPDATE {SUMMARY} t SET quantity = t.quantity + d.dq, net_amount = t.net_amount + d.dn
+    FROM ({GIVEN_DELTA}) d WHERE {SAME_CELL}
+    RETURNING {CHANGED}, 'UPDATE'
+"""
+
+
+def update_summary(con: Conn, batch: Batch | None = None) -> list[dict[str, Any]]:
+    """Move the summary by the net change of the rows in `_before` (then empty it);
+    return the cells the batch changed. `batch` knows whether anything is pending and
+    what point edits changed; without it DuckDB is asked."""
+    changes = batch.changes if batch is not None else Changes()
+    if batch is not None:
+        pending = batch.before_pending
+    else:
+        pending = bool(con.execute("SELECT count(*) FROM _before").fetchone()[0])  # type: ignore[index]
+    if pending:
+        changes.add(con.execute(MOVE_CELLS.format(source=NODE_DELTA)).fetchall())
+        con.execute("DELETE FROM _before")
+    if batch is not None:
+        batch.before_pending = False
+    return ordered(changes)
+
+
+def apply_cell_deltas(con: Conn, deltas: dict[Cell, list[Any]], changes: Changes) -> None:
+    """Add [quantity, net_amount, line_count] deltas to their cells, noting the change."""
+    live = {cell: delta for cell, delta in deltas.items() if any(delta)}
+    if not live:
+        return
+    cells = list(live)
+    params = {
+        name: [cell[i] for cell in cells]
+        for i, name in enumerate(("supplier", "brand", "family", "month", "level"))
+    }
+    params["dq"] = [delta[0] for delta in live.values()]
+    params["dn"] = [f"{delta[1]:f}" for delta in live.values()]
+    params["dc"] = [delta[2] for delta in live.values()]
+    moves = any(delta[2] for delta in live.values())
+    sql = MOVE_CELLS.format(source=GIVEN_DELTA) if moves else SHIFT_CELLS
+    changes.add(con.execute(sql, params).fetchall(), live)
+
+
+def ordered(changes: Changes) -> list[dict[str, Any]]:
+    """The changed cells as rows to send: by level (grand total first), then node, then
+    month (all-months last); a cell that disappeared is sent as `deleted`."""
+
+    def key(cell: Cell) -> tuple[Any, ...]:
+        supplier, brand, family, month, level = cell
+        return (-level, supplier or "", brand or "", family or "", month is None, month or "")
+
+    def row(cell: Cell, measures: Measures | None) -> dict[str, Any]:
+        if measures is None:
+            return summary_row((*cell, 0, 0), deleted=True)
+        return summary_row((*cell, *measures[:2]))
+
+    changed = changes.changed()
+    return [row(cell, changed[cell]) for cell in sorted(changed, key=key)]
 
 
 def summary_row(values: tuple[Any, ...], deleted: bool = False) -> dict[str, Any]:

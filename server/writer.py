@@ -2,7 +2,8 @@
 
 One task per database file. Each batch is applied in one DuckDB transaction (see
 server.apply), then published to response_duck under the id of its last request
-(an explicit id, so publishing twice is harmless), then acknowledged.
+(an explicit id, so publishing twice is harmless), then acknowledged. Publishing,
+acknowledging and reading the next batch share one Redis round trip.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from redis.exceptions import ResponseError
 
 from protocol.codec import dumps
 from protocol.errors import ProtocolError
-from server.apply import Limits, Request, apply_batch, last_applied, prepare
+from server.apply import Known, Limits, Request, apply_and_encode, last_applied, prepare
 from server.db import Database
 from server.streams import (
     BLOCK_MS,
@@ -34,9 +35,13 @@ from server.streams import (
 
 log = logging.getLogger("ducksheet.writer")
 
+Entry = tuple[bytes, dict[bytes, bytes]]  # a request_duck entry: id, fields
 
 MAX_ATTEMPTS = 3  # tries of a request that makes DuckDB raise, before it is dead-lettered
 TRIM_EVERY = 50  # batches between trims of request_duck below the last applied id
+# Published outbox rows are deleted in a later transaction once this many piled up: a
+# DELETE per batch costs more than the rare republish of a few rows after a crash.
+OUTBOX_DELETE_AT = 20
 
 
 class DatabaseFailed(Exception):
@@ -59,10 +64,12 @@ class Writer:
         self.batch_size = batch_size
         self.retention = retention
         self.consumer = consumer
-        self.last_applied: str | None = None
+        self.last_applied: str | None = None  # committed in DuckDB (maybe not yet published)
         self.applied_requests = 0
         self.batches = 0
-        self._published: list[str] = []  # outbox rows to delete in the next transaction
+        self._untrimmed = 0  # batches since request_duck was last trimmed
+        self.known = Known()  # what earlier batches learned about the database
+        self._published: list[str] = []  # outbox rows to delete in a later transaction
         self._dead: list[dict[str, Any]] = []  # requests to move to the dead-letter stream
         self._stopping = asyncio.Event()
 
@@ -92,46 +99,63 @@ class Writer:
         await ensure_group(self.redis)
         await self._republish_outbox()
         cursor = "0"  # first our own pending entries (delivered, never acknowledged)
+        entries = await self._read(cursor, None)
         while not self._stopping.is_set():
-            reply = await self.redis.xreadgroup(
-                GROUP,
-                self.consumer,
-                {REQUESTS: cursor},
-                count=self.batch_size,
-                block=None if cursor == "0" else BLOCK_MS,
-            )
-            entries = reply[0][1] if reply else []
-            if cursor == "0" and not entries:
-                cursor = ">"
-                continue
             if entries:
-                await self._handle(entries)
+                entries = await self._handle(entries, cursor)
+            elif cursor == "0":
+                cursor = ">"
+            else:
+                entries = await self._read(cursor, BLOCK_MS)
 
-    async def _handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        ids = [entry_id.decode() for entry_id, _ in entries]
-        requests, malformed = self._decode(entries)
-        if requests:
-            try:
-                payloads = await self.db.write(self._apply, requests, malformed)
-            except DatabaseFailed as exc:
-                self.db.failure = str(exc)
-                self._stopping.set()
-                log.error("DuckDB failed; the writer stops and edits stay queued: %s", exc)
-                return
-            await self._dead_letter(entries)
-            for payload in payloads:
-                await self._publish(payload)
-                self.last_applied = payload["seq"]
-                self.batches += 1
-            self.applied_requests += len(requests)
-        await self.redis.xack(REQUESTS, GROUP, *ids)
-        if self.batches % TRIM_EVERY == 0 and self.last_applied:
-            # everything at or below the last applied id is applied and acknowledged
-            await self.redis.xtrim(REQUESTS, minid=self.last_applied, approximate=True)
+    async def _read(self, cursor: str, block: int | None) -> list[Entry]:
+        reply = await self.redis.xreadgroup(
+            GROUP, self.consumer, {REQUESTS: cursor}, count=self.batch_size, block=block
+        )
+        return reply[0][1] if reply else []
 
-    def _decode(
-        self, entries: list[tuple[bytes, dict[bytes, bytes]]]
-    ) -> tuple[list[Request], dict[str, ProtocolError]]:
+    async def _handle(self, entries: list[Entry], cursor: str) -> list[Entry]:
+        """Apply, publish and acknowledge a batch; return the next batch, read in the same
+        round trip (without waiting: empty when nothing is queued)."""
+        published = list(self._published) if len(self._published) >= OUTBOX_DELETE_AT else []
+        try:
+            payloads, decided = await self.db.write(self._apply, entries, published)
+        except DatabaseFailed as exc:
+            self.db.failure = str(exc)
+            self._stopping.set()
+            log.error("DuckDB failed; the writer stops and edits stay queued: %s", exc)
+            return []
+        if payloads:
+            # Committed: never apply these again, even if publishing fails below and
+            # their entries come back unacknowledged.
+            self.last_applied = payloads[-1][0]
+            if published:
+                self._published = self._published[len(published) :]
+        self.applied_requests += decided
+        await self._dead_letter(entries)
+        return await self._publish(payloads, [entry_id for entry_id, _ in entries], cursor)
+
+    def _apply(
+        self, con: duckdb.DuckDBPyConnection, entries: list[Entry], published: list[str]
+    ) -> tuple[list[tuple[str, str]], int]:
+        """(seq, payload JSON) of each committed transaction in order, and the number of
+        requests decided. One transaction for the batch or, when DuckDB raised, one per
+        request so that only the culprit is rejected. Runs on the database thread, so
+        parsing the requests does not hold up the event loop either."""
+        requests, failed = self._decode(entries)
+        if not requests:
+            return [], 0
+        try:
+            return [self._attempt(con, requests, failed, published)], len(requests)
+        except duckdb.Error as exc:
+            log.warning("batch of %d failed (%s); applying one by one", len(requests), exc)
+        payloads = [
+            self._apply_alone(con, r, failed, published if i == 0 else [])
+            for i, r in enumerate(requests)
+        ]
+        return payloads, len(requests)
+
+    def _decode(self, entries: list[Entry]) -> tuple[list[Request], dict[str, ProtocolError]]:
         """Requests not yet applied; those whose body does not parse are rejected."""
         requests: list[Request] = []
         malformed: dict[str, ProtocolError] = {}
@@ -148,29 +172,13 @@ class Writer:
             requests.append(Request(request_id, action, user, ref))
         return requests, malformed
 
-    def _apply(
-        self, con: duckdb.DuckDBPyConnection, requests: list[Request], failed: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        """Payloads of the committed transactions, in order: one for the whole batch, or,
-        when DuckDB raised, one per request so that only the culprit is rejected."""
-        published, self._published = self._published, []
-        try:
-            return [self._attempt(con, requests, failed, published)]
-        except duckdb.Error as exc:
-            log.warning("batch of %d failed (%s); applying one by one", len(requests), exc)
-        payloads = [
-            self._apply_alone(con, r, failed, published if i == 0 else [])
-            for i, r in enumerate(requests)
-        ]
-        return payloads
-
     def _apply_alone(
         self,
         con: duckdb.DuckDBPyConnection,
         request: Request,
         failed: dict[str, Any],
         published: list[str],
-    ) -> dict[str, Any]:
+    ) -> tuple[str, str]:
         """One request in its own transaction, tried MAX_ATTEMPTS times; then it is
         recorded as rejected (`internal`) and queued for the dead-letter stream."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -190,36 +198,60 @@ class Writer:
         requests: list[Request],
         failed: dict[str, Any],
         published: list[str],
-    ) -> dict[str, Any]:
+    ) -> tuple[str, str]:
         try:
-            return apply_batch(con, requests, self.limits, failed, published)
+            payload, encoded = apply_and_encode(
+                con, requests, self.limits, failed, published, self.known
+            )
         except (duckdb.FatalException, duckdb.InternalException) as exc:
             raise DatabaseFailed(str(exc)) from exc
         except duckdb.Error as exc:
             if "invalidated" in str(exc):
                 raise DatabaseFailed(str(exc)) from exc
             raise
+        return payload["seq"], encoded
 
-    async def _dead_letter(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    async def _dead_letter(self, entries: list[Entry]) -> None:
+        if not self._dead:
+            return
         bodies = {entry_id.decode(): fields for entry_id, fields in entries}
         for dead in self._dead:
             body = bodies.get(dead["request"], {}).get(FIELD, b"")
             await self.redis.xadd(DEAD_LETTERS, {FIELD: body, b"why": dumps(dead)})
         self._dead.clear()
 
-    async def _publish(self, payload: dict[str, Any]) -> None:
-        try:
-            await self.redis.xadd(
+    async def _publish(
+        self, payloads: list[tuple[str, str]], ids: list[bytes], cursor: str
+    ) -> list[Entry]:
+        """XADD the payloads (in order), XACK the batch and read the next one, pipelined:
+        Redis runs them in this order, so nothing is acknowledged before it was published
+        (and the outbox still holds a payload whose XADD failed, for a republish)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for seq, encoded in payloads:
+            pipe.xadd(
                 RESPONSES,
-                {FIELD: dumps(payload)},
-                id=payload["seq"],
+                {FIELD: encoded.encode()},
+                id=seq,
                 maxlen=self.retention,
                 approximate=True,
             )
-        except ResponseError as exc:
-            if "equal or smaller" not in str(exc):
-                raise
-        self._published.append(payload["seq"])
+        pipe.xack(REQUESTS, GROUP, *ids)
+        self.batches += len(payloads)
+        self._untrimmed += len(payloads)
+        if self._untrimmed >= TRIM_EVERY and self.last_applied:
+            # everything at or below the last applied id is applied and acknowledged
+            pipe.xtrim(REQUESTS, minid=self.last_applied, approximate=True)
+            self._untrimmed = 0
+        pipe.xreadgroup(GROUP, self.consumer, {REQUESTS: cursor}, count=self.batch_size)
+        replies = await pipe.execute(raise_on_error=False)
+        for (seq, _), reply in zip(payloads, replies, strict=False):
+            if isinstance(reply, Exception) and "equal or smaller" not in str(reply):
+                raise reply
+            self._published.append(seq)
+        for reply in replies[len(payloads) :]:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies[-1][0][1] if replies[-1] else []
 
     async def _republish_outbox(self) -> None:
         def read(con: duckdb.DuckDBPyConnection) -> list[tuple[str, list[str], str]]:
