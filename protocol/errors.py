@@ -33,6 +33,7 @@ HTTP_STATUS: dict[str, int] = {
     "nothing_to_spread": 422,
     "all_held": 409,
     "held": 409,
+    "invalid_import": 422,
     "internal": 500,
 }
 

@@ -6,11 +6,14 @@
     POST /import/{table}?mode=fast|validate&upsert=false&file_name=…   (CSV body)
 
 Reports and exports read committed snapshots on reader cursors (`services.db.read`),
-never the writer's lock. An import is saved under <data_dir>/imports/ and handed to the
+never the writer's lock. Reports need the viewer role, export and import admin (DESIGN §7).
+An import is saved under <data_dir>/imports/ and handed to the
 writer (`services.submit_import`), which applies it in stream order with the edits.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -23,22 +26,24 @@ from server.exporter import MEDIA_TYPES, check_request, export_table, temp_expor
 from server.importer import (
     IMPORT_TABLES,
     MAX_UPLOAD_BYTES,
-    MODES,
     ImportSpec,
     new_import_id,
     save_upload,
+    upload_path,
 )
 from server.reports import FORMATS, catalog, get_report, parse_params, run_report, to_csv
-from server.rest import json_response, services_of
+from server.rest import authorize, json_response, services_of
 
 MAX_FILE_NAME = 200
 
 
-async def list_reports(_request: Request) -> Response:
+async def list_reports(request: Request) -> Response:
+    authorize(request, "viewer")
     return json_response({"data": {"reports": [r.describe() for r in catalog().values()]}})
 
 
 async def get_report_data(request: Request) -> Response:
+    authorize(request, "viewer")
     report = get_report(request.path_params["name"])
     fmt = request.query_params.get("format", "json")
     if fmt not in FORMATS:
@@ -60,8 +65,8 @@ async def get_export(request: Request) -> Response:
     services = services_of(request)
     table = request.path_params["table"]
     fmt = request.query_params.get("format", "csv")
+    authorize(request, "admin")
     check_request(table, fmt)
-    authorize(request, "export")
     path = temp_export_path(services.settings.data_dir, table, fmt)
     try:
         await services.db.read(export_table, table, fmt, path)
@@ -78,13 +83,14 @@ async def get_export(request: Request) -> Response:
 
 async def post_import(request: Request) -> Response:
     services = services_of(request)
-    spec = import_spec(request)
-    authorize(request, "import")
+    identity = authorize(request, "admin")
+    spec = import_spec(request, services.settings.data_dir)
+    services.check_writable()
     path = await save_upload(
         request.stream(), services.settings.data_dir, spec.import_id, MAX_UPLOAD_BYTES
     )
     try:
-        outcome = await services.submit_import({**spec.as_dict(), "path": str(path)})
+        outcome = await services.submit_import({**spec.as_dict(), "user": identity.name})
     except ProtocolError:
         path.unlink(missing_ok=True)  # nothing was queued
         raise
@@ -100,39 +106,32 @@ async def post_import(request: Request) -> Response:
     return json_response({"data": data, "error": error}, status)
 
 
-def import_spec(request: Request) -> ImportSpec:
-    """The import a request asks for, checked before its body is read (the path is
-    filled in once the body is saved)."""
+def import_spec(request: Request, data_dir: Path) -> ImportSpec:
+    """The import a request asks for, checked before its body is read; its path is
+    where the body will be saved."""
     table = request.path_params["table"]
     if table not in TABLES:
         raise ProtocolError(
             "unknown_table", f"unknown table {table[:80]!r}; imports go to {IMPORT_TABLES}"
         )
     query = request.query_params
-    mode = query.get("mode", "fast")
-    if mode not in MODES:
-        raise ProtocolError("invalid_value", f"mode must be one of {', '.join(MODES)}")
     upsert = query.get("upsert", "false").lower()
     if upsert not in ("true", "false", "1", "0"):
         raise ProtocolError("invalid_value", "upsert must be true or false")
     file_name = query.get("file_name") or f"{table}.csv"
     if len(file_name) > MAX_FILE_NAME or any(ord(ch) < 32 for ch in file_name):
         raise ProtocolError("invalid_value", "file_name: at most 200 printable characters")
+    import_id = new_import_id()
     return ImportSpec.parse(
         {
             "table": table,
-            "path": "",
-            "mode": mode,
+            "path": str(upload_path(data_dir, import_id)),
+            "mode": query.get("mode", "fast"),
             "file_name": file_name,
-            "import_id": new_import_id(),
+            "import_id": import_id,
             "upsert": upsert in ("true", "1"),
         }
     )
-
-
-def authorize(_request: Request, _action: str) -> None:
-    """Role check hook (DESIGN §7: import and export need `admin`). There are no tokens
-    yet, so everyone may; once auth lands this raises ProtocolError("forbidden")."""
 
 
 routes = [

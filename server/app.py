@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 
 from protocol.errors import ProtocolError
 from server import rest
+from server.analytics_routes import routes as analytics_routes
 from server.auth import Authenticator, load_tokens
 from server.config import Settings
 from server.openapi import spec
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/view_table/{table}", rest.get_view_table),
         Route("/healthz", rest.healthz),
         Route("/openapi.json", openapi),
+        *analytics_routes,
         WebSocketRoute("/ws", websocket_endpoint),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

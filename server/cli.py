@@ -1,4 +1,4 @@
-"""`ducksheet` command line: serve, seed, check, bench."""
+"""`ducksheet` command line: serve, seed, check, export, import, bench."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from server import exporter, importer
 from server.config import Settings
 
 log = logging.getLogger("ducksheet")
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
     check = commands.add_parser("check", help="verify the summary; exit 1 on drift")
     _data_dir(check)
+    _data_dir(exporter.add_command(commands))
+    _data_dir(importer.add_command(commands))
 
     bench = commands.add_parser(
         "bench",
@@ -56,7 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         redis_url=getattr(args, "redis_url", None),
         tokens_file=getattr(args, "tokens_file", None),
     )
-    return {"serve": run_serve, "seed": run_seed, "check": run_check}[args.command](settings, args)
+    handlers = {
+        "serve": run_serve,
+        "seed": run_seed,
+        "check": run_check,
+        "export": exporter.run_command,
+        "import": importer.run_command,
+    }
+    return handlers[args.command](settings, args)
 
 
 def _data_dir(parser: argparse.ArgumentParser) -> None:

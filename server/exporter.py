@@ -79,17 +79,18 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
         with duckdb.connect(str(path), read_only=True) as con:
             rows = export_table(con, args.table, args.format, args.output)
     except duckdb.IOException as exc:
-        print(locked_message(path, exc), file=sys.stderr)
+        print(locked_message(path, exc, f"GET /export/{args.table}"), file=sys.stderr)
         return 1
     elapsed = time.perf_counter() - started
     print(f"exported {rows:,} rows of {args.table} to {args.output} in {elapsed:.2f}s")
     return 0
 
 
-def locked_message(path: Path, exc: Exception) -> str:
+def locked_message(path: Path, exc: Exception, endpoint: str) -> str:
+    """The CLI's error when DuckDB cannot open the file, naming the way around a lock."""
     if "lock" in str(exc).lower():
         return (
             f"cannot open {path}: it is in use, probably by a running server (DuckDB locks "
-            "the file). Stop the server first, or use the server's endpoint instead."
+            f"the file). Stop the server first, or use its endpoint {endpoint} instead."
         )
     return f"cannot open {path}: {exc}"

@@ -47,7 +47,13 @@ class Subscriber:
     getting its snapshot or replay); then those after `after` are released in order.
     """
 
-    def __init__(self, limit: int, on_overflow: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        limit: int,
+        on_overflow: Callable[[], None],
+        on_reload: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.on_reload = on_reload  # called when a bulk change (an import) needs a snapshot
         self.queue: asyncio.Queue[str] = asyncio.Queue(limit)
         self._held: list[tuple[tuple[int, int], str]] | None = []
         self._after = (0, 0)
@@ -70,6 +76,11 @@ class Subscriber:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
             self._overflow()
+
+    def hold(self) -> None:
+        """Hold live frames back again until the next start() (a new snapshot)."""
+        if self._held is None:
+            self._held = []
 
     def start(self, after: str) -> None:
         self._after = parse_seq(after) if after else (0, 0)
@@ -131,6 +142,10 @@ class Hub:
     def dispatch(self, payload: dict[str, Any]) -> None:
         # updates before outcomes: a client that sees `applied` with a seq has already
         # been handed the changes up to that seq, so resuming from it loses nothing.
+        if payload.get("reload"):
+            for subscriber in list(self.subscribers):
+                subscriber.hold()
+                subscriber.on_reload()
         frame = updates_frame(payload)
         if frame is not None:
             seq = parse_seq(payload["seq"])

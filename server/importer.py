@@ -1,13 +1,15 @@
 """CSV import into `sales`, `product` or `customer` (DESIGN §8).
 
 `apply_import` runs inside a transaction the caller opened (the writer, in stream order
-with the edits; or `ducksheet import` with the server stopped). The file is read by
-DuckDB's CSV reader with explicit column types (money columns as text, checked exactly
-like edits: at most 2 decimals). Rows DuckDB cannot read (wrong type, too many or too
-few columns) are collected with `store_rejects`; every other rule is one SQL check over
-the rows read: missing values, keys repeated in the file or (without upsert) already in
-the table, unknown product_id/customer_id, negative quantity, out-of-range numbers, text
-longer than 200 characters, blank or holding control characters.
+with the edits; or `ducksheet import` with the server stopped). DuckDB's CSV reader
+reads the file with explicit column types; numbers are read as text and checked exactly
+like edits (whole quantities, at most 2 decimals, within the catalog's bounds), because
+the reader would silently round 5.7 to 6. Records the reader cannot take (a bad date,
+too many or too few columns, bad encoding) are collected with `store_rejects`; every
+other rule is SQL over the records read, one pass for the per-value rules (missing,
+wrong type, out of range, negative quantity, text longer than 200 characters, blank or
+with control characters) plus keys repeated in the file or (without upsert) already in
+the table, and unknown product_id/customer_id.
 
 * mode "fast": all or nothing. Any bad row rejects the whole file with
   `invalid_import`, naming the first bad line; nothing is changed.
@@ -40,9 +42,9 @@ from typing import Any
 
 import duckdb
 
-from protocol.catalog import TABLES, Column, Table
-from protocol.edits import MAX_TEXT
+from protocol.catalog import TABLES, Table
 from protocol.errors import ProtocolError
+from protocol.values import MAX_TEXT
 from seed.generate import create_month_pivot, rebuild_summary
 from server.config import Settings
 from server.exporter import locked_message
@@ -54,12 +56,15 @@ Progress = Callable[[str], None]
 IMPORT_TABLES = ("sales", "product", "customer")
 SUMMARY_SOURCES = ("sales", "product")  # imports of these rebuild the summary
 MODES = ("fast", "validate")
+NUMERIC = ("integer", "bigint", "decimal")
 MAX_UPLOAD_BYTES = 512 << 20
 MAX_LOGGED_VALUE = 1000  # characters of a bad value kept in validation_logs
 NON_NEGATIVE = {"sales": ("quantity",)}
 REFERENCES = {"sales": (("product_id", "product"), ("customer_id", "customer"))}
 _IMPORT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _NUMBER = r"-?[0-9]+(\.[0-9]+)?"
+_KIND = ("a whole number", "a number")  # by scale > 0
+_INEXACT = ("wrong type: not a whole number", "more than {} decimal places")
 _CAST_PREFIX = r'^Error when converting column "[^"]*"\. '  # DuckDB's cast message
 READ_OPTIONS = (
     "header = true, auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
@@ -69,6 +74,7 @@ READ_OPTIONS = (
 TEMP_TABLES = (
     "_import_read",
     "_import",
+    "_import_reasons",
     "_import_problems",
     "_import_good",
     "_import_rejects",
@@ -102,8 +108,12 @@ class ImportSpec:
         upsert = spec.get("upsert", False)
         if not isinstance(upsert, bool):
             raise ProtocolError("invalid_value", "upsert must be true or false")
-        file_name = spec.get("file_name")
-        return cls(table, str(spec["path"]), mode, file_name, import_id, upsert)
+        path, file_name = spec.get("path"), spec.get("file_name")
+        if not isinstance(path, str) or not path:
+            raise ProtocolError("invalid_value", "path must name the CSV file to import")
+        if file_name is not None and not isinstance(file_name, str):
+            raise ProtocolError("invalid_value", "file_name must be a string")
+        return cls(table, path, mode, file_name, import_id, upsert)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,7 +130,9 @@ def invalid(message: str, **details: Any) -> ProtocolError:
 # -- apply -----------------------------------------------------------------------------
 
 
-def apply_import(con: Conn, spec: Mapping[str, Any], progress: Progress | None = None) -> dict:
+def apply_import(
+    con: Conn, spec: Mapping[str, Any], progress: Progress | None = None
+) -> dict[str, Any]:
     """Import one CSV file inside the caller's open transaction; return the stats
     {import_id, table, mode, inserted, updated, rejected}.
 
@@ -129,17 +141,18 @@ def apply_import(con: Conn, spec: Mapping[str, Any], progress: Progress | None =
     transaction is still usable. A duckdb.Error means the transaction is aborted."""
     job = ImportSpec.parse(spec)
     report = progress or (lambda _message: None)
-    table = TABLES[job.table]
     started = time.perf_counter()
-    header = read_header(Path(job.path), table)
+    header = read_header(Path(job.path), TABLES[job.table])
+    target = Target.of(con, TABLES[job.table])
     try:
-        records = _read(con, job, table, header)
+        records = _read(con, job, target, header)
         report(f"read {records:,} rows in {time.perf_counter() - started:.2f}s")
-        rejected = _find_problems(con, table, job.upsert)
+        rejected = _find_problems(con, target, job.upsert)
+        report(f"checked: {rejected:,} bad rows ({time.perf_counter() - started:.2f}s)")
         if rejected and job.mode == "fast":
             raise _first_problem(con, rejected)
         _log_problems(con, job)
-        inserted, updated = _write(con, table)
+        inserted, updated = _write(con, target)
         report(
             f"loaded {inserted:,} new and {updated:,} updated rows, rejected {rejected:,} "
             f"({time.perf_counter() - started:.2f}s)"
@@ -184,32 +197,56 @@ def read_header(path: Path, table: Table) -> list[str]:
     return names
 
 
-def _column_types(con: Conn, table: Table) -> dict[str, str]:
-    rows = con.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() "
-        "WHERE table_name = ? AND schema_name = 'main' AND database_name = current_database()",
-        [table.name],
-    ).fetchall()
-    return dict(rows)
+@dataclass(frozen=True)
+class Target:
+    """The table imported into, with the DuckDB type of each stored column."""
+
+    table: Table
+    types: dict[str, str]
+
+    @classmethod
+    def of(cls, con: Conn, table: Table) -> Target:
+        rows = con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? "
+            "AND schema_name = 'main' AND database_name = current_database()",
+            [table.name],
+        ).fetchall()
+        return cls(table, dict(rows))
+
+    @property
+    def key(self) -> str:
+        return self.table.key[0]
+
+    def numeric(self, column: str) -> bool:
+        return self.table.columns[column].type in NUMERIC
+
+    def read_type(self, column: str) -> str:
+        """Numbers are read as text and checked exactly: DuckDB's reader would turn a
+        quantity of 5.7 into 6 and a price of 10.555 into 10.56 without a word."""
+        return "VARCHAR" if self.numeric(column) else self.types[column]
+
+    def value(self, column: str) -> str:
+        """SQL for the stored-type value of a column of `_import` (NULL if it is not one)."""
+        name = ident(column)
+        return f"TRY_CAST(trim({name}) AS {self.types[column]})" if self.numeric(column) else name
 
 
-def _read(con: Conn, job: ImportSpec, table: Table, header: list[str]) -> int:
-    """Read the file into temp table `_import` (typed rows, each with its `_line`) and
-    DuckDB's rejects into `_import_rejects`; the number of records in the file."""
-    types = _column_types(con, table)
-    read_types = {c: "VARCHAR" if table.columns[c].type == "decimal" else types[c] for c in header}
-    columns = ", ".join(f"'{name}': '{kind}'" for name, kind in read_types.items())
+def _read(con: Conn, job: ImportSpec, target: Target, header: list[str]) -> int:
+    """Read the file into temp table `_import` (one row per good record, with its
+    `_line`) and DuckDB's rejects into `_import_rejects`; the number of records."""
+    columns = ", ".join(f"'{name}': '{target.read_type(name)}'" for name in header)
+    read_csv = f"read_csv(?, columns = {{{columns}}}, {READ_OPTIONS})"
+    _probe(con, job.path, read_csv)
     con.execute("DROP TABLE IF EXISTS temp.main._import_rejects")
     con.execute("DROP TABLE IF EXISTS temp.main._import_scans")
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _import_read AS "
-        f"SELECT * FROM read_csv(?, columns = {{{columns}}}, {READ_OPTIONS})",
+        f"CREATE OR REPLACE TEMP TABLE _import_read AS SELECT * FROM {read_csv}",
         [job.path],
     )
     good = _count(con, "SELECT count(*) FROM _import_read")
     bad = _count(con, "SELECT count(DISTINCT line) FROM _import_rejects")
-    # Rows come out in file order (rowid order); a rejected record keeps its line number, so
-    # the k-th good row sits on the k-th line (from 2, the header being 1) not rejected.
+    # Rows come out in file order (rowid order); a rejected record keeps its line number,
+    # so the k-th good row sits on the k-th line (from 2, the header being 1) not rejected.
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _import AS
@@ -228,6 +265,23 @@ def _read(con: Conn, job: ImportSpec, table: Table, header: list[str]) -> int:
     return good + bad
 
 
+def _probe(con: Conn, path: str, read_csv: str) -> None:
+    """Parse the file once on a connection of its own. Bad values only become rejects,
+    but a file the reader cannot tokenize at all (a stray carriage return, broken
+    quoting) makes DuckDB raise, and an error inside the caller's transaction would
+    abort it, with every edit of the writer's batch."""
+    reader = con.cursor()
+    try:
+        reader.execute(f"SELECT count(*) FROM {read_csv}", [path]).fetchone()
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0].removeprefix("Invalid Input Error: ")
+        line = re.search(r"Line: (\d+)", str(exc))
+        details = {"line": int(line[1])} if line else {}
+        raise invalid(f"the file cannot be read as CSV: {first}", **details) from exc
+    finally:
+        reader.close()
+
+
 def _count(con: Conn, sql: str, params: list[Any] | None = None) -> int:
     return con.execute(sql, params or []).fetchone()[0]  # type: ignore[index]
 
@@ -235,9 +289,18 @@ def _count(con: Conn, sql: str, params: list[Any] | None = None) -> int:
 # -- checks ----------------------------------------------------------------------------
 
 
-def _find_problems(con: Conn, table: Table, upsert: bool) -> int:
+def _find_problems(con: Conn, target: Target, upsert: bool) -> int:
     """Fill `_import_problems(line, column_name, value, reason)` with DuckDB's rejects
     and every failed check; the number of bad lines."""
+    columns = list(target.table.columns)
+    # One pass classifies every value (a CASE per column stops at its first failed rule).
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _import_reasons AS SELECT _line, "
+        + ", ".join(f"{_reason(target, c)} AS {ident(c)}" for c in columns)
+        + " FROM _import"
+    )
+    any_reason = " OR ".join(f"{ident(c)} IS NOT NULL" for c in columns)
+    value = " ".join(f"WHEN '{c}' THEN i.{ident(c)}::VARCHAR" for c in columns)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _import_problems AS
@@ -253,77 +316,84 @@ def _find_problems(con: Conn, table: Table, upsert: bool) -> int:
                END AS reason
         FROM _import_rejects
         UNION ALL
-        {" UNION ALL ".join(_checks(table, upsert))}
+        SELECT u._line, u.column_name, CASE u.column_name {value} END, u.reason
+        FROM (
+            UNPIVOT (SELECT * FROM _import_reasons WHERE {any_reason})
+            ON {", ".join(ident(c) for c in columns)}
+            INTO NAME column_name VALUE reason
+        ) u
+        JOIN _import i USING (_line)
+        UNION ALL
+        {" UNION ALL ".join(_key_checks(target, upsert))}
         """,
         [_CAST_PREFIX],
     )
     return _count(con, "SELECT count(DISTINCT line) FROM _import_problems")
 
 
-def _checks(table: Table, upsert: bool) -> list[str]:
-    """One SELECT (line, column_name, value, reason) per rule of the table."""
-    checks = [check for column in table.columns.values() for check in _column_checks(table, column)]
-    key = ident(table.key[0])
-    checks.append(
-        f"""SELECT _line, '{table.key[0]}', {key}::VARCHAR,
-                   'duplicate key: first on line ' || first_line
-            FROM (SELECT _line, {key}, min(_line) OVER (PARTITION BY {key}) AS first_line
-                  FROM _import WHERE {key} IS NOT NULL)
+def _key_checks(target: Target, upsert: bool) -> list[str]:
+    """Keys repeated in the file or (without upsert) already stored, unknown references:
+    SELECTs of (line, column_name, value, reason)."""
+    table, key = target.table, target.key
+    checks = [
+        f"""SELECT _line, '{key}', text, 'duplicate key: first on line ' || first_line
+            FROM (SELECT _line, {ident(key)}::VARCHAR AS text, {target.value(key)} AS k
+                  FROM _import) keyed
+            JOIN (SELECT {target.value(key)} AS k, min(_line) AS first_line FROM _import
+                  GROUP BY k HAVING count(*) > 1 AND k IS NOT NULL) repeated USING (k)
             WHERE _line > first_line"""
-    )
+    ]
     if not upsert:
         checks.append(
-            f"""SELECT _line, '{table.key[0]}', {key}::VARCHAR, 'duplicate key: already in table'
-                FROM _import WHERE {key} IN (SELECT {key} FROM {ident(table.name)})"""
-        )
-    for column, target in REFERENCES.get(table.name, ()):
-        name = ident(column)
-        checks.append(
-            f"""SELECT _line, '{column}', {name}::VARCHAR, 'unknown {column}: no such {target}'
+            f"""SELECT _line, '{key}', {ident(key)}::VARCHAR, 'duplicate key: already in table'
                 FROM _import
-                WHERE {name} IS NOT NULL AND {name} NOT IN (SELECT {name} FROM {ident(target)})"""
+                WHERE {target.value(key)} IN (SELECT {ident(key)} FROM {ident(table.name)})"""
+        )
+    for column, parent in REFERENCES.get(table.name, ()):
+        value = target.value(column)
+        checks.append(
+            f"""SELECT _line, '{column}', {ident(column)}::VARCHAR,
+                       'unknown {column}: no such {parent}'
+                FROM _import WHERE {value} IS NOT NULL
+                 AND {value} NOT IN (SELECT {ident(column)} FROM {ident(parent)})"""
         )
     return checks
 
 
-def _column_checks(table: Table, column: Column) -> list[str]:
-    name = ident(column.name)
-    missing = "missing key" if column.name in table.key else "missing value"
-    rules = [(f"{name} IS NULL", f"'{missing}'")]
-    if column.type in ("integer", "bigint"):
-        bound = column.max_abs
-        rules.append((f"({name} > {bound} OR {name} < -{bound})", f"'out of range: above {bound}'"))
-    if column.name in NON_NEGATIVE.get(table.name, ()):
-        rules.append((f"{name} < 0", f"'negative {column.name}'"))
-    if column.type == "decimal":
-        scaled = rf"-?[0-9]+(\.[0-9]{{0,{column.scale}}}0*)?"
-        number = f"TRY_CAST(trim({name}) AS DECIMAL(38, {column.scale}))"
+def _reason(target: Target, column_name: str) -> str:
+    """SQL for why a value of `_import` is bad (its first failed rule), or NULL if good.
+    The rules are those of edits: exact numbers within the catalog's bounds, text of at
+    most 200 characters, not blank, without control characters."""
+    column = target.table.columns[column_name]
+    name, value, bound = ident(column.name), target.value(column.name), column.max_abs
+    text = f"trim({name})"
+    missing = "missing key" if column.name in target.table.key else "missing value"
+    rules = [f"WHEN {name} IS NULL THEN '{missing}'"]
+    if target.numeric(column.name):
+        decimals = column.scale > 0
+        negative = column.name in NON_NEGATIVE.get(target.table.name, ())
         rules += [
-            (
-                f"NOT regexp_full_match(trim({name}), '{_NUMBER}')",
-                "'wrong type: not a number'",
-            ),
-            (
-                f"regexp_full_match(trim({name}), '{_NUMBER}') "
-                f"AND NOT regexp_full_match(trim({name}), '{scaled}')",
-                f"'more than {column.scale} decimal places'",
-            ),
-            (
-                f"regexp_full_match(trim({name}), '{scaled}') "
-                f"AND ({number} IS NULL OR abs({number}) > {column.max_abs})",
-                f"'out of range: above {column.max_abs}'",
-            ),
+            f"WHEN regexp_full_match({text}, '{_exact(column.scale)}') THEN CASE"
+            f" WHEN {value} IS NULL OR {value} > {bound} OR {value} < -{bound}"
+            f" THEN 'out of range: magnitude above {bound}'"
+            + (f" WHEN {value} < 0 THEN 'negative {column.name}'" if negative else "")
+            + " END",
+            f"WHEN regexp_full_match({text}, '{_NUMBER}')"
+            f" THEN '{_INEXACT[decimals].format(column.scale)}'",
+            f"ELSE 'wrong type: not {_KIND[decimals]}'",
         ]
     if column.type == "varchar":
         rules += [
-            (f"length({name}) > {MAX_TEXT}", f"'text longer than {MAX_TEXT} characters'"),
-            (f"regexp_matches({name}, '[\\x00-\\x1f]')", "'control characters in text'"),
-            (f"trim({name}) = ''", "'blank text'"),
+            f"WHEN length({name}) > {MAX_TEXT} THEN 'text longer than {MAX_TEXT} characters'",
+            f"WHEN regexp_matches({name}, '[\\x00-\\x1f]') THEN 'control characters in text'",
+            f"WHEN {text} = '' THEN 'blank text'",
         ]
-    return [
-        f"SELECT _line, '{column.name}', {name}::VARCHAR, {reason} FROM _import WHERE {where}"
-        for where, reason in rules
-    ]
+    return f"CASE {' '.join(rules)} END"
+
+
+def _exact(scale: int) -> str:
+    """A number with at most `scale` decimal places (trailing zeros aside), as edits allow."""
+    return rf"-?[0-9]+(\.[0-9]{{0,{scale}}}0*)?"
 
 
 def _first_problem(con: Conn, rejected: int) -> ProtocolError:
@@ -357,24 +427,17 @@ def _log_problems(con: Conn, job: ImportSpec) -> None:
 # -- write -----------------------------------------------------------------------------
 
 
-def _write(con: Conn, table: Table) -> tuple[int, int]:
+def _write(con: Conn, target: Target) -> tuple[int, int]:
     """Insert the good rows with new keys and update those whose key exists (only
     possible with upsert); (inserted, updated)."""
-    key = ident(table.key[0])
-    target = ident(table.name)
-    types = _column_types(con, table)
+    table = target.table
+    key, name = ident(target.key), ident(table.name)
+    columns = ", ".join(ident(c) for c in table.columns)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _import_good AS
-        SELECT {
-            ", ".join(
-                f"CAST(trim({ident(c)}) AS {types[c]}) AS {ident(c)}"
-                if table.columns[c].type == "decimal"
-                else ident(c)
-                for c in table.columns
-            )
-        },
-               {key} IN (SELECT {key} FROM {target}) AS _exists
+        SELECT {", ".join(f"{target.value(c)} AS {ident(c)}" for c in table.columns)},
+               {target.value(target.key)} IN (SELECT {key} FROM {name}) AS _exists
         FROM _import
         WHERE _line NOT IN (SELECT line FROM _import_problems)
         """
@@ -385,13 +448,11 @@ def _write(con: Conn, table: Table) -> tuple[int, int]:
             f"{ident(c)} = g.{ident(c)}" for c in table.columns if c not in table.key
         )
         con.execute(
-            f"UPDATE {target} SET {assignments} FROM _import_good g "
-            f"WHERE {target}.{key} = g.{key} AND g._exists"
+            f"UPDATE {name} SET {assignments} FROM _import_good g "
+            f"WHERE {name}.{key} = g.{key} AND g._exists"
         )
-    columns = ", ".join(ident(c) for c in table.columns)
     inserted = _count(
-        con,
-        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM _import_good WHERE NOT _exists",
+        con, f"INSERT INTO {name} ({columns}) SELECT {columns} FROM _import_good WHERE NOT _exists"
     )
     return inserted, updated
 
@@ -423,7 +484,7 @@ def _drop_temp_tables(con: Conn) -> None:
 
 
 def uploads_dir(data_dir: Path) -> Path:
-    return data_dir / "imports"
+    return data_dir.absolute() / "imports"
 
 
 def upload_path(data_dir: Path, import_id: str) -> Path:
@@ -498,7 +559,7 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         stats = import_file(path, spec, progress=lambda m: print(m, flush=True))
     except duckdb.IOException as exc:
-        print(locked_message(path, exc), file=sys.stderr)
+        print(locked_message(path, exc, f"POST /import/{args.table}"), file=sys.stderr)
         return 1
     except ProtocolError as exc:
         print(f"import rejected: {exc.message}", file=sys.stderr)
@@ -511,7 +572,9 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def import_file(database: Path, spec: ImportSpec, progress: Progress | None = None) -> dict:
+def import_file(
+    database: Path, spec: ImportSpec, progress: Progress | None = None
+) -> dict[str, Any]:
     """Open the database file (the server must be stopped) and import in one transaction."""
     with duckdb.connect(str(database)) as con:
         con.execute("BEGIN TRANSACTION")

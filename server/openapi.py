@@ -142,8 +142,18 @@ def spec() -> dict[str, Any]:
                     _query("start_date", {"type": "string", "format": "date"}, "from (inclusive)"),
                     _query("end_date", {"type": "string", "format": "date"}, "to (inclusive)"),
                     _query("format", {"type": "string", "enum": ["json", "csv"]}, "output"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "top-N"),
                 ],
-                "responses": {"200": _ok("rows"), **_errors(400, 401, 404, 422)},
+                "responses": {
+                    "200": {
+                        "description": "rows (JSON, or CSV with format=csv)",
+                        "content": {
+                            JSON: {"schema": {"type": "object"}},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(400, 401, 404, 422),
+                },
             }
         },
         "/export/{table}": {
@@ -163,7 +173,10 @@ def spec() -> dict[str, Any]:
             "post": {
                 "summary": "Import CSV rows (admin); applied by the writer in stream order",
                 "parameters": [
-                    _path("table", {"type": "string", "enum": ["sales", "product", "customer"]})
+                    _path("table", {"type": "string", "enum": ["sales", "product", "customer"]}),
+                    _query("mode", {"type": "string", "enum": ["fast", "validate"]}, "how"),
+                    _query("upsert", {"type": "boolean"}, "replace rows whose key exists"),
+                    _query("file_name", {"type": "string", "maxLength": 200}, "for the logs"),
                 ],
                 "requestBody": {
                     "required": True,

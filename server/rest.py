@@ -16,7 +16,7 @@ from server.auth import Identity
 from server.holds import current_holds
 from server.reads import request_status, view_table
 from server.services import Services
-from server.streams import REDIS_ERRORS, REQUESTS, enqueue, entries_after, latest_entries
+from server.streams import REDIS_ERRORS, REQUESTS, entries_after, latest_entries
 
 MAX_WAIT = 30.0
 
@@ -81,30 +81,15 @@ async def _body_data(request: Request, shape: str) -> dict[str, Any]:
 
 async def _submit(request: Request, action: Edit | Hold, identity: Identity) -> Response:
     """Enqueue; answer 202 queued, or with ?wait=S the outcome once the writer decided."""
-    services = services_of(request)
-    services.check_writable()
-    wait = _wait_seconds(request)
-    done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-    ref = services.hub.new_ref(lambda result: done.done() or done.set_result(result))
-    try:
-        request_id = await enqueue(services.redis, action, identity.name, ref)
-    except REDIS_ERRORS as exc:
-        services.hub.forget(ref)
-        raise ProtocolError("unavailable", "the edit queue is unavailable; retry") from exc
-    queued = json_response({"data": {"request_id": request_id, "status": "queued"}}, 202)
-    if wait <= 0:
-        services.hub.forget(ref)
-        return queued
-    try:
-        result = await asyncio.wait_for(done, wait)
-    except TimeoutError:
-        services.hub.forget(ref)
-        return queued
-    data = {"request_id": request_id, "status": result["status"]}
-    if result["status"] == "applied":
-        return json_response({"data": {**data, "seq": result["seq"]}})
-    status = ProtocolError(result["error"]["code"], "").http_status
-    return json_response({"data": data, "error": result["error"]}, status)
+    outcome = await services_of(request).submit(action, identity.name, _wait_seconds(request))
+    if outcome["status"] == "queued":
+        return json_response({"data": outcome}, 202)
+    if outcome["status"] == "applied":
+        return json_response({"data": outcome})
+    error = outcome.pop("error")
+    return json_response(
+        {"data": outcome, "error": error}, ProtocolError(error["code"], "").http_status
+    )
 
 
 def _wait_seconds(request: Request) -> float:

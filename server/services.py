@@ -17,11 +17,13 @@ from server.config import Settings
 from server.db import Database
 from server.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from server.hub import Hub
-from server.streams import connect, ensure_group
+from server.importer import ImportSpec
+from server.streams import REDIS_ERRORS, Action, connect, enqueue, ensure_group
 from server.writer import Writer
 
 log = logging.getLogger("ducksheet")
 WATCH_INTERVAL = 0.5  # seconds between checks that the embedded Redis still runs
+IMPORT_WAIT = 600.0  # seconds an import request waits for the writer before answering 202
 
 
 @dataclass
@@ -43,6 +45,32 @@ class Services:
             raise ProtocolError("unavailable", "the database has failed; edits are refused")
         if self.tasks and self.tasks[0].done():
             raise ProtocolError("unavailable", "the writer is not running; edits are refused")
+
+    async def submit(self, action: Action, user: str, wait: float) -> dict[str, Any]:
+        """XADD a request and, for up to `wait` seconds, wait for the writer's outcome:
+        {request_id, status: queued | applied (seq, stats?) | rejected (error)}."""
+        self.check_writable()
+        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        ref = self.hub.new_ref(lambda result: done.done() or done.set_result(result))
+        try:
+            request_id = await enqueue(self.redis, action, user, ref)
+        except REDIS_ERRORS as exc:
+            self.hub.forget(ref)
+            raise ProtocolError("unavailable", "the edit queue is unavailable; retry") from exc
+        try:
+            result = await asyncio.wait_for(done, wait) if wait > 0 else None
+        except TimeoutError:
+            result = None
+        if result is None:
+            self.hub.forget(ref)
+            return {"request_id": request_id, "status": "queued"}
+        outcome = {"request_id": request_id, "status": result["status"]}
+        keys = ("seq", "stats") if result["status"] == "applied" else ("error",)
+        return outcome | {k: result[k] for k in keys if k in result}
+
+    async def submit_import(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """An import goes through the writer like any request (it may take a while)."""
+        return await self.submit(ImportSpec.parse(spec), spec.get("user", "admin"), IMPORT_WAIT)
 
     async def close_sessions(self, code: int = 1001, reason: str = "server going away") -> None:
         closing = [session.close(code, reason, wait=2.0) for session in list(self.sessions)]

@@ -34,7 +34,7 @@ class Session:
         self.identity = Identity("anonymous", "viewer")
         settings = services.settings
         self.rate = TokenBucket(settings.edit_rate, settings.edit_burst)
-        self.subscriber = Subscriber(services.settings.send_queue, self._too_slow)
+        self.subscriber = Subscriber(settings.send_queue, self._too_slow, self._reload)
         self._refs: set[str] = set()
 
     def send(self, message: dict[str, Any]) -> None:
@@ -43,6 +43,17 @@ class Session:
     def _too_slow(self) -> None:
         log.info("closing %s: too slow to keep up", self.user)
         asyncio.get_running_loop().create_task(self.close(CLOSE_TRY_AGAIN, "too slow; resume"))
+
+    def _reload(self) -> None:
+        """After a bulk change: resync with a fresh snapshot (frames wait meanwhile)."""
+
+        async def resend() -> None:
+            state = await self.services.db.read(snapshot)
+            self.send({"type": "resync", "seq": state["seq"], "reason": "import"})
+            self.send({"type": "snapshot", **state})
+            self.subscriber.start(state["seq"])
+
+        asyncio.get_running_loop().create_task(resend())
 
     async def close(self, code: int, reason: str, wait: float | None = None) -> None:
         """Send a close frame. A client that stopped reading gets it once it reads again,

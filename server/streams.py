@@ -12,6 +12,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from protocol.codec import dumps, loads, parse_seq
 from protocol.edits import Edit, Hold, parse_edit, parse_hold
 from protocol.errors import ProtocolError
+from server.importer import ImportSpec
 
 REQUESTS = "request_duck"
 RESPONSES = "response_duck"
@@ -43,25 +44,30 @@ async def ensure_group(r: aioredis.Redis) -> None:
             raise
 
 
-async def enqueue(r: aioredis.Redis, action: Edit | Hold, user: str, ref: str | None) -> str:
-    """XADD a validated edit or hold; returns its request id (the acknowledgement)."""
-    kind = "edit" if isinstance(action, Edit) else "hold"
+Action = Edit | Hold | ImportSpec
+
+
+async def enqueue(r: aioredis.Redis, action: Action, user: str, ref: str | None) -> str:
+    """XADD a validated edit, hold or import; returns its request id (the acknowledgement)."""
+    kind = {Edit: "edit", Hold: "hold", ImportSpec: "import"}[type(action)]
     body = dumps({kind: action.as_dict(), "user": user, "ref": ref})
     request_id = await r.xadd(REQUESTS, {FIELD: body})
     return request_id.decode()
 
 
-def decode_request(fields: dict[bytes, bytes]) -> tuple[Edit | Hold, str, str | None]:
+def decode_request(fields: dict[bytes, bytes]) -> tuple[Action, str, str | None]:
     """The action, user and ref of a request_duck entry; ProtocolError if malformed."""
     body = loads(fields.get(FIELD, b"null"))
     if not isinstance(body, dict) or not isinstance(body.get("user"), str):
         raise ProtocolError("bad_message", "malformed request entry")
     if "edit" in body:
-        action: Edit | Hold = parse_edit(body["edit"])
+        action: Action = parse_edit(body["edit"])
     elif "hold" in body:
         action = parse_hold(body["hold"])
+    elif "import" in body:
+        action = ImportSpec.parse(body["import"])
     else:
-        raise ProtocolError("bad_message", "a request holds an edit or a hold")
+        raise ProtocolError("bad_message", "a request holds an edit, a hold or an import")
     ref = body.get("ref")
     return action, body["user"], ref if isinstance(ref, str) else None
 
