@@ -77,7 +77,7 @@ Expr = Compare | In | Between | IsNull | Junction | Not
 
 
 def invalid(message: str) -> ProtocolError:
-    return ProtocolError("invalid_condition", message)
+    return ProtocolError("bad_condition", message)
 
 
 def parse_text_condition(table: Table, text: str) -> Expr:

@@ -133,7 +133,7 @@ def parse_condition(table: Table, condition: Any) -> dict[str, Scalar]:
         # simple conjunctions take the object form; the rest travels as checked text
         return simple if simple is not None else {WHERE: condition}
     if not isinstance(condition, dict):
-        raise ProtocolError("invalid_condition", "condition must be an object of column -> value")
+        raise ProtocolError("bad_condition", "condition must be an object of column -> value")
     parsed: dict[str, Scalar] = {}
     if set(condition) == {WHERE} and isinstance(condition[WHERE], str):
         return parse_condition(table, condition[WHERE])
@@ -148,12 +148,12 @@ def parse_condition(table: Table, condition: Any) -> dict[str, Scalar]:
             continue
         if isinstance(value, dict | list):
             raise ProtocolError(
-                "invalid_condition", f"condition value for {name!r} must be a scalar"
+                "bad_condition", f"condition value for {name!r} must be a scalar"
             )
         try:
             parsed[name] = coerce_value(column, value, what="condition value")
         except ProtocolError as exc:
-            raise ProtocolError("invalid_condition", exc.message, column=name) from exc
+            raise ProtocolError("bad_condition", exc.message, column=name) from exc
     return parsed
 
 

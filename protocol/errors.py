@@ -14,7 +14,7 @@ HTTP_STATUS: dict[str, int] = {
     "unknown_column": 422,
     "not_editable": 422,
     "invalid_value": 422,
-    "invalid_condition": 422,
+    "bad_condition": 422,
     "condition_required": 422,
     "not_a_cell": 422,
     "unknown_spread": 422,

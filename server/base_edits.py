@@ -133,7 +133,7 @@ def _hits_holds(con: Conn, table: Table, edit: Edit, keys: list[Any]) -> bool:
 def _check_expect(con: Conn, table: Table, edit: Edit, keys: list[Any]) -> None:
     if len(keys) != 1:
         raise ProtocolError(
-            "invalid_condition", "'expect' needs a condition that matches exactly one row"
+            "bad_condition", "'expect' needs a condition that matches exactly one row"
         )
     current = con.execute(
         f"SELECT {ident(edit.column)} FROM {ident(table.name)} WHERE {ident(table.key[0])} = ?",

@@ -8,6 +8,7 @@ import json
 import httpx
 import orjson
 import pytest
+import redis as redis_sync
 import websockets
 from conftest import run_server
 from helpers import TIMEOUT, Client
@@ -259,3 +260,156 @@ async def test_open_mode_client_helper_still_works(server):
 async def test_rest_client_sends_no_token_in_open_mode(server):
     async with httpx.AsyncClient(base_url=server.base) as http:
         assert (await http.get("/view_table/sales?limit=1")).status_code == 200
+
+
+ATTACKS = [
+    # SQL injection through every field
+    {
+        "type": "edit",
+        "id": "a1",
+        "table": "sales; DROP TABLE sales",
+        "column": "quantity",
+        "value": 1,
+        "condition": {"sale_id": 1},
+    },
+    {
+        "type": "edit",
+        "id": "a2",
+        "table": "sales",
+        "column": "quantity = 0 --",
+        "value": 1,
+        "condition": {"sale_id": 1},
+    },
+    {
+        "type": "edit",
+        "id": "a3",
+        "table": "sales",
+        "column": "quantity",
+        "value": "1; DROP TABLE sales",
+        "condition": {"sale_id": 1},
+    },
+    {
+        "type": "edit",
+        "id": "a4",
+        "table": "sales",
+        "column": "quantity",
+        "value": 1,
+        "condition": "sale_id = 1; DROP TABLE sales",
+    },
+    {
+        "type": "edit",
+        "id": "a5",
+        "table": "sales",
+        "column": "quantity",
+        "value": 1,
+        "condition": "sale_id = 1 OR (SELECT 1) = 1",
+    },
+    {
+        "type": "edit",
+        "id": "a6",
+        "table": "sales",
+        "column": "quantity",
+        "value": 1,
+        "condition": {"sale_id = 1 OR 1": 1},
+    },
+    {
+        "type": "edit",
+        "id": "a7",
+        "table": "product",
+        "column": "brand",
+        "value": "x'); DROP TABLE sales; --",
+        "condition": {"product_id": "1 OR 1=1"},
+    },
+    {
+        "type": "edit",
+        "id": "a8'; DROP",
+        "table": "sales",
+        "column": "quantity",
+        "value": 1,
+        "condition": {"sale_id": -1},
+    },
+    # values: control characters, huge numbers, NaN, wrong types
+    {
+        "type": "edit",
+        "id": "v1",
+        "table": "product",
+        "column": "brand",
+        "value": "bad\u0000name",
+        "condition": {"product_id": 1},
+    },
+    {
+        "type": "edit",
+        "id": "v2",
+        "table": "sales",
+        "column": "quantity",
+        "value": 10**30,
+        "condition": {"sale_id": 1},
+    },
+    {
+        "type": "edit",
+        "id": "v3",
+        "table": "sales",
+        "column": "net_price",
+        "value": "NaN",
+        "condition": {"sale_id": 1},
+    },
+    {
+        "type": "edit",
+        "id": "v4",
+        "table": "sales",
+        "column": "quantity",
+        "value": [1],
+        "condition": {"sale_id": 1},
+    },
+    {
+        "type": "edit",
+        "id": "v5",
+        "table": "sales",
+        "column": "quantity",
+        "value": {"x": 1},
+        "condition": {"sale_id": 1},
+    },
+    {
+        "type": "edit",
+        "id": "v6",
+        "table": "sales",
+        "column": "quantity",
+        "value": 1,
+        "condition": {"sale_id": {"$gt": 0}},
+    },
+]
+
+
+async def test_a_table_of_attacks_changes_nothing(server, redis_url):
+    """Every attack gets a clear error; DuckDB and the request stream are untouched."""
+
+    def fingerprint(cur):
+        return cur.execute(
+            "SELECT (SELECT count(*) FROM sales), (SELECT sum(quantity) FROM sales), "
+            "(SELECT sum(hash(product_name, brand)) FROM product), "
+            "(SELECT count(*) FROM duckdb_tables())"
+        ).fetchone()
+
+    before = await server.services.db.read(fingerprint)
+    ws = await hello(server, None)
+    await ws.recv()  # welcome
+    for attack in ATTACKS:
+        await ws.send(json.dumps(attack))
+    await ws.send(json.dumps({"type": "hello", "since": "1; DROP"}))
+    await ws.send("\udcff".encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
+    await ws.send("[" * 3000 + "]" * 3000)
+    answers = []
+    async with asyncio.timeout(TIMEOUT):
+        while len(answers) < len(ATTACKS) + 3:
+            frame = orjson.loads(await ws.recv())
+            if frame["type"] in ("rejected", "error"):
+                answers.append(frame)
+    codes = [f["error"]["code"] if f["type"] == "rejected" else f["code"] for f in answers]
+    assert all(code in HTTP_STATUS for code in codes)
+    # only a8 (a harmless id with a missing row) may reach the writer, and it is rejected
+    reached = [f for f in answers if f["type"] == "rejected" and f["request"] is not None]
+    assert [(f["id"], f["error"]["code"]) for f in reached] == [("a8'; DROP", "no_rows")]
+    await ws.close()
+    assert await server.services.db.read(fingerprint) == before
+    with redis_sync.Redis.from_url(redis_url) as r:
+        assert r.xlen("request_duck") == 1
