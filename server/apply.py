@@ -129,15 +129,14 @@ def _any_holds(con: Conn, known: Known) -> bool:
 def _runs(requests: list[Request], failed: dict[str, ProtocolError]) -> list[list[Request]]:
     """Consecutive point edits form one run; every other request is a run of its own."""
     runs: list[list[Request]] = []
-
-    def batched(request: Request) -> bool:
-        return request.id not in failed and is_point_edit(request.action)
-
+    in_point_run = False
     for request in requests:
-        if batched(request) and runs and batched(runs[-1][0]):
+        point = request.id not in failed and is_point_edit(request.action)
+        if point and in_point_run:
             runs[-1].append(request)
         else:
             runs.append([request])
+        in_point_run = point
     return runs
 
 
@@ -257,16 +256,15 @@ def changed_base_rows(con: Conn, batch: Batch) -> tuple[list[dict[str, Any]], bo
 
 
 def _changed_sales(con: Conn, batch: Batch, cap: int) -> tuple[list[dict[str, Any]], bool]:
-    """The first `cap` changed sales rows by sale_id, and whether there are more."""
-    known = set(batch.sales_rows) | batch.sales_ids
-    if batch.before_pending:  # rows changed in SQL since `_before`: read all back
+    """The first `cap` changed sales rows by sale_id, and whether there are more. Rows
+    settled at once are known (each spread kept its first cap + 1: enough for the
+    first cap of all); rows in `_before`, or after an import, are read back."""
+    known = batch.sales_rows
+    if batch.before_pending or batch.reload:
         keys_sql = "SELECT sale_id FROM _before UNION ALL SELECT unnest(?::BIGINT[])"
         found = _rows_by_key(con, "sales", "sale_id", keys_sql, [sorted(known)], cap)
-    elif batch.sales_ids or batch.reload:  # changed in SQL after point edits, maybe
-        first = sorted(known)[: cap + 1]
-        found = _rows_by_key(con, "sales", "sale_id", "SELECT unnest(?::BIGINT[])", [first], cap)
-    else:  # only point edits: their rows are known
-        found = [{"table": "sales", **batch.sales_rows[k]} for k in sorted(known)[: cap + 1]]
+    else:
+        found = [{"table": "sales", **known[k]} for k in sorted(known)[: cap + 1]]
     return found[:cap], len(found) > cap
 
 

@@ -20,6 +20,7 @@ SUMMARY_INPUTS = {
     "product": set(HIERARCHY),
 }
 HELD = "the change would alter a held cell; release the hold first"
+SETTLE_IN_PYTHON_MAX = 200  # sales rows of a run of point edits (see apply_point_edits)
 
 
 def is_point_edit(edit: Any) -> bool:
@@ -36,7 +37,12 @@ def is_point_edit(edit: Any) -> bool:
 def apply_point_edits(con: Conn, edits: list[Edit], batch: Batch) -> list[ProtocolError | None]:
     """Many single-row sales edits with a handful of statements: the same result as
     applying them one by one (each sets one column of one row; the last one wins)."""
-    rows = fetch_rows(con, sorted({edit.condition["sale_id"] for edit in edits}))
+    ids = sorted({edit.condition["sale_id"] for edit in edits})
+    # Small runs settle in Python: fewest statements. Big ones settle in SQL, which holds
+    # the GIL far less (the event loop shares it) and costs about as much per edit.
+    in_python = not batch.before_pending and len(ids) <= SETTLE_IN_PYTHON_MAX
+    rows = fetch_rows(con, ids) if in_python else {}
+    existing = set(rows) if in_python else existing_keys(con, "sales", "sale_id", ids)
     known = {
         column: existing_keys(con, table, column, [e.value for e in edits if e.column == column])
         for column, table in (("product_id", "product"), ("customer_id", "customer"))
@@ -46,7 +52,7 @@ def apply_point_edits(con: Conn, edits: list[Edit], batch: Batch) -> list[Protoc
     final: dict[str, dict[Any, Any]] = {}
     for index, edit in enumerate(edits):
         sale_id = edit.condition["sale_id"]
-        if sale_id not in rows:
+        if sale_id not in existing:
             errors.append(ProtocolError("no_rows", f"there is no sale with sale_id {sale_id}"))
         elif edit.column in known and edit.value not in known[edit.column]:
             target = "product" if edit.column == "product_id" else "customer"
@@ -58,14 +64,14 @@ def apply_point_edits(con: Conn, edits: list[Edit], batch: Batch) -> list[Protoc
             errors.append(None)
     if not final:
         return errors
-    if batch.before_pending:
-        # Rows an earlier request of the batch may have changed: the summary owes their
-        # change since `_before`, so these join them there (their old image counts).
+    if not in_python:
+        # (Also when rows wait in `_before`: an earlier request may have changed these,
+        # and the summary owes that change since `_before`, so they join them there.)
         touched = sorted({sale_id for values in final.values() for sale_id in values})
         capture_before(con, "s.sale_id IN (SELECT unnest(?::BIGINT[]))", [touched], batch)
     for column, values in final.items():
         set_values(con, TABLES["sales"], column, list(values), list(values.values()))
-    if not batch.before_pending:
+    if in_python:
         settle(con, rows, final, batch)
     return errors
 

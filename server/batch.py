@@ -92,10 +92,9 @@ class Batch:
     # update_summary settles at the end of the batch.
     before_pending: bool = False
     # Point edits and spreads settle their summary change at once, unless rows wait in
-    # `_before`. The rows point edits changed, as they are now, by sale_id:
+    # `_before`. The rows they changed, as they are now, by sale_id (of a spread, the
+    # first base_rows_broadcast + 1 only):
     sales_rows: dict[int, dict[str, Any]] = field(default_factory=dict)
-    # The first (base_rows_broadcast + 1) sale_ids each spread changed.
-    sales_ids: set[int] = field(default_factory=set)
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # imports, by request id
     reload: bool = False  # an import changed rows in bulk
     changes: Changes = field(default_factory=Changes)

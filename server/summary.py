@@ -33,11 +33,12 @@ def apply_summary_edit(con: Conn, edit: Edit, batch: Batch) -> None:
     cell = edit.condition
     reject_if_held(con, cell, batch)
     filter_sql, params = _cell_filter(cell)
-    # The rows below the cell, read once: they feed the spread and the before-image.
+    # The rows below the cell, read once: they feed the spread, the before-image and
+    # the changed rows shown to clients.
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _cell AS
-        SELECT s.sale_id, {SALES_NODE}
+        SELECT s.*, p.supplier, p.brand, p.family, strftime(s.invoice_date, '%Y-%m') AS month
         FROM sales s JOIN product p USING (product_id)
         WHERE {filter_sql}
         """,
@@ -112,29 +113,41 @@ def _spread_proportionally(con: Conn, units: str, held: str, amount: int) -> Non
 def _write_new_units(con: Conn, column: str, batch: Batch) -> None:
     """Apply `_new` (sale_id, old_units, new_units) to the sales rows that change."""
     changed = "SELECT sale_id FROM _new WHERE new_units <> old_units"
-    cap = batch.limits.base_rows_broadcast
-    # the first ones by sale_id are all clients may be shown of them
-    first = con.execute(f"{changed} ORDER BY sale_id LIMIT ?", [cap + 1]).fetchall()
+    if column == "net_amount":
+        name, value = "net_price", "(n.new_units::DECIMAL(18, 0) * 0.01)::DECIMAL(18, 2)"
+    else:
+        name, value = "quantity", "n.new_units::INTEGER"
+    # The changed rows as they will be; the first ones by sale_id are all clients may see.
+    cursor = con.execute(
+        f"""
+        SELECT c.* EXCLUDE (supplier, brand, family, month) REPLACE ({value} AS {name})
+        FROM _cell c JOIN _new n USING (sale_id)
+        WHERE n.new_units <> n.old_units
+        ORDER BY sale_id LIMIT ?
+        """,
+        [batch.limits.base_rows_broadcast + 1],
+    )
+    names = [d[0] for d in cursor.description]
+    first = cursor.fetchall()
     if not first:
         return
     if batch.before_pending:
         # Rows an earlier request may have changed too: settle them all at the end.
         con.execute(
-            f"INSERT INTO _before SELECT * FROM _cell WHERE sale_id IN ({changed}) "
-            "AND sale_id NOT IN (SELECT sale_id FROM _before)"
+            f"""
+            INSERT INTO _before
+            SELECT sale_id, supplier, brand, family, month, quantity, net_price FROM _cell
+            WHERE sale_id IN ({changed}) AND sale_id NOT IN (SELECT sale_id FROM _before)
+            """
         )
     else:
         _settle_spread(con, column, batch)
-        batch.sales_ids.update(row[0] for row in first)
-    if column == "net_amount":
-        assignment = "net_price = v.new_units::DECIMAL(18, 0) * 0.01"
-    else:
-        assignment = "quantity = v.new_units::INTEGER"
+        batch.sales_rows.update({row[0]: dict(zip(names, row, strict=True)) for row in first})
     con.execute(
         f"""
-        UPDATE sales SET {assignment}
-        FROM (SELECT sale_id, new_units FROM _new WHERE new_units <> old_units) v
-        WHERE sales.sale_id = v.sale_id
+        UPDATE sales SET {name} = {value}
+        FROM (SELECT sale_id, new_units FROM _new WHERE new_units <> old_units) n
+        WHERE sales.sale_id = n.sale_id
         """
     )
 
