@@ -43,4 +43,7 @@ def parse_seq(seq: str) -> tuple[int, int]:
     ms, sep, n = seq.partition("-")
     if not ms.isdigit() or (sep and not n.isdigit()) or len(seq) > 41:
         raise ProtocolError("bad_message", f"not a sequence number: {seq[:45]!r}")
-    return int(ms), int(n or 0)
+    pair = int(ms), int(n or 0)
+    if max(pair) >= 1 << 64:  # Redis stream ids are two 64-bit numbers
+        raise ProtocolError("bad_message", f"not a sequence number: {seq[:45]!r}")
+    return pair

@@ -121,6 +121,8 @@ def test_seq_parsing_orders_stream_ids():
     assert parse_seq("5") == (5, 0)
     with pytest.raises(ProtocolError):
         parse_seq("-1")
+    with pytest.raises(ProtocolError):
+        parse_seq(f"{1 << 64}-0")
 
 
 def test_string_conditions_are_parsed_by_duckdb_and_checked():
