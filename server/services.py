@@ -18,7 +18,7 @@ from server.db import Database
 from server.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from server.hub import Hub
 from server.importer import ImportSpec
-from server.streams import REDIS_ERRORS, Action, connect, enqueue, ensure_group
+from server.streams import REDIS_ERRORS, Action, Enqueuer, connect, ensure_group
 from server.writer import Writer
 
 log = logging.getLogger("ducksheet")
@@ -39,6 +39,9 @@ class Services:
     sessions: set[Any] = field(default_factory=set)  # open WebSocket sessions
     _stopping: bool = False
 
+    def __post_init__(self) -> None:
+        self.enqueuer = Enqueuer(self.redis)
+
     def check_writable(self) -> None:
         """Refuse new edits while they could not be applied (answered as 503)."""
         if self.db.failure:
@@ -53,7 +56,7 @@ class Services:
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         ref = self.hub.new_ref(lambda result: done.done() or done.set_result(result))
         try:
-            request_id = await enqueue(self.redis, action, user, ref)
+            request_id = await self.enqueuer.enqueue(action, user, ref)
         except REDIS_ERRORS as exc:
             self.hub.forget(ref)
             raise ProtocolError("unavailable", "the edit queue is unavailable; retry") from exc

@@ -18,7 +18,7 @@ from server.hub import Subscriber, updates_frame
 from server.limits import RateLimited, TokenBucket
 from server.reads import snapshot
 from server.services import Services
-from server.streams import REDIS_ERRORS, enqueue, entries_after
+from server.streams import REDIS_ERRORS, entries_after
 
 log = logging.getLogger("ducksheet.ws")
 HELLO_TIMEOUT = 5.0
@@ -218,7 +218,7 @@ class Session:
         ref = self.services.hub.new_ref(on_result)
         self._refs.add(ref)
         try:
-            request_id = await enqueue(self.services.redis, action, self.user, ref)
+            request_id = await self.services.enqueuer.enqueue(action, self.user, ref)
         except REDIS_ERRORS as exc:
             self.services.hub.forget(ref)
             raise ProtocolError("unavailable", "the edit queue is unavailable; retry") from exc
