@@ -147,9 +147,7 @@ def parse_condition(table: Table, condition: Any) -> dict[str, Scalar]:
             parsed[name] = None
             continue
         if isinstance(value, dict | list):
-            raise ProtocolError(
-                "bad_condition", f"condition value for {name!r} must be a scalar"
-            )
+            raise ProtocolError("bad_condition", f"condition value for {name!r} must be a scalar")
         try:
             parsed[name] = coerce_value(column, value, what="condition value")
         except ProtocolError as exc:
