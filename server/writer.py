@@ -2,8 +2,8 @@
 
 One task per database file. Each batch is applied in one DuckDB transaction (see
 server.apply), then published to response_duck under the id of its last request
-(an explicit id, so publishing twice is harmless), then acknowledged. Publishing,
-acknowledging and reading the next batch share one Redis round trip.
+(an explicit id, so publishing twice is harmless), then acknowledged, in one Redis round
+trip that overlaps with reading and applying the next batch.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from server.streams import (
     decode_request,
     ensure_group,
     later,
+    seq_key,
 )
 
 log = logging.getLogger("ducksheet.writer")
@@ -72,6 +73,7 @@ class Writer:
         self._published: list[str] = []  # outbox rows to delete in a later transaction
         self._dead: list[dict[str, Any]] = []  # requests to move to the dead-letter stream
         self._stopping = asyncio.Event()
+        self._publishing: asyncio.Task[None] | None = None  # the batch being published
 
     def stop(self) -> None:
         """Finish the batch in hand, publish it, then return from run()."""
@@ -99,14 +101,24 @@ class Writer:
         await ensure_group(self.redis)
         await self._republish_outbox()
         cursor = "0"  # first our own pending entries (delivered, never acknowledged)
-        entries = await self._read(cursor, None)
-        while not self._stopping.is_set():
-            if entries:
-                entries = await self._handle(entries, cursor)
-            elif cursor == "0":
-                cursor = ">"
-            else:
-                entries = await self._read(cursor, BLOCK_MS)
+        try:
+            entries = await self._read(cursor, None)
+            while not self._stopping.is_set():
+                if entries:
+                    await self._handle(entries)
+                elif cursor == "0":
+                    cursor = ">"
+                if cursor == "0" or not entries:
+                    # Pending entries stay pending until acknowledged, and an idle writer
+                    # publishes before it blocks.
+                    await self._finish_publishing()
+                block = BLOCK_MS if not entries and cursor == ">" else None
+                entries = await self._read(cursor, block)
+            await self._finish_publishing()
+        finally:
+            if self._publishing is not None:  # Redis failed: the outbox keeps its payloads
+                self._publishing.cancel()
+                self._publishing = None
 
     async def _read(self, cursor: str, block: int | None) -> list[Entry]:
         reply = await self.redis.xreadgroup(
@@ -114,9 +126,9 @@ class Writer:
         )
         return reply[0][1] if reply else []
 
-    async def _handle(self, entries: list[Entry], cursor: str) -> list[Entry]:
-        """Apply, publish and acknowledge a batch; return the next batch, read in the same
-        round trip (without waiting: empty when nothing is queued)."""
+    async def _handle(self, entries: list[Entry]) -> None:
+        """Apply a batch, then publish and acknowledge it in the background: the next
+        batch is read and applied meanwhile (publishing stays in order)."""
         published = list(self._published) if len(self._published) >= OUTBOX_DELETE_AT else []
         try:
             payloads, decided = await self.db.write(self._apply, entries, published)
@@ -124,7 +136,7 @@ class Writer:
             self.db.failure = str(exc)
             self._stopping.set()
             log.error("DuckDB failed; the writer stops and edits stay queued: %s", exc)
-            return []
+            return
         if payloads:
             # Committed: never apply these again, even if publishing fails below and
             # their entries come back unacknowledged.
@@ -133,7 +145,15 @@ class Writer:
                 self._published = self._published[len(published) :]
         self.applied_requests += decided
         await self._dead_letter(entries)
-        return await self._publish(payloads, [entry_id for entry_id, _ in entries], cursor)
+        await self._finish_publishing()
+        ids = [entry_id for entry_id, _ in entries]
+        self._publishing = asyncio.create_task(self._publish(payloads, ids))
+
+    async def _finish_publishing(self) -> None:
+        """Wait for the batch being published; its Redis errors surface here."""
+        task, self._publishing = self._publishing, None
+        if task is not None:
+            await task
 
     def _apply(
         self, con: duckdb.DuckDBPyConnection, entries: list[Entry], published: list[str]
@@ -220,12 +240,10 @@ class Writer:
             await self.redis.xadd(DEAD_LETTERS, {FIELD: body, b"why": dumps(dead)})
         self._dead.clear()
 
-    async def _publish(
-        self, payloads: list[tuple[str, str]], ids: list[bytes], cursor: str
-    ) -> list[Entry]:
-        """XADD the payloads (in order), XACK the batch and read the next one, pipelined:
-        Redis runs them in this order, so nothing is acknowledged before it was published
-        (and the outbox still holds a payload whose XADD failed, for a republish)."""
+    async def _publish(self, payloads: list[tuple[str, str]], ids: list[bytes]) -> None:
+        """XADD the payloads (in order) and XACK the batch, pipelined: Redis runs them in
+        this order, so nothing is acknowledged before it was published (and the outbox
+        still holds a payload whose XADD failed, for a republish)."""
         pipe = self.redis.pipeline(transaction=False)
         for seq, encoded in payloads:
             pipe.xadd(
@@ -236,13 +254,11 @@ class Writer:
                 approximate=True,
             )
         pipe.xack(REQUESTS, GROUP, *ids)
-        self.batches += len(payloads)
         self._untrimmed += len(payloads)
-        if self._untrimmed >= TRIM_EVERY and self.last_applied:
-            # everything at or below the last applied id is applied and acknowledged
-            pipe.xtrim(REQUESTS, minid=self.last_applied, approximate=True)
+        if self._untrimmed >= TRIM_EVERY and payloads:
+            # everything up to this batch is applied, and acknowledged just above
+            pipe.xtrim(REQUESTS, minid=payloads[-1][0], approximate=True)
             self._untrimmed = 0
-        pipe.xreadgroup(GROUP, self.consumer, {REQUESTS: cursor}, count=self.batch_size)
         replies = await pipe.execute(raise_on_error=False)
         for (seq, _), reply in zip(payloads, replies, strict=False):
             if isinstance(reply, Exception) and "equal or smaller" not in str(reply):
@@ -251,13 +267,14 @@ class Writer:
         for reply in replies[len(payloads) :]:
             if isinstance(reply, Exception):
                 raise reply
-        return replies[-1][0][1] if replies[-1] else []
+        self.batches += len(payloads)
 
     async def _republish_outbox(self) -> None:
         def read(con: duckdb.DuckDBPyConnection) -> list[tuple[str, list[str], str]]:
-            return con.execute("SELECT seq, requests, payload FROM _outbox ORDER BY seq").fetchall()
+            return con.execute("SELECT seq, requests, payload FROM _outbox").fetchall()
 
-        for seq, request_ids, payload in await self.db.write(read):
+        unpublished = sorted(await self.db.write(read), key=lambda row: seq_key(row[0]))
+        for seq, request_ids, payload in unpublished:
             try:
                 await self.redis.xadd(RESPONSES, {FIELD: payload.encode()}, id=seq)
                 log.info("republished %s from the outbox", seq)

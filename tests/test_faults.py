@@ -376,3 +376,29 @@ async def test_a_request_that_makes_duckdb_raise_is_dead_lettered(server, redis_
     assert why["request"] == first.json()["data"]["request_id"] and why["attempts"] == 3
     assert await read(server, "SELECT max(net_price) < 99999999999999 FROM sales") == [(True,)]
     assert await server.services.db.read(summary_drift) == []
+
+
+async def test_payloads_committed_but_not_published_go_out_in_seq_order(data_dir, redis_url):
+    # as after a crash between COMMIT and XADD: two batches (the writer publishes one while
+    # it applies the next) whose seqs sort differently as text and as stream ids
+    seqs = ["5-9", "5-10"]
+    with duckdb.connect(str(data_dir / "ducksheet.duckdb")) as con:
+        for seq in seqs:
+            payload = {"seq": seq, "prev": "0-0", "rows": [], "base": [], "holds": []}
+            payload |= {"by": [], "results": []}
+            con.execute(
+                "INSERT INTO _outbox VALUES (?, ?, ?)", [seq, [seq], orjson.dumps(payload).decode()]
+            )
+        con.execute("INSERT OR REPLACE INTO _applied VALUES (TRUE, ?)", [seqs[-1]])
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, port=0)
+    async with run_server(settings):
+        r = redis_sync.Redis.from_url(redis_url)
+        try:
+            for _ in range(100):
+                published = [entry_id.decode() for entry_id, _ in r.xrange(RESPONSES)]
+                if len(published) == len(seqs):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            r.close()
+    assert published == seqs
