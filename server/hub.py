@@ -1,7 +1,8 @@
 """Fan-out: tail response_duck and hand every entry to the subscribed sockets.
 
-Every process tails the stream with plain XREAD (not a group), encodes each entry's
-`updates` frame once, and offers it to each subscriber's bounded queue. Outcomes of
+Every process tails the stream with plain XREAD (not a group), encodes one `updates`
+frame for the entries of each read (several when it fell behind), and offers it to each
+subscriber's bounded queue. Outcomes of
 requests this process enqueued are routed to their waiters by the edge's `ref`.
 """
 
@@ -15,29 +16,60 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from protocol.catalog import TABLES
 from protocol.codec import dumps_text, loads, parse_seq
 from server.presence import Presence
 from server.streams import BLOCK_MS, FIELD, REDIS_ERRORS, RESPONSES
 
 log = logging.getLogger("ducksheet.hub")
 Result = dict[str, Any]
+CELL = ("supplier", "brand", "family", "month", "level")  # a summary row's identity
 
 
-def updates_frame(payload: dict[str, Any]) -> str | None:
-    """The `updates` frame of a response entry, or None when nothing changed."""
-    if not (payload["rows"] or payload["base"] or payload.get("holds")):
+def updates_frame(payloads: list[dict[str, Any]]) -> str | None:
+    """One `updates` frame for consecutive response entries, or None when nothing
+    changed. It carries the last entry's seq and every changed row as it is after the
+    last entry, so a client that fell behind catches up with one frame."""
+    if len(payloads) == 1:
+        payload = payloads[0]
+        rows, base = payload["rows"], payload["base"]
+        holds, by = payload.get("holds", []), payload.get("by", [])
+        truncated = bool(payload.get("base_truncated"))
+    else:
+        rows, base, holds, by, truncated = _merged(payloads)
+    if not (rows or base or holds):
         return None
     frame = {
         "type": "updates",
-        "seq": payload["seq"],
-        "rows": payload["rows"],
-        "base": payload["base"],
-        "holds": payload.get("holds", []),
-        "by": payload.get("by", []),
+        "seq": payloads[-1]["seq"],
+        "rows": rows,
+        "base": base,
+        "holds": holds,
+        "by": by,
     }
-    if payload.get("base_truncated"):
+    if truncated:
         frame["base_truncated"] = True
     return dumps_text(frame)
+
+
+Rows = list[dict[str, Any]]
+
+
+def _merged(payloads: list[dict[str, Any]]) -> tuple[Rows, Rows, Rows, list[str], bool]:
+    cells: dict[tuple[Any, ...], dict[str, Any]] = {}
+    base: dict[tuple[str, Any], dict[str, Any]] = {}
+    holds: list[dict[str, Any]] = []
+    by: set[str] = set()
+    truncated = False
+    for payload in payloads:
+        for row in payload["rows"]:
+            cells[tuple(row[column] for column in CELL)] = row
+        for row in payload["base"]:
+            base[row["table"], row[TABLES[row["table"]].key[0]]] = row
+        holds.extend(payload.get("holds", []))  # events, in order
+        by.update(payload.get("by", []))
+        truncated = truncated or bool(payload.get("base_truncated"))
+    return list(cells.values()), list(base.values()), holds, sorted(by), truncated
 
 
 class Subscriber:
@@ -135,23 +167,38 @@ class Hub:
             self.last_seq = newest[0][0].decode() if newest else "0-0"
         while not self._stopping.is_set():
             reply = await self.redis.xread({RESPONSES: self.last_seq}, count=500, block=BLOCK_MS)
-            for entry_id, fields in reply[0][1] if reply else []:
-                self.last_seq = entry_id.decode()
-                self.dispatch(loads(fields[FIELD]))
+            entries = reply[0][1] if reply else []
+            if entries:
+                self.last_seq = entries[-1][0].decode()
+                self.dispatch([loads(fields[FIELD]) for _, fields in entries])
 
-    def dispatch(self, payload: dict[str, Any]) -> None:
+    def dispatch(self, payloads: list[dict[str, Any]]) -> None:
+        """Hand response entries to the subscribers: the entries read together become one
+        frame per socket (a hub that fell behind sends fewer, larger frames). An import's
+        entry starts a new frame, after which sockets take a fresh snapshot."""
+        group: list[dict[str, Any]] = []
+        for payload in payloads:
+            if payload.get("reload"):
+                self._offer(group)
+                group = []
+                for subscriber in list(self.subscribers):
+                    subscriber.hold()
+                    subscriber.on_reload()
+            group.append(payload)
+        self._offer(group)
+
+    def _offer(self, payloads: list[dict[str, Any]]) -> None:
         # updates before outcomes: a client that sees `applied` with a seq has already
         # been handed the changes up to that seq, so resuming from it loses nothing.
-        if payload.get("reload"):
-            for subscriber in list(self.subscribers):
-                subscriber.hold()
-                subscriber.on_reload()
-        frame = updates_frame(payload)
+        if not payloads:
+            return
+        frame = updates_frame(payloads)
         if frame is not None:
-            seq = parse_seq(payload["seq"])
+            seq = parse_seq(payloads[-1]["seq"])
             for subscriber in list(self.subscribers):
                 subscriber.offer(seq, frame)
-        for result in payload["results"]:
-            waiter = self._waiters.pop(result.get("ref") or "", None)
-            if waiter is not None:
-                waiter(result)
+        for payload in payloads:
+            for result in payload["results"]:
+                waiter = self._waiters.pop(result.get("ref") or "", None)
+                if waiter is not None:
+                    waiter(result)

@@ -163,7 +163,7 @@ class Session:
             return
         last = hello.since
         for payload in replay or []:
-            frame = updates_frame(payload)
+            frame = updates_frame([payload])
             if frame is not None:
                 self.subscriber.send(frame)
             last = payload["seq"]
