@@ -30,8 +30,14 @@ REDIS_PID = re.compile(r"embedded redis started: pid (\d+)")
 SCRUBBED_ENV = ("REDIS_URL", "DUCKSHEET_REDIS_URL", "DUCKSHEET_DATA_DIR", "DUCKSHEET_PORT")
 
 
+# A bench editor sends up to 500 edits/s on one socket: lift the per-connection rate
+# limit (default 200/s) so that the server's speed is measured, not its limiter.
+UNLIMITED = {"DUCKSHEET_EDIT_RATE": "1000000", "DUCKSHEET_EDIT_BURST": "1000000"}
+
+
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update(UNLIMITED)
     env.update(extra or {})
     return env
 
