@@ -24,6 +24,7 @@ class Settings:
     send_queue: int = 1000  # frames buffered per socket before it is closed as too slow
     response_retention: int = 100_000  # response_duck entries kept for resume
     read_threads: int = 4
+    redis_connections: int = 64  # pooled Redis connections; more commands wait for one
     tokens: str | None = None  # "name:role:token,..."; none (and no file) = open mode
     tokens_file: Path | None = None  # one name:role:token a line
     allowed_origins: str = ""  # comma-separated; the server's own origin is always allowed

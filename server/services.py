@@ -90,7 +90,7 @@ class Services:
         db = Database(settings.database_path, settings.read_threads)
         try:
             await asyncio.to_thread(db.open, settings.seed_sales, settings.seed)
-            redis = connect(url)
+            redis = connect(url, settings.redis_connections)
             await ensure_group(redis)
         except BaseException:
             db.close()

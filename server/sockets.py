@@ -89,6 +89,9 @@ class Session:
             await self._receive_loop()
         except WebSocketDisconnect:
             pass
+        except REDIS_ERRORS as exc:  # the missed updates could not be read
+            log.warning("closing %s: redis unavailable (%s)", self.user, exc)
+            await self._refuse(ProtocolError("unavailable", "updates are unavailable; retry"))
         finally:
             self.services.sessions.discard(self)
             hub.presence.leave(self.member)

@@ -24,16 +24,24 @@ BLOCK_MS = 1000  # blocking reads wake at least this often (stop flags, reconnec
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-def connect(url: str) -> aioredis.Redis:
+POOL_WAIT = 5.0  # seconds a command waits for a free pooled connection before failing
+
+
+def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
+    """A client whose pool holds at most `max_connections`; when all are busy (a burst of
+    sockets resuming at once) a command waits for one instead of failing at once."""
     # socket_timeout must exceed BLOCK_MS, or blocking reads time out client-side.
-    return aioredis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=POOL_WAIT,
         decode_responses=False,
         protocol=2,  # classic stream reply shapes: [[name, [(id, fields)…]]]
         socket_timeout=BLOCK_MS / 1000 + 10,
         socket_connect_timeout=5,
         health_check_interval=30,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 async def ensure_group(r: aioredis.Redis) -> None:
@@ -135,17 +143,19 @@ def later(a: str, b: str | None) -> bool:
 async def entries_after(r: aioredis.Redis, since: str, limit: int) -> list[dict[str, Any]] | None:
     """Up to `limit` response payloads after `since`, oldest first; None when `since` is
     not a retained entry (trimmed away, or not yet published): the caller must resync."""
-    first = await r.xrange(RESPONSES, count=1)
-    newest = await r.xrevrange(RESPONSES, count=1)
+    wanted = parse_seq(since)
+    async with r.pipeline(transaction=True) as pipe:  # one round trip, one consistent view
+        pipe.xrange(RESPONSES, count=1)
+        pipe.xrevrange(RESPONSES, count=1)
+        pipe.xrange(RESPONSES, min=f"({since}", count=limit)
+        first, newest, entries = await pipe.execute()
     if not first:
         return None
     # Each entry names the seq before it, so `since` is covered exactly when it is at or
     # after the predecessor of the oldest retained entry.
     oldest_covered = loads(first[0][1][FIELD])["prev"]
-    wanted = parse_seq(since)
     if wanted < parse_seq(oldest_covered) or wanted > parse_seq(newest[0][0].decode()):
         return None
-    entries = await r.xrange(RESPONSES, min=f"({since}", count=limit)
     return [loads(fields[FIELD]) for _, fields in entries]
 
 

@@ -9,10 +9,12 @@ from decimal import Decimal
 import orjson
 import redis.asyncio as aioredis
 import websockets
+from conftest import run_server
 from helpers import TIMEOUT, Client, read, some_sales
 
 from protocol.catalog import SUMMARY
 from server.check import footing_errors, summary_drift
+from server.config import Settings
 from server.streams import RESPONSES
 
 
@@ -329,3 +331,25 @@ async def test_rest_update_view_and_updates(server):
         )
         index = await http.get("/")
         assert index.status_code == 200 and "ducksheet" in index.text
+
+
+async def test_a_burst_of_resuming_sockets_waits_for_redis_connections(data_dir, redis_url):
+    # far more sockets resume at once than the pool holds connections: each waits for one
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, port=0, redis_connections=3)
+    async with run_server(settings) as server:
+        editor = await Client.connect(server, "editor")
+        await editor.next("snapshot")
+        since = server.services.writer.last_applied or "0-0"
+        sale_id = (await some_sales(server, 1))[0]
+        await editor.edit(
+            "e", table="sales", column="quantity", value=77, condition={"sale_id": sale_id}
+        )
+        await editor.next("applied", id="e")
+        clients = await asyncio.gather(
+            *(Client.connect(server, f"viewer-{n}", since=since) for n in range(40))
+        )
+        for client in clients:
+            await client.next("welcome")
+            assert (await client.next("updates"))["base"][0]["quantity"] == 77
+        for client in [editor, *clients]:
+            await client.close()
