@@ -37,6 +37,7 @@ class Services:
     embedded: EmbeddedRedis | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     sessions: set[Any] = field(default_factory=set)  # open WebSocket sessions
+    enqueuer: Enqueuer = field(init=False)  # the edges' XADDs, pipelined
     _stopping: bool = False
 
     def __post_init__(self) -> None:
