@@ -205,7 +205,8 @@ class EmbeddedRedis:
     """A redis-server child process whose files live in ``data_dir``.
 
     Persistence is AOF only. The server listens on ``data_dir/redis.sock`` when that path
-    fits in a unix socket address, else on 127.0.0.1 with a random port and password.
+    fits in a unix socket address, else on 127.0.0.1 with a random port and password,
+    both kept when the same instance starts the server again (clients keep their URL).
     """
 
     def __init__(self, data_dir: Path, appendfsync: str = "everysec") -> None:
@@ -218,6 +219,9 @@ class EmbeddedRedis:
         self._proc: subprocess.Popen[bytes] | None = None
         self._url: str | None = None
         self._password: str | None = None
+        # TCP mode: the port and password of the last start, reused when a server that
+        # died is started again, so clients holding the URL reconnect to it.
+        self._tcp_address: tuple[int, str] | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -268,7 +272,7 @@ class EmbeddedRedis:
         use_unix = socket_path_fits(self.socket_path)
         attempts = 1 if use_unix else _TCP_START_ATTEMPTS
         for attempt in range(1, attempts + 1):
-            client_kwargs = self._configure(use_unix)
+            client_kwargs = self._configure(use_unix, reuse=attempt == 1)
             self._launch(binary)
             try:
                 self._wait_ready(client_kwargs, deadline)
@@ -306,8 +310,9 @@ class EmbeddedRedis:
         self._remove_leftovers(proc.pid)
         log.info("embedded redis stopped (exit code %s)", proc.returncode)
 
-    def _configure(self, use_unix: bool) -> dict[str, object]:
-        """Write redis.conf for this attempt; return kwargs for a sync readiness client."""
+    def _configure(self, use_unix: bool, reuse: bool = True) -> dict[str, object]:
+        """Write redis.conf for this attempt; return kwargs for a sync readiness client.
+        In TCP mode the last port and password are reused when `reuse` is set."""
         lines = [
             f"dir {_conf_quote(str(self.data_dir))}",
             "daemonize no",
@@ -329,8 +334,11 @@ class EmbeddedRedis:
             lines.append("unixsocketperm 700")
             client_kwargs: dict[str, object] = {"unix_socket_path": str(self.socket_path)}
         else:
-            port = _pick_free_port()
-            self._password = secrets.token_urlsafe(24)
+            if reuse and self._tcp_address is not None:
+                port, self._password = self._tcp_address
+            else:
+                port, self._password = _pick_free_port(), secrets.token_urlsafe(24)
+            self._tcp_address = (port, self._password)
             self._url = f"redis://:{self._password}@{_TCP_HOST}:{port}/0"
             lines += [f"bind {_TCP_HOST}", f"port {port}", f"requirepass {self._password}"]
             client_kwargs = {"host": _TCP_HOST, "port": port, "password": self._password}

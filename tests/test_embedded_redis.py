@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -169,6 +171,28 @@ async def test_long_data_dir_falls_back_to_tcp_with_password(
     finally:
         await client.aclose()
     assert (data_dir / "redis.conf").stat().st_mode & 0o077 == 0
+
+
+async def test_a_tcp_server_that_died_comes_back_on_the_same_address(
+    tmp_path: Path, make_redis: MakeRedis
+) -> None:
+    # clients (the server's writer, hub and edges) keep the URL they were given
+    embedded = make_redis(tmp_path / ("d" * 60) / ("e" * 60))
+    url = embedded.start(timeout=START_TIMEOUT)
+    client = redis.asyncio.from_url(url, socket_timeout=5)
+    try:
+        assert await client.ping()
+        old_pid = embedded.pid
+        assert old_pid is not None
+        os.kill(old_pid, signal.SIGKILL)
+        assert _wait_until(lambda: not embedded.running, STOP_TIMEOUT)
+        assert embedded.start(timeout=START_TIMEOUT) == url
+        assert embedded.pid != old_pid
+        with contextlib.suppress(redis.exceptions.ConnectionError):
+            await client.ping()  # its pooled connection died with the old server
+        assert await client.ping()  # and it reconnects to the URL it was given
+    finally:
+        await client.aclose()
 
 
 @pytest.mark.parametrize("policy", ["sometimes", "", "EVERYSEC"])
