@@ -37,6 +37,13 @@ def is_point_edit(edit: Any) -> bool:
 def apply_point_edits(con: Conn, edits: list[Edit], batch: Batch) -> list[ProtocolError | None]:
     """Many single-row sales edits with a handful of statements: the same result as
     applying them one by one (each sets one column of one row; the last one wins)."""
+    repeat = _first_repeat(edits) if batch.has_holds else None
+    if repeat is not None:
+        # Holds are judged against each row as it is before the run, so a second edit of
+        # a row must see where the first one moved it: the rest is a run of its own.
+        return apply_point_edits(con, edits[:repeat], batch) + apply_point_edits(
+            con, edits[repeat:], batch
+        )
     ids = sorted({edit.condition["sale_id"] for edit in edits})
     # Small runs settle in Python: fewest statements. Big ones settle in SQL, which holds
     # the GIL far less (the event loop shares it) and costs about as much per edit.
@@ -74,6 +81,17 @@ def apply_point_edits(con: Conn, edits: list[Edit], batch: Batch) -> list[Protoc
     if in_python:
         settle(con, rows, final, batch)
     return errors
+
+
+def _first_repeat(edits: list[Edit]) -> int | None:
+    """The index of the first edit of a sale an earlier edit in `edits` also edits."""
+    seen: set[Any] = set()
+    for index, edit in enumerate(edits):
+        sale_id = edit.condition["sale_id"]
+        if sale_id in seen:
+            return index
+        seen.add(sale_id)
+    return None
 
 
 def _held_point_edits(con: Conn, edits: list[Edit], batch: Batch) -> set[int]:

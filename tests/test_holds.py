@@ -8,6 +8,7 @@ from typing import Any
 from helpers import (
     Client,
     a_brand_month,
+    apply,
     assert_exact,
     cell,
     families_of,
@@ -198,3 +199,29 @@ async def test_presence_shows_who_is_where(server):
     assert gone["name"] == "ann" and gone["gone"] is True
     await bob.close()
     await carol.close()
+
+
+def test_a_later_edit_of_the_same_row_is_judged_where_the_earlier_one_moved_it(con):
+    # one batch moves a sale to another brand, then into the month held there
+    sale_id, product, year, month = con.execute(
+        "SELECT s.sale_id, s.product_id, year(s.invoice_date), month(s.invoice_date) "
+        "FROM sales s ORDER BY sale_id LIMIT 1"
+    ).fetchone()
+    other_month = f"{year:04d}-{(month % 12) + 1:02d}"
+    (brand,) = con.execute("SELECT brand FROM product WHERE product_id = ?", [product]).fetchone()
+    target, target_supplier, target_brand = con.execute(
+        "SELECT product_id, supplier, brand FROM product WHERE brand <> ? ORDER BY 1 LIMIT 1",
+        [brand],
+    ).fetchone()
+    held = {"supplier": target_supplier, "brand": target_brand, "month": other_month}
+    assert outcome(hold(con, **held)) == "applied"
+    before = cell(con, **held)
+    move = {"table": "sales", "column": "product_id", "value": target}
+    into_held = {"table": "sales", "column": "invoice_date", "value": f"{other_month}-15"}
+    payload = apply(
+        con, *({**edit, "condition": {"sale_id": sale_id}} for edit in (move, into_held))
+    )
+    assert [r["status"] for r in payload["results"]] == ["applied", "rejected"]
+    assert payload["results"][1]["error"]["code"] == "held"
+    assert cell(con, **held) == before
+    assert_exact(con)

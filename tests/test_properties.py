@@ -84,6 +84,7 @@ operation = st.one_of(
         st.integers(0, 3),
     ),
     st.tuples(st.just("move"), st.integers(0, 10**6), st.integers(0, 730)),
+    st.tuples(st.just("relink"), st.integers(0, 10**6), st.integers(0, 10**6)),
 )
 
 
@@ -112,6 +113,15 @@ def to_message(con: duckdb.DuckDBPyConnection, op: tuple[Any, ...]) -> tuple[str
             "table": "sales",
             "column": "invoice_date",
             "value": date,
+            "condition": {"sale_id": sale_id},
+        }
+    if kind == "relink":  # a sale to another product (maybe of another brand)
+        (sale_id,) = pick(con, "SELECT sale_id FROM sales ORDER BY 1", op[1])
+        (product_id,) = pick(con, "SELECT product_id FROM product ORDER BY 1", op[2])
+        return "edit", {
+            "table": "sales",
+            "column": "product_id",
+            "value": product_id,
             "condition": {"sale_id": sale_id},
         }
     if kind == "reparent":
