@@ -10,17 +10,14 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
 
 from protocol.catalog import SUMMARY
-from server import runner
-from server.config import Settings
 from tests import conftest
 from tests.helpers import read
 
@@ -55,30 +52,6 @@ pytestmark = [
 
 
 # -- fixtures ------------------------------------------------------------------------------
-
-
-def with_analytics_routes(create_app: Callable[[Settings], Starlette]) -> Callable:
-    """The app with /reports mounted if app.py does not mount it yet (then a no-op)."""
-    from server.analytics_routes import routes
-
-    def create(settings: Settings) -> Starlette:
-        app = create_app(settings)
-        mounted = {getattr(route, "path", None) for route in app.router.routes}
-        app.router.routes.extend(r for r in routes if r.path not in mounted)
-        return app
-
-    return create
-
-
-@pytest.fixture
-async def reports_server(
-    data_dir: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[conftest.RunningServer]:
-    """conftest's `server`, with the reports endpoints the panel reads."""
-    monkeypatch.setattr(runner, "create_app", with_analytics_routes(runner.create_app))
-    settings = Settings(data_dir=data_dir, redis_url=redis_url, port=0)
-    async with conftest.run_server(settings) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -422,11 +395,11 @@ async def test_sales_rows_edit_rolls_up_into_the_tree(server, users):
     await expect(cell(bob, supplier, brand, None, month)).to_have_text(brand_amount)
 
 
-async def test_reports_panel(reports_server, browser):
-    async with reports_server.client() as http:
+async def test_reports_panel(server, browser):
+    async with server.client() as http:
         listed = (await http.get("/reports")).json()["data"]["reports"]
         data = (await http.get(f"/reports/{listed[0]['name']}")).json()["data"]
-    async with users_of(browser, reports_server) as users:
+    async with users_of(browser, server) as users:
         ann = await users.open("ann")
         await ann.locator("button[data-panel='reports']").click()
         await expect(ann.locator("#report-name option")).to_have_count(len(listed))

@@ -12,7 +12,6 @@ from typing import Any
 
 import duckdb
 import pytest
-from test_reports import server  # noqa: F401  (conftest's server + analytics routes)
 
 from protocol.catalog import TABLES
 from server.config import Settings
@@ -50,7 +49,7 @@ def table_rows(con: duckdb.DuckDBPyConnection, table: str) -> tuple[list[tuple],
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 @pytest.mark.parametrize("table", list(TABLES))
-async def test_http_export_round_trip(server, tmp_path: Path, table: str, fmt: str):  # noqa: F811
+async def test_http_export_round_trip(server, tmp_path: Path, table: str, fmt: str):
     expected, types = await server.services.db.read(table_rows, table)
     async with server.client() as http:
         response = await http.get(f"/export/{table}", params={"format": fmt})
@@ -73,7 +72,7 @@ async def no_files_left(directory: Path) -> None:
     raise AssertionError(f"left in {directory}: {left}")
 
 
-async def test_http_export_default_format_is_csv_and_errors(server):  # noqa: F811
+async def test_http_export_default_format_is_csv_and_errors(server):
     async with server.client() as http:
         csv_response = await http.get("/export/product")
         unknown = await http.get("/export/nope")
@@ -86,7 +85,7 @@ async def test_http_export_default_format_is_csv_and_errors(server):  # noqa: F8
     assert bad_format.json()["error"]["code"] == "invalid_value"
 
 
-async def test_http_export_does_not_wait_for_the_writer(server):  # noqa: F811
+async def test_http_export_does_not_wait_for_the_writer(server):
     async with server.services.db._lock, server.client() as http:
         response = await http.get("/export/customer", params={"format": "parquet"})
     assert response.status_code == 200
@@ -132,7 +131,7 @@ async def run_cli(module: str, data_dir: Path, *argv: str) -> subprocess.Complet
     )
 
 
-async def test_cli_export_says_the_file_is_locked_while_the_server_runs(server, tmp_path):  # noqa: F811
+async def test_cli_export_says_the_file_is_locked_while_the_server_runs(server, tmp_path):
     """Another process cannot open the file of a running server: the error says so."""
     output = tmp_path / "x.csv"
     data_dir = server.services.settings.data_dir

@@ -15,7 +15,6 @@ from typing import Any
 import duckdb
 import pytest
 from test_export import run_cli
-from test_reports import invalid_import_status, server  # noqa: F401
 
 from protocol.catalog import SUMMARY, TABLES
 from protocol.errors import ProtocolError
@@ -25,8 +24,6 @@ from server.check import footing_errors, summary_drift
 from server.config import Settings
 from server.importer import add_command, apply_import, run_command, save_upload
 from server.summary import update_summary
-
-pytestmark = pytest.mark.usefixtures("invalid_import_status")
 
 SALES_HEADER = "sale_id,invoice_date,product_id,customer_id,quantity,net_price"
 
@@ -420,7 +417,7 @@ def test_import_inside_a_writer_batch_keeps_the_summary_exact(con, tmp_path):
 # -- HTTP ---------------------------------------------------------------------------------
 
 
-async def post_csv(server, table: str, body: bytes, **params: Any):  # noqa: F811
+async def post_csv(server, table: str, body: bytes, **params: Any):
     async with server.client() as http:
         return await http.post(
             f"/import/{table}",
@@ -430,7 +427,7 @@ async def post_csv(server, table: str, body: bytes, **params: Any):  # noqa: F81
         )
 
 
-async def test_http_import_validate_and_fast(server):  # noqa: F811
+async def test_http_import_validate_and_fast(server):
     db = server.services.db
 
     def prepare_file(cur: duckdb.DuckDBPyConnection) -> bytes:
@@ -459,7 +456,7 @@ async def test_http_import_validate_and_fast(server):  # noqa: F811
     assert sorted(p.name for p in uploads.iterdir()) == [], "uploads are deleted once decided"
 
 
-async def test_http_import_refusals(server, monkeypatch):  # noqa: F811
+async def test_http_import_refusals(server, monkeypatch):
     monkeypatch.setattr(analytics_routes, "MAX_UPLOAD_BYTES", 100)
     too_big = await post_csv(server, "sales", b"x" * 101)
     unknown = await post_csv(server, "nope", b"a\n")
@@ -514,7 +511,7 @@ def test_cli_import_with_progress(data_dir, tmp_path, capsys):
         assert_exact(con)
 
 
-async def test_cli_import_says_the_file_is_locked_while_the_server_runs(server, tmp_path):  # noqa: F811
+async def test_cli_import_says_the_file_is_locked_while_the_server_runs(server, tmp_path):
     path = write(tmp_path / "c.csv", "customer_id,customer_name,email,region,segment")
     data_dir = server.services.settings.data_dir
     result = await run_cli("importer", data_dir, "import", str(path), "--table", "customer")

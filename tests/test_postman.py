@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from starlette.routing import Route
-from test_reports import server, with_analytics_routes  # noqa: F401
 
 from server.app import create_app
 from server.config import Settings
@@ -37,7 +36,7 @@ def collection() -> dict[str, Any]:
 
 
 def test_collection_covers_every_rest_endpoint(tmp_path):
-    app = with_analytics_routes(create_app)(Settings(data_dir=tmp_path))
+    app = create_app(Settings(data_dir=tmp_path))
     requests = []
     for item in requests_of(collection()["item"]):
         path = item["request"]["url"].removeprefix("{{baseUrl}}").split("?")[0]
@@ -57,7 +56,7 @@ def test_collection_covers_every_rest_endpoint(tmp_path):
     )
 
 
-async def test_newman_runs_the_collection_against_a_real_server(server, tmp_path):  # noqa: F811
+async def test_newman_runs_the_collection_against_a_real_server(server, tmp_path):
     if not NEWMAN.exists():
         pytest.skip(f"newman is not installed ({NEWMAN}): run `npm ci` in {ROOT}")
     if shutil.which("node") is None:

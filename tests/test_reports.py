@@ -3,97 +3,22 @@ the small seeded database, with and without date filters, through the real serve
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import io
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import conftest
-import duckdb
 import pytest
-from starlette.applications import Starlette
 
-from protocol.errors import HTTP_STATUS, ProtocolError
-from server import runner
-from server.analytics_routes import routes
 from server.config import Settings
-from server.importer import apply_import
 from server.reports import REPORTS_DIR, catalog, parse_report
-from server.services import Services
 
 Row = dict[str, Any]
 RANGES = [(None, None), ("2024-03-10", "2024-07-20"), ("2025-11-15", None), (None, "2024-01-31")]
-
-
-def with_analytics_routes(create_app: Callable[[Settings], Starlette]) -> Callable:
-    def create(settings: Settings) -> Starlette:
-        app = create_app(settings)
-        mounted = {getattr(route, "path", None) for route in app.router.routes}
-        app.router.routes.extend(r for r in routes if r.path not in mounted)
-        return app
-
-    return create
-
-
-async def submit_import_directly(services: Services, spec: dict[str, Any]) -> dict[str, Any]:
-    """Stand-in for Services.submit_import until the writer takes imports from the
-    stream: the same contract (apply in one transaction under the writer's lock, answer
-    the outcome, delete the uploaded file once decided), without the stream."""
-
-    def run(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            stats = apply_import(con, spec)
-            con.execute("COMMIT")
-        except ProtocolError as exc:
-            con.execute("ROLLBACK")
-            return {"status": "rejected", "error": exc.as_dict()}
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            Path(spec["path"]).unlink(missing_ok=True)
-        return {"status": "applied", "stats": stats}
-
-    return await services.db.write(run)
-
-
-@pytest.fixture
-def invalid_import_status(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`invalid_import` answers 422 (a no-op once protocol/errors.py maps it)."""
-    if "invalid_import" not in HTTP_STATUS:
-        monkeypatch.setitem(HTTP_STATUS, "invalid_import", 422)
-
-
-@contextlib.asynccontextmanager
-async def analytics_server(
-    monkeypatch: pytest.MonkeyPatch, settings: Settings
-) -> AsyncIterator[conftest.RunningServer]:
-    """conftest's run_server, with server.analytics_routes mounted, imports submitted and
-    invalid_import mapped to 422 (no-ops once app.py, Services and errors.py do it)."""
-    for module in (runner, conftest):  # wherever the app under test is built
-        if hasattr(module, "create_app"):
-            monkeypatch.setattr(module, "create_app", with_analytics_routes(module.create_app))
-    if "invalid_import" not in HTTP_STATUS:
-        monkeypatch.setitem(HTTP_STATUS, "invalid_import", 422)
-    if not hasattr(Services, "submit_import"):
-        monkeypatch.setattr(Services, "submit_import", submit_import_directly, raising=False)
-    async with conftest.run_server(settings) as running:
-        yield running
-
-
-@pytest.fixture
-async def server(
-    data_dir: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[conftest.RunningServer]:
-    settings = Settings(data_dir=data_dir, redis_url=redis_url, port=0)
-    async with analytics_server(monkeypatch, settings) as running:
-        yield running
 
 
 # -- the raw data and small helpers ------------------------------------------------------
@@ -600,14 +525,12 @@ def test_report_files_declare_exactly_the_parameters_they_use():
 VIEWER, ADMIN = "v" * 20, "a" * 20
 
 
-async def test_roles_viewers_read_reports_admins_export_and_import(
-    data_dir, redis_url, monkeypatch
-):
+async def test_roles_viewers_read_reports_admins_export_and_import(data_dir, redis_url):
     settings = Settings(
         data_dir=data_dir, redis_url=redis_url, tokens=f"val:viewer:{VIEWER},ada:admin:{ADMIN}"
     )
     csv_body = b"customer_id,customer_name,email,region,segment\n9999,Ann,a@b.c,North,Retail\n"
-    async with analytics_server(monkeypatch, settings) as running, running.client() as http:
+    async with conftest.run_server(settings) as running, running.client() as http:
 
         async def call(method: str, path: str, token: str | None) -> int:
             headers = {"authorization": f"Bearer {token}"} if token else {}
