@@ -23,6 +23,16 @@ from server.runner import OpenModeRefused, make_server
 
 VIEWER, EDITOR, ADMIN = "v" * 20, "e" * 20, "a" * 20
 TOKENS = f"val:viewer:{VIEWER},ed:editor:{EDITOR},ada:admin:{ADMIN}"
+AN_EDIT = json.dumps(
+    {
+        "type": "edit",
+        "id": "e",
+        "table": "sales",
+        "column": "quantity",
+        "value": 1,
+        "condition": {"sale_id": 1},
+    }
+)
 
 
 @pytest.fixture
@@ -67,18 +77,7 @@ async def test_tokens_and_roles_over_websocket(guarded):
     viewer = await hello(guarded, VIEWER)
     welcome = orjson.loads(await viewer.recv())
     assert (welcome["user"], welcome["role"]) == ("val", "viewer")
-    await viewer.send(
-        json.dumps(
-            {
-                "type": "edit",
-                "id": "e",
-                "table": "sales",
-                "column": "quantity",
-                "value": 1,
-                "condition": {"sale_id": 1},
-            }
-        )
-    )
+    await viewer.send(AN_EDIT)
     while (frame := orjson.loads(await viewer.recv()))["type"] != "rejected":
         pass
     assert frame["error"]["code"] == "forbidden"
@@ -86,18 +85,7 @@ async def test_tokens_and_roles_over_websocket(guarded):
 
     editor = await hello(guarded, EDITOR)
     assert orjson.loads(await editor.recv())["role"] == "editor"
-    await editor.send(
-        json.dumps(
-            {
-                "type": "edit",
-                "id": "e",
-                "table": "sales",
-                "column": "quantity",
-                "value": 1,
-                "condition": {"sale_id": 1},
-            }
-        )
-    )
+    await editor.send(AN_EDIT)
     while (frame := orjson.loads(await editor.recv()))["type"] not in ("applied", "rejected"):
         pass
     assert frame["type"] == "applied"
