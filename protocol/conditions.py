@@ -119,14 +119,9 @@ class _Builder:
         if kind == "OPERATOR_NOT" and len(children) == 1:
             return Not(self.expr(children[0]))
         if kind in COMPARISONS:
-            left, right = node["left"], node["right"]
+            left, right, op = node["left"], node["right"], COMPARISONS[kind]
             if left.get("class") != "COLUMN_REF":  # allow 5 < quantity
-                left, right = right, left
-                op = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(
-                    COMPARISONS[kind], COMPARISONS[kind]
-                )
-            else:
-                op = COMPARISONS[kind]
+                left, right, op = right, left, MIRRORED.get(op, op)
             column = self.column(left)
             return Compare(column, op, self.constant(column, right))
         if kind in ("COMPARE_IN", "COMPARE_NOT_IN") and len(children) >= 2:

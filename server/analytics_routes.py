@@ -32,7 +32,7 @@ from server.importer import (
     upload_path,
 )
 from server.reports import FORMATS, catalog, get_report, parse_params, run_report, to_csv
-from server.rest import authorize, json_response, services_of
+from server.rest import authorize, json_response, outcome_response, services_of
 
 MAX_FILE_NAME = 200
 
@@ -95,15 +95,7 @@ async def post_import(request: Request) -> Response:
         path.unlink(missing_ok=True)  # nothing was queued
         raise
     # From here on the file belongs to the writer, which deletes it once decided.
-    data = {"import_id": spec.import_id, "status": outcome["status"]}
-    data.update({k: outcome[k] for k in ("request_id", "seq") if k in outcome})
-    if outcome["status"] == "applied":
-        return json_response({"data": {**data, "stats": outcome["stats"]}})
-    if outcome["status"] == "queued":  # still waiting for the writer: poll /requests/{id}
-        return json_response({"data": data}, 202)
-    error = outcome["error"]
-    status = ProtocolError(error["code"], error.get("message", "")).http_status
-    return json_response({"data": data, "error": error}, status)
+    return outcome_response(outcome, import_id=spec.import_id)
 
 
 def import_spec(request: Request, data_dir: Path) -> ImportSpec:

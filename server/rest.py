@@ -82,14 +82,20 @@ async def _body_data(request: Request, shape: str) -> dict[str, Any]:
 async def _submit(request: Request, action: Edit | Hold, identity: Identity) -> Response:
     """Enqueue; answer 202 queued, or with ?wait=S the outcome once the writer decided."""
     outcome = await services_of(request).submit(action, identity.name, _wait_seconds(request))
+    return outcome_response(outcome)
+
+
+def outcome_response(outcome: dict[str, Any], **data: Any) -> Response:
+    """A submitted request's outcome: 202 while queued, 200 once applied, the error's
+    status once rejected."""
+    body = {**data, **{k: v for k, v in outcome.items() if k != "error"}}
     if outcome["status"] == "queued":
-        return json_response({"data": outcome}, 202)
+        return json_response({"data": body}, 202)
     if outcome["status"] == "applied":
-        return json_response({"data": outcome})
-    error = outcome.pop("error")
-    return json_response(
-        {"data": outcome, "error": error}, ProtocolError(error["code"], "").http_status
-    )
+        return json_response({"data": body})
+    error = outcome["error"]
+    status = ProtocolError(error["code"], "").http_status
+    return json_response({"data": body, "error": error}, status)
 
 
 def _wait_seconds(request: Request) -> float:

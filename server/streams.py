@@ -131,10 +131,6 @@ def decode_request(fields: dict[bytes, bytes]) -> tuple[Action, str, str | None]
     return action, body["user"], ref if isinstance(ref, str) else None
 
 
-def seq_key(seq: str) -> tuple[int, int]:
-    return parse_seq(seq)
-
-
 def later(a: str, b: str | None) -> bool:
     """Is stream id `a` after `b` (None counts as the beginning)?"""
     return b is None or parse_seq(a) > parse_seq(b)

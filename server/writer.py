@@ -16,7 +16,7 @@ import duckdb
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from protocol.codec import dumps
+from protocol.codec import dumps, parse_seq
 from protocol.errors import ProtocolError
 from server.apply import Known, Limits, Request, apply_and_encode, last_applied, prepare
 from server.db import Database
@@ -31,7 +31,6 @@ from server.streams import (
     decode_request,
     ensure_group,
     later,
-    seq_key,
 )
 
 log = logging.getLogger("ducksheet.writer")
@@ -273,7 +272,7 @@ class Writer:
         def read(con: duckdb.DuckDBPyConnection) -> list[tuple[str, list[str], str]]:
             return con.execute("SELECT seq, requests, payload FROM _outbox").fetchall()
 
-        unpublished = sorted(await self.db.write(read), key=lambda row: seq_key(row[0]))
+        unpublished = sorted(await self.db.write(read), key=lambda row: parse_seq(row[0]))
         for seq, request_ids, payload in unpublished:
             try:
                 await self.redis.xadd(RESPONSES, {FIELD: payload.encode()}, id=seq)
