@@ -20,6 +20,7 @@ from protocol.catalog import TABLES
 from protocol.codec import dumps_text, loads, parse_seq
 from server.presence import Presence
 from server.streams import BLOCK_MS, FIELD, REDIS_ERRORS, RESPONSES
+from server.wire import WriteFrame, text_frame
 
 log = logging.getLogger("ducksheet.hub")
 Result = dict[str, Any]
@@ -73,10 +74,12 @@ def _merged(payloads: list[dict[str, Any]]) -> tuple[Rows, Rows, Rows, list[str]
 
 
 class Subscriber:
-    """One socket's view of the stream: a bounded queue of encoded frames.
+    """One socket's view of the stream.
 
-    Until `start(after)` is called, live frames are held back (the socket is still
-    getting its snapshot or replay); then those after `after` are released in order.
+    A frame goes straight to the socket (`write_frame`, encoded once for everyone) when
+    nothing waits before it; otherwise into a bounded queue that the socket's pump sends
+    in order. Until `start(after)` is called, live frames are held back (the socket is
+    still getting its snapshot or replay); then those after `after` are released in order.
     """
 
     def __init__(
@@ -84,25 +87,34 @@ class Subscriber:
         limit: int,
         on_overflow: Callable[[], None],
         on_reload: Callable[[], None] = lambda: None,
+        write_frame: WriteFrame | None = None,
     ) -> None:
         self.on_reload = on_reload  # called when a bulk change (an import) needs a snapshot
         self.queue: asyncio.Queue[str] = asyncio.Queue(limit)
-        self._held: list[tuple[tuple[int, int], str]] | None = []
+        self.pumping = False  # the pump holds a frame it has not finished sending
+        self._write_frame = write_frame
+        self._held: list[tuple[tuple[int, int], str, bytes | None]] | None = []
         self._after = (0, 0)
         self._limit = limit
         self._on_overflow = on_overflow
         self.overflowed = False
 
-    def offer(self, seq: tuple[int, int], frame: str) -> None:
+    def offer(self, seq: tuple[int, int], frame: str, wire: bytes | None = None) -> None:
         if self._held is not None:
-            self._held.append((seq, frame))
+            self._held.append((seq, frame, wire))
             if len(self._held) > self._limit:
                 self._overflow()
         elif seq > self._after:
-            self.send(frame)
+            self.send(frame, wire)
 
-    def send(self, frame: str) -> None:
+    def send(self, frame: str, wire: bytes | None = None) -> None:
+        """Send `frame` (JSON text) after everything sent before; `wire` is the same frame
+        already encoded, when the caller has it."""
         if self.overflowed:
+            return
+        write = self._write_frame
+        idle = not self.pumping and self.queue.empty()  # nothing waits to go out before it
+        if write is not None and idle and write(wire if wire is not None else text_frame(frame)):
             return
         try:
             self.queue.put_nowait(frame)
@@ -117,9 +129,9 @@ class Subscriber:
     def start(self, after: str) -> None:
         self._after = parse_seq(after) if after else (0, 0)
         held, self._held = self._held or [], None
-        for seq, frame in held:
+        for seq, frame, wire in held:
             if seq > self._after:
-                self.send(frame)
+                self.send(frame, wire)
 
     def _overflow(self) -> None:
         if not self.overflowed:
@@ -195,8 +207,9 @@ class Hub:
         frame = updates_frame(payloads)
         if frame is not None:
             seq = parse_seq(payloads[-1]["seq"])
+            wire = text_frame(frame)  # encoded once for every socket
             for subscriber in list(self.subscribers):
-                subscriber.offer(seq, frame)
+                subscriber.offer(seq, frame, wire)
         for payload in payloads:
             for result in payload["results"]:
                 waiter = self._waiters.pop(result.get("ref") or "", None)

@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from server.app import create_app
 from server.auth import is_loopback
 from server.config import Settings
+from server.wire import FrameWriterProtocol
 
 WS_MAX_SIZE = 64 * 1024  # larger frames close the socket with 1009
 GRACEFUL_SECONDS = 10  # longest wait for open connections on shutdown
@@ -51,6 +52,7 @@ def make_server(settings: Settings, log_level: str = "info") -> GracefulServer:
         # permessage-deflate would compress every frame once per socket: with many
         # viewers that dominates the CPU (the fan-out bench), so frames go uncompressed.
         ws_per_message_deflate=settings.ws_compression,
+        ws=FrameWriterProtocol or "auto",
         log_level=log_level,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SECONDS,

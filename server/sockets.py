@@ -19,6 +19,7 @@ from server.limits import RateLimited, TokenBucket
 from server.reads import snapshot
 from server.services import Services
 from server.streams import REDIS_ERRORS, entries_after
+from server.wire import EXTENSION as WRITE_FRAME
 
 log = logging.getLogger("ducksheet.ws")
 HELLO_TIMEOUT = 5.0
@@ -34,7 +35,12 @@ class Session:
         self.identity = Identity("anonymous", "viewer")
         settings = services.settings
         self.rate = TokenBucket(settings.edit_rate, settings.edit_burst)
-        self.subscriber = Subscriber(settings.send_queue, self._too_slow, self._reload)
+        self.subscriber = Subscriber(
+            settings.send_queue,
+            self._too_slow,
+            self._reload,
+            (ws.scope.get("extensions") or {}).get(WRITE_FRAME),
+        )
         self._refs: set[str] = set()
 
     def send(self, message: dict[str, Any]) -> None:
@@ -243,10 +249,14 @@ class Session:
         self.send(frame)
 
     async def _pump(self) -> None:
-        queue = self.subscriber.queue
+        subscriber = self.subscriber
         while True:
-            frame = await queue.get()
-            await self.ws.send_text(frame)
+            frame = await subscriber.queue.get()
+            subscriber.pumping = True
+            try:
+                await self.ws.send_text(frame)
+            finally:
+                subscriber.pumping = False
 
 
 def _client_id_of(data: str) -> str | None:

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import pytest
 import redis as redis_sync
 import websockets
 from conftest import run_server
-from helpers import Client, read
+from helpers import Client, read, summary_edit
 
 from protocol.codec import parse_seq
 from server.check import summary_drift
@@ -305,8 +306,19 @@ class StuckClient:
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         self.sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
 
-    def close_code(self, timeout: float) -> int | None:
-        """Read everything now; the code of the close frame at the end, if any."""
+    def trickle(self, behind: threading.Event, stop: threading.Event) -> None:
+        """Once the server has had to queue frames (`behind`), read in short bursts until
+        `stop`: catching up while new frames keep coming."""
+        behind.wait()
+        self.sock.settimeout(0.01)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                for _ in range(4):
+                    self.received += self.sock.recv(1 << 16)
+            time.sleep(0.02)
+
+    def frames(self, timeout: float) -> list[tuple[int, bytes]]:
+        """Read everything now: (opcode, payload) of each frame received."""
         self.sock.settimeout(timeout)
         data = self.received
         with contextlib.suppress(TimeoutError, ConnectionResetError):
@@ -314,17 +326,21 @@ class StuckClient:
                 data += chunk
         self.sock.close()
         data = data[data.index(b"\r\n\r\n") + 4 :]  # the handshake response
-        code = None
+        frames = []
         while len(data) >= 2:
             opcode, length, offset = data[0] & 0x0F, data[1] & 0x7F, 2
             if length == 126:
                 length, offset = int.from_bytes(data[2:4], "big"), 4
             elif length == 127:
                 length, offset = int.from_bytes(data[2:10], "big"), 10
-            if opcode == 0x8:
-                code = int.from_bytes(data[offset : offset + 2], "big")
+            frames.append((opcode, data[offset : offset + length]))
             data = data[offset + length :]
-        return code
+        return frames
+
+    def close_code(self, timeout: float) -> int | None:
+        """Read everything now; the code of the close frame at the end, if any."""
+        closes = [payload for opcode, payload in self.frames(timeout) if opcode == 0x8]
+        return int.from_bytes(closes[-1][:2], "big") if closes else None
 
 
 async def test_a_client_that_stops_reading_is_closed_and_others_keep_up(data_dir, redis_url):
@@ -350,6 +366,49 @@ async def test_a_client_that_stops_reading_is_closed_and_others_keep_up(data_dir
         code = await asyncio.to_thread(stuck.close_code, 3)
         assert code == 1013
         await reader.close()
+
+
+async def test_a_slow_reader_gets_every_update_in_order(server):
+    # Frames go straight to an idle socket and queue behind one that flow control paused;
+    # a reader that falls behind and catches up while updates keep coming must see each
+    # seq once, in order.
+    slow = await asyncio.to_thread(StuckClient, int(server.base.rsplit(":", 1)[1]))
+    await asyncio.sleep(0.3)
+    (session,) = [s for s in server.services.sessions if s.user == "stuck"]
+    queued: list[int] = []
+    behind, stop = threading.Event(), threading.Event()
+    trickle = threading.Thread(target=slow.trickle, args=(behind, stop))
+    trickle.start()
+
+    async def watch() -> None:
+        while not stop.is_set():
+            queued.append(session.subscriber.queue.qsize())
+            if queued[-1]:
+                behind.set()
+            await asyncio.sleep(0.005)
+
+    watching = asyncio.create_task(watch())
+    try:
+        async with server.client() as http:
+            for n in range(150):
+                edit = summary_edit(1_000_000 + n)  # a spread over every row: big frames
+                response = await http.post("/update_cell?wait=5", json={"data": edit})
+                assert response.json()["data"]["status"] == "applied"
+    finally:
+        stop.set()
+        behind.set()
+        await watching
+        await asyncio.to_thread(trickle.join)
+    last = response.json()["data"]["seq"]
+    assert max(queued) > 0, "the slow socket never fell behind: the test shows nothing"
+    frames = await asyncio.to_thread(slow.frames, 3)
+    seqs = [
+        parse_seq(message["seq"])
+        for message in (orjson.loads(payload) for opcode, payload in frames if opcode == 0x1)
+        if message["type"] == "updates"
+    ]
+    assert seqs == sorted(set(seqs)) and seqs[-1] == parse_seq(last)
+    assert any(len(payload) > 65_535 for _, payload in frames)  # 64-bit lengths too
 
 
 async def test_a_request_that_makes_duckdb_raise_is_dead_lettered(server, redis_url):

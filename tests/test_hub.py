@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from server.hub import Hub, Subscriber, updates_frame
+from server.wire import text_frame
 
 SUMMARY = "sales_summary_by_product_family"
 
@@ -126,3 +127,53 @@ async def test_an_import_entry_starts_a_new_frame_after_a_snapshot_request() -> 
     subscriber.start("5-0")
     after = orjson.loads(subscriber.queue.get_nowait())
     assert (after["seq"], after["base"]) == ("7-0", [sale(9, 1), sale(3, 9)])
+
+
+class Socket:
+    """A stand-in for the socket's raw frame writer: accepts frames while `open`."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.written: list[bytes] = []
+
+    def write(self, frame: bytes) -> bool:
+        if self.open:
+            self.written.append(frame)
+        return self.open
+
+
+def test_frames_go_straight_to_an_idle_socket_encoded_once() -> None:
+    socket = Socket()
+    subscriber = Subscriber(limit=10, on_overflow=lambda: None, write_frame=socket.write)
+    subscriber.start("")
+    wire = text_frame('{"type":"updates"}')
+    subscriber.offer((5, 0), '{"type":"updates"}', wire)
+    subscriber.send('{"type":"pong"}')
+    assert socket.written[0] is wire  # the hub's bytes, not a copy per socket
+    assert socket.written[1] == text_frame('{"type":"pong"}')
+    assert subscriber.queue.empty()
+
+
+def test_once_a_frame_waits_the_later_ones_queue_behind_it() -> None:
+    socket = Socket()
+    subscriber = Subscriber(limit=10, on_overflow=lambda: None, write_frame=socket.write)
+    subscriber.start("")
+    socket.open = False  # flow control paused the socket
+    subscriber.send("a")
+    socket.open = True  # writable again, but "a" has not been sent yet
+    subscriber.send("b")
+    assert socket.written == []
+    assert [subscriber.queue.get_nowait() for _ in range(2)] == ["a", "b"]
+    subscriber.pumping = True  # the pump holds "b" and has not finished sending it
+    subscriber.send("c")
+    assert socket.written == [] and subscriber.queue.get_nowait() == "c"
+    subscriber.pumping = False
+    subscriber.send("d")
+    assert socket.written == [text_frame("d")]
+
+
+def test_text_frame_lengths() -> None:
+    for size, header in ((125, b"\x81\x7d"), (126, b"\x81\x7e\x00\x7e"), (70_000, b"\x81\x7f")):
+        frame = text_frame("x" * size)
+        assert frame.startswith(header) and frame.endswith(b"x" * size)
+    assert len(text_frame("x" * 70_000)) == 2 + 8 + 70_000

@@ -1,0 +1,58 @@
+"""Frames encoded once, written to many sockets.
+
+A server's WebSocket frames are not masked, so one `updates` frame is the same bytes for
+every subscriber. uvicorn's protocol encodes and writes each message separately, through
+the ASGI send chain and a task per socket; with 1,000 viewers that costs more than the
+rest of the server. `FrameWriterProtocol` is uvicorn's WebSocket protocol plus one ASGI
+extension, `ducksheet.write_frame`: a plain function that writes already encoded frame
+bytes straight to the transport, or returns False when it cannot right now (the socket
+is paused by flow control, closing, or compresses its frames), so the caller queues the
+message for the ordinary ASGI send instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+try:  # uvicorn's websockets (sans-I/O) protocol; without it frames take the ASGI path
+    from uvicorn.protocols.websockets.websockets_sansio_impl import (
+        WebSocketsSansIOProtocol as _Base,
+    )
+except ImportError:  # pragma: no cover - an uvicorn without the class
+    _Base = None  # type: ignore[assignment,misc]
+
+EXTENSION = "ducksheet.write_frame"
+WriteFrame = Callable[[bytes], bool]
+
+
+def text_frame(text: str) -> bytes:
+    """One unmasked, final text frame carrying `text`, as written by a server."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+
+
+if _Base is not None:
+
+    class FrameWriterProtocol(_Base):  # type: ignore[misc,valid-type]
+        async def run_asgi(self) -> None:
+            self.scope["extensions"][EXTENSION] = self.write_frame
+            await super().run_asgi()
+
+        def write_frame(self, frame: bytes) -> bool:
+            """Write an encoded frame now; False when it must wait (or cannot be sent
+            raw), so that the caller's ordinary send keeps the order."""
+            if (
+                not self.writable.is_set()
+                or self.close_sent
+                or self.disconnected
+                or self.conn.state is not State.OPEN
+                or self.conn.extensions  # permessage-deflate: compressed per socket
+            ):
+                return False
+            self.transport.write(frame)
+            return True
+
+else:  # pragma: no cover
+    FrameWriterProtocol = None  # type: ignore[assignment,misc]
