@@ -43,16 +43,18 @@ if _Base is not None:
         def write_frame(self, frame: bytes) -> bool:
             """Write an encoded frame now; False when it must wait (or cannot be sent
             raw), so that the caller's ordinary send keeps the order."""
-            if (
-                not self.writable.is_set()
-                or self.close_sent
-                or self.disconnected
-                or self.conn.state is not State.OPEN
-                or self.conn.extensions  # permessage-deflate: compressed per socket
-            ):
+            try:
+                ready = (
+                    self.writable.is_set()
+                    and not (self.close_sent or self.disconnected)
+                    and self.conn.state is State.OPEN
+                    and not self.conn.extensions  # permessage-deflate: compressed per socket
+                )
+            except AttributeError:  # an uvicorn whose protocol differs: the ASGI path it is
                 return False
-            self.transport.write(frame)
-            return True
+            if ready:
+                self.transport.write(frame)
+            return ready
 
 else:  # pragma: no cover
     FrameWriterProtocol = None  # type: ignore[assignment,misc]
