@@ -34,15 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.edits import Mix
-
-UPDATES_PREFIX = b'{"type":"updates","seq":"'
-SEQ_START = len(UPDATES_PREFIX)
-
-
-def seq_int(seq: str | bytes) -> int:
-    """A stream id "<ms>-<n>" as one comparable integer."""
-    ms, _, n = (seq.decode() if isinstance(seq, bytes) else seq).partition("-")
-    return int(ms) * 1_000_000 + int(n or 0)
+from bench.viewer import UPDATES_PREFIX, Viewer, ViewerLog, seq_int
 
 
 @dataclass(frozen=True)
@@ -81,15 +73,6 @@ class EditorLog:
     status: list[str | None] = field(default_factory=list)  # "applied" or an error code
     close_code: int | None = None
     updates_frames: int = 0
-
-
-@dataclass
-class ViewerLog:
-    name: str
-    seqs: array[int] = field(default_factory=lambda: array("q"))
-    times: array[float] = field(default_factory=lambda: array("d"))
-    frame_bytes: int = 0
-    close_code: int | None = None
 
 
 @dataclass
@@ -191,40 +174,6 @@ class Editor:
             self.all_resolved.set()
 
 
-class Viewer:
-    def __init__(self, index: int, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.log = ViewerLog(f"viewer-{index}")
-        self.last = 0
-        self.target = 0
-        self.reached = asyncio.Event()
-
-    async def receive(self) -> None:
-        log = self.log
-        seqs, times = log.seqs, log.times
-        try:
-            while True:
-                data = await self.ws.recv(decode=False)
-                now = time.monotonic()
-                if data.startswith(UPDATES_PREFIX):
-                    end = data.index(b'"', SEQ_START)
-                    seq = seq_int(data[SEQ_START:end])
-                    seqs.append(seq)
-                    times.append(now)
-                    log.frame_bytes += len(data)
-                    self.last = seq
-                    if self.target and seq >= self.target:
-                        self.reached.set()
-        except ConnectionClosed as exc:
-            log.close_code = exc.rcvd.code if exc.rcvd else None
-            self.reached.set()
-
-    def wait_for(self, target: int) -> None:
-        self.target = target
-        if self.last >= target:
-            self.reached.set()
-
-
 async def _recv(conn: Connection) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, conn.recv)
 
@@ -238,10 +187,15 @@ async def _worker(cfg: WorkerConfig, conn: Connection) -> WorkerResult:
         async with gate:
             return await _open(cfg, name)
 
+    async def viewer(index: int) -> Viewer:
+        async with gate:
+            deflate = cfg.plan.compression is not None
+            name = f"bench-viewer-{index}"
+            return await Viewer.open(cfg.ws_url, index, name, cfg.since, deflate)
+
     editor_ws = await asyncio.gather(*(opened(f"bench-editor-{e}") for e in cfg.editors))
-    viewer_ws = await asyncio.gather(*(opened(f"bench-viewer-{v}") for v in cfg.viewers))
+    viewers = list(await asyncio.gather(*(viewer(v) for v in cfg.viewers)))
     editors = [Editor(cfg, e, ws) for e, ws in zip(cfg.editors, editor_ws, strict=True)]
-    viewers = [Viewer(v, ws) for v, ws in zip(cfg.viewers, viewer_ws, strict=True)]
     connect_s = time.monotonic() - started
     readers = [asyncio.create_task(x.receive()) for x in [*editors, *viewers]]
     conn.send(("ready", {"connect_s": connect_s}))
@@ -265,7 +219,7 @@ async def _worker(cfg: WorkerConfig, conn: Connection) -> WorkerResult:
     for task in readers:
         task.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
-    await asyncio.gather(*(x.ws.close() for x in [*editors, *viewers]), return_exceptions=True)
+    await asyncio.gather(*(e.ws.close() for e in editors), *(v.close() for v in viewers))
     return WorkerResult(cfg.index, [e.log for e in editors], [v.log for v in viewers], connect_s)
 
 

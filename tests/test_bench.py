@@ -40,3 +40,30 @@ def test_leaf_smoke_run_applies_every_edit_and_writes_results(tmp_path: Path):
     assert "leaf 50/s" in markdown.read_text()
     # A PNG is written only when matplotlib is installed; it is not asserted here.
     assert not list((tmp_path / "scratch").glob("*/ducksheet.duckdb"))  # scratch cleaned
+
+
+def test_the_lean_viewer_masks_its_frames_as_a_server_expects():
+    from websockets.frames import Frame
+    from websockets.streams import StreamReader
+
+    from bench.viewer import OP_PONG, OP_TEXT, client_frame
+
+    for opcode, size in (
+        (OP_TEXT, 0),
+        (OP_PONG, 4),
+        (OP_TEXT, 125),
+        (OP_TEXT, 126),
+        (OP_TEXT, 70_001),
+    ):
+        payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+        reader = StreamReader()
+        reader.feed_data(client_frame(opcode, payload))
+        parser = Frame.parse(reader.read_exact, mask=True)
+        try:
+            next(parser)
+        except StopIteration as done:
+            frame = done.value
+        else:
+            raise AssertionError("the frame is incomplete")
+        assert (frame.opcode, frame.data, frame.fin) == (opcode, payload, True)
+        assert not reader.buffer  # nothing left over

@@ -1,0 +1,215 @@
+"""A viewer socket as lean as a WebSocket client can be.
+
+With 1,000 viewers on the same two cores as the server, a full client library per
+socket (a parser coroutine, a message queue and a reading task) costs the load
+generator more CPU than the server spends sending, and the latency it reports is then
+mostly its own. A viewer only has to find each `updates` frame's seq, so this one parses
+frames straight from `data_received`: it answers pings and close frames, inflates
+permessage-deflate when the server accepts it (as a browser would offer it), and
+timestamps a frame when its last byte arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+import zlib
+from array import array
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import orjson
+
+UPDATES_PREFIX = b'{"type":"updates","seq":"'
+SEQ_START = len(UPDATES_PREFIX)
+OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
+DEFLATE_TAIL = b"\x00\x00\xff\xff"  # removed by the sender of each compressed message
+
+
+def seq_int(seq: str | bytes) -> int:
+    """A stream id "<ms>-<n>" as one comparable integer."""
+    ms, _, n = (seq.decode() if isinstance(seq, bytes) else seq).partition("-")
+    return int(ms) * 1_000_000 + int(n or 0)
+
+
+@dataclass
+class ViewerLog:
+    name: str
+    seqs: array[int] = field(default_factory=lambda: array("q"))
+    times: array[float] = field(default_factory=lambda: array("d"))
+    frame_bytes: int = 0
+    close_code: int | None = None
+
+
+class HandshakeError(RuntimeError):
+    pass
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """A final, masked frame (clients must mask)."""
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        header = bytes([0x80 | opcode, 0x80 | length])
+    elif length < 1 << 16:
+        header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
+    else:
+        header = bytes([0x80 | opcode, 0x80 | 127]) + length.to_bytes(8, "big")
+    key = (mask * (length // 4 + 1))[:length]
+    masked = int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")
+    return header + mask + masked.to_bytes(length, "big")
+
+
+class Viewer(asyncio.Protocol):
+    def __init__(self, index: int, name: str, since: str | None, deflate: bool) -> None:
+        self.log = ViewerLog(f"viewer-{index}")
+        self.name = name
+        self.since = since
+        self.offer_deflate = deflate
+        self.last = 0
+        self.target = 0
+        self.reached = asyncio.Event()
+        self.greeted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._handshake_done = False
+        self._inflate: zlib._Decompress | None = None
+        self._key = base64.b64encode(os.urandom(16))
+
+    @classmethod
+    async def open(cls, url: str, index: int, name: str, since: str | None, deflate: bool):
+        parts = urlsplit(url)
+        viewer = cls(index, name, since, deflate)
+        loop = asyncio.get_running_loop()
+        await loop.create_connection(lambda: viewer, parts.hostname, parts.port)
+        assert viewer._transport is not None
+        viewer._transport.write(viewer._request(parts.hostname or "", parts.port, parts.path))
+        await asyncio.wait_for(asyncio.shield(viewer.greeted), 60)
+        return viewer
+
+    def _request(self, host: str, port: int | None, path: str) -> bytes:
+        lines = [
+            f"GET {path or '/'} HTTP/1.1",
+            f"Host: {host}:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {self._key.decode()}",
+            "Sec-WebSocket-Version: 13",
+        ]
+        if self.offer_deflate:
+            lines.append("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's TCP transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(HandshakeError(f"connection lost: {exc}") if exc else None)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        self._buffer += data
+        if not self._handshake_done and not self._read_handshake():
+            return
+        self._read_frames(now)
+
+    # -- parsing -----------------------------------------------------------------------
+
+    def _read_handshake(self) -> bool:
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        head = bytes(self._buffer[:end]).decode("latin-1").lower()
+        del self._buffer[: end + 4]
+        if not head.startswith("http/1.1 101"):
+            self._finish(HandshakeError(head.splitlines()[0]))
+            return False
+        self._handshake_done = True
+        if "permessage-deflate" in head:
+            self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        hello = {"type": "hello", "name": self.name, "since": self.since}
+        self._send(OP_TEXT, orjson.dumps(hello))
+        return True
+
+    def _read_frames(self, now: float) -> None:
+        buffer = self._buffer
+        while len(buffer) >= 2:
+            first, length, offset = buffer[0], buffer[1] & 0x7F, 2
+            if length == 126:
+                if len(buffer) < 4:
+                    return
+                length, offset = int.from_bytes(buffer[2:4], "big"), 4
+            elif length == 127:
+                if len(buffer) < 10:
+                    return
+                length, offset = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < offset + length:
+                return
+            payload = bytes(buffer[offset : offset + length])
+            del buffer[: offset + length]
+            if first & 0x40 and self._inflate is not None:  # RSV1: a compressed message
+                payload = self._inflate.decompress(payload + DEFLATE_TAIL)
+            self._frame(first & 0x0F, payload, now)
+
+    def _frame(self, opcode: int, payload: bytes, now: float) -> None:
+        if opcode == OP_TEXT:
+            if payload.startswith(UPDATES_PREFIX):
+                self._updates(payload, now)
+            elif not self.greeted.done():
+                self._greeting(orjson.loads(payload))
+        elif opcode == OP_PING:
+            self._send(OP_PONG, payload)
+        elif opcode == OP_CLOSE:
+            self.log.close_code = int.from_bytes(payload[:2], "big") if payload else None
+            self._send(OP_CLOSE, payload[:2])
+            assert self._transport is not None
+            self._transport.close()
+
+    def _greeting(self, message: dict) -> None:
+        kind = message["type"]
+        if kind == "snapshot" or (kind == "welcome" and self.since):
+            self.greeted.set_result(None)
+        elif kind == "error":
+            self._finish(HandshakeError(f"hello refused: {message}"))
+
+    def _updates(self, payload: bytes, now: float) -> None:
+        log = self.log
+        seq = seq_int(payload[SEQ_START : payload.index(b'"', SEQ_START)])
+        log.seqs.append(seq)
+        log.times.append(now)
+        log.frame_bytes += len(payload)
+        self.last = seq
+        if self.target and seq >= self.target:
+            self.reached.set()
+
+    # -- the worker's side -------------------------------------------------------------
+
+    def wait_for(self, target: int) -> None:
+        self.target = target
+        if self.last >= target:
+            self.reached.set()
+
+    async def receive(self) -> None:
+        """Until the socket closes (frames are handled as they arrive)."""
+        await asyncio.shield(self.closed)
+
+    async def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._send(OP_CLOSE, (1000).to_bytes(2, "big"))
+            self._transport.close()
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(client_frame(opcode, payload))
+
+    def _finish(self, error: Exception | None) -> None:
+        if not self.greeted.done():
+            self.greeted.set_exception(error or HandshakeError("closed before the greeting"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self.reached.set()
