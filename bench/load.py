@@ -30,11 +30,19 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.client import connect
 
 from bench.edits import Mix
-from bench.viewer import UPDATES_PREFIX, Viewer, ViewerLog, seq_int
+from bench.lean import LeanSocket
+
+UPDATES_PREFIX = b'{"type":"updates","seq":"'
+SEQ_START = len(UPDATES_PREFIX)
+
+
+def seq_int(seq: str | bytes) -> int:
+    """A stream id "<ms>-<n>" as one comparable integer."""
+    ms, _, n = (seq.decode() if isinstance(seq, bytes) else seq).partition("-")
+    return int(ms) * 1_000_000 + int(n or 0)
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,15 @@ class EditorLog:
 
 
 @dataclass
+class ViewerLog:
+    name: str
+    seqs: array[int] = field(default_factory=lambda: array("q"))
+    times: array[float] = field(default_factory=lambda: array("d"))
+    frame_bytes: int = 0
+    close_code: int | None = None
+
+
+@dataclass
 class WorkerResult:
     index: int
     editors: list[EditorLog]
@@ -86,42 +103,29 @@ class WorkerResult:
 # -- worker side ---------------------------------------------------------------------
 
 
-async def _open(cfg: WorkerConfig, name: str) -> ClientConnection:
-    ws = await connect(
-        cfg.ws_url,
-        compression="deflate" if cfg.plan.compression else None,
-        max_size=None,
-        max_queue=4096,
-        ping_interval=None,
-        open_timeout=60,
-        close_timeout=2,
-    )
-    await ws.send(orjson.dumps({"type": "hello", "name": name, "since": cfg.since}).decode())
-    while True:  # welcome, then (without `since` or on resync) the snapshot
-        frame = orjson.loads(await ws.recv(decode=False))
-        if frame["type"] == "snapshot" or (frame["type"] == "welcome" and cfg.since):
-            return ws
-        if frame["type"] == "error":
-            raise RuntimeError(f"hello refused: {frame}")
-
-
 class Editor:
-    def __init__(self, cfg: WorkerConfig, index: int, ws: ClientConnection) -> None:
+    def __init__(self, cfg: WorkerConfig, index: int) -> None:
         self.cfg = cfg
         self.index = index
-        self.ws = ws
         self.log = EditorLog(f"editor-{index}")
         self.pending = 0
         self.finished_sending = False
         self.all_resolved = asyncio.Event()
+        self.sock: LeanSocket | None = None
+
+    async def open(self) -> None:
+        deflate = self.cfg.plan.compression is not None
+        name = f"bench-editor-{self.index}"
+        self.sock = await LeanSocket.open(self.cfg.ws_url, name, self.cfg.since, deflate, self._on)
 
     async def send_schedule(self, t0: float, cycle: list[str]) -> None:
+        assert self.sock is not None
         plan = self.cfg.plan
         rng = random.Random(plan.seed * 1_000_003 + self.index)
         log = self.log
         end = t0 + plan.duration
         k = 0
-        while True:
+        while not self.sock.closed.done():
             i = k * plan.editors + self.index
             due = t0 + i / plan.rate
             if due >= end:
@@ -139,39 +143,78 @@ class Editor:
             log.status.append(None)
             self.pending += 1
             log.sent.append(time.monotonic())
-            await self.ws.send(orjson.dumps(body).decode())
+            self.sock.send_text(orjson.dumps(body))
             k += 1
         self.finished_sending = True
         if self.pending == 0:
             self.all_resolved.set()
 
-    async def receive(self) -> None:
+    def _on(self, data: bytes, now: float) -> None:
         log = self.log
-        try:
-            while True:
-                data = await self.ws.recv(decode=False)
-                now = time.monotonic()
-                if data.startswith(UPDATES_PREFIX):
-                    log.updates_frames += 1
-                    continue
-                frame = orjson.loads(data)
-                kind = frame["type"]
-                if kind == "queued":
-                    log.queued[int(frame["id"].rpartition("-")[2])] = now
-                elif kind in ("applied", "rejected"):
-                    k = int(frame["id"].rpartition("-")[2])
-                    log.done[k] = now
-                    if kind == "applied":
-                        log.status[k] = "applied"
-                        log.seq[k] = seq_int(frame["seq"])
-                    else:
-                        log.status[k] = frame["error"]["code"]
-                    self.pending -= 1
-                    if self.pending == 0 and self.finished_sending:
-                        self.all_resolved.set()
-        except ConnectionClosed as exc:
-            log.close_code = exc.rcvd.code if exc.rcvd else None
-            self.all_resolved.set()
+        if data.startswith(UPDATES_PREFIX):
+            log.updates_frames += 1
+            return
+        frame = orjson.loads(data)
+        kind = frame["type"]
+        if kind == "queued":
+            log.queued[int(frame["id"].rpartition("-")[2])] = now
+        elif kind in ("applied", "rejected"):
+            k = int(frame["id"].rpartition("-")[2])
+            log.done[k] = now
+            if kind == "applied":
+                log.status[k] = "applied"
+                log.seq[k] = seq_int(frame["seq"])
+            else:
+                log.status[k] = frame["error"]["code"]
+            self.pending -= 1
+            if self.pending == 0 and self.finished_sending:
+                self.all_resolved.set()
+
+    async def receive(self) -> None:
+        """Until the socket closes (messages are handled as they arrive)."""
+        assert self.sock is not None
+        await asyncio.shield(self.sock.closed)
+        self.log.close_code = self.sock.close_code
+        self.all_resolved.set()
+
+
+class Viewer:
+    def __init__(self, cfg: WorkerConfig, index: int) -> None:
+        self.cfg = cfg
+        self.log = ViewerLog(f"viewer-{index}")
+        self.last = 0
+        self.target = 0
+        self.reached = asyncio.Event()
+        self.sock: LeanSocket | None = None
+
+    async def open(self) -> None:
+        deflate = self.cfg.plan.compression is not None
+        name = f"bench-viewer-{self.log.name.rpartition('-')[2]}"
+        self.sock = await LeanSocket.open(self.cfg.ws_url, name, self.cfg.since, deflate, self._on)
+
+    def _on(self, data: bytes, now: float) -> None:
+        if not data.startswith(UPDATES_PREFIX):
+            return
+        log = self.log
+        seq = seq_int(data[SEQ_START : data.index(b'"', SEQ_START)])
+        log.seqs.append(seq)
+        log.times.append(now)
+        log.frame_bytes += len(data)
+        self.last = seq
+        if self.target and seq >= self.target:
+            self.reached.set()
+
+    async def receive(self) -> None:
+        """Until the socket closes (frames are handled as they arrive)."""
+        assert self.sock is not None
+        await asyncio.shield(self.sock.closed)
+        self.log.close_code = self.sock.close_code
+        self.reached.set()
+
+    def wait_for(self, target: int) -> None:
+        self.target = target
+        if self.last >= target:
+            self.reached.set()
 
 
 async def _recv(conn: Connection) -> Any:
@@ -183,19 +226,15 @@ async def _worker(cfg: WorkerConfig, conn: Connection) -> WorkerResult:
     gate = asyncio.Semaphore(plan.connect_concurrency)
     started = time.monotonic()
 
-    async def opened(name: str) -> ClientConnection:
-        async with gate:
-            return await _open(cfg, name)
+    editors = [Editor(cfg, e) for e in cfg.editors]
+    viewers = [Viewer(cfg, v) for v in cfg.viewers]
 
-    async def viewer(index: int) -> Viewer:
+    async def opened(socket: Editor | Viewer) -> None:
         async with gate:
-            deflate = cfg.plan.compression is not None
-            name = f"bench-viewer-{index}"
-            return await Viewer.open(cfg.ws_url, index, name, cfg.since, deflate)
+            await socket.open()
 
-    editor_ws = await asyncio.gather(*(opened(f"bench-editor-{e}") for e in cfg.editors))
-    viewers = list(await asyncio.gather(*(viewer(v) for v in cfg.viewers)))
-    editors = [Editor(cfg, e, ws) for e, ws in zip(cfg.editors, editor_ws, strict=True)]
+    await asyncio.gather(*(opened(e) for e in editors))
+    await asyncio.gather(*(opened(v) for v in viewers))
     connect_s = time.monotonic() - started
     readers = [asyncio.create_task(x.receive()) for x in [*editors, *viewers]]
     conn.send(("ready", {"connect_s": connect_s}))
@@ -219,7 +258,7 @@ async def _worker(cfg: WorkerConfig, conn: Connection) -> WorkerResult:
     for task in readers:
         task.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
-    await asyncio.gather(*(e.ws.close() for e in editors), *(v.close() for v in viewers))
+    await asyncio.gather(*(x.sock.close() for x in [*editors, *viewers] if x.sock is not None))
     return WorkerResult(cfg.index, [e.log for e in editors], [v.log for v in viewers], connect_s)
 
 

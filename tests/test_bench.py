@@ -46,7 +46,7 @@ def test_the_lean_viewer_masks_its_frames_as_a_server_expects():
     from websockets.frames import Frame
     from websockets.streams import StreamReader
 
-    from bench.viewer import OP_PONG, OP_TEXT, client_frame
+    from bench.lean import OP_PONG, OP_TEXT, client_frame
 
     for opcode, size in (
         (OP_TEXT, 0),

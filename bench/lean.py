@@ -1,12 +1,12 @@
-"""A viewer socket as lean as a WebSocket client can be.
+"""A load-generator WebSocket as lean as a client can be.
 
 With 1,000 viewers on the same two cores as the server, a full client library per
 socket (a parser coroutine, a message queue and a reading task) costs the load
 generator more CPU than the server spends sending, and the latency it reports is then
-mostly its own. A viewer only has to find each `updates` frame's seq, so this one parses
-frames straight from `data_received`: it answers pings and close frames, inflates
-permessage-deflate when the server accepts it (as a browser would offer it), and
-timestamps a frame when its last byte arrives.
+mostly its own. `LeanSocket` parses frames straight from `data_received` and hands each
+text message to a callback with the time its last byte arrived. It answers pings and
+close frames, and inflates permessage-deflate when the server accepts it (offered as a
+browser would offer it).
 """
 
 from __future__ import annotations
@@ -16,31 +16,14 @@ import base64
 import os
 import time
 import zlib
-from array import array
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
-UPDATES_PREFIX = b'{"type":"updates","seq":"'
-SEQ_START = len(UPDATES_PREFIX)
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
 DEFLATE_TAIL = b"\x00\x00\xff\xff"  # removed by the sender of each compressed message
-
-
-def seq_int(seq: str | bytes) -> int:
-    """A stream id "<ms>-<n>" as one comparable integer."""
-    ms, _, n = (seq.decode() if isinstance(seq, bytes) else seq).partition("-")
-    return int(ms) * 1_000_000 + int(n or 0)
-
-
-@dataclass
-class ViewerLog:
-    name: str
-    seqs: array[int] = field(default_factory=lambda: array("q"))
-    times: array[float] = field(default_factory=lambda: array("d"))
-    frame_bytes: int = 0
-    close_code: int | None = None
 
 
 class HandshakeError(RuntimeError):
@@ -62,15 +45,15 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
     return header + mask + masked.to_bytes(length, "big")
 
 
-class Viewer(asyncio.Protocol):
-    def __init__(self, index: int, name: str, since: str | None, deflate: bool) -> None:
-        self.log = ViewerLog(f"viewer-{index}")
+class LeanSocket(asyncio.Protocol):
+    def __init__(
+        self, name: str, since: str | None, deflate: bool, on_text: Callable[[bytes, float], None]
+    ) -> None:
         self.name = name
         self.since = since
         self.offer_deflate = deflate
-        self.last = 0
-        self.target = 0
-        self.reached = asyncio.Event()
+        self.on_text = on_text  # (payload, arrival time) of each message after the greeting
+        self.close_code: int | None = None
         self.greeted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._transport: asyncio.Transport | None = None
@@ -80,15 +63,32 @@ class Viewer(asyncio.Protocol):
         self._key = base64.b64encode(os.urandom(16))
 
     @classmethod
-    async def open(cls, url: str, index: int, name: str, since: str | None, deflate: bool):
+    async def open(
+        cls,
+        url: str,
+        name: str,
+        since: str | None,
+        deflate: bool,
+        on_text: Callable[[bytes, float], None],
+    ) -> LeanSocket:
+        """Connect, say hello, and return once greeted: with `since` at `welcome`,
+        without it at the snapshot."""
         parts = urlsplit(url)
-        viewer = cls(index, name, since, deflate)
+        sock = cls(name, since, deflate, on_text)
         loop = asyncio.get_running_loop()
-        await loop.create_connection(lambda: viewer, parts.hostname, parts.port)
-        assert viewer._transport is not None
-        viewer._transport.write(viewer._request(parts.hostname or "", parts.port, parts.path))
-        await asyncio.wait_for(asyncio.shield(viewer.greeted), 60)
-        return viewer
+        await loop.create_connection(lambda: sock, parts.hostname, parts.port)
+        assert sock._transport is not None
+        sock._transport.write(sock._request(parts.hostname or "", parts.port, parts.path))
+        await asyncio.wait_for(asyncio.shield(sock.greeted), 60)
+        return sock
+
+    def send_text(self, data: bytes) -> None:
+        self._send(OP_TEXT, data)
+
+    async def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._send(OP_CLOSE, (1000).to_bytes(2, "big"))
+            self._transport.close()
 
     def _request(self, host: str, port: int | None, path: str) -> bytes:
         lines = [
@@ -109,7 +109,10 @@ class Viewer(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]  # uvloop's TCP transport
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._finish(HandshakeError(f"connection lost: {exc}") if exc else None)
+        if not self.greeted.done():
+            self.greeted.set_exception(HandshakeError(f"closed before the greeting: {exc}"))
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
@@ -127,13 +130,12 @@ class Viewer(asyncio.Protocol):
         head = bytes(self._buffer[:end]).decode("latin-1").lower()
         del self._buffer[: end + 4]
         if not head.startswith("http/1.1 101"):
-            self._finish(HandshakeError(head.splitlines()[0]))
+            self._fail(HandshakeError(head.splitlines()[0]))
             return False
         self._handshake_done = True
         if "permessage-deflate" in head:
             self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
-        hello = {"type": "hello", "name": self.name, "since": self.since}
-        self._send(OP_TEXT, orjson.dumps(hello))
+        self.send_text(orjson.dumps({"type": "hello", "name": self.name, "since": self.since}))
         return True
 
     def _read_frames(self, now: float) -> None:
@@ -158,58 +160,31 @@ class Viewer(asyncio.Protocol):
 
     def _frame(self, opcode: int, payload: bytes, now: float) -> None:
         if opcode == OP_TEXT:
-            if payload.startswith(UPDATES_PREFIX):
-                self._updates(payload, now)
-            elif not self.greeted.done():
+            if self.greeted.done():
+                self.on_text(payload, now)
+            else:
                 self._greeting(orjson.loads(payload))
         elif opcode == OP_PING:
             self._send(OP_PONG, payload)
         elif opcode == OP_CLOSE:
-            self.log.close_code = int.from_bytes(payload[:2], "big") if payload else None
+            self.close_code = int.from_bytes(payload[:2], "big") if payload else None
             self._send(OP_CLOSE, payload[:2])
             assert self._transport is not None
             self._transport.close()
 
-    def _greeting(self, message: dict) -> None:
+    def _greeting(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "snapshot" or (kind == "welcome" and self.since):
             self.greeted.set_result(None)
         elif kind == "error":
-            self._finish(HandshakeError(f"hello refused: {message}"))
-
-    def _updates(self, payload: bytes, now: float) -> None:
-        log = self.log
-        seq = seq_int(payload[SEQ_START : payload.index(b'"', SEQ_START)])
-        log.seqs.append(seq)
-        log.times.append(now)
-        log.frame_bytes += len(payload)
-        self.last = seq
-        if self.target and seq >= self.target:
-            self.reached.set()
-
-    # -- the worker's side -------------------------------------------------------------
-
-    def wait_for(self, target: int) -> None:
-        self.target = target
-        if self.last >= target:
-            self.reached.set()
-
-    async def receive(self) -> None:
-        """Until the socket closes (frames are handled as they arrive)."""
-        await asyncio.shield(self.closed)
-
-    async def close(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._send(OP_CLOSE, (1000).to_bytes(2, "big"))
-            self._transport.close()
+            self._fail(HandshakeError(f"hello refused: {message}"))
 
     def _send(self, opcode: int, payload: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(client_frame(opcode, payload))
 
-    def _finish(self, error: Exception | None) -> None:
+    def _fail(self, error: Exception) -> None:
         if not self.greeted.done():
-            self.greeted.set_exception(error or HandshakeError("closed before the greeting"))
-        if not self.closed.done():
-            self.closed.set_result(None)
-        self.reached.set()
+            self.greeted.set_exception(error)
+        if self._transport is not None:
+            self._transport.close()
