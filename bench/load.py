@@ -103,20 +103,43 @@ class WorkerResult:
 # -- worker side ---------------------------------------------------------------------
 
 
-class Editor:
+class Participant:
+    """An editor or a viewer: one lean socket and its log. `done` is set when it has
+    nothing more to wait for (its edits resolved, or the target seq seen) or it closed."""
+
+    role = ""
+
     def __init__(self, cfg: WorkerConfig, index: int) -> None:
         self.cfg = cfg
         self.index = index
-        self.log = EditorLog(f"editor-{index}")
-        self.pending = 0
-        self.finished_sending = False
-        self.all_resolved = asyncio.Event()
+        self.done = asyncio.Event()
         self.sock: LeanSocket | None = None
+        self.log: EditorLog | ViewerLog
 
     async def open(self) -> None:
         deflate = self.cfg.plan.compression is not None
-        name = f"bench-editor-{self.index}"
+        name = f"bench-{self.role}-{self.index}"
         self.sock = await LeanSocket.open(self.cfg.ws_url, name, self.cfg.since, deflate, self._on)
+
+    def _on(self, data: bytes, now: float) -> None:
+        raise NotImplementedError
+
+    async def receive(self) -> None:
+        """Until the socket closes (messages are handled as they arrive)."""
+        assert self.sock is not None
+        await asyncio.shield(self.sock.closed)
+        self.log.close_code = self.sock.close_code
+        self.done.set()
+
+
+class Editor(Participant):
+    role = "editor"
+
+    def __init__(self, cfg: WorkerConfig, index: int) -> None:
+        super().__init__(cfg, index)
+        self.log = EditorLog(f"editor-{index}")
+        self.pending = 0
+        self.finished_sending = False
 
     async def send_schedule(self, t0: float, cycle: list[str]) -> None:
         assert self.sock is not None
@@ -147,7 +170,7 @@ class Editor:
             k += 1
         self.finished_sending = True
         if self.pending == 0:
-            self.all_resolved.set()
+            self.done.set()
 
     def _on(self, data: bytes, now: float) -> None:
         log = self.log
@@ -168,29 +191,17 @@ class Editor:
                 log.status[k] = frame["error"]["code"]
             self.pending -= 1
             if self.pending == 0 and self.finished_sending:
-                self.all_resolved.set()
-
-    async def receive(self) -> None:
-        """Until the socket closes (messages are handled as they arrive)."""
-        assert self.sock is not None
-        await asyncio.shield(self.sock.closed)
-        self.log.close_code = self.sock.close_code
-        self.all_resolved.set()
+                self.done.set()
 
 
-class Viewer:
+class Viewer(Participant):
+    role = "viewer"
+
     def __init__(self, cfg: WorkerConfig, index: int) -> None:
-        self.cfg = cfg
+        super().__init__(cfg, index)
         self.log = ViewerLog(f"viewer-{index}")
         self.last = 0
         self.target = 0
-        self.reached = asyncio.Event()
-        self.sock: LeanSocket | None = None
-
-    async def open(self) -> None:
-        deflate = self.cfg.plan.compression is not None
-        name = f"bench-viewer-{self.log.name.rpartition('-')[2]}"
-        self.sock = await LeanSocket.open(self.cfg.ws_url, name, self.cfg.since, deflate, self._on)
 
     def _on(self, data: bytes, now: float) -> None:
         if not data.startswith(UPDATES_PREFIX):
@@ -202,19 +213,12 @@ class Viewer:
         log.frame_bytes += len(data)
         self.last = seq
         if self.target and seq >= self.target:
-            self.reached.set()
-
-    async def receive(self) -> None:
-        """Until the socket closes (frames are handled as they arrive)."""
-        assert self.sock is not None
-        await asyncio.shield(self.sock.closed)
-        self.log.close_code = self.sock.close_code
-        self.reached.set()
+            self.done.set()
 
     def wait_for(self, target: int) -> None:
         self.target = target
         if self.last >= target:
-            self.reached.set()
+            self.done.set()
 
 
 async def _recv(conn: Connection) -> Any:
@@ -246,7 +250,7 @@ async def _worker(cfg: WorkerConfig, conn: Connection) -> WorkerResult:
         async with asyncio.timeout(
             max(0.0, t0 + plan.duration + plan.drain_timeout - time.monotonic())
         ):
-            await asyncio.gather(*(e.all_resolved.wait() for e in editors))
+            await asyncio.gather(*(e.done.wait() for e in editors))
     conn.send(("sent", max((max(e.log.seq, default=0) for e in editors), default=0)))
     command, target = await _recv(conn)
     assert command == "drain"
@@ -254,7 +258,7 @@ async def _worker(cfg: WorkerConfig, conn: Connection) -> WorkerResult:
         viewer.wait_for(target)
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(plan.drain_timeout):
-            await asyncio.gather(*(v.reached.wait() for v in viewers))
+            await asyncio.gather(*(v.done.wait() for v in viewers))
     for task in readers:
         task.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
