@@ -1,9 +1,9 @@
 """Fan-out: tail response_duck and hand every entry to the subscribed sockets.
 
 Every process tails the stream with plain XREAD (not a group), encodes one `updates`
-frame for the entries of each read (several when it fell behind), and offers it to each
-subscriber's bounded queue. Outcomes of
-requests this process enqueued are routed to their waiters by the edge's `ref`.
+frame for the entries of each read (several when it fell behind), down to the WebSocket
+bytes, and offers it to every subscriber. Outcomes of requests this process enqueued are
+routed to their waiters by the edge's `ref`.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def make_server(settings: Settings, log_level: str = "info") -> GracefulServer:
         # permessage-deflate would compress every frame once per socket: with many
         # viewers that dominates the CPU (the fan-out bench), so frames go uncompressed.
         ws_per_message_deflate=settings.ws_compression,
-        ws=FrameWriterProtocol or "auto",
+        ws=FrameWriterProtocol,
         log_level=log_level,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SECONDS,

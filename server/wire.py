@@ -14,15 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
-
-try:  # uvicorn's websockets (sans-I/O) protocol; without it frames take the ASGI path
-    from uvicorn.protocols.websockets.websockets_sansio_impl import (
-        WebSocketsSansIOProtocol as _Base,
-    )
-except ImportError:  # pragma: no cover - an uvicorn without the class
-    _Base = None  # type: ignore[assignment,misc]
 
 EXTENSION = "ducksheet.write_frame"
 WriteFrame = Callable[[bytes], bool]
@@ -33,28 +27,23 @@ def text_frame(text: str) -> bytes:
     return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
 
 
-if _Base is not None:
+class FrameWriterProtocol(WebSocketsSansIOProtocol):
+    async def run_asgi(self) -> None:
+        self.scope["extensions"][EXTENSION] = self.write_frame
+        await super().run_asgi()
 
-    class FrameWriterProtocol(_Base):  # type: ignore[misc,valid-type]
-        async def run_asgi(self) -> None:
-            self.scope["extensions"][EXTENSION] = self.write_frame
-            await super().run_asgi()
-
-        def write_frame(self, frame: bytes) -> bool:
-            """Write an encoded frame now; False when it must wait (or cannot be sent
-            raw), so that the caller's ordinary send keeps the order."""
-            try:
-                ready = (
-                    self.writable.is_set()
-                    and not (self.close_sent or self.disconnected)
-                    and self.conn.state is State.OPEN
-                    and not self.conn.extensions  # permessage-deflate: compressed per socket
-                )
-            except AttributeError:  # an uvicorn whose protocol differs: the ASGI path it is
-                return False
-            if ready:
-                self.transport.write(frame)
-            return ready
-
-else:  # pragma: no cover
-    FrameWriterProtocol = None  # type: ignore[assignment,misc]
+    def write_frame(self, frame: bytes) -> bool:
+        """Write an encoded frame now; False when it must wait (or cannot be sent raw),
+        so that the caller's ordinary send keeps the order."""
+        try:
+            ready = (
+                self.writable.is_set()
+                and not (self.close_sent or self.transport.is_closing())
+                and self.conn.state is State.OPEN
+                and not self.conn.extensions  # permessage-deflate: compressed per socket
+            )
+        except AttributeError:  # an uvicorn whose protocol differs: the ASGI path it is
+            return False
+        if ready:
+            self.transport.write(frame)
+        return ready
