@@ -54,7 +54,8 @@ class LeanSocket(asyncio.Protocol):
         self.offer_deflate = deflate
         self.on_text = on_text  # (payload, arrival time) of each message after the greeting
         self.close_code: int | None = None
-        self.greeted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # the message that ended the greeting: `welcome` (with `since`) or the snapshot
+        self.greeted: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
@@ -175,7 +176,7 @@ class LeanSocket(asyncio.Protocol):
     def _greeting(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "snapshot" or (kind == "welcome" and self.since):
-            self.greeted.set_result(None)
+            self.greeted.set_result(message)
         elif kind == "error":
             self._fail(HandshakeError(f"hello refused: {message}"))
 

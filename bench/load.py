@@ -30,7 +30,6 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import orjson
-from websockets.asyncio.client import connect
 
 from bench.edits import Mix
 from bench.lean import LeanSocket
@@ -120,14 +119,13 @@ class Participant:
         deflate = self.cfg.plan.compression is not None
         name = f"bench-{self.role}-{self.index}"
         self.sock = await LeanSocket.open(self.cfg.ws_url, name, self.cfg.since, deflate, self._on)
+        self.sock.closed.add_done_callback(self._closed)
 
     def _on(self, data: bytes, now: float) -> None:
         raise NotImplementedError
 
-    async def receive(self) -> None:
-        """Until the socket closes (messages are handled as they arrive)."""
+    def _closed(self, _: asyncio.Future[None]) -> None:
         assert self.sock is not None
-        await asyncio.shield(self.sock.closed)
         self.log.close_code = self.sock.close_code
         self.done.set()
 
@@ -240,7 +238,6 @@ async def _worker(cfg: WorkerConfig, conn: Connection) -> WorkerResult:
     await asyncio.gather(*(opened(e) for e in editors))
     await asyncio.gather(*(opened(v) for v in viewers))
     connect_s = time.monotonic() - started
-    readers = [asyncio.create_task(x.receive()) for x in [*editors, *viewers]]
     conn.send(("ready", {"connect_s": connect_s}))
     command, t0 = await _recv(conn)
     assert command == "go"
@@ -259,9 +256,6 @@ async def _worker(cfg: WorkerConfig, conn: Connection) -> WorkerResult:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(plan.drain_timeout):
             await asyncio.gather(*(v.done.wait() for v in viewers))
-    for task in readers:
-        task.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
     await asyncio.gather(*(x.sock.close() for x in [*editors, *viewers] if x.sock is not None))
     return WorkerResult(cfg.index, [e.log for e in editors], [v.log for v in viewers], connect_s)
 
@@ -381,34 +375,38 @@ async def _warmup(ws_url: str, mix: Mix, count: int, limit_s: float, seed: int) 
     """One editor loads a snapshot (timed), sends `count` edits of the mix and waits for
     them; returns the newest applied seq, so the measured sockets can resume from it."""
     started = time.monotonic()
-    async with connect(ws_url, max_size=None, ping_interval=None, open_timeout=60) as ws:
-        await ws.send(
-            orjson.dumps({"type": "hello", "name": "bench-warmup", "since": None}).decode()
-        )
-        snapshot_rows = 0
-        while True:
-            frame = orjson.loads(await ws.recv(decode=False))
-            if frame["type"] == "snapshot":
-                snapshot_rows = len(frame["rows"])
-                break
+    seq: str | None = None
+    outcomes: dict[str, int] = {}
+    resolved = asyncio.Event()
+
+    def on_text(data: bytes, now: float) -> None:
+        nonlocal seq
+        if data.startswith(UPDATES_PREFIX):
+            return
+        frame = orjson.loads(data)
+        if frame["type"] not in ("applied", "rejected"):
+            return
+        status = frame["type"] if frame["type"] == "applied" else frame["error"]["code"]
+        outcomes[status] = outcomes.get(status, 0) + 1
+        if frame["type"] == "applied":
+            seq = frame["seq"]
+        if sum(outcomes.values()) == count:
+            resolved.set()
+
+    sock = await LeanSocket.open(ws_url, "bench-warmup", None, True, on_text)
+    try:
+        snapshot_rows = len(sock.greeted.result()["rows"])
         snapshot_s = time.monotonic() - started
         rng = random.Random(seed)
         cycle = mix.cycle()
         for k in range(count):
             body = {"type": "edit", "id": f"w-{k}", **mix.make(cycle[k % len(cycle)], rng)}
-            await ws.send(orjson.dumps(body).decode())
-        seq: str | None = None
-        outcomes: dict[str, int] = {}
-        resolved = 0
-        async with asyncio.timeout(limit_s):
-            while resolved < count:
-                frame = orjson.loads(await ws.recv(decode=False))
-                if frame["type"] in ("applied", "rejected"):
-                    resolved += 1
-                    status = frame["type"] if frame["type"] == "applied" else frame["error"]["code"]
-                    outcomes[status] = outcomes.get(status, 0) + 1
-                    if frame["type"] == "applied":
-                        seq = frame["seq"]
+            sock.send_text(orjson.dumps(body))
+        if count:
+            async with asyncio.timeout(limit_s):
+                await resolved.wait()
+    finally:
+        await sock.close()
     return {
         "since": seq,
         "snapshot_s": round(snapshot_s, 3),
