@@ -14,8 +14,7 @@ import duckdb
 
 from bench.server import DB_NAME
 from bench.stats import summarize
-
-SUMMARY = "sales_summary_by_product_family"
+from seed.generate import rebuild_summary
 
 
 def run_baseline(
@@ -61,6 +60,5 @@ def _naive_edit(con: duckdb.DuckDBPyConnection, rng: random.Random, sales: int) 
         "UPDATE sales SET quantity = ? WHERE sale_id = ?",
         [rng.randint(1, 50), rng.randint(1, sales)],
     )
-    con.execute(f"DELETE FROM {SUMMARY}")
-    con.execute(f"INSERT INTO {SUMMARY} SELECT * FROM sales_summary_fresh")
+    rebuild_summary(con)  # DELETE, then INSERT the GROUPING SETS query
     con.execute("COMMIT")

@@ -40,6 +40,11 @@ CREATE TABLE IF NOT EXISTS sales_summary_by_product_family (
     net_amount DECIMAL(18, 2) NOT NULL,
     line_count BIGINT NOT NULL
 );
+-- cell_id: the writer's key for updating cells in bulk (the hierarchy columns hold
+-- NULLs, so they cannot be one); not part of what clients see.
+CREATE SEQUENCE IF NOT EXISTS summary_cell_ids;
+ALTER TABLE sales_summary_by_product_family
+    ADD COLUMN IF NOT EXISTS cell_id BIGINT DEFAULT nextval('summary_cell_ids');
 
 -- The last request id applied, written in the same transaction as the edits.
 CREATE TABLE IF NOT EXISTS _applied (

@@ -168,6 +168,7 @@ def _apply_one(con: Conn, request: Request, batch: Batch) -> None:
         else:
             apply_base_edit(con, table, action, batch)
     elif isinstance(action, ImportSpec):
+        batch.known.summary = None  # an import may rebuild the summary
         stats = apply_import(con, action.as_dict())
         batch.stats[request.id] = stats
         if stats["inserted"] or stats["updated"]:

@@ -6,12 +6,12 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from protocol.catalog import HIERARCHY, TABLES, Table
+from protocol.catalog import HIERARCHY, Table
 from protocol.edits import Edit
 from protocol.errors import ProtocolError
 from server.batch import Batch, Conn, capture_before
 from server.holds import product_edit_hits_holds, sales_edits_hitting_holds
-from server.leaf import fetch_rows, settle
+from server.leaf import as_stored, fetch_rows, settle
 from server.sql import cast_sql, ident, where
 
 # Base-table columns whose change moves amounts between summary nodes.
@@ -77,7 +77,8 @@ def apply_point_edits(con: Conn, edits: list[Edit], batch: Batch) -> list[Protoc
         touched = sorted({sale_id for values in final.values() for sale_id in values})
         capture_before(con, "s.sale_id IN (SELECT unnest(?::BIGINT[]))", [touched], batch)
     for column, values in final.items():
-        set_values(con, TABLES["sales"], column, list(values), list(values.values()))
+        stored = [(sale_id, as_stored(column, value)) for sale_id, value in values.items()]
+        batch.known.update_rows(con, "sales", ("sale_id", column), stored)
     if in_python:
         settle(con, rows, final, batch)
     return errors

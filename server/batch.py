@@ -13,6 +13,7 @@ import duckdb
 Conn = duckdb.DuckDBPyConnection
 Cell = tuple[str | None, str | None, str | None, str | None, int]  # + level
 Measures = tuple[int, Decimal, int]  # quantity, net_amount, line_count
+SummaryRow = tuple[int, int, Decimal, int]  # cell_id, quantity, net_amount, line_count
 
 # A sales row's summary node and measures, from `sales s JOIN product p`.
 SALES_NODE = """
@@ -37,16 +38,36 @@ class Known:
     any_holds: bool | None = None
     last_applied: str | None = None
     products: dict[int, tuple[str, str, str]] | None = None  # id -> supplier, brand, family
+    summary: dict[Cell, SummaryRow] | None = None  # every summary cell, as it is now
+    # Update appenders, by table and columns: prepared once on the writer's connection.
+    # They hold no rows between flushes, so they stay valid across rollbacks.
+    appenders: dict[tuple[str, tuple[str, ...]], duckdb.Appender] = field(default_factory=dict)
 
     def forget(self) -> None:
-        self.any_holds = self.last_applied = self.products = None
+        self.any_holds = self.last_applied = self.products = self.summary = None
+
+    def update_rows(
+        self, con: Conn, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+    ) -> None:
+        """Set columns[1:] of the rows of `table` whose columns[0] (a non-null key) is
+        given, in one statement that needs no SQL parsed and planned per call."""
+        appender = self.appenders.get((table, columns))
+        if appender is None:
+            appender = con.appender(table, columns=list(columns), action="update", key=[columns[0]])
+            self.appenders[table, columns] = appender
+        try:
+            appender.append_rows(rows)
+            appender.flush()
+        except BaseException:
+            appender.clear()
+            raise
 
 
 @dataclass
 class Changes:
     """The summary cells a batch changed, as RETURNING rows (cell columns, quantity,
-    net_amount, line_count, merge_action) tell: each cell's measures now and, for cells
-    point edits changed, before the batch; None when the cell does not exist."""
+    net_amount, line_count, cell_id, merge_action) tell: each cell's measures now and,
+    for cells point edits changed, before the batch; None when the cell does not exist."""
 
     now: dict[Cell, Measures | None] = field(default_factory=dict)
     start: dict[Cell, Measures | None] = field(default_factory=dict)
@@ -57,7 +78,7 @@ class Changes:
         """Note RETURNING rows; `deltas` are what was added to each cell (the generic
         upkeep passes none: it comes last and its cells moved by a non-zero net)."""
         for row in returned:
-            cell, measures, action = row[:5], row[5:8], row[8]
+            cell, measures, action = row[:5], row[5:8], row[9]
             if deltas is not None and cell not in self.now:
                 self.start[cell] = _before(measures, action, deltas[cell])
             self.now[cell] = None if action == "DELETE" else measures

@@ -65,7 +65,7 @@ def settle(
             add(nodes, old_node, -old["quantity"], -old["net_price"], -1)
         if new_node is not None:
             add(nodes, new_node, new["quantity"], new["net_price"], 1)
-    apply_cell_deltas(con, roll_up(nodes), batch.changes)
+    apply_cell_deltas(con, roll_up(nodes), batch)
 
 
 def node_of(row: dict[str, Any], products: dict[int, tuple[str, str, str]]) -> Node | None:

@@ -11,7 +11,7 @@ from protocol.catalog import HIERARCHY, SUMMARY
 from protocol.edits import Edit
 from protocol.errors import ProtocolError
 from server import spread as spreading
-from server.batch import SALES_NODE, Batch, Cell, Changes, Conn, Measures
+from server.batch import SALES_NODE, Batch, Cell, Changes, Conn, Known, Measures, SummaryRow
 from server.cells import Delta, Node, roll_up
 from server.holds import held_flag_sql, reject_if_held
 
@@ -163,7 +163,7 @@ def _settle_spread(con: Conn, column: str, batch: Batch) -> None:
             nodes[node] = [0, Decimal(units).scaleb(-2), 0]  # exact cents
         else:
             nodes[node] = [units, 0, 0]
-    apply_cell_deltas(con, roll_up(nodes), batch.changes)
+    apply_cell_deltas(con, roll_up(nodes), batch)
 
 
 def _leaves(con: Conn, cell: dict[str, Any], units: str, held: str) -> list[spreading.Leaf]:
@@ -235,7 +235,7 @@ GIVEN_DELTA = """
            unnest($dn::DECIMAL(18, 2)[]) AS dn, unnest($dc::BIGINT[]) AS dc
 """
 CHANGED = """t.supplier, t.brand, t.family, t.month, t.level, t.quantity, t.net_amount,
-    t.line_count"""
+    t.line_count, t.cell_id"""
 MOVE_CELLS = f"""
     MERGE INTO {SUMMARY} t USING ({{source}}) d ON {SAME_CELL}
     WHEN MATCHED AND t.line_count + d.dc = 0 THEN DELETE
@@ -243,15 +243,10 @@ MOVE_CELLS = f"""
         quantity = t.quantity + d.dq,
         net_amount = t.net_amount + d.dn,
         line_count = t.line_count + d.dc
-    WHEN NOT MATCHED THEN INSERT VALUES
-        (d.supplier, d.brand, d.family, d.month, d.level, d.dq, d.dn, d.dc)
+    WHEN NOT MATCHED THEN INSERT
+        (supplier, brand, family, month, level, quantity, net_amount, line_count)
+        VALUES (d.supplier, d.brand, d.family, d.month, d.level, d.dq, d.dn, d.dc)
     RETURNING {CHANGED}, merge_action
-"""
-# Cells whose line_count stays put all exist and none disappears: a plain UPDATE will do.
-SHIFT_CELLS = f"""
-    UPDATE {SUMMARY} t SET quantity = t.quantity + d.dq, net_amount = t.net_amount + d.dn
-    FROM ({GIVEN_DELTA}) d WHERE {SAME_CELL}
-    RETURNING {CHANGED}, 'UPDATE'
 """
 
 
@@ -265,29 +260,83 @@ def update_summary(con: Conn, batch: Batch | None = None) -> list[dict[str, Any]
     else:
         pending = bool(con.execute("SELECT count(*) FROM _before").fetchone()[0])  # type: ignore[index]
     if pending:
-        changes.add(con.execute(MOVE_CELLS.format(source=NODE_DELTA)).fetchall())
+        returned = con.execute(MOVE_CELLS.format(source=NODE_DELTA)).fetchall()
+        if batch is not None:
+            _note(batch, returned)
+        else:
+            changes.add(returned)
         con.execute("DELETE FROM _before")
     if batch is not None:
         batch.before_pending = False
     return ordered(changes)
 
 
-def apply_cell_deltas(con: Conn, deltas: dict[Cell, list[Any]], changes: Changes) -> None:
-    """Add [quantity, net_amount, line_count] deltas to their cells, noting the change."""
+def apply_cell_deltas(con: Conn, deltas: dict[Cell, list[Any]], batch: Batch) -> None:
+    """Add [quantity, net_amount, line_count] deltas to their cells, noting the change.
+    Cells that exist and stay are set to their new measures, known from the writer's copy
+    of the summary, by cell_id; a MERGE inserts new cells and deletes emptied ones."""
     live = {cell: delta for cell, delta in deltas.items() if any(delta)}
     if not live:
         return
-    cells = list(live)
+    summary = summary_cells(con, batch.known)
+    kept: list[tuple[Any, ...]] = []
+    others: dict[Cell, list[Any]] = {}
+    for cell, (dq, dn, dc) in live.items():
+        row = summary.get(cell)
+        if row is None or row[3] + dc == 0:
+            others[cell] = [dq, dn, dc]
+            continue
+        cell_id, quantity, net_amount, line_count = row
+        kept.append((*cell, quantity + dq, net_amount + dn, line_count + dc, cell_id, "UPDATE"))
+    if kept:
+        rows = [(r[8], r[5], r[6], r[7]) for r in kept]
+        batch.known.update_rows(con, SUMMARY, KEYED_MEASURES, rows)
+        _note(batch, kept, live)
+    if others:
+        returned = con.execute(MOVE_CELLS.format(source=GIVEN_DELTA), _params(others)).fetchall()
+        _note(batch, returned, others)
+
+
+KEYED_MEASURES = ("cell_id", "quantity", "net_amount", "line_count")
+
+
+def summary_cells(con: Conn, known: Known) -> dict[Cell, SummaryRow]:
+    """The writer's copy of the summary (read once; kept by _note)."""
+    if known.summary is None:
+        rows = con.execute(
+            f"SELECT supplier, brand, family, month, level, cell_id, quantity, net_amount, "
+            f"line_count FROM {SUMMARY}"
+        ).fetchall()
+        known.summary = {row[:5]: row[5:] for row in rows}
+    return known.summary
+
+
+def _note(
+    batch: Batch, returned: list[tuple[Any, ...]], deltas: dict[Cell, list[Any]] | None = None
+) -> None:
+    """Record changed cells (rows as RETURNING gives them) in the batch's changes and in
+    the writer's copy of the summary."""
+    batch.changes.add(returned, deltas)
+    summary = batch.known.summary
+    if summary is None:
+        return
+    for row in returned:
+        if row[9] == "DELETE":
+            summary.pop(row[:5], None)
+        else:
+            summary[row[:5]] = (row[8], *row[5:8])
+
+
+def _params(deltas: dict[Cell, list[Any]]) -> dict[str, list[Any]]:
+    cells = list(deltas)
     params = {
         name: [cell[i] for cell in cells]
         for i, name in enumerate(("supplier", "brand", "family", "month", "level"))
     }
-    params["dq"] = [delta[0] for delta in live.values()]
-    params["dn"] = [f"{delta[1]:f}" for delta in live.values()]
-    params["dc"] = [delta[2] for delta in live.values()]
-    moves = any(delta[2] for delta in live.values())
-    sql = MOVE_CELLS.format(source=GIVEN_DELTA) if moves else SHIFT_CELLS
-    changes.add(con.execute(sql, params).fetchall(), live)
+    params["dq"] = [delta[0] for delta in deltas.values()]
+    params["dn"] = [f"{delta[1]:f}" for delta in deltas.values()]
+    params["dc"] = [delta[2] for delta in deltas.values()]
+    return params
 
 
 def ordered(changes: Changes) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from server.streams import (
     ensure_group,
     later,
 )
+from server.summary import summary_cells
 
 log = logging.getLogger("ducksheet.writer")
 
@@ -81,6 +82,7 @@ class Writer:
     async def run(self) -> None:
         await self.db.write(prepare)
         self.last_applied = await self.db.write(last_applied)
+        await self.db.write(summary_cells, self.known)  # read now, not in the first batch
         backoff = 0.1
         while not self._stopping.is_set():
             try:

@@ -9,7 +9,8 @@ import pytest
 from helpers import a_brand_month, apply, assert_exact, cell, families_of, request, summary_edit
 
 from protocol.catalog import SUMMARY
-from server.apply import Limits, apply_batch, prepare
+from server.apply import Known, Limits, apply_batch, prepare
+from server.summary import summary_cells
 
 
 def test_leaf_edit_updates_sales_and_keeps_summary_exact(con):
@@ -261,3 +262,27 @@ def test_string_condition_edit_updates_exactly_the_matching_rows(con):
     )
     assert set(expected) <= set(changed.fetchall())
     assert_exact(con)
+
+
+def test_the_writers_copy_of_the_summary_follows_new_and_emptied_cells(con):
+    """Cells a batch creates or empties go through MERGE; later batches then set the new
+    cells by the cell_id it returned, and forget the emptied ones."""
+    known = Known()
+    sale_id, date = con.execute("SELECT sale_id, invoice_date FROM sales LIMIT 1").fetchone()
+
+    def edit(column: str, value: object) -> dict:
+        message = {"table": "sales", "column": column, "value": value}
+        message["condition"] = {"sale_id": sale_id}
+        payload = apply_batch(con, [request(message)], Limits(), known=known)
+        assert payload["results"][0]["status"] == "applied"
+        assert_exact(con)
+        assert known.summary == summary_cells(con, Known())
+        return payload
+
+    created = edit("invoice_date", "2031-01-15")  # a month no sale is in yet
+    assert {row["month"] for row in created["rows"]} >= {"2031-01"}
+    edit("quantity", 777)  # the new cells, by their cell_id
+    emptied = edit("invoice_date", date.isoformat())
+    assert [r for r in emptied["rows"] if r["month"] == "2031-01"]
+    assert all(r.get("deleted") for r in emptied["rows"] if r["month"] == "2031-01")
+    assert not [cell for cell in known.summary if cell[3] == "2031-01"]

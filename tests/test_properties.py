@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from protocol.catalog import SUMMARY
 from protocol.edits import parse_edit, parse_hold
 from seed.generate import Shape, seed_database
-from server.apply import Limits, Request, apply_batch, prepare
+from server.apply import Known, Limits, Request, apply_batch, prepare
 from server.check import footing_errors, summary_drift
 from server.spread import Leaf, spread
+from server.summary import summary_cells
 
 TINY = Shape(suppliers=2, brands=(2, 2), families=(2, 2), products=(1, 2), customers=10)
 CELL = ("supplier", "brand", "family", "month")
@@ -176,6 +177,7 @@ def cell_value(con: duckdb.DuckDBPyConnection, condition: dict[str, Any], column
 @given(st.lists(st.lists(operation, min_size=1, max_size=4), min_size=1, max_size=6))
 def test_any_sequence_keeps_the_summary_exact(fresh, batches):
     con = fresh()
+    known = Known()  # carried from batch to batch, as the writer does
     for ops in batches:
         messages = [to_message(con, op) for op in ops]
         requests = [
@@ -183,7 +185,7 @@ def test_any_sequence_keeps_the_summary_exact(fresh, batches):
             for kind, m in messages
         ]
         held_before = held_values(con)
-        payload = apply_batch(con, requests, Limits())
+        payload = apply_batch(con, requests, Limits(), known=known)
         # (c) cells held through the whole batch kept their value
         still_held = held_values(con)
         for key, value in held_before.items():
@@ -197,6 +199,9 @@ def test_any_sequence_keeps_the_summary_exact(fresh, batches):
         # (a) equal to a fresh GROUPING SETS query, (b) every parent foots exactly
         assert summary_drift(con) == []
         assert footing_errors(con) == []
+        # (e) the writer's copy of the summary is the table
+        if known.summary is not None:
+            assert known.summary == summary_cells(con, Known())
 
 
 @settings(
