@@ -8,17 +8,12 @@ extension, `ducksheet.write_frame`: a plain function that writes already encoded
 bytes straight to the transport, or returns False when it cannot right now (the socket
 is paused by flow control, closing, or compresses its frames), so the caller queues the
 message for the ordinary ASGI send instead.
-
-Frames written to one socket in one turn of the event loop (an editor's outcomes of one
-batch, say) go out in one `transport.write`: a system call per socket per turn rather
-than per frame.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
@@ -33,37 +28,22 @@ def text_frame(text: str) -> bytes:
 
 
 class FrameWriterProtocol(WebSocketsSansIOProtocol):
-    _corked: list[bytes] | None = None  # frames written this turn, not yet on the transport
-
     async def run_asgi(self) -> None:
         self.scope["extensions"][EXTENSION] = self.write_frame
         await super().run_asgi()
 
     def write_frame(self, frame: bytes) -> bool:
-        """Write an encoded frame at the end of this turn of the loop; False when it must
-        wait (or cannot be sent raw), so that the caller's ordinary send keeps the order."""
-        if self._corked is not None:
-            self._corked.append(frame)
-            return True
+        """Write an encoded frame now; False when it must wait (or cannot be sent raw),
+        so that the caller's ordinary send keeps the order."""
         try:
-            ready = self._open() and self.writable.is_set() and not self.conn.extensions
+            ready = (
+                self.writable.is_set()
+                and not (self.close_sent or self.transport.is_closing())
+                and self.conn.state is State.OPEN
+                and not self.conn.extensions  # permessage-deflate: compressed per socket
+            )
         except AttributeError:  # an uvicorn whose protocol differs: the ASGI path it is
             return False
-        if ready:  # (permessage-deflate compresses per socket, so not with extensions)
-            self._corked = [frame]
-            self.loop.call_soon(self.flush_frames)
+        if ready:
+            self.transport.write(frame)
         return ready
-
-    def flush_frames(self) -> None:
-        frames, self._corked = self._corked, None
-        if frames and self._open():  # else a close frame went first: the peer reads no more
-            self.transport.write(b"".join(frames))
-
-    async def send(self, message: ASGISendEvent) -> None:
-        self.flush_frames()  # what write_frame took goes before any later message
-        await super().send(message)
-
-    def _open(self) -> bool:
-        return (
-            not (self.close_sent or self.transport.is_closing()) and self.conn.state is State.OPEN
-        )
