@@ -140,14 +140,11 @@ def insert_sales(con: duckdb.DuckDBPyConnection, count: int, seed: int) -> None:
     )
 
 
-SUMMARY_FRESH_COLUMNS = "supplier, brand, family, month, level, quantity, net_amount, line_count"
-
-
 def rebuild_summary(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DELETE FROM sales_summary_by_product_family")
-    con.execute(
-        f"INSERT INTO sales_summary_by_product_family ({SUMMARY_FRESH_COLUMNS}) "
-        "SELECT * FROM sales_summary_fresh"
+    con.execute(  # every column but cell_id, which its sequence fills
+        "INSERT INTO sales_summary_by_product_family (supplier, brand, family, month, "
+        "level, quantity, net_amount, line_count) SELECT * FROM sales_summary_fresh"
     )
 
 

@@ -33,7 +33,8 @@ class Known:
     """What the writer knows about its database between transactions, so a batch need
     not ask again. Its connection is the only one that writes, so this stays true as
     long as every transaction that changed it is reflected here: `apply_batch` updates
-    it after COMMIT and forgets it on ROLLBACK. None means "unknown: ask DuckDB"."""
+    it as the transaction goes (the summary copy) or after COMMIT, and forgets it on
+    ROLLBACK. None means "unknown: ask DuckDB"."""
 
     any_holds: bool | None = None
     last_applied: str | None = None

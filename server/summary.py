@@ -261,10 +261,9 @@ def update_summary(con: Conn, batch: Batch | None = None) -> list[dict[str, Any]
         pending = bool(con.execute("SELECT count(*) FROM _before").fetchone()[0])  # type: ignore[index]
     if pending:
         returned = con.execute(MOVE_CELLS.format(source=NODE_DELTA)).fetchall()
+        changes.add(returned)
         if batch is not None:
-            _note(batch, returned)
-        else:
-            changes.add(returned)
+            _remember(batch.known, returned)
         con.execute("DELETE FROM _before")
     if batch is not None:
         batch.before_pending = False
@@ -279,29 +278,31 @@ def apply_cell_deltas(con: Conn, deltas: dict[Cell, list[Any]], batch: Batch) ->
     if not live:
         return
     summary = summary_cells(con, batch.known)
-    kept: list[tuple[Any, ...]] = []
+    returned: list[tuple[Any, ...]] = []  # as MERGE ... RETURNING would give them
+    keyed: list[tuple[Any, ...]] = []  # (cell_id, quantity, net_amount, line_count)
     others: dict[Cell, list[Any]] = {}
     for cell, (dq, dn, dc) in live.items():
         row = summary.get(cell)
-        if row is None or row[3] + dc == 0:
+        if row is None or row[3] + dc == 0:  # a new cell, or one that empties
             others[cell] = [dq, dn, dc]
             continue
         cell_id, quantity, net_amount, line_count = row
-        kept.append((*cell, quantity + dq, net_amount + dn, line_count + dc, cell_id, "UPDATE"))
-    if kept:
-        rows = [(r[8], r[5], r[6], r[7]) for r in kept]
-        batch.known.update_rows(con, SUMMARY, KEYED_MEASURES, rows)
-        _note(batch, kept, live)
+        now = (quantity + dq, net_amount + dn, line_count + dc)
+        keyed.append((cell_id, *now))
+        returned.append((*cell, *now, cell_id, "UPDATE"))
+    if keyed:
+        batch.known.update_rows(con, SUMMARY, KEYED_MEASURES, keyed)
     if others:
-        returned = con.execute(MOVE_CELLS.format(source=GIVEN_DELTA), _params(others)).fetchall()
-        _note(batch, returned, others)
+        returned += con.execute(MOVE_CELLS.format(source=GIVEN_DELTA), _params(others)).fetchall()
+    batch.changes.add(returned, live)
+    _remember(batch.known, returned)
 
 
 KEYED_MEASURES = ("cell_id", "quantity", "net_amount", "line_count")
 
 
 def summary_cells(con: Conn, known: Known) -> dict[Cell, SummaryRow]:
-    """The writer's copy of the summary (read once; kept by _note)."""
+    """The writer's copy of the summary (read once; kept by _remember)."""
     if known.summary is None:
         rows = con.execute(
             f"SELECT supplier, brand, family, month, level, cell_id, quantity, net_amount, "
@@ -311,20 +312,15 @@ def summary_cells(con: Conn, known: Known) -> dict[Cell, SummaryRow]:
     return known.summary
 
 
-def _note(
-    batch: Batch, returned: list[tuple[Any, ...]], deltas: dict[Cell, list[Any]] | None = None
-) -> None:
-    """Record changed cells (rows as RETURNING gives them) in the batch's changes and in
-    the writer's copy of the summary."""
-    batch.changes.add(returned, deltas)
-    summary = batch.known.summary
-    if summary is None:
+def _remember(known: Known, returned: list[tuple[Any, ...]]) -> None:
+    """Keep the writer's copy of the summary as RETURNING rows say the cells are now."""
+    if known.summary is None:
         return
     for row in returned:
         if row[9] == "DELETE":
-            summary.pop(row[:5], None)
+            known.summary.pop(row[:5], None)
         else:
-            summary[row[:5]] = (row[8], *row[5:8])
+            known.summary[row[:5]] = (row[8], *row[5:8])
 
 
 def _params(deltas: dict[Cell, list[Any]]) -> dict[str, list[Any]]:
