@@ -22,8 +22,9 @@ from pathlib import Path
 
 import duckdb
 
-from server.importer import ImportSpec, import_file, new_import_id, refresh_summary
-from server.reports import catalog, parse_params, run_report
+from protocol.actions import ImportSpec, new_import_id
+from server.analytics.csv_import import import_file, refresh_summary
+from server.analytics.reports import catalog, parse_params, run_report
 
 QUARTER = {"start_date": "2025-04-01", "end_date": "2025-06-30"}
 

@@ -184,9 +184,6 @@ class ServerProcess:
         """VmHWM of the server and its Redis (read before stopping)."""
         return {name: memory_mb(pid).get("VmHWM", 0.0) for name, pid in self.pids().items()}
 
-    def log_tail(self, lines: int = 20) -> str:
-        return "".join(self._log_lines[-lines:])
-
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, then SIGKILL after `timeout` (only our own child)."""
         if self.proc is None:

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 
 SUMMARY = "sales_summary_by_product_family"
 HIERARCHY = ("supplier", "brand", "family")
+# A summary cell is named by its node and month (NULL: all months), plus its level.
+CELL_COORDINATES = (*HIERARCHY, "month")
+CELL_KEY = (*CELL_COORDINATES, "level")
+SUMMARY_COLUMNS = (*CELL_KEY, "quantity", "net_amount")  # a summary row as clients see it
 # GROUPING_ID(supplier, brand, family) of each node depth.
 LEVEL_FAMILY, LEVEL_BRAND, LEVEL_SUPPLIER, LEVEL_TOTAL = 0, 1, 3, 7
 
@@ -71,7 +75,7 @@ TABLES: dict[str, Table] = {
         ),
         _table(
             SUMMARY,
-            ("supplier", "brand", "family", "month", "level"),
+            CELL_KEY,
             Column("supplier", "varchar"),
             Column("brand", "varchar"),
             Column("family", "varchar"),

@@ -10,8 +10,6 @@ import orjson
 
 from protocol.errors import ProtocolError
 
-MAX_DEPTH = 32
-
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
@@ -36,6 +34,9 @@ def loads(data: str | bytes) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError("bad_json", f"not valid JSON: {exc.msg}") from exc
+
+
+NO_SEQ = "0-0"  # the seq of a database no request has changed yet
 
 
 def parse_seq(seq: str) -> tuple[int, int]:

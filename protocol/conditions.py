@@ -1,20 +1,18 @@
 """String conditions such as "supplier = 'Smith Ltd' AND family = 'impact'".
 
-The text is parsed by DuckDB's own parser (json_serialize_sql, in memory: no database
-is touched) and accepted only if its tree holds column references of the table,
-constants, comparisons, IN, BETWEEN, IS [NOT] NULL and AND/OR/NOT. The tree is then
+The text is parsed by DuckDB's own parser (its json_serialize_sql tree, given by the
+server through `use_sql_parser`, so this module stays pure) and accepted only if its
+tree holds column references of the table, constants, comparisons, IN, BETWEEN,
+IS [NOT] NULL and AND/OR/NOT. The tree is then
 rebuilt as our own expression; SQL is generated from that with parameters, so nothing
 from the client is ever spliced into SQL text.
 """
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import duckdb
-import orjson
 
 from protocol.catalog import Table
 from protocol.errors import ProtocolError
@@ -32,7 +30,9 @@ COMPARISONS = {
     "COMPARE_GREATERTHANOREQUALTO": ">=",
 }
 MIRRORED = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
-_parser = threading.local()
+# SQL text -> DuckDB's json_serialize_sql tree (as a dict)
+SqlParser = Callable[[str], dict[str, Any]]
+_parser: SqlParser | None = None
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,16 @@ def parse_text_condition(table: Table, text: str) -> Expr:
     return _Builder(table, counter).expr(node["where_clause"])
 
 
+def use_sql_parser(parser: SqlParser) -> None:
+    """Install the parser of text conditions (the server installs DuckDB's)."""
+    global _parser
+    _parser = parser
+
+
 def _serialize(sql: str) -> dict[str, Any]:
-    con = getattr(_parser, "con", None)
-    if con is None:
-        con = _parser.con = duckdb.connect()
-    return orjson.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])  # type: ignore[index]
+    if _parser is None:
+        raise invalid("text conditions are not available here; use an object condition")
+    return _parser(sql)
 
 
 class _Builder:

@@ -192,9 +192,4 @@ def node_level(cell: dict[str, Scalar]) -> int:
     return LEVEL_TOTAL
 
 
-def cell_key(cell: dict[str, Any]) -> tuple[Any, ...]:
-    """Identity of a summary cell, for maps and comparisons."""
-    return (cell.get("supplier"), cell.get("brand"), cell.get("family"), cell.get("month"))
-
-
 __all__ = ["SPREAD_METHODS", "SUMMARY", "Edit", "Hold", "parse_edit", "parse_hold", "summary_cell"]

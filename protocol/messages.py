@@ -19,7 +19,6 @@ class Hello:
     name: str
     token: str | None
     since: str | None
-    tables: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -95,10 +94,4 @@ def _hello(raw: dict[str, Any]) -> Hello:
         if not isinstance(since, str):
             raise ProtocolError("bad_message", "'since' must be a sequence string or null")
         parse_seq(since)
-    tables = raw.get("tables") or list(TABLES)
-    if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
-        raise ProtocolError("bad_message", "'tables' must be a list of table names")
-    unknown = [t for t in tables if t not in TABLES]
-    if unknown:
-        raise ProtocolError("unknown_table", f"unknown tables {unknown[:5]}")
-    return Hello(name.strip() or "anonymous", token, since, tuple(tables))
+    return Hello(name.strip() or "anonymous", token, since)

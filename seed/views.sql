@@ -28,3 +28,11 @@ UNPIVOT (
 )
 ON quantity, net_amount
 INTO NAME measure VALUE amount;
+
+-- The sales lines of a period (NULL bounds: open), with their month: the common start
+-- of the report queries (server/analytics/reports/).
+CREATE OR REPLACE MACRO sales_in_period(start_date, end_date) AS TABLE
+SELECT s.*, strftime(s.invoice_date, '%Y-%m') AS month
+FROM sales s
+WHERE s.invoice_date >= coalesce(start_date::DATE, DATE '0001-01-01')
+  AND s.invoice_date <= coalesce(end_date::DATE, DATE '9999-12-31');

@@ -13,13 +13,13 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from protocol.errors import ProtocolError
-from server import rest
-from server.analytics_routes import routes as analytics_routes
-from server.auth import Authenticator, load_tokens
 from server.config import Settings
-from server.openapi import spec
+from server.edge import rest
+from server.edge.analytics_routes import routes as analytics_routes
+from server.edge.auth import Authenticator, load_tokens
+from server.edge.openapi import spec
+from server.edge.sockets import websocket_endpoint
 from server.services import Services
-from server.sockets import websocket_endpoint
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 

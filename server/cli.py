@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from server import exporter, importer
+from server.analytics import exporter, import_command
 from server.config import Settings
 
 log = logging.getLogger("ducksheet")
@@ -31,14 +31,19 @@ def main(argv: list[str] | None = None) -> int:
 
     seed = commands.add_parser("seed", help="create and fill a new database")
     _data_dir(seed)
-    seed.add_argument("--sales", type=int, default=200_000, help="sales rows (default 200000)")
+    seed.add_argument(
+        "--sales",
+        type=int,
+        default=Settings.seed_sales,
+        help=f"sales rows (default {Settings.seed_sales})",
+    )
     seed.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     seed.add_argument("--force", action="store_true", help="replace an existing database")
 
     check = commands.add_parser("check", help="verify the summary; exit 1 on drift")
     _data_dir(check)
     _data_dir(exporter.add_command(commands))
-    _data_dir(importer.add_command(commands))
+    _data_dir(import_command.add_command(commands))
 
     bench = commands.add_parser(
         "bench",
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": run_seed,
         "check": run_check,
         "export": exporter.run_command,
-        "import": importer.run_command,
+        "import": import_command.run_command,
     }
     return handlers[args.command](settings, args)
 
@@ -76,7 +81,7 @@ def _data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def run_serve(settings: Settings, _args: argparse.Namespace) -> int:
-    from server.auth import TokenError
+    from server.edge.auth import TokenError
     from server.runner import make_server
 
     try:
@@ -111,7 +116,7 @@ def run_seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_check(settings: Settings, _args: argparse.Namespace) -> int:
-    from server.check import footing_errors, summary_drift
+    from server.analytics.check import footing_errors, summary_drift
 
     path = settings.database_path
     if not path.exists():

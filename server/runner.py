@@ -8,9 +8,9 @@ import uvicorn
 from starlette.applications import Starlette
 
 from server.app import create_app
-from server.auth import is_loopback
 from server.config import Settings
-from server.wire import FrameWriterProtocol
+from server.edge.auth import is_loopback
+from server.hub.wire import FrameWriterProtocol
 
 WS_MAX_SIZE = 64 * 1024  # larger frames close the socket with 1009
 GRACEFUL_SECONDS = 10  # longest wait for open connections on shutdown

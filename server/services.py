@@ -10,16 +10,17 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from protocol.actions import ImportSpec
 from protocol.errors import ProtocolError
-from server.apply import Limits
-from server.auth import Authenticator
 from server.config import Settings
-from server.db import Database
-from server.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from server.hub import Hub
-from server.importer import ImportSpec
-from server.streams import REDIS_ERRORS, Action, Enqueuer, connect, ensure_group
-from server.writer import Writer
+from server.edge.auth import Authenticator
+from server.edge.submit import Submitter
+from server.hub.fanout import Hub
+from server.store.db import Database
+from server.store.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from server.store.streams import Enqueuer, connect, ensure_group
+from server.writer.batch import Limits
+from server.writer.loop import Writer
 
 log = logging.getLogger("ducksheet")
 WATCH_INTERVAL = 0.5  # seconds between checks that the embedded Redis still runs
@@ -37,44 +38,26 @@ class Services:
     embedded: EmbeddedRedis | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     sessions: set[Any] = field(default_factory=set)  # open WebSocket sessions
-    enqueuer: Enqueuer = field(init=False)  # the edges' XADDs, pipelined
+    submitter: Submitter = field(init=False)  # the edges' one way into request_duck
     _stopping: bool = False
 
     def __post_init__(self) -> None:
-        self.enqueuer = Enqueuer(self.redis)
+        self.submitter = Submitter(Enqueuer(self.redis), self.hub, self.check_writable)
 
     def check_writable(self) -> None:
         """Refuse new edits while they could not be applied (answered as 503)."""
         if self.db.failure:
             raise ProtocolError("unavailable", "the database has failed; edits are refused")
-        if self.tasks and self.tasks[0].done():
+        if self.task("writer").done():
             raise ProtocolError("unavailable", "the writer is not running; edits are refused")
 
-    async def submit(self, action: Action, user: str, wait: float) -> dict[str, Any]:
-        """XADD a request and, for up to `wait` seconds, wait for the writer's outcome:
-        {request_id, status: queued | applied (seq, stats?) | rejected (error)}."""
-        self.check_writable()
-        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        ref = self.hub.new_ref(lambda result: done.done() or done.set_result(result))
-        try:
-            request_id = await self.enqueuer.enqueue(action, user, ref)
-        except REDIS_ERRORS as exc:
-            self.hub.forget(ref)
-            raise ProtocolError("unavailable", "the edit queue is unavailable; retry") from exc
-        try:
-            result = await asyncio.wait_for(done, wait) if wait > 0 else None
-        except TimeoutError:
-            result = None
-        if result is None:
-            self.hub.forget(ref)
-            return {"request_id": request_id, "status": "queued"}
-        outcome = {"request_id": request_id, "status": result["status"]}
-        keys = ("seq", "stats") if result["status"] == "applied" else ("error",)
-        return outcome | {k: result[k] for k in keys if k in result}
+    def task(self, name: str) -> asyncio.Task[None]:
+        return next(task for task in self.tasks if task.get_name() == name)
 
     async def submit_import(self, spec: dict[str, Any]) -> dict[str, Any]:
         """An import goes through the writer like any request (it may take a while)."""
-        return await self.submit(ImportSpec.parse(spec), spec.get("user", "admin"), IMPORT_WAIT)
+        user = spec.get("user", "admin")
+        return await self.submitter.submit(ImportSpec.parse(spec), user, IMPORT_WAIT)
 
     async def close_sessions(self, code: int = 1001, reason: str = "server going away") -> None:
         closing = [session.close(code, reason, wait=2.0) for session in list(self.sessions)]
@@ -98,7 +81,7 @@ class Services:
             if embedded is not None:
                 embedded.stop()
             raise
-        limits = Limits(settings.max_rows_per_edit, settings.base_rows_broadcast)
+        limits = Limits.of(settings)
         writer = Writer(db, redis, limits, settings.batch_size, settings.response_retention)
         hub = Hub(redis)
         services = cls(settings, db, redis, hub, writer, auth, embedded)

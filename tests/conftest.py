@@ -17,11 +17,11 @@ import pytest
 import redis
 
 from seed.generate import Shape, seed_database
-from server.batch import prepare
 from server.config import Settings
-from server.embedded_redis import EmbeddedRedis
 from server.runner import make_server
 from server.services import Services
+from server.store.embedded_redis import EmbeddedRedis
+from server.writer.before_image import prepare
 
 SMALL = Shape(suppliers=3, brands=(2, 3), families=(2, 3), products=(2, 3), customers=50)
 SMALL_SALES = 3000

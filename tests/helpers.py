@@ -15,8 +15,9 @@ import websockets
 
 from protocol.catalog import SUMMARY
 from protocol.edits import parse_edit
-from server.apply import Limits, Request, apply_batch
-from server.check import footing_errors, summary_drift
+from server.analytics.check import footing_errors, summary_drift
+from server.writer.apply import Request, apply_batch
+from server.writer.batch import Limits
 
 _ids = count(1)
 

@@ -1,0 +1,87 @@
+"""The requests the journal carries (edits, holds, imports) and their stream body.
+
+Pure: what the edge XADDs to request_duck and what the writer reads back are the same
+validated objects, encoded and parsed here."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from protocol.codec import dumps, loads
+from protocol.edits import Edit, Hold, parse_edit, parse_hold
+from protocol.errors import ProtocolError
+
+IMPORT_TABLES = ("sales", "product", "customer")
+MODES = ("fast", "validate")
+IMPORT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class ImportSpec:
+    """What the edge (or the CLI) asks the writer to import."""
+
+    table: str
+    path: str  # the CSV file, saved by the edge under <data_dir>/imports/
+    mode: str = "fast"
+    file_name: str | None = None  # as the client named it, for validation_logs
+    import_id: str = ""
+    upsert: bool = False
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any]) -> ImportSpec:
+        table, mode = spec.get("table"), spec.get("mode", "fast")
+        if table not in IMPORT_TABLES:
+            raise ProtocolError(
+                "invalid_value", f"imports go to {', '.join(IMPORT_TABLES)}, not {table!r}"
+            )
+        if mode not in MODES:
+            raise ProtocolError("invalid_value", f"mode must be one of {', '.join(MODES)}")
+        import_id = spec.get("import_id") or new_import_id()
+        if not isinstance(import_id, str) or not IMPORT_ID.match(import_id):
+            raise ProtocolError("invalid_value", "import_id must be 1-64 letters, digits, - or _")
+        upsert = spec.get("upsert", False)
+        if not isinstance(upsert, bool):
+            raise ProtocolError("invalid_value", "upsert must be true or false")
+        path, file_name = spec.get("path"), spec.get("file_name")
+        if not isinstance(path, str) or not path:
+            raise ProtocolError("invalid_value", "path must name the CSV file to import")
+        if file_name is not None and not isinstance(file_name, str):
+            raise ProtocolError("invalid_value", "file_name must be a string")
+        return cls(table, path, mode, file_name, import_id, upsert)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def new_import_id() -> str:
+    return f"imp-{uuid.uuid4().hex}"
+
+
+Action = Edit | Hold | ImportSpec
+_KINDS: dict[type, str] = {Edit: "edit", Hold: "hold", ImportSpec: "import"}
+
+
+def request_body(action: Action, user: str, ref: str | None) -> bytes:
+    """The journal entry of a request: its action, who sent it, and the sender's ref."""
+    return dumps({_KINDS[type(action)]: action.as_dict(), "user": user, "ref": ref})
+
+
+def parse_request_body(raw: bytes) -> tuple[Action, str, str | None]:
+    """The action, user and ref of a journal entry; ProtocolError if malformed."""
+    body = loads(raw)
+    if not isinstance(body, dict) or not isinstance(body.get("user"), str):
+        raise ProtocolError("bad_message", "malformed request entry")
+    if "edit" in body:
+        action: Action = parse_edit(body["edit"])
+    elif "hold" in body:
+        action = parse_hold(body["hold"])
+    elif "import" in body:
+        action = ImportSpec.parse(body["import"])
+    else:
+        raise ProtocolError("bad_message", "a request holds an edit, a hold or an import")
+    ref = body.get("ref")
+    return action, body["user"], ref if isinstance(ref, str) else None

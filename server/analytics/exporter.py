@@ -1,0 +1,96 @@
+"""Table export (DESIGN §5): DuckDB `COPY ... TO` a file, served or written by the CLI.
+
+The server exports on a reader cursor (a committed snapshot; the writer is never
+blocked) into a temporary file under `<data_dir>/exports/`, streams it and deletes it.
+`ducksheet export` opens the database file itself, read-only, so it works only while
+the server is stopped (DuckDB locks the file of a running server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import duckdb
+
+from protocol.catalog import TABLES
+from protocol.errors import ProtocolError
+from server.config import Settings
+from server.store.sql import ident
+
+FORMATS = {"csv": "(FORMAT csv, HEADER true)", "parquet": "(FORMAT parquet)"}
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+
+
+def check_request(table: str, fmt: str) -> None:
+    """Raise the client error for an unknown table or format."""
+    if table not in TABLES:
+        raise ProtocolError(
+            "unknown_table", f"unknown table {table[:80]!r}; tables: {', '.join(TABLES)}"
+        )
+    if fmt not in FORMATS:
+        raise ProtocolError(
+            "invalid_value", f"format must be one of {', '.join(FORMATS)}", parameter="format"
+        )
+
+
+def export_table(con: duckdb.DuckDBPyConnection, table: str, fmt: str, path: Path) -> int:
+    """COPY every row of `table` (catalog columns, key order) to `path`; the row count."""
+    check_request(table, fmt)
+    spec = TABLES[table]
+    columns = ", ".join(ident(c) for c in spec.columns)
+    order = ", ".join(ident(c) for c in spec.key)
+    con.execute(
+        f"COPY (SELECT {columns} FROM {ident(table)} ORDER BY {order}) TO ? {FORMATS[fmt]}",
+        [str(path)],
+    )
+    return con.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()[0]  # type: ignore[index]
+
+
+def temp_export_path(data_dir: Path, table: str, fmt: str) -> Path:
+    """A fresh file name under <data_dir>/exports/ (the directory is created)."""
+    directory = data_dir / "exports"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / f"{table}-{uuid.uuid4().hex}.{fmt}"
+
+
+# -- command line ----------------------------------------------------------------------
+
+
+def add_command(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`ducksheet export --table T --format csv|parquet --output FILE`."""
+    parser = commands.add_parser("export", help="write a table to a CSV or Parquet file")
+    parser.add_argument("--table", required=True, choices=list(TABLES), help="table to export")
+    parser.add_argument("--format", default="csv", choices=list(FORMATS), help="default csv")
+    parser.add_argument("--output", required=True, type=Path, help="file to write")
+    return parser
+
+
+def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    path = settings.database_path
+    if not path.exists():
+        print(f"no database at {path}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            rows = export_table(con, args.table, args.format, args.output)
+    except duckdb.IOException as exc:
+        print(locked_message(path, exc, f"GET /export/{args.table}"), file=sys.stderr)
+        return 1
+    elapsed = time.perf_counter() - started
+    print(f"exported {rows:,} rows of {args.table} to {args.output} in {elapsed:.2f}s")
+    return 0
+
+
+def locked_message(path: Path, exc: Exception, endpoint: str) -> str:
+    """The CLI's error when DuckDB cannot open the file, naming the way around a lock."""
+    if "lock" in str(exc).lower():
+        return (
+            f"cannot open {path}: it is in use, probably by a running server (DuckDB locks "
+            f"the file). Stop the server first, or use its endpoint {endpoint} instead."
+        )
+    return f"cannot open {path}: {exc}"

@@ -1,0 +1,87 @@
+"""Read-side queries: snapshots and table pages. They run on reader cursors and see
+one committed snapshot each, together with the seq it reflects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from protocol.catalog import SUMMARY, TABLES
+from protocol.codec import NO_SEQ
+from protocol.errors import ProtocolError
+from server.store.sql import ident, where
+from server.writer.holds import current_holds
+from server.writer.upkeep import SUMMARY_COLUMNS, summary_row
+
+Conn = duckdb.DuckDBPyConnection
+
+
+def _seq(cur: Conn) -> str:
+    row = cur.execute("SELECT last_id FROM _applied").fetchone()
+    return row[0] if row else NO_SEQ
+
+
+def snapshot(cur: Conn) -> dict[str, Any]:
+    """All summary rows and the exact seq they reflect, from one transaction."""
+    cur.execute("BEGIN TRANSACTION")
+    try:
+        seq = _seq(cur)
+        rows = cur.execute(
+            f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM {SUMMARY} "
+            "ORDER BY level DESC, supplier, brand, family, month NULLS LAST"
+        ).fetchall()
+        holds = current_holds(cur)
+    finally:
+        cur.execute("COMMIT")
+    return {"seq": seq, "rows": [summary_row(row) for row in rows], "holds": holds}
+
+
+def view_table(
+    cur: Conn,
+    table_name: str,
+    condition: dict[str, Any],
+    order: list[tuple[str, bool]],
+    limit: int,
+    offset: int,
+) -> dict[str, Any]:
+    table = TABLES.get(table_name)
+    if table is None:
+        raise ProtocolError("unknown_table", f"unknown table {table_name!r}")
+    clause, params = where(table, condition)
+    order_sql = ", ".join(f"{ident(c)} {'DESC' if desc else 'ASC'} NULLS LAST" for c, desc in order)
+    order_sql = order_sql or ", ".join(ident(c) for c in table.key)
+    columns = list(table.columns)
+    cur.execute("BEGIN TRANSACTION")
+    try:
+        seq = _seq(cur)
+        total = cur.execute(
+            f"SELECT count(*) FROM {ident(table.name)} WHERE {clause}", params
+        ).fetchone()[0]  # type: ignore[index]
+        rows = cur.execute(
+            f"SELECT {', '.join(ident(c) for c in columns)} FROM {ident(table.name)} "
+            f"WHERE {clause} ORDER BY {order_sql} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        ).fetchall()
+    finally:
+        cur.execute("COMMIT")
+    return {
+        "table": table.name,
+        "columns": columns,
+        "rows": [dict(zip(columns, row, strict=True)) for row in rows],
+        "total": total,
+        "seq": seq,
+    }
+
+
+def request_status(cur: Conn, request_id: str) -> dict[str, Any] | None:
+    row = cur.execute(
+        "SELECT status, code, message, seq FROM request_log WHERE request_id = ?", [request_id]
+    ).fetchone()
+    if row is None:
+        return None
+    status, code, message, seq = row
+    out: dict[str, Any] = {"request_id": request_id, "status": status, "seq": seq}
+    if code:
+        out["error"] = {"code": code, "message": message}
+    return out

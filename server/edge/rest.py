@@ -1,0 +1,204 @@
+"""REST endpoints for polling clients and tools (DESIGN §5)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from protocol.catalog import TABLES
+from protocol.codec import dumps, loads, parse_seq
+from protocol.edits import Edit, Hold, parse_condition, parse_edit, parse_hold
+from protocol.errors import ProtocolError
+from server.analytics.reads import request_status, view_table
+from server.edge.auth import Identity
+from server.services import Services
+from server.store.streams import REDIS_ERRORS, REQUESTS, entries_after, latest_entries
+from server.writer.holds import current_holds
+
+MAX_WAIT = 30.0
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(dumps(body), status, media_type="application/json")
+
+
+def error_response(exc: ProtocolError) -> Response:
+    return json_response({"error": exc.as_dict()}, exc.http_status)
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services
+
+
+def authorize(request: Request, role: str) -> Identity:
+    """The caller's identity from `Authorization: Bearer`, holding at least `role`."""
+    identity = services_of(request).auth.identify_bearer(request.headers.get("authorization"))
+    identity.require(role)
+    return identity
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, refused (413) past the configured limit without reading it all."""
+    limit = services_of(request).settings.max_body
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ProtocolError("too_big", f"request body above {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ProtocolError("too_big", f"request body above {limit} bytes")
+    return bytes(body)
+
+
+async def update_cell(request: Request) -> Response:
+    identity = authorize(request, "editor")
+    data = await _body_data(request, "{table, column, value, condition}")
+    return await _submit(request, parse_edit(data), identity)
+
+
+async def post_hold(request: Request) -> Response:
+    identity = authorize(request, "editor")
+    data = await _body_data(request, "{condition, on}")
+    return await _submit(request, parse_hold(data), identity)
+
+
+async def get_holds(request: Request) -> Response:
+    authorize(request, "viewer")
+    holds = await services_of(request).db.read(current_holds)
+    return json_response({"data": {"holds": holds}})
+
+
+async def _body_data(request: Request, shape: str) -> dict[str, Any]:
+    raw = loads(await read_body(request))
+    if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
+        raise ProtocolError("bad_message", f'the body must be {{"data": {shape}}}')
+    return raw["data"]
+
+
+async def _submit(request: Request, action: Edit | Hold, identity: Identity) -> Response:
+    """Enqueue; answer 202 queued, or with ?wait=S the outcome once the writer decided."""
+    outcome = await services_of(request).submitter.submit(
+        action, identity.name, _wait_seconds(request)
+    )
+    return outcome_response(outcome)
+
+
+def outcome_response(outcome: dict[str, Any], **data: Any) -> Response:
+    """A submitted request's outcome: 202 while queued, 200 once applied, the error's
+    status once rejected."""
+    body = {**data, **{k: v for k, v in outcome.items() if k != "error"}}
+    if outcome["status"] == "queued":
+        return json_response({"data": body}, 202)
+    if outcome["status"] == "applied":
+        return json_response({"data": body})
+    error = outcome["error"]
+    status = ProtocolError(error["code"], "").http_status
+    return json_response({"data": body, "error": error}, status)
+
+
+def _wait_seconds(request: Request) -> float:
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        return min(max(float(raw), 0.0), MAX_WAIT)
+    except ValueError as exc:
+        raise ProtocolError("bad_message", "'wait' must be a number of seconds") from exc
+
+
+async def get_request(request: Request) -> Response:
+    authorize(request, "viewer")
+    services = services_of(request)
+    request_id = request.path_params["request_id"]
+    parse_seq(request_id)
+    status = await services.db.read(request_status, request_id)
+    if status is None:
+        if not await services.redis.xrange(REQUESTS, min=request_id, max=request_id):
+            raise ProtocolError("not_found", f"no request {request_id}")
+        status = {"request_id": request_id, "status": "queued"}
+    return json_response({"data": status})
+
+
+async def get_updates(request: Request) -> Response:
+    authorize(request, "viewer")
+    services = services_of(request)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    since = request.query_params.get("since")
+    if since:
+        parse_seq(since)
+        payloads = await entries_after(services.redis, since, limit)
+        if payloads is None:
+            return json_response({"data": {"updates": [], "last_seq": None, "resync": True}})
+    else:
+        payloads = await latest_entries(services.redis, limit)
+    rows = [{**row, "seq": p["seq"]} for p in payloads for row in (*p["rows"], *p["base"])]
+    last = payloads[-1]["seq"] if payloads else since
+    return json_response({"data": {"updates": rows, "last_seq": last}})
+
+
+async def get_view_table(request: Request) -> Response:
+    authorize(request, "viewer")
+    services = services_of(request)
+    name = request.path_params["table"]
+    table = TABLES.get(name)
+    if table is None:
+        raise ProtocolError("unknown_table", f"unknown table {name!r}; tables: {', '.join(TABLES)}")
+    limit = _int_param(request, "limit", 100, 1, services.settings.view_page_max)
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    raw_condition = request.query_params.get("condition")
+    condition = parse_condition(table, _condition_param(raw_condition)) if raw_condition else {}
+    order = []
+    for part in filter(None, (request.query_params.get("order") or "").split(",")):
+        column = part.lstrip("-")
+        if column not in table.columns:
+            raise ProtocolError("unknown_column", f"cannot order by unknown column {column!r}")
+        order.append((column, part.startswith("-")))
+    data = await services.db.read(view_table, name, condition, order, limit, offset)
+    return json_response({"data": data})
+
+
+def _condition_param(raw: str) -> Any:
+    """URL-encoded JSON (an object, or a string), or else the plain text of a condition."""
+    try:
+        return loads(raw)
+    except ProtocolError:
+        return raw
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ProtocolError("bad_message", f"'{name}' must be an integer") from exc
+    if not low <= value <= high:
+        raise ProtocolError("bad_message", f"'{name}' must be between {low} and {high}")
+    return value
+
+
+async def healthz(request: Request) -> Response:
+    services = services_of(request)
+    checks: dict[str, Any] = {}
+    try:
+        await asyncio.wait_for(services.redis.ping(), 2)
+        checks["redis"] = "ok"
+    except (*REDIS_ERRORS, TimeoutError) as exc:
+        checks["redis"] = f"unavailable: {type(exc).__name__}"
+    checks["database"] = services.db.failure or "ok"
+    writer = services.writer
+    checks["writer"] = "ok" if not services.task("writer").done() else "stopped"
+    ok = all(value == "ok" for value in checks.values())
+    body = {
+        "status": "ok" if ok else "degraded",
+        **checks,
+        "last_applied": writer.last_applied,
+        "applied_requests": writer.applied_requests,
+        "subscribers": len(services.hub.subscribers),
+    }
+    return json_response(body, 200 if ok else 503)

@@ -1,0 +1,52 @@
+"""The one submit path of every edge: check the writer can take requests, XADD, and
+route the writer's outcome back to whoever submitted (a socket or a REST call)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from protocol.actions import Action
+from protocol.errors import ProtocolError
+from server.hub.fanout import Hub, Result
+from server.store.streams import REDIS_ERRORS, Enqueuer
+
+
+class Submitter:
+    def __init__(self, enqueuer: Enqueuer, hub: Hub, check_writable: Callable[[], None]) -> None:
+        self.enqueuer = enqueuer
+        self.hub = hub
+        self.check_writable = check_writable  # raises ProtocolError("unavailable") when not
+
+    async def enqueue(
+        self, action: Action, user: str, on_result: Callable[[Result], None]
+    ) -> tuple[str, str]:
+        """XADD a request; returns (request id, ref). `on_result` later gets its outcome
+        unless the ref is forgotten (`self.hub.forget(ref)`) first."""
+        self.check_writable()
+        ref = self.hub.new_ref(on_result)
+        try:
+            request_id = await self.enqueuer.enqueue(action, user, ref)
+        except REDIS_ERRORS as exc:
+            self.hub.forget(ref)
+            raise ProtocolError("unavailable", "the edit queue is unavailable; retry") from exc
+        return request_id, ref
+
+    async def submit(self, action: Action, user: str, wait: float) -> dict[str, Any]:
+        """XADD a request and, for up to `wait` seconds, wait for the writer's outcome:
+        {request_id, status: queued | applied (seq, stats?) | rejected (error)}."""
+        done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        request_id, ref = await self.enqueue(
+            action, user, lambda result: done.done() or done.set_result(result)
+        )
+        try:
+            result = await asyncio.wait_for(done, wait) if wait > 0 else None
+        except TimeoutError:
+            result = None
+        if result is None:
+            self.hub.forget(ref)
+            return {"request_id": request_id, "status": "queued"}
+        outcome = {"request_id": request_id, "status": result["status"]}
+        keys = ("seq", "stats") if result["status"] == "applied" else ("error",)
+        return outcome | {k: result[k] for k in keys if k in result}

@@ -1,0 +1,216 @@
+"""Fan-out: tail response_duck and hand every entry to the subscribed sockets.
+
+Every process tails the stream with plain XREAD (not a group), encodes one `updates`
+frame for the entries of each read (several when it fell behind), down to the WebSocket
+bytes, and offers it to every subscriber. Outcomes of requests this process enqueued are
+routed to their waiters by the edge's `ref`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from protocol.catalog import CELL_KEY, TABLES
+from protocol.codec import dumps_text, loads, parse_seq
+from server.hub.presence import Presence
+from server.hub.wire import WriteFrame, text_frame
+from server.store.streams import BLOCK_MS, FIELD, REDIS_ERRORS, RESPONSES
+
+log = logging.getLogger("ducksheet.hub")
+Result = dict[str, Any]
+
+
+def updates_frame(payloads: list[dict[str, Any]]) -> str | None:
+    """One `updates` frame for consecutive response entries, or None when nothing
+    changed. It carries the last entry's seq and every changed row as it is after the
+    last entry, so a client that fell behind catches up with one frame."""
+    if len(payloads) == 1:
+        payload = payloads[0]
+        rows, base = payload["rows"], payload["base"]
+        holds, by = payload.get("holds", []), payload.get("by", [])
+        truncated = bool(payload.get("base_truncated"))
+    else:
+        rows, base, holds, by, truncated = _merged(payloads)
+    if not (rows or base or holds):
+        return None
+    frame = {
+        "type": "updates",
+        "seq": payloads[-1]["seq"],
+        "rows": rows,
+        "base": base,
+        "holds": holds,
+        "by": by,
+    }
+    if truncated:
+        frame["base_truncated"] = True
+    return dumps_text(frame)
+
+
+Rows = list[dict[str, Any]]
+
+
+def _merged(payloads: list[dict[str, Any]]) -> tuple[Rows, Rows, Rows, list[str], bool]:
+    cells: dict[tuple[Any, ...], dict[str, Any]] = {}
+    base: dict[tuple[str, Any], dict[str, Any]] = {}
+    holds: list[dict[str, Any]] = []
+    by: set[str] = set()
+    truncated = False
+    for payload in payloads:
+        for row in payload["rows"]:
+            cells[tuple(row[column] for column in CELL_KEY)] = row
+        for row in payload["base"]:
+            base[row["table"], row[TABLES[row["table"]].key[0]]] = row
+        holds.extend(payload.get("holds", []))  # events, in order
+        by.update(payload.get("by", []))
+        truncated = truncated or bool(payload.get("base_truncated"))
+    return list(cells.values()), list(base.values()), holds, sorted(by), truncated
+
+
+class Subscriber:
+    """One socket's view of the stream.
+
+    A frame goes straight to the socket (`write_frame`, encoded once for everyone) when
+    nothing waits before it; otherwise into a bounded queue that the socket's pump sends
+    in order. Until `start(after)` is called, live frames are held back (the socket is
+    still getting its snapshot or replay); then those after `after` are released in order.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        on_overflow: Callable[[], None],
+        on_reload: Callable[[], None] = lambda: None,
+        write_frame: WriteFrame | None = None,
+    ) -> None:
+        self.on_reload = on_reload  # called when a bulk change (an import) needs a snapshot
+        self.queue: asyncio.Queue[str] = asyncio.Queue(limit)
+        self.pumping = False  # the pump holds a frame it has not finished sending
+        self._write_frame = write_frame
+        self._held: list[tuple[tuple[int, int], str, bytes | None]] | None = []
+        self._after = (0, 0)
+        self._limit = limit
+        self._on_overflow = on_overflow
+        self.overflowed = False
+
+    def offer(self, seq: tuple[int, int], frame: str, wire: bytes | None = None) -> None:
+        if self._held is not None:
+            self._held.append((seq, frame, wire))
+            if len(self._held) > self._limit:
+                self._overflow()
+        elif seq > self._after:
+            self.send(frame, wire)
+
+    def send(self, frame: str, wire: bytes | None = None) -> None:
+        """Send `frame` (JSON text) after everything sent before; `wire` is the same frame
+        already encoded, when the caller has it."""
+        if self.overflowed:
+            return
+        write = self._write_frame
+        idle = not self.pumping and self.queue.empty()  # nothing waits to go out before it
+        if write is not None and idle and write(wire if wire is not None else text_frame(frame)):
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self._overflow()
+
+    def hold(self) -> None:
+        """Hold live frames back again until the next start() (a new snapshot)."""
+        if self._held is None:
+            self._held = []
+
+    def start(self, after: str) -> None:
+        self._after = parse_seq(after) if after else (0, 0)
+        held, self._held = self._held or [], None
+        for seq, frame, wire in held:
+            if seq > self._after:
+                self.send(frame, wire)
+
+    def _overflow(self) -> None:
+        if not self.overflowed:
+            self.overflowed = True
+            self._on_overflow()
+
+
+class Hub:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.subscribers: set[Subscriber] = set()
+        self.presence = Presence()
+        self._waiters: dict[str, Callable[[Result], None]] = {}
+        self._prefix = uuid.uuid4().hex[:12]
+        self._counter = 0
+        self.last_seq: str | None = None
+        self._stopping = asyncio.Event()
+
+    def new_ref(self, on_result: Callable[[Result], None]) -> str:
+        """A correlation id for an edit this process enqueues; `on_result` gets its outcome."""
+        self._counter += 1
+        ref = f"{self._prefix}-{self._counter}"
+        self._waiters[ref] = on_result
+        return ref
+
+    def forget(self, ref: str) -> None:
+        self._waiters.pop(ref, None)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                await self._tail()
+            except REDIS_ERRORS as exc:
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _tail(self) -> None:
+        if self.last_seq is None:
+            newest = await self.redis.xrevrange(RESPONSES, count=1)
+            self.last_seq = newest[0][0].decode() if newest else "0-0"
+        while not self._stopping.is_set():
+            reply = await self.redis.xread({RESPONSES: self.last_seq}, count=500, block=BLOCK_MS)
+            entries = reply[0][1] if reply else []
+            if entries:
+                self.last_seq = entries[-1][0].decode()
+                self.dispatch([loads(fields[FIELD]) for _, fields in entries])
+
+    def dispatch(self, payloads: list[dict[str, Any]]) -> None:
+        """Hand response entries to the subscribers: the entries read together become one
+        frame per socket (a hub that fell behind sends fewer, larger frames). An import's
+        entry starts a new frame, after which sockets take a fresh snapshot."""
+        group: list[dict[str, Any]] = []
+        for payload in payloads:
+            if payload.get("reload"):
+                self._offer(group)
+                group = []
+                for subscriber in list(self.subscribers):
+                    subscriber.hold()
+                    subscriber.on_reload()
+            group.append(payload)
+        self._offer(group)
+
+    def _offer(self, payloads: list[dict[str, Any]]) -> None:
+        # updates before outcomes: a client that sees `applied` with a seq has already
+        # been handed the changes up to that seq, so resuming from it loses nothing.
+        if not payloads:
+            return
+        frame = updates_frame(payloads)
+        if frame is not None:
+            seq = parse_seq(payloads[-1]["seq"])
+            wire = text_frame(frame)  # encoded once for every socket
+            for subscriber in list(self.subscribers):
+                subscriber.offer(seq, frame, wire)
+        for payload in payloads:
+            for result in payload["results"]:
+                waiter = self._waiters.pop(result.get("ref") or "", None)
+                if waiter is not None:
+                    waiter(result)

@@ -1,0 +1,88 @@
+"""The DuckDB database: one read-write connection owned by the writer, read cursors
+in a small thread pool. Blocking DuckDB calls never run on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+
+from seed.generate import create_schema, seed_database
+from server.config import Settings
+
+log = logging.getLogger("ducksheet.db")
+T = TypeVar("T")
+Conn = duckdb.DuckDBPyConnection
+
+
+class Database:
+    def __init__(self, path: Path, read_threads: int = Settings.read_threads) -> None:
+        self.path = path
+        self._con: Conn | None = None
+        self._lock = asyncio.Lock()
+        self._local = threading.local()
+        self._cursors: list[Conn] = []
+        self._cursors_lock = threading.Lock()
+        self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="duck-read")
+        self.failure: str | None = None  # set when the database can no longer be written
+
+    def open(self, seed_sales: int = Settings.seed_sales, seed: int = Settings.seed) -> None:
+        """Open (creating and seeding an empty database) and make sure the schema exists."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.path))
+        if not has_data(con):
+            log.info("seeding %s with %s sales rows", self.path, f"{seed_sales:,}")
+            seed_database(con, sales=seed_sales, seed=seed, progress=log.info)
+        create_schema(con)
+        self._con = con
+
+    @property
+    def con(self) -> Conn:
+        if self._con is None:
+            raise RuntimeError("database is not open")
+        return self._con
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(connection, *args) in a worker thread while holding the writer lock."""
+        async with self._lock:
+            return await asyncio.to_thread(fn, self.con, *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(cursor, *args) on a reader thread; sees the last committed snapshot."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._read, fn, args)
+
+    def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self.con.cursor()
+            self._local.cursor = cursor
+            with self._cursors_lock:
+                self._cursors.append(cursor)
+        return fn(cursor, *args)
+
+    def close(self) -> None:
+        self._readers.shutdown(wait=True)
+        for cursor in self._cursors:
+            cursor.close()
+        self._cursors.clear()
+        if self._con is not None:
+            try:
+                self._con.execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                log.warning("checkpoint on close failed: %s", exc)
+            self._con.close()
+            self._con = None
+
+
+def has_data(con: Conn) -> bool:
+    tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "sales" not in tables:
+        return False
+    return con.execute("SELECT count(*) FROM product").fetchone()[0] > 0  # type: ignore[index]

@@ -1,0 +1,139 @@
+"""Redis streams: names, connection, enqueueing validated edits (pipelined)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from protocol.actions import Action, parse_request_body, request_body
+from protocol.codec import loads, parse_seq
+from server.config import Settings
+
+REQUESTS = "request_duck"
+RESPONSES = "response_duck"
+DEAD_LETTERS = "request_duck_dead"  # requests DuckDB could not apply, with the error
+GROUP = "writers"
+FIELD = b"p"
+BLOCK_MS = 1000  # blocking reads wake at least this often (stop flags, reconnects)
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+POOL_WAIT = 5.0  # seconds a command waits for a free pooled connection before failing
+
+
+def connect(url: str, max_connections: int = Settings.redis_connections) -> aioredis.Redis:
+    """A client whose pool holds at most `max_connections`; when all are busy (a burst of
+    sockets resuming at once) a command waits for one instead of failing at once."""
+    # socket_timeout must exceed BLOCK_MS, or blocking reads time out client-side.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=POOL_WAIT,
+        decode_responses=False,
+        protocol=2,  # classic stream reply shapes: [[name, [(id, fields)…]]]
+        socket_timeout=BLOCK_MS / 1000 + 10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+async def ensure_group(r: aioredis.Redis) -> None:
+    """Create the writers' consumer group (and the stream) unless it exists."""
+    try:
+        await r.xgroup_create(REQUESTS, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+class Enqueuer:
+    """XADDs validated requests to request_duck, many per round trip.
+
+    Requests that arrive while a pipeline is in flight wait for it and then go out
+    together in the next one, in arrival order: one write and one read per loop tick
+    for all sockets, instead of one round trip per edit.
+    """
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._waiting: list[tuple[bytes, asyncio.Future[str]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def enqueue(self, action: Action, user: str, ref: str | None) -> str:
+        """XADD one request; returns its request id (the acknowledgement)."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiting.append((request_body(action, user, ref), future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                await self._send(batch)
+        finally:
+            self._flusher = None
+
+    async def _send(self, batch: list[tuple[bytes, asyncio.Future[str]]]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for body, _ in batch:
+            pipe.xadd(REQUESTS, {FIELD: body})
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # Redis is unreachable: every sender hears it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():  # its sender went away meanwhile
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply.decode())
+
+
+def decode_request(fields: dict[bytes, bytes]) -> tuple[Action, str, str | None]:
+    """The action, user and ref of a request_duck entry; ProtocolError if malformed."""
+    return parse_request_body(fields.get(FIELD, b"null"))
+
+
+def later(a: str, b: str | None) -> bool:
+    """Is stream id `a` after `b` (None counts as the beginning)?"""
+    return b is None or parse_seq(a) > parse_seq(b)
+
+
+async def entries_after(r: aioredis.Redis, since: str, limit: int) -> list[dict[str, Any]] | None:
+    """Up to `limit` response payloads after `since`, oldest first; None when `since` is
+    not a retained entry (trimmed away, or not yet published): the caller must resync."""
+    wanted = parse_seq(since)
+    async with r.pipeline(transaction=True) as pipe:  # one round trip, one consistent view
+        pipe.xrange(RESPONSES, count=1)
+        pipe.xrevrange(RESPONSES, count=1)
+        pipe.xrange(RESPONSES, min=f"({since}", count=limit)
+        first, newest, entries = await pipe.execute()
+    if not first:
+        return None
+    # Each entry names the seq before it, so `since` is covered exactly when it is at or
+    # after the predecessor of the oldest retained entry.
+    oldest_covered = loads(first[0][1][FIELD])["prev"]
+    if wanted < parse_seq(oldest_covered) or wanted > parse_seq(newest[0][0].decode()):
+        return None
+    return [loads(fields[FIELD]) for _, fields in entries]
+
+
+async def latest_entries(r: aioredis.Redis, limit: int) -> list[dict[str, Any]]:
+    entries = await r.xrevrange(RESPONSES, count=limit)
+    return [loads(fields[FIELD]) for _, fields in reversed(entries)]

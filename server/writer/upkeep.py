@@ -1,0 +1,146 @@
+"""Summary upkeep: the summary moves by exact per-cell deltas (point edits, spreads) or,
+at the end of a batch, by the net change of the rows in `_before`; and the changed
+cells as rows to send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol.catalog import CELL_KEY, SUMMARY, SUMMARY_COLUMNS
+from protocol.rollup import Cell
+from server.writer.batch import Batch, Changes, Conn, Measures
+from server.writer.before_image import SALES_NODE
+
+GROUPING_SETS = """
+GROUPING SETS (
+    (supplier, brand, family, month), (supplier, brand, family),
+    (supplier, brand, month), (supplier, brand),
+    (supplier, month), (supplier),
+    (month), ()
+)"""
+SAME_CELL = " AND ".join(f"t.{c} IS NOT DISTINCT FROM d.{c}" for c in CELL_KEY)
+
+
+# The net change of the rows in `_before`, per summary cell (only cells that change).
+NODE_DELTA = f"""
+    WITH leaf_delta AS (
+        SELECT supplier, brand, family, month, -quantity AS dq, -net_price AS dn, -1 AS dc
+        FROM _before
+        UNION ALL
+        SELECT {SALES_NODE}, 1
+        FROM sales s JOIN product p USING (product_id)
+        WHERE s.sale_id IN (SELECT sale_id FROM _before)
+    )
+    SELECT supplier, brand, family, month,
+           GROUPING_ID(supplier, brand, family)::INTEGER AS level,
+           SUM(dq)::BIGINT AS dq, SUM(dn)::DECIMAL(18, 2) AS dn, SUM(dc)::BIGINT AS dc
+    FROM leaf_delta
+    GROUP BY {GROUPING_SETS}
+    HAVING SUM(dq) <> 0 OR SUM(dn) <> 0 OR SUM(dc) <> 0
+"""
+# Per-cell deltas computed in Python (server.writer.point_edits), as parameters.
+GIVEN_DELTA = """
+    SELECT unnest($supplier::VARCHAR[]) AS supplier, unnest($brand::VARCHAR[]) AS brand,
+           unnest($family::VARCHAR[]) AS family, unnest($month::VARCHAR[]) AS month,
+           unnest($level::INTEGER[]) AS level, unnest($dq::BIGINT[]) AS dq,
+           unnest($dn::DECIMAL(18, 2)[]) AS dn, unnest($dc::BIGINT[]) AS dc
+"""
+CHANGED = """t.supplier, t.brand, t.family, t.month, t.level, t.quantity, t.net_amount,
+    t.line_count, t.cell_id"""
+MOVE_CELLS = f"""
+    MERGE INTO {SUMMARY} t USING ({{source}}) d ON {SAME_CELL}
+    WHEN MATCHED AND t.line_count + d.dc = 0 THEN DELETE
+    WHEN MATCHED THEN UPDATE SET
+        quantity = t.quantity + d.dq,
+        net_amount = t.net_amount + d.dn,
+        line_count = t.line_count + d.dc
+    WHEN NOT MATCHED THEN INSERT
+        (supplier, brand, family, month, level, quantity, net_amount, line_count)
+        VALUES (d.supplier, d.brand, d.family, d.month, d.level, d.dq, d.dn, d.dc)
+    RETURNING {CHANGED}, merge_action
+"""
+
+
+def update_summary(con: Conn, batch: Batch | None = None) -> list[dict[str, Any]]:
+    """Move the summary by the net change of the rows in `_before` (then empty it);
+    return the cells the batch changed. `batch` knows whether anything is pending and
+    what point edits changed; without it DuckDB is asked."""
+    changes = batch.changes if batch is not None else Changes()
+    if batch is not None:
+        pending = batch.before_pending
+    else:
+        pending = bool(con.execute("SELECT count(*) FROM _before").fetchone()[0])  # type: ignore[index]
+    if pending:
+        returned = con.execute(MOVE_CELLS.format(source=NODE_DELTA)).fetchall()
+        changes.add(returned)
+        if batch is not None:
+            batch.known.remember(returned)
+        con.execute("DELETE FROM _before")
+    if batch is not None:
+        batch.before_pending = False
+    return ordered(changes)
+
+
+def apply_cell_deltas(con: Conn, deltas: dict[Cell, list[Any]], batch: Batch) -> None:
+    """Add [quantity, net_amount, line_count] deltas to their cells, noting the change.
+    Cells that exist and stay are set to their new measures, known from the writer's copy
+    of the summary, by cell_id; a MERGE inserts new cells and deletes emptied ones."""
+    live = {cell: delta for cell, delta in deltas.items() if any(delta)}
+    if not live:
+        return
+    summary = batch.known.summary_cells(con)
+    returned: list[tuple[Any, ...]] = []  # as MERGE ... RETURNING would give them
+    keyed: list[tuple[Any, ...]] = []  # (cell_id, quantity, net_amount, line_count)
+    others: dict[Cell, list[Any]] = {}
+    for cell, (dq, dn, dc) in live.items():
+        row = summary.get(cell)
+        if row is None or row[3] + dc == 0:  # a new cell, or one that empties
+            others[cell] = [dq, dn, dc]
+            continue
+        cell_id, quantity, net_amount, line_count = row
+        now = (quantity + dq, net_amount + dn, line_count + dc)
+        keyed.append((cell_id, *now))
+        returned.append((*cell, *now, cell_id, "UPDATE"))
+    if keyed:
+        batch.known.update_rows(con, SUMMARY, KEYED_MEASURES, keyed)
+    if others:
+        returned += con.execute(MOVE_CELLS.format(source=GIVEN_DELTA), _params(others)).fetchall()
+    batch.changes.add(returned, live)
+    batch.known.remember(returned)
+
+
+KEYED_MEASURES = ("cell_id", "quantity", "net_amount", "line_count")
+
+
+def _params(deltas: dict[Cell, list[Any]]) -> dict[str, list[Any]]:
+    cells = list(deltas)
+    params = {name: [cell[i] for cell in cells] for i, name in enumerate(CELL_KEY)}
+    params["dq"] = [delta[0] for delta in deltas.values()]
+    params["dn"] = [f"{delta[1]:f}" for delta in deltas.values()]
+    params["dc"] = [delta[2] for delta in deltas.values()]
+    return params
+
+
+def ordered(changes: Changes) -> list[dict[str, Any]]:
+    """The changed cells as rows to send: by level (grand total first), then node, then
+    month (all-months last); a cell that disappeared is sent as `deleted`."""
+
+    def key(cell: Cell) -> tuple[Any, ...]:
+        supplier, brand, family, month, level = cell
+        return (-level, supplier or "", brand or "", family or "", month is None, month or "")
+
+    def row(cell: Cell, measures: Measures | None) -> dict[str, Any]:
+        if measures is None:
+            return summary_row((*cell, 0, 0), deleted=True)
+        return summary_row((*cell, *measures[:2]))
+
+    changed = changes.changed()
+    return [row(cell, changed[cell]) for cell in sorted(changed, key=key)]
+
+
+def summary_row(values: tuple[Any, ...], deleted: bool = False) -> dict[str, Any]:
+    row = dict(zip(SUMMARY_COLUMNS, values, strict=True))
+    row["table"] = SUMMARY
+    if deleted:
+        row.update(quantity=0, net_amount=0, deleted=True)
+    return row

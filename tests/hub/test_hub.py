@@ -1,0 +1,179 @@
+"""Fan-out frames: entries read together become one `updates` frame per socket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from server.hub.fanout import Hub, Subscriber, updates_frame
+from server.hub.wire import text_frame
+
+SUMMARY = "sales_summary_by_product_family"
+
+
+def cell(brand: str | None, month: str | None, quantity: int) -> dict[str, Any]:
+    level = 1 if brand else 3
+    return {
+        "table": SUMMARY,
+        **{"supplier": "Acme", "brand": brand, "family": None, "month": month, "level": level},
+        **{"quantity": quantity, "net_amount": "1.00"},
+    }
+
+
+def sale(sale_id: int, quantity: int) -> dict[str, Any]:
+    return {"table": "sales", "sale_id": sale_id, "quantity": quantity}
+
+
+def entry(seq: str, rows=(), base=(), holds=(), by=(), results=(), **extra) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "prev": "0-0",
+        "rows": list(rows),
+        "base": list(base),
+        "holds": list(holds),
+        "by": list(by),
+        "results": list(results),
+        **extra,
+    }
+
+
+def test_one_entry_becomes_its_own_frame() -> None:
+    payload = entry("5-0", rows=[cell("Nova", "2024-03", 7)], base=[sale(3, 7)], by=["ann"])
+    frame = orjson.loads(updates_frame([payload]))
+    assert frame == {
+        "type": "updates",
+        "seq": "5-0",
+        "rows": payload["rows"],
+        "base": payload["base"],
+        "holds": [],
+        "by": ["ann"],
+    }
+
+
+def test_entries_merge_into_the_latest_state_of_each_row() -> None:
+    first = entry(
+        "5-0",
+        rows=[cell("Nova", "2024-03", 7), cell(None, "2024-03", 70)],
+        base=[sale(3, 7), sale(4, 1)],
+        holds=[{"on": True, "brand": "Nova"}],
+        by=["bob"],
+    )
+    second = entry(
+        "6-1",
+        rows=[cell(None, "2024-03", 71), cell("Nova", None, 9)],
+        base=[sale(3, 8)],
+        holds=[{"on": False, "brand": "Nova"}],
+        by=["ann"],
+        base_truncated=True,
+    )
+    frame = orjson.loads(updates_frame([first, second]))
+    assert frame["seq"] == "6-1"
+    assert frame["rows"] == [
+        cell("Nova", "2024-03", 7),
+        cell(None, "2024-03", 71),
+        cell("Nova", None, 9),
+    ]
+    assert frame["base"] == [sale(3, 8), sale(4, 1)]
+    assert frame["holds"] == [{"on": True, "brand": "Nova"}, {"on": False, "brand": "Nova"}]
+    assert frame["by"] == ["ann", "bob"]
+    assert frame["base_truncated"] is True
+
+
+def test_entries_that_changed_nothing_make_no_frame() -> None:
+    assert updates_frame([entry("5-0"), entry("6-0")]) is None
+
+
+async def test_dispatch_sends_one_frame_then_the_outcomes() -> None:
+    hub = Hub(redis=None)  # type: ignore[arg-type]  # dispatch never touches Redis
+    subscriber = Subscriber(limit=10, on_overflow=lambda: None)
+    subscriber.start("")
+    hub.subscribers.add(subscriber)
+    heard: list[tuple[str, int]] = []
+
+    def waiter(result: dict[str, Any]) -> None:
+        heard.append((result["status"], subscriber.queue.qsize()))
+
+    ref = hub.new_ref(waiter)
+    hub.dispatch(
+        [
+            entry("5-0", base=[sale(3, 7)]),
+            entry("6-0", base=[sale(3, 8)], results=[{"ref": ref, "status": "applied"}]),
+        ]
+    )
+    assert heard == [("applied", 1)]  # the frame was queued before the outcome
+    frame = orjson.loads(subscriber.queue.get_nowait())
+    assert (frame["seq"], frame["base"]) == ("6-0", [sale(3, 8)])
+
+
+async def test_an_import_entry_starts_a_new_frame_after_a_snapshot_request() -> None:
+    hub = Hub(redis=None)  # type: ignore[arg-type]
+    reloads: list[int] = []
+    subscriber = Subscriber(limit=10, on_overflow=lambda: None)
+    subscriber.on_reload = lambda: reloads.append(subscriber.queue.qsize())
+    subscriber.start("")
+    hub.subscribers.add(subscriber)
+    hub.dispatch(
+        [
+            entry("5-0", base=[sale(3, 7)]),
+            entry("6-0", base=[sale(9, 1)], reload=True),
+            entry("7-0", base=[sale(3, 9)]),
+        ]
+    )
+    assert reloads == [1]  # the frame before the import went out first
+    before = orjson.loads(subscriber.queue.get_nowait())
+    assert before["seq"] == "5-0"
+    assert subscriber.queue.empty()  # the rest waits for the fresh snapshot
+    subscriber.start("5-0")
+    after = orjson.loads(subscriber.queue.get_nowait())
+    assert (after["seq"], after["base"]) == ("7-0", [sale(9, 1), sale(3, 9)])
+
+
+class Socket:
+    """A stand-in for the socket's raw frame writer: accepts frames while `open`."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.written: list[bytes] = []
+
+    def write(self, frame: bytes) -> bool:
+        if self.open:
+            self.written.append(frame)
+        return self.open
+
+
+def test_frames_go_straight_to_an_idle_socket_encoded_once() -> None:
+    socket = Socket()
+    subscriber = Subscriber(limit=10, on_overflow=lambda: None, write_frame=socket.write)
+    subscriber.start("")
+    wire = text_frame('{"type":"updates"}')
+    subscriber.offer((5, 0), '{"type":"updates"}', wire)
+    subscriber.send('{"type":"pong"}')
+    assert socket.written[0] is wire  # the hub's bytes, not a copy per socket
+    assert socket.written[1] == text_frame('{"type":"pong"}')
+    assert subscriber.queue.empty()
+
+
+def test_once_a_frame_waits_the_later_ones_queue_behind_it() -> None:
+    socket = Socket()
+    subscriber = Subscriber(limit=10, on_overflow=lambda: None, write_frame=socket.write)
+    subscriber.start("")
+    socket.open = False  # flow control paused the socket
+    subscriber.send("a")
+    socket.open = True  # writable again, but "a" has not been sent yet
+    subscriber.send("b")
+    assert socket.written == []
+    assert [subscriber.queue.get_nowait() for _ in range(2)] == ["a", "b"]
+    subscriber.pumping = True  # the pump holds "b" and has not finished sending it
+    subscriber.send("c")
+    assert socket.written == [] and subscriber.queue.get_nowait() == "c"
+    subscriber.pumping = False
+    subscriber.send("d")
+    assert socket.written == [text_frame("d")]
+
+
+def test_text_frame_lengths() -> None:
+    for size, header in ((125, b"\x81\x7d"), (126, b"\x81\x7e\x00\x7e"), (70_000, b"\x81\x7f")):
+        frame = text_frame("x" * size)
+        assert frame.startswith(header) and frame.endswith(b"x" * size)
+    assert len(text_frame("x" * 70_000)) == 2 + 8 + 70_000

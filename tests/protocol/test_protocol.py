@@ -1,0 +1,171 @@
+"""Validation at the edge: the catalog, values, conditions, messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from protocol.catalog import SUMMARY
+from protocol.codec import dumps, parse_seq
+from protocol.edits import parse_edit
+from protocol.errors import ProtocolError
+from protocol.messages import EditMessage, Hello, Ping, parse_message
+
+
+def edit(**overrides):
+    base = {"table": "sales", "column": "net_price", "value": 10, "condition": {"sale_id": 1}}
+    return {**base, **overrides}
+
+
+def code_of(message) -> str:
+    with pytest.raises(ProtocolError) as info:
+        parse_edit(message)
+    return info.value.code
+
+
+def test_values_are_normalized_exactly():
+    assert parse_edit(edit(value=12.3)).value == "12.30"
+    assert parse_edit(edit(value="-0.5")).value == "-0.50"
+    assert parse_edit(edit(column="quantity", value=4.0)).value == 4
+    assert parse_edit(edit(column="invoice_date", value="2024-02-29")).value == "2024-02-29"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"table": "nope"}, "unknown_table"),
+        ({"table": 3}, "bad_message"),
+        ({"column": "nope"}, "unknown_column"),
+        ({"column": "sale_id"}, "not_editable"),
+        ({"value": "abc"}, "invalid_value"),
+        ({"value": 1.234}, "invalid_value"),
+        ({"value": float("nan")}, "invalid_value"),
+        ({"value": True}, "invalid_value"),
+        ({"value": None}, "invalid_value"),
+        ({"value": 10**20}, "invalid_value"),
+        ({"column": "quantity", "value": 1.5}, "invalid_value"),
+        ({"column": "invoice_date", "value": "2023-02-29"}, "invalid_value"),
+        ({"condition": None}, "condition_required"),
+        ({"condition": {"nope": 1}}, "unknown_column"),
+        ({"condition": {"sale_id": [1, 2]}}, "bad_condition"),
+        ({"condition": {"sale_id": "x"}}, "bad_condition"),
+        ({"condition": "sale_id = "}, "bad_condition"),
+        ({"spread": "sideways"}, "unknown_spread"),
+    ],
+)
+def test_bad_edits_get_precise_codes(overrides, code):
+    assert code_of(edit(**overrides)) == code
+
+
+def test_text_values_are_bounded_and_clean():
+    product = {"table": "product", "column": "brand", "condition": {"product_id": 1}}
+    assert parse_edit({**product, "value": "Nova"}).value == "Nova"
+    assert code_of({**product, "value": "x" * 500}) == "invalid_value"
+    assert code_of({**product, "value": "a\x00b"}) == "invalid_value"
+    assert code_of({**product, "value": "   "}) == "invalid_value"
+
+
+def test_summary_condition_names_one_cell():
+    parsed = parse_edit(
+        {
+            "table": SUMMARY,
+            "column": "net_amount",
+            "value": 5,
+            "condition": {"supplier": "A", "brand": "B"},
+        }
+    )
+    assert parsed.condition == {
+        "supplier": "A",
+        "brand": "B",
+        "family": None,
+        "month": None,
+        "level": 1,
+    }
+    whole = parse_edit({"table": SUMMARY, "column": "quantity", "value": 5, "condition": {}})
+    assert whole.condition["level"] == 7
+    for bad in ({"brand": "B"}, {"supplier": "A", "family": "f"}, {"quantity": 1}):
+        assert (
+            code_of({"table": SUMMARY, "column": "net_amount", "value": 1, "condition": bad})
+            == "not_a_cell"
+        )
+    wrong_level = {"supplier": "A", "level": 0}
+    assert (
+        code_of({"table": SUMMARY, "column": "net_amount", "value": 1, "condition": wrong_level})
+        == "not_a_cell"
+    )
+    assert code_of(
+        {"table": SUMMARY, "column": "net_amount", "value": 1, "condition": {"month": "2024-13"}}
+    ) == ("bad_condition")
+
+
+def test_messages():
+    hello = parse_message(b'{"type":"hello","name":"ann","since":"12-3"}')
+    assert isinstance(hello, Hello) and hello.since == "12-3" and hello.name == "ann"
+    assert isinstance(parse_message('{"type":"ping"}'), Ping)
+    message = parse_message(dumps({"type": "edit", "id": "e1", **edit()}))
+    assert isinstance(message, EditMessage) and message.id == "e1"
+    for raw, code in [
+        ("{", "bad_json"),
+        ("[]", "bad_message"),
+        ('{"type":"nope"}', "unknown_type"),
+        ('{"type":"hello","since":"abc"}', "bad_message"),
+        ('{"type":"edit","table":"sales"}', "bad_message"),
+    ]:
+        with pytest.raises(ProtocolError) as info:
+            parse_message(raw)
+        assert info.value.code == code, raw
+
+
+def test_seq_parsing_orders_stream_ids():
+    assert parse_seq("10-2") > parse_seq("9-99")
+    assert parse_seq("5") == (5, 0)
+    with pytest.raises(ProtocolError):
+        parse_seq("-1")
+    with pytest.raises(ProtocolError):
+        parse_seq(f"{1 << 64}-0")
+
+
+def test_string_conditions_are_parsed_by_duckdb_and_checked():
+    simple = parse_edit(
+        edit(
+            table="product",
+            column="brand",
+            value="X",
+            condition="supplier = 'Smith Ltd' AND family = 'impact'",
+        )
+    )
+    assert simple.condition == {"supplier": "Smith Ltd", "family": "impact"}
+    rich = parse_edit(
+        edit(
+            column="quantity",
+            value=1,
+            condition="quantity BETWEEN 1 AND 3 OR customer_id IN (1, 2)",
+        )
+    )
+    assert rich.condition == {"$where": "quantity BETWEEN 1 AND 3 OR customer_id IN (1, 2)"}
+    cell = parse_edit(
+        {
+            "table": SUMMARY,
+            "column": "net_amount",
+            "value": 1,
+            "condition": "supplier = 'A' AND month = '2024-01'",
+        }
+    )
+    assert cell.condition["level"] == 3 and cell.condition["month"] == "2024-01"
+    for bad, code in [
+        ("sale_id = 1; DROP TABLE sales", "bad_condition"),
+        ("sale_id = (SELECT max(sale_id) FROM sales)", "bad_condition"),
+        ("upper(product_name) = 'X'", "bad_condition"),
+        ("nope = 1", "unknown_column"),
+        ("quantity = 'many'", "bad_condition"),
+        ("sale_id = NULL", "bad_condition"),
+        ("1 = 1", "bad_condition"),
+        ("x" * 3000, "bad_condition"),
+    ]:
+        assert code_of(edit(condition=bad)) == code, bad
+    summary_range = {
+        "table": SUMMARY,
+        "column": "net_amount",
+        "value": 1,
+        "condition": "quantity > 5",
+    }
+    assert code_of(summary_range) == "not_a_cell"

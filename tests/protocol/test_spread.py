@@ -1,0 +1,112 @@
+"""The pure rebalancing math."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.spread import Leaf, SpreadError, largest_remainder, split_equally, spread
+
+
+def test_largest_remainder_foots_and_breaks_ties_by_order():
+    assert largest_remainder([1, 1, 1], 100) == [34, 33, 33]
+    assert largest_remainder([1, 2], 10) == [3, 7]  # 3.33 / 6.67: the larger remainder wins
+    assert split_equally(4, 2) == [1, 1, 0, 0]
+
+
+def test_largest_remainder_with_negative_values_and_weights():
+    assert largest_remainder([2, 1], -10) == [-7, -3]
+    assert largest_remainder([-1, -3], 8) == [2, 6]
+    assert sum(largest_remainder([5, -2, 4], 1001)) == 1001
+
+
+def test_largest_remainder_rejects_zero_sum():
+    with pytest.raises(ValueError):
+        largest_remainder([1, -1], 5)
+
+
+@given(
+    st.lists(st.integers(-(10**9), 10**9), min_size=1, max_size=40).filter(lambda w: sum(w) != 0),
+    st.integers(-(10**12), 10**12),
+)
+def test_largest_remainder_is_exact_and_within_one_unit(weights, total):
+    parts = largest_remainder(weights, total)
+    assert sum(parts) == total
+    for weight, part in zip(weights, parts, strict=True):
+        exact = Fraction(total * weight, sum(weights))
+        assert abs(part - exact) < 1
+
+
+def leaves(
+    *values: int, paths: list[tuple] | None = None, held: set[int] = frozenset()
+) -> list[Leaf]:
+    paths = paths or [()] * len(values)
+    return [Leaf(i, paths[i], v, i in held) for i, v in enumerate(values)]
+
+
+def test_proportional_scales_every_leaf():
+    assert spread(leaves(100, 300), 800) == {0: 200, 1: 600}
+
+
+def test_all_zero_children_fall_back_to_equal():
+    assert spread(leaves(0, 0, 0), 10) == {0: 4, 1: 3, 2: 3}
+
+
+def test_nonzero_children_summing_to_zero_cannot_be_proportional():
+    with pytest.raises(SpreadError) as info:
+        spread(leaves(5, -5), 10)
+    assert info.value.code == "cannot_spread_proportionally"
+    assert spread(leaves(5, -5), 10, "equal") == {0: 5, 1: 5}
+
+
+def test_nothing_to_spread():
+    with pytest.raises(SpreadError) as info:
+        spread([], 10)
+    assert info.value.code == "nothing_to_spread"
+
+
+def test_equal_is_recursive_over_child_nodes():
+    # family a has three rows, family b one: each family gets half, then rows share it
+    tree = leaves(1, 1, 1, 1, paths=[("a",), ("a",), ("a",), ("b",)])
+    assert spread(tree, 600, "equal") == {0: 100, 1: 100, 2: 100, 3: 300}
+
+
+def test_held_leaves_keep_their_value():
+    result = spread(leaves(100, 100, 200, held={0}), 1000)
+    assert 0 not in result
+    assert result == {1: 300, 2: 600}
+    with pytest.raises(SpreadError) as info:
+        spread(leaves(1, 2, held={0, 1}), 10)
+    assert info.value.code == "all_held"
+
+
+def test_equal_with_a_held_row_inside_a_child():
+    tree = leaves(50, 0, 0, paths=[("a",), ("a",), ("b",)], held={0})
+    # total 300: each family 150; family a already holds 50, so its free row gets 100
+    assert spread(tree, 300, "equal") == {1: 100, 2: 150}
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from("abc"), st.sampled_from("xy"), st.integers(-1000, 1000), st.booleans()
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.integers(-(10**7), 10**7),
+    st.sampled_from(["proportional", "equal"]),
+)
+def test_spread_always_lands_exactly_on_target(rows, target, method):
+    tree = [Leaf(i, (a, b), value, held) for i, (a, b, value, held) in enumerate(rows)]
+    try:
+        result = spread(tree, target, method)
+    except SpreadError as exc:
+        assert exc.code in {"all_held", "cannot_spread_proportionally"}
+        return
+    final = {leaf.key: result.get(leaf.key, leaf.value) for leaf in tree}
+    assert sum(final.values()) == target
+    assert all(final[leaf.key] == leaf.value for leaf in tree if leaf.held)
