@@ -9,7 +9,7 @@
  *   presence.js    who is connected and where their cursors are
  *   toolbar.js     status, name, measure, spread and the Hold button
  *   toasts.js      notifications
- *   panel.js       the sales rows and reports panel
+ *   panel.js       the panel under the grid (sales.js: sales rows, reports.js: reports)
  *   util.js        pure helpers (formatting, parsing, seq comparison, fetching, overlays)
  *
  * Test / debugging hooks (stable; browser tests rely on them; the DOM attributes and

@@ -1,7 +1,6 @@
 /*
- * ducksheet — small pure helpers shared by app.js (the grid) and panel.js (sales rows and
- * reports): DOM construction, Redis-stream seq comparison, number/date formatting and
- * parsing, and JSON fetching. No state, no side effects beyond the DOM nodes they create.
+ * ducksheet — small helpers shared by the grid and the panel: DOM construction,
+ * Redis-stream seq comparison, number/date formatting and parsing, and JSON fetching. No state, no side effects beyond the DOM nodes they create.
  */
 
 /* ---- DOM ---------------------------------------------------------------------------- */
@@ -11,6 +10,23 @@ export function el(tag, className, text) {
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;
   return node;
+}
+
+// A <thead> row of column names; `numeric(column)` right-aligns a column.
+export function tableHead(table, columns, numeric) {
+  const tr = el('tr');
+  columns.forEach((c) => {
+    const th = el('th', numeric(c) ? 'num' : '', c);
+    th.scope = 'col';
+    tr.append(th);
+  });
+  table.tHead.replaceChildren(tr);
+}
+
+// A message element that hides itself when empty.
+export function setMessage(target, text) {
+  target.textContent = text;
+  target.hidden = !text;
 }
 
 export const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
@@ -138,6 +154,15 @@ export async function getJson(path, params = {}) {
     body = await response.json();
   } catch { /* not JSON: callers report the status */ }
   return { status: response.status, body };
+}
+
+// getJson, with a network failure as status 0 and its message as the error.
+export async function fetchJson(path, params) {
+  try {
+    return await getJson(path, params);
+  } catch (err) {
+    return { status: 0, body: { error: { message: `network error: ${err.message}` } } };
+  }
 }
 
 // The server's error message of a failed response, for the user.
