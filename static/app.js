@@ -40,13 +40,16 @@ const state = Object.assign(createSheet(), {
   role: null,                // role from welcome; "viewer" makes the grid read-only
   status: 'connecting',      // connecting | live | reconnecting
   measure: 'net_amount',     // net_amount | quantity
+  compact: false,            // values shown as 14.46M / 12.5K (full value in the tooltip)
   spread: 'proportional',    // proportional | equal: default spread of parent edits
   selection: null,           // { key: node key, col: NAME_COL | month | TOTAL_COL }
   peers: new Map(),          // presence id -> { id, name, cell, color } of other users
   pending: new Map(),        // client request id -> request awaiting applied/rejected
 });
 
-const { notify } = createToasts();
+const toasts = createToasts();
+const { notify } = toasts;
+const beginAction = () => toasts.clear();
 
 const connection = createConnection({
   state,
@@ -59,6 +62,7 @@ const connection = createConnection({
       state.me = msg.id ?? null;
       state.role = msg.role ?? null;
       toolbar.showRole();
+      toolbar.updateHoldButton();
       toolbar.setStatus('live');
       presence.welcome(Array.isArray(msg.presence) ? msg.presence : []);
     },
@@ -108,6 +112,7 @@ const grid = createGrid({
     panel.setSelection(node || null, sel && sel.col !== NAME_COL && sel.col !== TOTAL_COL ? sel.col : null);
   },
   toggleHold: () => toolbar.toggleHold(),
+  beginAction,
 });
 
 const toolbar = createToolbar({
@@ -118,13 +123,14 @@ const toolbar = createToolbar({
   isHeld: grid.isHeld,
   statusChanged: () => presence.render(),
   nameChanged: () => connection.reconnectNow(),
+  beginAction,
   measureChanged() {
     grid.closeEditor(false);
     grid.repaintAll();
   },
 });
 
-const panel = createPanel({ submit, notify, dataSeq: () => state.dataSeq });
+const panel = createPanel({ submit, notify, beginAction, dataSeq: () => state.dataSeq });
 
 grid.renderAll();
 toolbar.updateHoldButton();

@@ -1,7 +1,8 @@
 /*
  * ducksheet — the grid's inline editor (td.editing > input.editor, .spread-choice) and
  * the edits it sends. Created by grid.js with the rendered grid's view (see `rendered`
- * there), the cell overlays, `notify`, `submit` and `move` (move the selection sideways).
+ * there), the cell overlays, `notify`, `submit`, `beginAction` and `move` (move the
+ * selection sideways). Held cells are read-only: no editor opens on them.
  */
 
 import { NAME_COL, TABLE, cellCondition, cellKeyOf, cellLabel } from './model.js';
@@ -16,12 +17,18 @@ export function createEditor(ctx) {
   function start(seedText) {
     const sel = state.selection;
     if (!sel || sel.col === NAME_COL) return;
+    ctx.beginAction();
     if (state.role === 'viewer') {
       ctx.notify('warn', 'Read-only: your role cannot edit.');
       return;
     }
     if (editor) commit(0, true);
     const key = cellKeyOf(sel.key, sel.col);
+    if (ctx.isHeld(key)) {
+      const by = state.holds.get(key)?.by ?? state.user;
+      ctx.notify('warn', `${cellLabel(state, key)} is held by ${by}: read-only until it is released.`);
+      return;
+    }
     const td = ctx.cellTd(key);
     if (!td) return;
     const kind = KIND[state.measure];

@@ -11,21 +11,21 @@
  *   colorOfName       (user name) → their colour or null
  *   selectionChanged  () the selection moved (cursor, hold button, panel follow it)
  *   toggleHold        () hold or release the selected cell (key H)
+ *   beginAction       () the user starts an edit (older toasts go)
  *
  * When more than WINDOW_THRESHOLD rows are visible, only rows near the viewport are in
  * the DOM (with spacer rows above and below).
  */
 
 import {
-  DEPTH, NAME_COL, TOTAL_COL, cellKeyOf, cellOf, columns, isExpandable, isExpanded, toggleExpanded,
-  visibleNodes,
+  DEPTH, NAME_COL, TOTAL_COL, cellKeyOf, cellOf, columns, isExpandable, isExpanded, mayRelease,
+  toggleExpanded, visibleNodes,
 } from './model.js';
+import { INDENT_PX, createColumns } from './columns.js';
 import { createEditor } from './editor.js';
 import { createSelection } from './selection.js';
-import { KIND, Overlays, clamp, el, formatValue, monthLabel, plural } from './util.js';
+import { KIND, Overlays, clamp, el, formatCompact, formatValue, monthLabel, plural } from './util.js';
 
-const COL_WIDTH = Object.freeze({ name: 280, month: 124, total: 140 });
-const INDENT_PX = 18;
 const WINDOW_THRESHOLD = 300;
 const OVERSCAN = 20;
 
@@ -33,7 +33,7 @@ export function createGrid(ctx) {
   const { state } = ctx;
   const $ = (sel) => document.querySelector(sel);
   const dom = {
-    grid: $('#grid'), table: $('#sheet'), colgroup: $('#sheet colgroup'),
+    grid: $('#grid'), table: $('#sheet'),
     thead: $('#sheet thead'), tbody: $('#sheet tbody'), empty: $('#empty'), summary: $('#summary'),
   };
   const view = {
@@ -47,6 +47,12 @@ export function createGrid(ctx) {
     scrollQueued: false,
   };
 
+  const widths = createColumns({
+    state,
+    text: (cellKey) => cellText(cellKey),
+    changed: () => view.cells.forEach((td) => { td.title = cellTitle(td.dataset.key, td.firstChild.textContent); }),
+  });
+
   // Own edits ("<cell key>#<column>") and holds ("<cell key>#hold") awaiting confirmation.
   const overlays = new Overlays(
     (key) => paintCellByKey(key.slice(0, key.lastIndexOf('#'))),
@@ -56,26 +62,17 @@ export function createGrid(ctx) {
   /* ---- Header and column layout ----------------------------------------------------- */
 
   function renderHeader() {
-    const cols = columns(state);
-    const widths = cols.map((c) => {
-      if (c === NAME_COL) return COL_WIDTH.name;
-      return c === TOTAL_COL ? COL_WIDTH.total : COL_WIDTH.month;
-    });
-    dom.colgroup.replaceChildren(...widths.map((w) => {
-      const col = el('col');
-      col.style.width = `${w}px`;
-      return col;
-    }));
-    dom.table.style.width = `${widths.reduce((a, b) => a + b, 0)}px`;
     const tr = el('tr');
-    for (const c of cols) tr.append(headerCell(c));
+    for (const c of columns(state)) tr.append(headerCell(c));
     dom.thead.replaceChildren(tr);
+    widths.fitAll(false);
   }
 
   function headerCell(col) {
     if (col === NAME_COL) {
       const th = el('th', 'name', 'Product');
       th.dataset.col = 'name';
+      th.append(widths.handle(col));
       return th;
     }
     const isTotal = col === TOTAL_COL;
@@ -83,6 +80,7 @@ export function createGrid(ctx) {
     th.dataset.month = col;
     th.scope = 'col';
     if (!isTotal) th.title = col;
+    th.append(widths.handle(col));
     return th;
   }
 
@@ -254,13 +252,22 @@ export function createGrid(ctx) {
     return overlay ? overlay.value : state.holds.has(cellKey);
   }
 
-  function cellTitle(cellKey) {
+  function cellText(cellKey) {
+    const format = state.compact ? formatCompact : formatValue;
+    return format(displayedValue(cellKey), KIND[state.measure]);
+  }
+
+  // The tooltip; it starts with the full value when the cell shows less (compact, clipped).
+  function cellTitle(cellKey, text) {
     const lines = [];
+    const full = formatValue(displayedValue(cellKey), KIND[state.measure]);
+    const col = cellKey.slice(cellKey.lastIndexOf('|') + 1);
+    if (full && (text !== full || !widths.fits(text, col))) lines.push(full);
     const overlay = overlays.get(`${cellKey}#${state.measure}`);
     if (overlay && overlay.status === 'sent') lines.push('Sending…');
     if (overlay && overlay.status === 'queued') lines.push(`Queued (request ${overlay.request})`);
     const hold = state.holds.get(cellKey);
-    if (hold) lines.push(`held by ${hold.by} (H releases)`);
+    if (hold) lines.push(`held by ${hold.by}${mayRelease(hold, state.user, state.role) ? ' (H releases)' : ''}; read-only`);
     const peers = ctx.peersOn(cellKey);
     if (peers) lines.push(`${peers.map((p) => p.name).join(', ')} here`);
     const by = cellOf(state, cellKey)?.by;
@@ -272,12 +279,13 @@ export function createGrid(ctx) {
     const key = td.dataset.key;
     const overlay = overlays.get(`${key}#${state.measure}`);
     const value = displayedValue(key);
-    td.firstChild.textContent = formatValue(value, KIND[state.measure]);
+    const text = cellText(key);
+    td.firstChild.textContent = text;
     td.classList.toggle('neg', Number(value) < 0);
     td.classList.toggle('pending', Boolean(overlay) && overlay.status !== 'applied');
     paintHold(td, key);
     paintPeer(td, key);
-    td.title = cellTitle(key);
+    td.title = cellTitle(key, text);
   }
 
   function paintHold(td, key) {
@@ -335,6 +343,7 @@ export function createGrid(ctx) {
     if (changes.columns) renderAll();
     else if (changes.structure) refreshStructure();
     else renderSummary();
+    widths.grow(changes.cells);
     changes.cells.forEach(paintCellByKey);
     changes.holds.forEach(paintCellByKey);
     flashCells(changes.cells, changes.by.filter((name) => name !== state.user));
@@ -348,7 +357,7 @@ export function createGrid(ctx) {
     scroller: dom.grid,
     rowHeight: () => view.rowHeight,
     headerHeight: () => dom.thead.offsetHeight,
-    nameWidth: () => COL_WIDTH.name,
+    nameWidth: () => widths.width(NAME_COL),
     list: () => view.list,
     indexOf: (nodeKey) => view.index.get(nodeKey),
     td: (nodeKey, col) => view.rows.get(nodeKey)?.tds.get(col) ?? null,
@@ -361,13 +370,19 @@ export function createGrid(ctx) {
   };
   const selection = createSelection({ ...rendered, changed: ctx.selectionChanged, toggleHold: ctx.toggleHold });
   const editor = createEditor({
-    ...rendered, overlays, notify: ctx.notify, submit: ctx.submit, move: (delta) => selection.move(0, delta),
+    ...rendered,
+    overlays,
+    notify: ctx.notify,
+    submit: ctx.submit,
+    beginAction: ctx.beginAction,
+    move: (delta) => selection.move(0, delta),
   });
   selection.setEditor(editor);
 
   dom.grid.addEventListener('scroll', onScroll, { passive: true });
   dom.tbody.addEventListener('animationend', onFlashEnd);
   new ResizeObserver(onScroll).observe(dom.grid);   // window resize and the panel opening
+  window.addEventListener('resize', () => widths.fitAll(false));   // the name column follows the screen
 
   return {
     overlays,
@@ -375,7 +390,10 @@ export function createGrid(ctx) {
     refreshStructure,
     applyChanges,
     paintCells: (keys) => keys.forEach(paintCellByKey),
-    repaintAll: () => view.cells.forEach(paintCell),
+    repaintAll() {
+      widths.fitAll(false);
+      view.cells.forEach(paintCell);
+    },
     isHeld,
     reveal: selection.reveal,
     closeEditor: editor.close,

@@ -84,6 +84,11 @@ export function cellLabel(sheet, cellKey) {
   return `${node ? node.label : nodeKey} · ${month ? monthLabel(month) : 'Total'}`;
 }
 
+// Only the holder or an admin may release a hold.
+export function mayRelease(hold, user, role) {
+  return role === 'admin' || (hold.by != null && hold.by === user);
+}
+
 /* ---- The node tree ------------------------------------------------------------------ */
 
 function parentArgs(level, supplier, brand) {

@@ -1,8 +1,8 @@
 /*
  * ducksheet — the panel under the grid, with the sales rows pane (sales.js) and the
  * reports pane (reports.js); the buttons in the header open and close it. Created by
- * app.js with `submit` (send an edit over the WebSocket and follow it), `notify` (toast)
- * and `dataSeq` (seq of the data shown).
+ * app.js with `submit` (send an edit over the WebSocket and follow it), `notify` (toast),
+ * `beginAction` (a new action starts: older toasts go) and `dataSeq` (seq of the data shown).
  */
 
 import { createReports } from './reports.js';

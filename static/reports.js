@@ -4,11 +4,11 @@
  * "Reports are unavailable".
  */
 
-import { el, errorText, fetchJson, formatAny, plural, setMessage, tableHead } from './util.js';
+import { el, errorText, fetchJson, parseValue, plural, reportFormatter, setMessage, tableHead } from './util.js';
 
 const REPORT_ROWS_SHOWN = 1000;
 
-export function createReports() {
+export function createReports(ctx) {
   const $ = (sel) => document.querySelector(sel);
   const dom = {
     reportName: $('#report-name'), reportParams: $('#report-params'), reportRun: $('#report-run'),
@@ -53,7 +53,8 @@ export function createReports() {
     return (reports.list || []).find((r) => r.name === dom.reportName.value) || null;
   }
 
-  // One input per report parameter: dates as date pickers, integers as number fields.
+  // One input per report parameter: dates as YYYY-MM-DD text (as the API takes them;
+  // a date picker would show the browser's locale format), integers as number fields.
   function showReportForm() {
     const report = currentReport();
     dom.reportDescription.textContent = report ? report.description : '';
@@ -62,8 +63,16 @@ export function createReports() {
       label.title = param.description || '';
       const input = el('input');
       input.name = param.name;
-      input.type = param.type === 'date' ? 'date' : 'number';
-      if (param.type !== 'date') {
+      if (param.type === 'date') {
+        input.type = 'text';
+        input.className = 'date';
+        input.placeholder = 'YYYY-MM-DD';
+        input.maxLength = 10;
+        input.inputMode = 'numeric';
+        input.spellcheck = false;
+        input.autocomplete = 'off';
+      } else {
+        input.type = 'number';
         if (param.min != null) input.min = String(param.min);
         if (param.max != null) input.max = String(param.max);
         if (param.default != null) input.placeholder = String(param.default);
@@ -74,17 +83,30 @@ export function createReports() {
     dom.reportParams.replaceChildren(...fields);
   }
 
+  // The parameters typed in, or { error } for a date that is not YYYY-MM-DD.
   function reportParams() {
     const params = {};
-    dom.reportParams.querySelectorAll('input').forEach((input) => { params[input.name] = input.value; });
-    return params;
+    for (const input of dom.reportParams.querySelectorAll('input')) {
+      const value = input.value.trim();
+      if (value && input.classList.contains('date')) {
+        const parsed = parseValue(value, 'date');
+        if (parsed.error) return { error: `${input.name.replace(/_/g, ' ')}: ${parsed.error}` };
+      }
+      params[input.name] = value;
+    }
+    return { params };
   }
 
   async function runReport() {
     const report = currentReport();
     if (!report) return;
+    ctx.beginAction();
     const token = ++reports.token;
-    const params = reportParams();
+    const { params, error } = reportParams();
+    if (error) {
+      setMessage(dom.reportMessage, error);
+      return;
+    }
     const path = `/reports/${encodeURIComponent(report.name)}`;
     setMessage(dom.reportMessage, 'Running…');
     const result = await fetchJson(path, params);
@@ -104,10 +126,15 @@ export function createReports() {
   function renderReport(data) {
     const rows = data.rows || [];
     const numeric = (c) => rows.some((r) => typeof r[c] === 'number');
+    const formats = new Map(data.columns.map((c) => [c, reportFormatter(c)]));
     tableHead(dom.reportTable, data.columns, numeric);
     dom.reportTable.tBodies[0].replaceChildren(...rows.slice(0, REPORT_ROWS_SHOWN).map((row) => {
       const tr = el('tr');
-      data.columns.forEach((c) => tr.append(el('td', typeof row[c] === 'number' ? 'num' : '', formatAny(row[c]))));
+      data.columns.forEach((c) => {
+        const td = el('td', typeof row[c] === 'number' ? 'num' : '', formats.get(c)(row[c]));
+        td.dataset.col = c;
+        tr.append(td);
+      });
       return tr;
     }));
     dom.reportTable.hidden = !rows.length;

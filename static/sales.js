@@ -7,7 +7,8 @@
  * net_price and invoice_date are edited with the same `edit` message as the grid; changed
  * rows come back in `updates.base` and the grid shows the roll-up.
  *
- * Created by panel.js with `submit`, `notify`, `dataSeq` (see app.js) and `isOpen()`.
+ * Created by panel.js with `submit`, `notify`, `beginAction`, `dataSeq` (see app.js) and
+ * `isOpen()`.
  */
 
 import {
@@ -243,6 +244,7 @@ export function createSales(ctx) {
     const row = sales.rows.get(Number(td.parentNode.dataset.sale));
     const column = td.dataset.col;
     if (!row || !EDITABLE.has(column)) return;
+    ctx.beginAction();
     closeSaleEditor(false);
     const initial = rawValue(saleValue(row, column), KIND[column]);
     const input = el('input', 'editor');

@@ -1,6 +1,6 @@
 /*
  * ducksheet — notifications: #log > .log-entry.log-<level> toasts, dismissed by a click
- * or after a few seconds.
+ * after a few seconds, or when the user starts something new (clear).
  */
 
 import { el } from './util.js';
@@ -21,5 +21,9 @@ export function createToasts() {
     setTimeout(() => entry.remove(), level === 'error' ? ERROR_MS : NOTICE_MS);
   }
 
-  return { notify };
+  function clear() {
+    log.replaceChildren();
+  }
+
+  return { notify, clear };
 }

@@ -1,6 +1,7 @@
 /*
  * ducksheet — the header's controls: the status pill, the read-only badge, the display
- * name, the measure switch, the default spread and the Hold button (with key H).
+ * name, the measure switch, the compact (K/M) display, the default spread and the Hold
+ * button (with key H).
  *
  * Created by app.js with a context of:
  *   state          the client state (status, name, measure, spread are kept here)
@@ -10,10 +11,11 @@
  *   isHeld         (cell key) → whether the grid shows it held
  *   statusChanged  () after the status changed (the presence list depends on it)
  *   nameChanged    () after the display name changed (say hello again)
- *   measureChanged () after the measure changed (repaint)
+ *   measureChanged () after the measure or the compact display changed (repaint)
+ *   beginAction    () a new action starts (older toasts go)
  */
 
-import { NAME_COL, cellCondition, cellKeyOf, cellLabel } from './model.js';
+import { NAME_COL, cellCondition, cellKeyOf, cellLabel, mayRelease } from './model.js';
 
 const STORAGE_NAME = 'ducksheet.name';
 const STATUS_TEXT = Object.freeze({
@@ -34,7 +36,7 @@ export function createToolbar(ctx) {
   const dom = {
     status: $('#status'), statusText: $('#status-text'), role: $('#role'),
     holdButton: $('#hold-button'), holdButtonText: $('#hold-button-text'),
-    name: $('#name'), spread: $('#spread'),
+    name: $('#name'), spread: $('#spread'), compact: $('#compact-button'),
     measureButtons: [...document.querySelectorAll('[data-measure]')],
   };
 
@@ -71,8 +73,16 @@ export function createToolbar(ctx) {
 
   function setMeasure(measure) {
     if (measure === state.measure) return;
+    ctx.beginAction();
     state.measure = measure;
     dom.measureButtons.forEach((b) => b.setAttribute('aria-pressed', String(b.dataset.measure === measure)));
+    ctx.measureChanged();
+  }
+
+  function toggleCompact() {
+    ctx.beginAction();
+    state.compact = !state.compact;
+    dom.compact.setAttribute('aria-pressed', String(state.compact));
     ctx.measureChanged();
   }
 
@@ -87,9 +97,15 @@ export function createToolbar(ctx) {
       ctx.notify('warn', 'Read-only: your role cannot hold cells.');
       return;
     }
+    ctx.beginAction();
     const cellKey = cellKeyOf(sel.key, sel.col);
     const key = `${cellKey}#hold`;
     const on = !ctx.isHeld(cellKey);
+    const hold = state.holds.get(cellKey);
+    if (!on && hold && !mayRelease(hold, state.user, state.role)) {
+      ctx.notify('warn', `Held by ${hold.by}: only ${hold.by} or an admin can release it.`);
+      return;
+    }
     const request = ctx.submit(
       { type: 'hold', condition: cellCondition(node, sel.col), on },
       `${on ? 'Hold' : 'Release'} of ${cellLabel(state, cellKey)}`,
@@ -104,13 +120,16 @@ export function createToolbar(ctx) {
   function updateHoldButton() {
     const sel = state.selection;
     const usable = Boolean(sel) && sel.col !== NAME_COL;
-    const held = usable && ctx.isHeld(cellKeyOf(sel.key, sel.col));
-    dom.holdButton.disabled = !usable;
+    const cellKey = usable ? cellKeyOf(sel.key, sel.col) : null;
+    const held = usable && ctx.isHeld(cellKey);
+    const hold = held ? state.holds.get(cellKey) : null;
+    const locked = Boolean(hold) && !mayRelease(hold, state.user, state.role);
+    dom.holdButton.disabled = !usable || locked;
     dom.holdButton.setAttribute('aria-pressed', String(held));
     dom.holdButtonText.textContent = held ? 'Release' : 'Hold';
-    dom.holdButton.title = usable
-      ? `${held ? 'Release' : 'Hold'} ${cellLabel(state, cellKeyOf(sel.key, sel.col))} (key H)`
-      : 'Select a value cell to hold it (key H)';
+    if (!usable) dom.holdButton.title = 'Select a value cell to hold it (key H)';
+    else if (locked) dom.holdButton.title = `Held by ${hold.by}: only ${hold.by} or an admin can release it`;
+    else dom.holdButton.title = `${held ? 'Release' : 'Hold'} ${cellLabel(state, cellKey)} (key H)`;
   }
 
   state.name = defaultName();
@@ -124,6 +143,7 @@ export function createToolbar(ctx) {
     document.querySelector('#grid').focus({ preventScroll: true });
   });
   dom.measureButtons.forEach((b) => b.addEventListener('click', () => setMeasure(b.dataset.measure)));
+  dom.compact.addEventListener('click', toggleCompact);
 
   return { setStatus, showRole, toggleHold, updateHoldButton };
 }
