@@ -1,7 +1,6 @@
 /*
- * ducksheet — small pure helpers shared by app.js (the grid) and panel.js (sales rows and
- * reports): DOM construction, Redis-stream seq comparison, number/date formatting and
- * parsing, and JSON fetching. No state, no side effects beyond the DOM nodes they create.
+ * ducksheet — small helpers shared by the grid and the panel: DOM construction,
+ * Redis-stream seq comparison, number/date formatting and parsing, and JSON fetching. No state, no side effects beyond the DOM nodes they create.
  */
 
 /* ---- DOM ---------------------------------------------------------------------------- */
@@ -11,6 +10,23 @@ export function el(tag, className, text) {
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;
   return node;
+}
+
+// A <thead> row of column names; `numeric(column)` right-aligns a column.
+export function tableHead(table, columns, numeric) {
+  const tr = el('tr');
+  columns.forEach((c) => {
+    const th = el('th', numeric(c) ? 'num' : '', c);
+    th.scope = 'col';
+    tr.append(th);
+  });
+  table.tHead.replaceChildren(tr);
+}
+
+// A message element that hides itself when empty.
+export function setMessage(target, text) {
+  target.textContent = text;
+  target.hidden = !text;
 }
 
 export const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
@@ -59,13 +75,38 @@ export function formatValue(value, kind) {
   return Number.isFinite(n) ? FORMAT[kind].format(n || 0) : String(value);
 }
 
-// Any JSON value of a report cell: numbers formatted (whole numbers below 10,000, such as
-// years and ranks, without a separator), everything else as text.
+const COMPACT = Object.freeze([[1e9, 'B'], [1e6, 'M'], [1e3, 'K']]);
+
+// A short form for narrow columns: 14,463,267.89 → "14.46M", 12,500 → "12.5K".
+export function formatCompact(value, kind) {
+  if (value === null || value === undefined || value === '' || kind === 'date') return formatValue(value, kind);
+  const n = Number(value);
+  const step = COMPACT.find(([size]) => Math.abs(n) >= size);
+  if (!Number.isFinite(n) || !step) return formatValue(value, kind === 'money' ? 'integer' : kind);
+  const scaled = n / step[0];
+  const digits = Math.abs(scaled) >= 100 ? 1 : 2;
+  return `${Number(scaled.toFixed(digits))}${step[1]}`;
+}
+
+const MONEY_COLUMN = /amount|price|revenue|^total$|^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)$|change_from_previous/;
+const PLAIN_COLUMN = /^(year|level|rank|month_of_year)$|_id$/;
+
+// How a report column's numbers read, from its name: share_* as percentages, money with
+// 2 decimals, years/ranks/ids as they are, other whole numbers with separators.
+export function reportFormatter(column) {
+  if (column.startsWith('share_')) {
+    return (v) => (typeof v === 'number' ? `${FORMAT.money.format(v * 100)} %` : formatAny(v));
+  }
+  if (MONEY_COLUMN.test(column)) return (v) => (typeof v === 'number' ? formatValue(v, 'money') : formatAny(v));
+  if (PLAIN_COLUMN.test(column)) return (v) => (v === null || v === undefined ? '' : String(v));
+  return formatAny;
+}
+
+// Any other JSON value of a report cell: numbers formatted, everything else as text.
 export function formatAny(value) {
   if (value === null || value === undefined) return '';
   if (typeof value !== 'number') return String(value);
-  if (Number.isInteger(value)) return Math.abs(value) < 10000 ? String(value) : formatValue(value, 'integer');
-  return formatValue(value, 'decimal');
+  return formatValue(value, Number.isInteger(value) ? 'integer' : 'decimal');
 }
 
 // Plain text put into an editor: no separators, so it can be edited directly.
@@ -138,6 +179,15 @@ export async function getJson(path, params = {}) {
     body = await response.json();
   } catch { /* not JSON: callers report the status */ }
   return { status: response.status, body };
+}
+
+// getJson, with a network failure as status 0 and its message as the error.
+export async function fetchJson(path, params) {
+  try {
+    return await getJson(path, params);
+  } catch (err) {
+    return { status: 0, body: { error: { message: `network error: ${err.message}` } } };
+  }
 }
 
 // The server's error message of a failed response, for the user.

@@ -1,8 +1,9 @@
 """The grid in a real browser: the system Chromium driven by Playwright against a real
 server (real Redis, the small seeded DuckDB). Two users, ann and bob, each in their own
 browser context on one sheet: edits and their rebalancing, rejections, holds, presence,
-reconnecting with `since`, keyboard editing, the sales rows view, the reports panel, and
-the screenshot kept in docs/grid.png."""
+reconnecting with `since`, keyboard editing, the sales rows view, the reports panel and its number
+formats, read-only held cells, the layout at 1440, 1000, 800 and 400 px, and the
+screenshots kept in docs/."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from protocol.catalog import SUMMARY
+from server.config import Settings
 from tests import conftest
 from tests.helpers import read
 
@@ -38,7 +40,9 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1400, "height": 900}
 # The README's screenshot; rewritten only with DUCKSHEET_UPDATE_SCREENSHOT=1, so that a
 # plain test run leaves the work tree clean.
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "grid.png"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+SCREENSHOT = DOCS / "grid.png"
+WIDTHS = (1440, 1000, 800, 400)
 TIMEOUT_MS = 8000
 
 pytestmark = [
@@ -73,14 +77,14 @@ class Users:
         self.contexts: list[Any] = []
         self.errors: list[str] = []
 
-    async def open(self, name: str) -> Page:
-        context = await self.browser.new_context(viewport=VIEWPORT)
+    async def open(self, name: str, viewport: dict | None = None, token: str = "") -> Page:
+        context = await self.browser.new_context(viewport=viewport or VIEWPORT)
         context.set_default_timeout(TIMEOUT_MS)
         await context.add_init_script(f"localStorage.setItem('ducksheet.name', {json.dumps(name)})")
         self.contexts.append(context)
         page = await context.new_page()
         page.on("pageerror", lambda error: self.errors.append(f"{name}: {error}"))
-        await page.goto(self.base)
+        await page.goto(f"{self.base}/#token={token}" if token else self.base)
         await expect(page.locator("#status")).to_have_attribute("data-state", "live")
         await expect(page.locator("tr[data-level='1']").first).to_be_visible()
         return page
@@ -257,15 +261,19 @@ async def test_hold_appears_for_everyone_and_rejects_edits(server, users):
     supplier, brand = await first_brand(ann)
     month = "2024-04"
     before = await summary(server, "net_amount", supplier, brand, None, month)
+    held = cell(bob, supplier, brand, None, month)
+    await held.click()
+    await bob.keyboard.press("Enter")  # bob's editor is open before ann holds the cell
+    await expect(held.locator("input.editor")).to_be_focused()
 
     await cell(ann, supplier, brand, None, month).click()
     await ann.keyboard.press("h")
-    held = cell(bob, supplier, brand, None, month)
     await expect(held).to_have_class(klass("held"))
     await expect(held).to_have_attribute("data-held-by", "ann")
     await expect(ann.locator("#hold-button")).to_have_attribute("aria-pressed", "true")
 
-    await type_into(bob, held, "1")
+    await bob.keyboard.type("1")
+    await bob.keyboard.press("Enter")
     await toast(bob, "rejected: this cell is held")
     await expect(held).to_have_text(money(before))
     assert await summary(server, "net_amount", supplier, brand, None, month) == before
@@ -441,3 +449,195 @@ async def test_screenshot_of_the_grid(server, users, tmp_path):
     path.parent.mkdir(exist_ok=True)
     await ann.screenshot(path=str(path))
     assert path.stat().st_size > 10_000
+
+
+# -- layout, formats and read-only held cells ------------------------------------------------
+
+HEADER_CONTROLS = (
+    "#status",
+    "#presence li.me",
+    "#name",
+    "button[data-measure='net_amount']",
+    "button[data-measure='quantity']",
+    "#compact-button",
+    "#spread",
+    "#hold-button",
+    "button[data-panel='sales']",
+    "button[data-panel='reports']",
+)
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"] - 0.5
+        and b["x"] < a["x"] + a["width"] - 0.5
+        and a["y"] < b["y"] + b["height"] - 0.5
+        and b["y"] < a["y"] + a["height"] - 0.5
+    )
+
+
+async def unclipped(locator) -> bool:
+    """Whether an element shows all of its content (nothing cut off by its own box)."""
+    return await locator.evaluate(
+        "(e) => e.scrollWidth <= e.clientWidth + 1 && e.scrollHeight <= e.clientHeight + 1"
+    )
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+async def test_header_and_totals_at_every_width(server, users, width, tmp_path):
+    """Every header control is inside the viewport, whole and clear of the others; the
+    grand total's cells show their full value, or the compact form with the full value in
+    the title. docs/grid-<width>.png is rewritten with DUCKSHEET_UPDATE_SCREENSHOT=1."""
+    ann = await users.open("ann", viewport={"width": width, "height": 800})
+    await users.open("bob")
+    await expect(ann.locator("#presence li")).to_have_count(2)
+    boxes = {}
+    for selector in HEADER_CONTROLS:
+        control = ann.locator(selector)
+        await expect(control).to_be_visible()
+        box = await control.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, (selector, box)
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 800, (selector, box)
+        assert await unclipped(control), selector
+        boxes[selector] = box
+    for i, a in enumerate(HEADER_CONTROLS):
+        for b in HEADER_CONTROLS[i + 1 :]:
+            assert not overlap(boxes[a], boxes[b]), (a, b)
+    assert await ann.evaluate("document.documentElement.scrollWidth") <= width
+    assert await ann.locator("#presence li.me").inner_text() == "ann (you)"
+    # The name column leaves room for months on a small screen.
+    name_width = await ann.locator("th[data-col='name']").evaluate("(e) => e.offsetWidth")
+    assert name_width <= max(140, width / 3)
+
+    totals = ann.locator("tr[data-level='7'] td.num")
+    count = await totals.count()
+    assert count == 25  # 24 months and the Total
+    for i in range(count):
+        assert await unclipped(totals.nth(i)), await totals.nth(i).get_attribute("data-key")
+    total = cell(ann, None, None, None, None)
+    full = await total.inner_text()
+    assert re.fullmatch(r"[\d,]+\.\d\d", full)
+
+    await ann.locator("#compact-button").click()
+    await expect(ann.locator("#compact-button")).to_have_attribute("aria-pressed", "true")
+    await expect(total).to_have_text(re.compile(r"^-?[\d.]+[KMB]$"))
+    await expect(total).to_have_attribute("title", re.compile(rf"^{re.escape(full)}"))
+    await ann.locator("#compact-button").click()
+    await expect(total).to_have_text(full)
+
+    name = f"grid-{width}.png"
+    path = DOCS / name if os.environ.get("DUCKSHEET_UPDATE_SCREENSHOT") else tmp_path / name
+    await ann.screenshot(path=str(path))
+    assert path.stat().st_size > 5_000
+
+
+async def test_a_value_grown_wider_widens_its_column(server, users):
+    ann, bob = await users.open("ann"), await users.open("bob")
+    supplier, _ = await first_brand(ann)
+    await type_into(bob, cell(bob, supplier, None, None, "2024-05"), "987654321.99")
+    total = cell(ann, None, None, None, "2024-05")
+    await expect(total).to_have_text(re.compile(r"^98\d,\d{3},\d{3}\.\d\d$"))
+    assert await unclipped(total)
+
+
+async def test_dragging_and_double_clicking_a_header_edge(server, users):
+    ann = await users.open("ann")
+    header = ann.locator("th[data-month='2024-01']")
+    fitted = (await header.bounding_box())["width"]
+    grip = await header.locator(".col-resize").bounding_box()
+    x, y = grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2
+    await ann.mouse.move(x, y)
+    await ann.mouse.down()
+    await ann.mouse.move(x - 40, y, steps=4)
+    await ann.mouse.up()
+    narrowed = (await header.bounding_box())["width"]
+    assert abs(narrowed - (fitted - 40)) <= 2
+    clipped = cell(ann, None, None, None, "2024-01")
+    await expect(clipped).to_have_attribute(
+        "title", re.compile(rf"^{re.escape(await clipped.inner_text())}")
+    )
+    await header.locator(".col-resize").dblclick()
+    assert abs((await header.bounding_box())["width"] - fitted) <= 1
+
+
+async def test_report_number_formats(server, users):
+    async with server.client() as http:
+        data = (await http.get("/reports/share-of-parent")).json()["data"]
+    ann = await users.open("ann")
+    await ann.locator("button[data-panel='reports']").click()
+    await ann.locator("#report-name").select_option("share-of-parent")
+    await expect(ann.locator("#report-table tbody tr")).to_have_count(len(data["rows"]))
+    rows = ann.locator("#report-table tbody tr")
+    checked = set()
+    for i, source in enumerate(data["rows"]):
+        share, amount, quantity = (
+            source["share_of_parent"],
+            source["net_amount"],
+            source["quantity"],
+        )
+        tr = rows.nth(i)
+        if share is not None and "share" not in checked:
+            text = await tr.locator("td[data-col='share_of_parent']").inner_text()
+            assert text == f"{share * 100:,.2f} %"
+            checked.add("share")
+        if float(amount) == int(amount) or "money" not in checked:
+            text = await tr.locator("td[data-col='net_amount']").inner_text()
+            assert text == f"{Decimal(str(amount)):,.2f}"
+            checked.add("money")
+        if 1000 <= quantity < 10000 or "quantity" not in checked:
+            text = await tr.locator("td[data-col='quantity']").inner_text()
+            assert text == f"{quantity:,}"
+            checked.add("quantity")
+    assert checked == {"share", "money", "quantity"}
+
+    start = ann.locator("#report-params input[name='start_date']")
+    await expect(start).to_have_attribute("type", "text")
+    await start.fill("2024-02-01")
+    await ann.locator("#report-params input[name='end_date']").fill("2024-02-29")
+    await ann.locator("#report-run").click()
+    await expect(ann.locator("#report-csv")).to_have_attribute(
+        "href", re.compile(r"start_date=2024-02-01&end_date=2024-02-29")
+    )
+    await start.fill("01/02/2024")
+    await ann.locator("#report-run").click()
+    await expect(ann.locator("#report-message")).to_have_text(re.compile("YYYY-MM-DD"))
+
+
+async def test_held_cells_are_read_only_and_only_the_holder_releases(data_dir, redis_url, browser):
+    tokens = {name: f"{name}-token-0123456789" for name in ("ann", "bob", "cat")}
+    spec = ",".join(
+        f"{name}:{role}:{tokens[name]}"
+        for name, role in (("ann", "editor"), ("bob", "editor"), ("cat", "admin"))
+    )
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, port=0, tokens=spec)
+    async with conftest.run_server(settings) as server, users_of(browser, server) as users:
+        ann = await users.open("ann", token=tokens["ann"])
+        bob = await users.open("bob", token=tokens["bob"])
+        cat = await users.open("cat", token=tokens["cat"])
+        supplier, brand = await first_brand(ann)
+        month = "2024-08"
+        before = await summary(server, "net_amount", supplier, brand, None, month)
+        await cell(ann, supplier, brand, None, month).click()
+        await ann.keyboard.press("h")
+        held = cell(bob, supplier, brand, None, month)
+        await expect(held).to_have_attribute("data-held-by", "ann")
+
+        await type_into(bob, held, "5")
+        await expect(held.locator("input.editor")).to_have_count(0)
+        await toast(bob, "is held by ann: read-only")
+        await held.dblclick()
+        await expect(held.locator("input.editor")).to_have_count(0)
+        await expect(held).to_have_text(money(before))
+        await expect(bob.locator("#hold-button")).to_have_text("Release")
+        await expect(bob.locator("#hold-button")).to_be_disabled()
+        await bob.keyboard.press("h")
+        await toast(bob, "only ann or an admin can release it")
+        await expect(held).to_have_class(klass("held"))
+
+        await type_into(ann, cell(ann, supplier, brand, None, month), "5")  # the holder too
+        await toast(ann, "is held by ann")
+        await cell(cat, supplier, brand, None, month).click()
+        await expect(cat.locator("#hold-button")).to_be_enabled()
+        await cat.locator("#hold-button").click()
+        await expect(held).not_to_have_class(klass("held"))
+        assert await summary(server, "net_amount", supplier, brand, None, month) == before

@@ -1,0 +1,149 @@
+/*
+ * ducksheet — the grid's inline editor (td.editing > input.editor, .spread-choice) and
+ * the edits it sends. Created by grid.js with the rendered grid's view (see `rendered`
+ * there), the cell overlays, `notify`, `submit`, `beginAction` and `move` (move the
+ * selection sideways). Held cells are read-only: no editor opens on them.
+ */
+
+import { NAME_COL, TABLE, cellCondition, cellKeyOf, cellLabel } from './model.js';
+import { KIND, el, parseValue, rawValue } from './util.js';
+
+const SPREAD_LABEL = Object.freeze({ proportional: 'Proportional', equal: 'Equal' });
+
+export function createEditor(ctx) {
+  const { state, scroller, overlays } = ctx;
+  let editor = null;           // { key, nodeKey, month, column, input, choice, initial }
+
+  function start(seedText) {
+    const sel = state.selection;
+    if (!sel || sel.col === NAME_COL) return;
+    ctx.beginAction();
+    if (state.role === 'viewer') {
+      ctx.notify('warn', 'Read-only: your role cannot edit.');
+      return;
+    }
+    if (editor) commit(0, true);
+    const key = cellKeyOf(sel.key, sel.col);
+    if (ctx.isHeld(key)) {
+      const by = state.holds.get(key)?.by ?? state.user;
+      ctx.notify('warn', `${cellLabel(state, key)} is held by ${by}: read-only until it is released.`);
+      return;
+    }
+    const td = ctx.cellTd(key);
+    if (!td) return;
+    const kind = KIND[state.measure];
+    const initial = rawValue(ctx.displayedValue(key), kind);
+    const input = el('input', 'editor');
+    input.type = 'text';
+    input.inputMode = 'decimal';
+    input.spellcheck = false;
+    input.autocomplete = 'off';
+    input.setAttribute('aria-label', `New ${state.measure === 'quantity' ? 'quantity' : 'net amount'}`);
+    input.value = seedText === null ? initial : seedText;
+    input.addEventListener('keydown', onKeyDown);
+    input.addEventListener('blur', onBlur);
+    const choice = spreadChoice();
+    editor = { key, nodeKey: sel.key, month: sel.col, column: state.measure, input, choice, initial };
+    td.classList.add('editing');
+    td.append(input, choice);
+    input.focus();
+    if (seedText === null) input.select();
+  }
+
+  // The buttons under the editor choosing how this edit spreads to the rows below the
+  // cell; Enter uses the header's default, Shift+Enter always spreads equally.
+  function spreadChoice() {
+    const box = el('div', 'spread-choice');
+    box.append(el('span', 'spread-label', 'Spread'));
+    for (const spread of ['proportional', 'equal']) {
+      const button = el('button', spread === state.spread ? 'default' : '', SPREAD_LABEL[spread]);
+      button.type = 'button';
+      button.dataset.spread = spread;
+      const keys = [spread === state.spread ? '↵' : '', spread === 'equal' ? '⇧↵' : ''].filter(Boolean);
+      if (keys.length) button.append(el('kbd', '', keys.join(' ')));
+      button.addEventListener('mousedown', (event) => event.preventDefault());  // keep focus
+      button.addEventListener('click', () => commit(0, false, spread));
+      box.append(button);
+    }
+    return box;
+  }
+
+  function onKeyDown(event) {
+    event.stopPropagation();
+    if (event.key === 'Enter') commit(0, false, event.shiftKey ? 'equal' : state.spread);
+    else if (event.key === 'Tab') commit(event.shiftKey ? -1 : 1, false);
+    else if (event.key === 'Escape') close(true);
+    else return;
+    event.preventDefault();
+  }
+
+  // Focus moving elsewhere in the page commits. Switching windows keeps the input active
+  // and re-renders refocus it synchronously, so neither commits.
+  function onBlur(event) {
+    const input = event.target;
+    setTimeout(() => {
+      if (editor && editor.input === input && document.activeElement !== input) commit(0, true);
+    }, 0);
+  }
+
+  function commit(colDelta, fromBlur, spread = state.spread) {
+    const text = editor.input.value;
+    if (text.trim() !== editor.initial) {
+      const parsed = parseValue(text, KIND[editor.column]);
+      if (parsed.error) {
+        ctx.notify('error', fromBlur ? `${parsed.error} Edit discarded.` : parsed.error);
+        if (fromBlur) close(false);
+        else editor.input.select();
+        return;
+      }
+      send(editor, parsed.value, spread);
+    }
+    close(!fromBlur);
+    if (colDelta) ctx.move(colDelta);
+  }
+
+  function close(refocusGrid) {
+    const open = editor;
+    if (!open) return;
+    editor = null;
+    const td = open.input.parentNode;
+    open.input.remove();
+    open.choice.remove();
+    if (td) td.classList.remove('editing');
+    if (refocusGrid) scroller.focus({ preventScroll: true });
+  }
+
+  // Keeps an open editor attached after its row was re-rendered; closes it if the row is gone.
+  function rehome() {
+    if (!editor) return;
+    const td = ctx.cellTd(editor.key);
+    if (!td) {
+      close(true);
+      return;
+    }
+    if (editor.input.parentNode !== td) {
+      td.classList.add('editing');
+      td.append(editor.input, editor.choice);
+    }
+    if (document.activeElement !== editor.input) editor.input.focus({ preventScroll: true });
+  }
+
+  function send(target, value, spread) {
+    const node = state.nodes.get(target.nodeKey);
+    if (!node) return;
+    const key = `${target.key}#${target.column}`;
+    const request = ctx.submit({
+      type: 'edit',
+      table: TABLE,
+      column: target.column,
+      value,
+      condition: cellCondition(node, target.month),
+      spread,
+    }, `Edit of ${cellLabel(state, target.key)}`, (r) => overlays.follow(key, r));
+    if (!request) return;
+    request.value = value;
+    overlays.show(key, request);
+  }
+
+  return { start, close, rehome, isOpen: () => editor !== null };
+}

@@ -1,0 +1,274 @@
+/*
+ * ducksheet — the sheet's data without any DOM: the node tree built from the summary rows
+ * of `sales_summary_by_product_family`, the month columns, the held cells and the seq
+ * bookkeeping. Every function takes the sheet object made by createSheet(); app.js
+ * extends that object into the client state exposed as window.ducksheet.state.
+ */
+
+import { compareSeq, monthLabel } from './util.js';
+
+export const TABLE = 'sales_summary_by_product_family';
+export const LEVEL = Object.freeze({ FAMILY: 0, BRAND: 1, SUPPLIER: 3, TOTAL: 7 });
+export const DEPTH = Object.freeze({ 7: 0, 3: 1, 1: 2, 0: 3 });
+export const NAME_COL = '#name';
+export const TOTAL_COL = '';
+
+const COLLATOR = new Intl.Collator('en', { numeric: true, sensitivity: 'base' });
+
+/* ---- Keys --------------------------------------------------------------------------- */
+
+// Node keys are "supplier|brand|family", cell keys "supplier|brand|family|month"; a null
+// part is "" (the grand total's Total cell is "|||").
+export const part = (v) => (v === null || v === undefined ? '' : String(v));
+export const nodeKeyOf = (s, b, f) => `${part(s)}|${part(b)}|${part(f)}`;
+export const cellKeyOf = (nodeKey, month) => `${nodeKey}|${part(month)}`;
+export const cellKeyOfCell = (c) => cellKeyOf(nodeKeyOf(c.supplier, c.brand, c.family), c.month);
+
+export function splitCellKey(cellKey) {
+  const cut = cellKey.lastIndexOf('|');
+  return { nodeKey: cellKey.slice(0, cut), month: cellKey.slice(cut + 1) };
+}
+
+// The condition naming one summary cell, as the server expects it.
+export function cellCondition(node, month) {
+  return {
+    supplier: node.supplier,
+    brand: node.brand,
+    family: node.family,
+    month: month === TOTAL_COL || month === NAME_COL ? null : month,
+  };
+}
+
+/* ---- The sheet ---------------------------------------------------------------------- */
+
+export function createSheet() {
+  const sheet = {
+    seq: null,                 // last seq seen (snapshot/updates/applied); sent as `since`
+    dataSeq: null,             // seq of the data currently shown (snapshot/updates only)
+    nodes: new Map(),          // node key -> node (see ensureNode)
+    root: null,                // grand-total node
+    months: [],                // sorted "YYYY-MM" columns present in the data
+    monthCount: new Map(),     // month -> number of cells, to notice columns appearing/vanishing
+    expanded: new Set(),       // node keys of expanded suppliers/brands; survives snapshots
+    expandedInitialised: false,
+    holds: new Map(),          // cell key -> { by, level } of every held cell
+    lastChange: null,          // { by, at } of the latest `updates`
+  };
+  resetSheet(sheet);
+  return sheet;
+}
+
+export function resetSheet(sheet) {
+  sheet.nodes = new Map();
+  sheet.monthCount = new Map();
+  sheet.months = [];
+  sheet.root = ensureNode(sheet, LEVEL.TOTAL, null, null, null);
+}
+
+export const columns = (sheet) => [NAME_COL, ...sheet.months, TOTAL_COL];
+
+export function noteSeq(sheet, seq) {
+  if (seq != null && compareSeq(seq, sheet.seq) > 0) sheet.seq = String(seq);
+}
+
+// The stored cell ({ quantity, net_amount, by }) of a cell key, or undefined.
+export function cellOf(sheet, cellKey) {
+  const { nodeKey, month } = splitCellKey(cellKey);
+  return sheet.nodes.get(nodeKey)?.cells.get(month);
+}
+
+// "Coach · Mar 2024" for messages and tooltips.
+export function cellLabel(sheet, cellKey) {
+  const { nodeKey, month } = splitCellKey(cellKey);
+  const node = sheet.nodes.get(nodeKey);
+  return `${node ? node.label : nodeKey} · ${month ? monthLabel(month) : 'Total'}`;
+}
+
+// Only the holder or an admin may release a hold.
+export function mayRelease(hold, user, role) {
+  return role === 'admin' || (hold.by != null && hold.by === user);
+}
+
+/* ---- The node tree ------------------------------------------------------------------ */
+
+function parentArgs(level, supplier, brand) {
+  if (level === LEVEL.FAMILY) return [LEVEL.BRAND, supplier, brand, null];
+  if (level === LEVEL.BRAND) return [LEVEL.SUPPLIER, supplier, null, null];
+  return [LEVEL.TOTAL, null, null, null];
+}
+
+function labelOf(level, supplier, brand, family) {
+  if (level === LEVEL.TOTAL) return 'Grand total';
+  const name = level === LEVEL.SUPPLIER ? supplier : level === LEVEL.BRAND ? brand : family;
+  return name === null || name === '' ? '(blank)' : String(name);
+}
+
+// Returns the node for a key, creating it (and any missing ancestors) on first sight.
+function ensureNode(sheet, level, supplier, brand, family) {
+  const key = nodeKeyOf(supplier, brand, family);
+  const existing = sheet.nodes.get(key);
+  if (existing) return existing;
+  const node = {
+    key, level, supplier, brand, family,
+    label: labelOf(level, supplier, brand, family),
+    cells: new Map(),        // month ("" = all months) -> { quantity, net_amount, by }
+    children: [],
+    sorted: true,
+    parent: null,
+  };
+  sheet.nodes.set(key, node);
+  if (level !== LEVEL.TOTAL) {
+    node.parent = ensureNode(sheet, ...parentArgs(level, supplier, brand));
+    node.parent.children.push(node);
+    node.parent.sorted = false;
+  }
+  return node;
+}
+
+// Removes a node without cells or children, then any ancestors left empty by that.
+function pruneNode(sheet, node) {
+  let current = node;
+  while (current.level !== LEVEL.TOTAL && current.cells.size === 0 && current.children.length === 0) {
+    sheet.nodes.delete(current.key);
+    const siblings = current.parent.children;
+    siblings.splice(siblings.indexOf(current), 1);
+    current = current.parent;
+  }
+}
+
+export function sortedChildren(node) {
+  if (!node.sorted) {
+    node.children.sort((a, b) => COLLATOR.compare(a.label, b.label));
+    node.sorted = true;
+  }
+  return node.children;
+}
+
+export function isExpandable(node) {
+  return node.level !== LEVEL.TOTAL && node.children.length > 0;
+}
+
+export function isExpanded(sheet, node) {
+  return node.level === LEVEL.TOTAL || sheet.expanded.has(node.key);
+}
+
+// Flips an expandable node; false when there is nothing to expand.
+export function toggleExpanded(sheet, nodeKey) {
+  const node = sheet.nodes.get(nodeKey);
+  if (!node || !isExpandable(node)) return false;
+  if (sheet.expanded.has(nodeKey)) sheet.expanded.delete(nodeKey);
+  else sheet.expanded.add(nodeKey);
+  return true;
+}
+
+export function expandAncestors(sheet, node) {
+  for (let up = node.parent; up && up.level !== LEVEL.TOTAL; up = up.parent) sheet.expanded.add(up.key);
+}
+
+// The nodes shown, in display order: every child of an expanded node.
+export function visibleNodes(sheet) {
+  const list = [];
+  const walk = (node) => {
+    list.push(node);
+    if (isExpanded(sheet, node)) sortedChildren(node).forEach(walk);
+  };
+  walk(sheet.root);
+  return list;
+}
+
+/* ---- Applying summary rows ---------------------------------------------------------- */
+
+function countMonth(sheet, month, delta, changes) {
+  if (month === TOTAL_COL) return;
+  const count = (sheet.monthCount.get(month) || 0) + delta;
+  if (count > 0) sheet.monthCount.set(month, count);
+  else sheet.monthCount.delete(month);
+  if (count === 0 || (delta > 0 && count === 1)) changes.columns = true;
+}
+
+// The row's level, inferred from which key parts are null when it is missing or unknown.
+function levelOf(row) {
+  const level = Number(row.level);
+  if (row.level !== null && row.level !== undefined && level in DEPTH) return level;
+  if (row.family != null) return LEVEL.FAMILY;
+  if (row.brand != null) return LEVEL.BRAND;
+  return row.supplier != null ? LEVEL.SUPPLIER : LEVEL.TOTAL;
+}
+
+// Applies one summary row (insert, replace or delete) and records what changed.
+function applyRow(sheet, row, by, changes) {
+  if (row.table && row.table !== TABLE) return;
+  const supplier = row.supplier ?? null;
+  const brand = row.brand ?? null;
+  const family = row.family ?? null;
+  const nodeKey = nodeKeyOf(supplier, brand, family);
+  const month = part(row.month);
+  if (row.deleted) {
+    const node = sheet.nodes.get(nodeKey);
+    if (!node || !node.cells.delete(month)) return;
+    countMonth(sheet, month, -1, changes);
+    if (node.cells.size === 0) {
+      pruneNode(sheet, node);
+      changes.structure = true;
+    }
+  } else {
+    if (!sheet.nodes.has(nodeKey)) changes.structure = true;
+    const node = ensureNode(sheet, levelOf(row), supplier, brand, family);
+    if (!node.cells.has(month)) countMonth(sheet, month, +1, changes);
+    node.cells.set(month, { quantity: row.quantity, net_amount: row.net_amount, by });
+  }
+  changes.cells.push(cellKeyOf(nodeKey, month));
+}
+
+function sortMonths(sheet) {
+  sheet.months = [...sheet.monthCount.keys()].sort();
+}
+
+// Expands the first supplier once, on the first snapshot that has one.
+function expandFirstSupplier(sheet) {
+  const first = sortedChildren(sheet.root)[0];
+  if (first) sheet.expanded.add(first.key);
+  return Boolean(first);
+}
+
+// Replaces everything with a `snapshot`. Returns the cell keys whose hold changed.
+export function applySnapshot(sheet, msg) {
+  resetSheet(sheet);
+  const changes = { cells: [], structure: false, columns: false };
+  (msg.rows || []).forEach((row) => applyRow(sheet, row, null, changes));
+  sortMonths(sheet);
+  if (!sheet.expandedInitialised) sheet.expandedInitialised = expandFirstSupplier(sheet);
+  if (msg.seq != null) sheet.seq = String(msg.seq);
+  sheet.dataSeq = msg.seq ?? null;
+  return { holds: applyHolds(sheet, msg.holds, true) };
+}
+
+// Applies an `updates` frame. Returns null for one already shown, else what changed:
+// { cells, structure, columns, by, holds }.
+export function applyUpdates(sheet, msg) {
+  if (msg.seq != null && sheet.dataSeq != null && compareSeq(msg.seq, sheet.dataSeq) <= 0) return null;
+  const by = Array.isArray(msg.by) ? msg.by : [];
+  const changes = { cells: [], structure: false, columns: false, by };
+  (msg.rows || []).forEach((row) => applyRow(sheet, row, by, changes));
+  if (changes.columns) sortMonths(sheet);
+  if (msg.seq != null) {
+    sheet.dataSeq = String(msg.seq);
+    noteSeq(sheet, msg.seq);
+  }
+  sheet.lastChange = { by, at: new Date() };
+  changes.holds = applyHolds(sheet, msg.holds, false);
+  return changes;
+}
+
+// Applies `updates.holds` (or `snapshot.holds` when `replace`); returns the keys touched.
+export function applyHolds(sheet, holds, replace) {
+  const touched = replace ? [...sheet.holds.keys()] : [];
+  if (replace) sheet.holds = new Map();
+  for (const hold of holds || []) {
+    const key = cellKeyOfCell(hold);
+    if (hold.on === false) sheet.holds.delete(key);
+    else sheet.holds.set(key, { by: hold.by, level: hold.level });
+    touched.push(key);
+  }
+  return touched;
+}
