@@ -1,0 +1,240 @@
+"""Issue #16: hostile input gets a clear 4xx, numbers stay exact, and browsers cannot
+be turned against the server. Every test runs a real server (port 0, real Redis, real
+DuckDB)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+import redis as redis_sync
+import websockets
+from conftest import RunningServer
+from helpers import TIMEOUT, Client, read, some_sales
+
+from protocol.catalog import SUMMARY
+from server.streams import REQUESTS
+
+JSON = {"content-type": "application/json"}
+MAX_ID = "18446744073709551615-18446744073709551615"
+SQL_WORDS = ("SELECT", "CAST", "INTEGER", "DECIMAL(", "Conversion Error", "Binder", "Parser")
+
+
+def exact(text: str | bytes) -> Any:
+    """JSON with its numbers read exactly (as a client that cares about cents does)."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def assert_no_sql(text: str) -> None:
+    for word in SQL_WORDS:
+        assert word not in text, text
+
+
+async def fingerprint(server: RunningServer) -> tuple[Any, ...]:
+    rows = await read(
+        server,
+        "SELECT (SELECT sum(hash(sale_id, invoice_date, product_id, customer_id, quantity, "
+        "net_price)) FROM sales), (SELECT sum(hash(supplier, brand, family, month, quantity, "
+        f"net_amount, line_count)) FROM {SUMMARY}), (SELECT sum(hash(product_name, brand)) "
+        "FROM product), (SELECT count(*) FROM holds)",
+    )
+    return rows[0]
+
+
+def request_count(redis_url: str) -> int:
+    with redis_sync.Redis.from_url(redis_url) as r:
+        return r.xlen(REQUESTS)
+
+
+async def ws_answers(server: RunningServer, frames: list[str]) -> list[dict[str, Any]]:
+    """Send raw text frames after hello; the answer (rejected/error) to each, then check
+    the socket still answers a ping."""
+    client = await Client.connect(server, "mallory")
+    await client.next("welcome")
+    for frame in frames:
+        await client.ws.send(frame)
+    answers: list[dict[str, Any]] = []
+    async with asyncio.timeout(TIMEOUT):
+        while len(answers) < len(frames):
+            frame = orjson.loads(await client.ws.recv())
+            if frame["type"] in ("rejected", "error"):
+                answers.append(frame)
+    await client.send({"type": "ping"})
+    await client.next("pong")
+    await client.close()
+    return answers
+
+
+def code_of(frame: dict[str, Any]) -> str:
+    return frame["error"]["code"] if frame["type"] == "rejected" else frame["code"]
+
+
+# ---- 1. numbers beyond the decimal context --------------------------------------------
+
+HUGE_EDITS = [
+    '{"table":"sales","column":"net_price","value":1e308,"condition":{"sale_id":1}}',
+    '{"table":"sales","column":"net_price","value":-1e308,"condition":{"sale_id":1}}',
+    '{"table":"sales","column":"net_price","value":"123456789012345678901234567890.5",'
+    '"condition":{"sale_id":1}}',
+    '{"table":"sales","column":"net_price","value":1,"expect":1e308,"condition":{"sale_id":1}}',
+    '{"table":"sales","column":"quantity","value":123456789012345678901234567890,'
+    '"condition":{"sale_id":1}}',
+    '{"table":"sales","column":"quantity","value":1,'
+    '"condition":{"sale_id":123456789012345678901234567890}}',
+    '{"table":"sales","column":"quantity","value":1,"condition":{"net_price":1e30}}',
+    '{"table":"sales","column":"quantity","value":1,'
+    '"condition":"net_price = 123456789012345678901234567890.25"}',
+    '{"table":"sales","column":"quantity","value":1,'
+    '"condition":"sale_id = 123456789012345678901234567890"}',
+    '{"table":"sales","column":"quantity","value":1,"condition":{"sale_id":1e-400}}',
+    '{"table":"product","column":"unit_price","value":10000000000,"condition":{"product_id":1}}',
+    '{"table":"sales","column":"quantity","value":1,"condition":{"product_id":3000000000}}',
+    '{"table":"sales_summary_by_product_family","column":"net_amount","value":1e308}',
+]
+
+
+async def test_huge_numbers_are_refused_over_rest_and_websocket(server, redis_url):
+    before = await fingerprint(server)
+    async with server.client() as http:
+        for edit in HUGE_EDITS:
+            response = await http.post(
+                "/update_cell", content=f'{{"data":{edit}}}'.encode(), headers=JSON
+            )
+            assert response.status_code == 422, (edit, response.text)
+            assert response.json()["error"]["code"] in ("invalid_value", "bad_condition")
+        for condition in (
+            '{"net_price":1e308}',
+            '{"sale_id":123456789012345678901234567890}',
+            '"net_price > 123456789012345678901234567890.5"',
+            '{"product_id":3000000000}',
+        ):
+            response = await http.get("/view_table/sales", params={"condition": condition})
+            assert response.status_code == 422, (condition, response.text)
+    frames = [f'{{"type":"edit","id":"h{i}",{e[1:]}' for i, e in enumerate(HUGE_EDITS)]
+    answers = await ws_answers(server, frames)
+    assert [a["type"] for a in answers] == ["rejected"] * len(frames)
+    assert {code_of(a) for a in answers} <= {"invalid_value", "bad_condition"}
+    assert all(a["request"] is None for a in answers)  # refused at the edge
+    assert await fingerprint(server) == before
+    assert request_count(redis_url) == 0
+
+
+# ---- 2. non-ASCII digits and out-of-range ids ------------------------------------------
+
+BAD_SEQS = [
+    "\u00b2",
+    "\u0661-0",
+    "1-\u00b2",
+    "18446744073709551616-0",
+    "1-18446744073709551616",
+    "-1",
+    "1-",
+]
+
+
+async def test_ids_and_numbers_take_ascii_digits_in_range_only(server):
+    async with server.client() as http:
+        for seq in BAD_SEQS:
+            for path in ("/get_updates", f"/requests/{seq}"):
+                params = {"since": seq} if path == "/get_updates" else None
+                response = await http.get(path, params=params)
+                assert response.status_code == 400, (path, seq, response.text)
+                assert response.json()["error"]["code"] == "bad_message"
+        assert (await http.get(f"/requests/{MAX_ID}")).status_code == 404
+        newest = await http.get("/get_updates", params={"since": MAX_ID})
+        assert newest.status_code == 200 and newest.json()["data"]["resync"] is True
+        for name, value in [
+            ("limit", "\u0661\u0660"),
+            ("limit", "1_0"),
+            ("limit", " 5"),
+            ("limit", "99999999999999999999999"),
+            ("offset", "\u0663"),
+        ]:
+            response = await http.get("/view_table/sales", params={name: value})
+            assert response.status_code == 400, (name, value)
+        for wait in ("nan", "-5", "inf", "1e1", "\u0663", "31", "0x1"):
+            response = await http.post(
+                f"/update_cell?wait={wait}",
+                json={"data": {"table": "sales", "column": "quantity", "value": 1}},
+            )
+            assert response.status_code == 400, (wait, response.text)
+            assert "'wait'" in response.json()["error"]["message"]
+        for bad in ("\u00b2", "1e3", "\u0661\u0662"):
+            response = await http.get("/reports/top-5-by-revenue", params={"limit": bad})
+            assert response.status_code == 422, bad
+    for seq in BAD_SEQS:
+        ws = await websockets.connect(server.ws_url)
+        await ws.send(json.dumps({"type": "hello", "name": "x", "since": seq}))
+        frame = orjson.loads(await ws.recv())
+        assert frame["type"] == "error" and frame["code"] == "bad_message"
+        with pytest.raises(websockets.ConnectionClosed):
+            async with asyncio.timeout(TIMEOUT):
+                await ws.recv()
+        assert ws.close_code == 1008
+    # the largest id there can be is well formed, and nothing follows it: resync
+    client = await Client.connect(server, "max", since=MAX_ID)
+    await client.next("resync")
+    assert (await client.next("snapshot"))["rows"]
+    await client.close()
+
+
+# ---- 3. money stays exact on the way in and out ----------------------------------------
+
+
+async def test_money_is_exact_in_and_out(server):
+    amount = "99999999999999.99"
+    sale_id = (await some_sales(server, 1))[0]
+    watcher = await Client.connect(server, "watcher")
+    welcome_seq = (await watcher.next("welcome"))["seq"]
+    await watcher.next("snapshot")
+    async with server.client() as http:
+        body = (
+            f'{{"data":{{"table":"sales","column":"net_price","value":{amount},'
+            f'"condition":{{"sale_id":{sale_id}}}}}}}'
+        )
+        response = await http.post("/update_cell?wait=10", content=body, headers=JSON)
+        assert response.json()["data"]["status"] == "applied", response.text
+        stored = await read(server, "SELECT net_price FROM sales WHERE sale_id = ?", sale_id)
+        assert stored == [(Decimal(amount),)]
+        view = await http.get("/view_table/sales", params={"condition": f'{{"sale_id":{sale_id}}}'})
+        assert f'"net_price":{amount}' in view.text
+        assert exact(view.text)["data"]["rows"][0]["net_price"] == Decimal(amount)
+        updates = exact((await http.get("/get_updates", params={"since": welcome_seq})).text)
+        sales_rows = [u for u in updates["data"]["updates"] if u["table"] == "sales"]
+        assert sales_rows[0]["net_price"] == Decimal(amount)
+        total = await read(
+            server, f"SELECT net_amount FROM {SUMMARY} WHERE level = 7 AND month IS NULL"
+        )
+        summary_rows = exact(
+            (
+                await http.get(
+                    f"/view_table/{SUMMARY}", params={"condition": '{"level":7,"month":null}'}
+                )
+            ).text
+        )["data"]["rows"]
+        assert summary_rows[0]["net_amount"] == total[0][0]
+        # a whole amount goes out with its cents, as DuckDB holds it
+        assert str(summary_rows[0]["net_amount"]) == str(total[0][0])
+    frame = None
+    async with asyncio.timeout(TIMEOUT):
+        while frame is None:
+            candidate = exact(await watcher.ws.recv())
+            if candidate["type"] == "updates" and candidate["base"]:
+                frame = candidate
+    assert frame["base"][0]["net_price"] == Decimal(amount)
+    grand = [r for r in frame["rows"] if r["level"] == 7 and r["month"] is None]
+    assert grand[0]["net_amount"] == total[0][0]
+    await watcher.close()
+    snapshot_client = await websockets.connect(server.ws_url, max_size=None)
+    await snapshot_client.send(json.dumps({"type": "hello", "name": "s"}))
+    snapshot = None
+    while snapshot is None:
+        candidate = exact(await snapshot_client.recv())
+        snapshot = candidate if candidate["type"] == "snapshot" else None
+    grand = [r for r in snapshot["rows"] if r["level"] == 7 and r["month"] is None]
+    assert grand[0]["net_amount"] == total[0][0]
+    await snapshot_client.close()
