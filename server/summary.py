@@ -14,6 +14,7 @@ from server import spread as spreading
 from server.batch import SALES_NODE, Batch, Cell, Changes, Conn, Known, Measures, SummaryRow
 from server.cells import Delta, Node, roll_up
 from server.holds import held_flag_sql, reject_if_held
+from server.ranges import check_cells, check_query, check_shares
 
 SUMMARY_COLUMNS = ("supplier", "brand", "family", "month", "level", "quantity", "net_amount")
 GROUPING_SETS = """
@@ -113,6 +114,10 @@ def _spread_proportionally(con: Conn, units: str, held: str, amount: int) -> Non
 def _write_new_units(con: Conn, column: str, batch: Batch) -> None:
     """Apply `_new` (sale_id, old_units, new_units) to the sales rows that change."""
     changed = "SELECT sale_id FROM _new WHERE new_units <> old_units"
+    low, high = con.execute(
+        "SELECT min(new_units), max(new_units) FROM _new WHERE new_units <> old_units"
+    ).fetchone()  # type: ignore[misc]
+    check_shares("net_price" if column == "net_amount" else column, low, high, SCALES[column])
     if column == "net_amount":
         name, value = "net_price", "(n.new_units::DECIMAL(18, 0) * 0.01)::DECIMAL(18, 2)"
     else:
@@ -195,6 +200,9 @@ def _cell_filter(cell: dict[str, Any]) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
+SCALES = {"net_amount": 100, "quantity": 1}  # units of a summary measure: cents, pieces
+
+
 def _units(value: Any, scale: int) -> int:
     return int(Decimal(str(value)) * scale)
 
@@ -250,6 +258,14 @@ MOVE_CELLS = f"""
 """
 
 
+# The largest |quantity| and |net_amount| of the cells MOVE_CELLS would leave.
+RANGE_AFTER_MOVE = f"""
+    SELECT max(abs(coalesce(t.quantity, 0) + d.dq)), max(abs(coalesce(t.net_amount, 0) + d.dn))
+    FROM ({NODE_DELTA}) d LEFT JOIN {SUMMARY} t ON {SAME_CELL}
+    WHERE coalesce(t.line_count, 0) + d.dc <> 0
+"""
+
+
 def update_summary(con: Conn, batch: Batch | None = None) -> list[dict[str, Any]]:
     """Move the summary by the net change of the rows in `_before` (then empty it);
     return the cells the batch changed. `batch` knows whether anything is pending and
@@ -260,6 +276,7 @@ def update_summary(con: Conn, batch: Batch | None = None) -> list[dict[str, Any]
     else:
         pending = bool(con.execute("SELECT count(*) FROM _before").fetchone()[0])  # type: ignore[index]
     if pending:
+        check_query(con, RANGE_AFTER_MOVE)
         returned = con.execute(MOVE_CELLS.format(source=NODE_DELTA)).fetchall()
         changes.add(returned)
         if batch is not None:
@@ -290,6 +307,8 @@ def apply_cell_deltas(con: Conn, deltas: dict[Cell, list[Any]], batch: Batch) ->
         now = (quantity + dq, net_amount + dn, line_count + dc)
         keyed.append((cell_id, *now))
         returned.append((*cell, *now, cell_id, "UPDATE"))
+    check_cells([(row[1], row[2]) for row in keyed])
+    check_cells([(dq, dn) for cell, (dq, dn, _) in others.items() if cell not in summary])
     if keyed:
         batch.known.update_rows(con, SUMMARY, KEYED_MEASURES, keyed)
     if others:

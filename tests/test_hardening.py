@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +18,7 @@ from conftest import RunningServer
 from helpers import TIMEOUT, Client, read, some_sales
 
 from protocol.catalog import SUMMARY
-from server.streams import REQUESTS
+from server.streams import DEAD_LETTERS, REQUESTS
 
 JSON = {"content-type": "application/json"}
 MAX_ID = "18446744073709551615-18446744073709551615"
@@ -238,3 +239,89 @@ async def test_money_is_exact_in_and_out(server):
     grand = [r for r in snapshot["rows"] if r["level"] == 7 and r["month"] is None]
     assert grand[0]["net_amount"] == total[0][0]
     await snapshot_client.close()
+
+
+# ---- 4. in-range values that would overflow what the write produces ------------------
+
+
+async def a_family_month(server: RunningServer) -> dict[str, Any]:
+    rows = await read(
+        server,
+        f"SELECT supplier, brand, family, month FROM {SUMMARY} WHERE level = 0 "
+        "AND month IS NOT NULL ORDER BY line_count, supplier, brand, family, month LIMIT 1",
+    )
+    return dict(zip(("supplier", "brand", "family", "month"), rows[0], strict=True))
+
+
+async def test_writes_that_would_overflow_storage_are_422(server, redis_url, caplog):
+    caplog.set_level(logging.INFO)
+    cell = await a_family_month(server)
+    before = await fingerprint(server)
+    quantity = {"table": SUMMARY, "column": "quantity", "value": 10**12, "condition": cell}
+    async with server.client() as http:
+        response = await http.post("/update_cell?wait=10", json={"data": quantity})
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "invalid_value"
+        assert_no_sql(response.text)
+        # the generic path: one UPDATE of many rows, the summary settled at the end
+        huge = {
+            "table": "sales",
+            "column": "net_price",
+            "value": "99999999999999.99",
+            "condition": {"quantity": 5},
+        }
+        response = await http.post("/update_cell?wait=10", json={"data": huge})
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "invalid_value"
+        assert_no_sql(response.text)
+        status = (await http.get(f"/requests/{response.json()['data']['request_id']}")).json()
+        assert status["data"]["error"]["code"] == "invalid_value"
+    assert await fingerprint(server) == before
+    # point edits, settled in Python: eleven lines at the top of the range pass 10**15
+    sales = await some_sales(server, 12)
+    client = await Client.connect(server, "big")
+    await client.next("welcome")
+    for index, sale_id in enumerate(sales):
+        await client.edit(
+            f"p{index}",
+            table="sales",
+            column="net_price",
+            value="99999999999999.99",
+            condition={"sale_id": sale_id},
+        )
+    frames: dict[str, dict[str, Any]] = {}
+    async with asyncio.timeout(TIMEOUT):
+        while len(frames) < len(sales):
+            frame = orjson.loads(await client.ws.recv())
+            if frame["type"] in ("applied", "rejected"):
+                frames[frame["id"]] = frame
+    kinds = [frames[f"p{i}"]["type"] for i in range(len(sales))]
+    assert kinds.count("applied") == 9 and kinds[9:] == ["rejected"] * 3, kinds
+    assert {frames[f"p{i}"]["error"]["code"] for i in range(9, 12)} == {"invalid_value"}
+    # a quantity spread over more units than a sales row holds, over the WebSocket
+    await client.edit("q", **quantity)
+    rejected = await client.next("rejected", id="q")
+    assert rejected["error"]["code"] == "invalid_value"
+    assert_no_sql(json.dumps(rejected))
+    await client.close()
+    with redis_sync.Redis.from_url(redis_url) as r:
+        assert r.xlen(DEAD_LETTERS) == 0
+    assert not [rec for rec in caplog.records if rec.exc_info]
+    for record in caplog.records:
+        assert_no_sql(record.getMessage())
+
+
+async def test_negative_quantities_are_refused_as_by_imports(server):
+    sale_id = (await some_sales(server, 1))[0]
+    edit = {"table": "sales", "column": "quantity", "value": -1, "condition": {"sale_id": sale_id}}
+    async with server.client() as http:
+        response = await http.post("/update_cell", json={"data": edit})
+        assert response.status_code == 422 and "at least 0" in response.json()["error"]["message"]
+        cell = await a_family_month(server)
+        summary = {"table": SUMMARY, "column": "quantity", "value": -5, "condition": cell}
+        assert (await http.post("/update_cell", json={"data": summary})).status_code == 422
+        # comparing with a negative number is still fine
+        view = await http.get("/view_table/sales", params={"condition": "quantity > -1"})
+        assert view.status_code == 200
+    answers = await ws_answers(server, [json.dumps({"type": "edit", "id": "n", **edit})])
+    assert code_of(answers[0]) == "invalid_value"
