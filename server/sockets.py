@@ -16,6 +16,7 @@ from protocol.messages import Cursor, EditMessage, Hello, HoldMessage, Ping, par
 from server.auth import Identity
 from server.hub import Subscriber, updates_frame
 from server.limits import RateLimited, TokenBucket
+from server.origins import origin_allowed
 from server.reads import snapshot
 from server.services import Services
 from server.streams import REDIS_ERRORS, entries_after
@@ -111,12 +112,7 @@ class Session:
     def _origin_allowed(self) -> bool:
         """Browsers send Origin: allow the server's own and the configured ones. Clients
         without an Origin (tools, other servers) are not browsers and pass."""
-        origin = self.ws.headers.get("origin")
-        if origin is None:
-            return True
-        origin = origin.rstrip("/")
-        own = {f"{scheme}://{self.ws.headers.get('host', '')}" for scheme in ("http", "https")}
-        return origin in own or origin in self.services.settings.origins
+        return origin_allowed(self.ws.headers.get("origin"), self.ws.app.state.origins)
 
     async def _refuse(self, exc: ProtocolError) -> None:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):

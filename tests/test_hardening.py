@@ -14,10 +14,11 @@ import orjson
 import pytest
 import redis as redis_sync
 import websockets
-from conftest import RunningServer
+from conftest import RunningServer, run_server
 from helpers import TIMEOUT, Client, read, some_sales
 
 from protocol.catalog import SUMMARY
+from server.config import Settings
 from server.streams import DEAD_LETTERS, REQUESTS
 
 JSON = {"content-type": "application/json"}
@@ -325,3 +326,119 @@ async def test_negative_quantities_are_refused_as_by_imports(server):
         assert view.status_code == 200
     answers = await ws_answers(server, [json.dumps({"type": "edit", "id": "n", **edit})])
     assert code_of(answers[0]) == "invalid_value"
+
+
+# ---- 6, 7. browsers: cross-site requests and DNS rebinding -----------------------------
+
+
+async def test_cross_site_posts_are_refused(server, redis_url):
+    sale_id = (await some_sales(server, 1))[0]
+    body = json.dumps(
+        {
+            "data": {
+                "table": "sales",
+                "column": "quantity",
+                "value": 3,
+                "condition": {"sale_id": sale_id},
+            }
+        }
+    )
+    port = server.base.rsplit(":", 1)[1]
+    before = await fingerprint(server)
+    csv = b"customer_id,customer_name,email,region,segment\n1,Mallory,m@x.example,North,SMB\n"
+    async with server.client() as http:
+        refused = [
+            await http.post("/update_cell", content=body, headers={"content-type": "text/plain"}),
+            await http.post("/update_cell", content=body),  # no content type at all
+            await http.post(
+                "/update_cell",
+                content=body,
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            ),
+            await http.post(
+                "/update_cell",
+                content=body,
+                headers={**JSON, "origin": "http://evil.example"},
+            ),
+            await http.post(
+                "/update_cell",
+                content=body,
+                headers={**JSON, "origin": f"http://evil.example:{port}"},
+            ),
+            await http.post("/update_cell", content=body, headers={**JSON, "origin": "null"}),
+            await http.post("/holds", content=body, headers={"content-type": "text/plain"}),
+            await http.post(
+                "/import/customer?upsert=true", content=csv, headers={"content-type": "text/plain"}
+            ),
+            await http.post(
+                "/import/customer?upsert=true",
+                content=csv,
+                headers={"content-type": "text/csv", "origin": "http://evil.example"},
+            ),
+            await http.post(
+                "/update_cell",
+                content=body,
+                headers={
+                    **JSON,
+                    "host": f"evil.example:{port}",
+                    "origin": f"http://evil.example:{port}",
+                },
+            ),
+        ]
+        for response in refused:
+            assert response.status_code == 403, response.text
+            assert response.json()["error"]["code"] == "forbidden"
+        assert await fingerprint(server) == before
+        assert request_count(redis_url) == 0
+        for origin in (
+            f"http://127.0.0.1:{port}",
+            f"http://localhost:{port}",
+            f"http://[::1]:{port}",
+        ):
+            ok = await http.post("/update_cell", content=body, headers={**JSON, "origin": origin})
+            assert ok.status_code == 202, (origin, ok.text)
+        charset = {"content-type": "application/json; charset=utf-8"}
+        assert (await http.post("/update_cell", content=body, headers=charset)).status_code == 202
+        # reads are not state-changing: a foreign origin's GET is answered (CORS keeps
+        # the page from reading it)
+        assert (
+            await http.get("/healthz", headers={"origin": "http://evil.example"})
+        ).status_code in (200, 503)
+
+
+async def test_dns_rebinding_is_refused_at_the_websocket_handshake(server):
+    port = int(server.base.rsplit(":", 1)[1])
+    for host in ("evil.example", "127.0.0.1.evil.example"):
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(
+                f"ws://{host}:{port}/ws",
+                host="127.0.0.1",
+                port=port,
+                origin=f"http://{host}:{port}",
+            )
+        assert refused.value.response.status_code == 403
+    for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}", f"http://[::1]:{port}"):
+        ws = await websockets.connect(server.ws_url, origin=origin)
+        await ws.send(json.dumps({"type": "hello", "name": "own"}))
+        assert orjson.loads(await ws.recv())["type"] == "welcome"
+        await ws.close()
+    with pytest.raises(websockets.InvalidStatus):  # another port of the same host
+        await websockets.connect(server.ws_url, origin=f"http://127.0.0.1:{port + 1}")
+
+
+async def test_configured_origins_are_allowed(data_dir, redis_url):
+    settings = Settings(
+        data_dir=data_dir, redis_url=redis_url, allowed_origins="https://grid.example.com/"
+    )
+    async with run_server(settings) as server:
+        ws = await websockets.connect(server.ws_url, origin="https://grid.example.com")
+        await ws.send(json.dumps({"type": "hello", "name": "proxy"}))
+        assert orjson.loads(await ws.recv())["type"] == "welcome"
+        await ws.close()
+        async with server.client() as http:
+            response = await http.post(
+                "/update_cell",
+                json={"data": {"table": "sales", "column": "quantity", "value": 1}},
+                headers={"origin": "https://grid.example.com"},
+            )
+            assert response.status_code == 422  # past the guard: no condition
