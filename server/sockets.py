@@ -73,9 +73,17 @@ class Session:
             await self.ws.close(CLOSE_POLICY)  # before accept: the handshake gets a 403
             return
         await self.ws.accept()
+        # Counted from accept, not from hello: sockets waiting to say hello count too.
         if len(self.services.sessions) >= self.services.settings.max_connections:
             await self._refuse(ProtocolError("unavailable", "too many connections; retry later"))
             return
+        self.services.sessions.add(self)
+        try:
+            await self._serve()
+        finally:
+            self.services.sessions.discard(self)
+
+    async def _serve(self) -> None:
         try:
             hello = await asyncio.wait_for(self._receive_hello(), HELLO_TIMEOUT)
             self.identity = self.services.auth.identify(hello.token, hello.name)
@@ -85,8 +93,9 @@ class Session:
         except ProtocolError as exc:
             await self._refuse(exc)
             return
+        except WebSocketDisconnect:
+            return
         self.user = self.identity.name
-        self.services.sessions.add(self)
         hub = self.services.hub
         hub.subscribers.add(self.subscriber)
         self.member = hub.presence.join(self.user, self.subscriber.send)
@@ -100,7 +109,6 @@ class Session:
             log.warning("closing %s: redis unavailable (%s)", self.user, exc)
             await self._refuse(ProtocolError("unavailable", "updates are unavailable; retry"))
         finally:
-            self.services.sessions.discard(self)
             hub.presence.leave(self.member)
             hub.subscribers.discard(self.subscriber)
             for ref in self._refs:

@@ -328,6 +328,34 @@ async def test_negative_quantities_are_refused_as_by_imports(server):
     assert code_of(answers[0]) == "invalid_value"
 
 
+# ---- 5. the connection cap counts from accept ------------------------------------------
+
+
+async def test_connection_cap_counts_sockets_from_accept(data_dir, redis_url):
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, max_connections=5)
+    async with run_server(settings) as server:
+        sockets = await asyncio.gather(
+            *(websockets.connect(server.ws_url) for _ in range(20)), return_exceptions=True
+        )
+        opened = [ws for ws in sockets if not isinstance(ws, BaseException)]
+        for ws in opened:
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.send(json.dumps({"type": "hello", "name": "crowd"}))
+                await ws.send(json.dumps({"type": "ping"}))
+                async with asyncio.timeout(TIMEOUT):
+                    while True:
+                        frame = orjson.loads(await ws.recv())
+                        if frame["type"] == "pong":
+                            break
+                raise websockets.ConnectionClosedOK(None, None)  # welcomed: counted below
+        welcomed = [ws for ws in opened if ws.close_code is None]
+        refused = [ws for ws in opened if ws.close_code == 1013]
+        assert len(welcomed) <= 5 and len(welcomed) + len(refused) == len(opened)
+        assert len(refused) >= 15 - (20 - len(opened))
+        for ws in welcomed:
+            await ws.close()
+
+
 # ---- 6, 7. browsers: cross-site requests and DNS rebinding -----------------------------
 
 
