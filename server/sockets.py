@@ -175,11 +175,22 @@ class Session:
             self.subscriber.start(state["seq"])
             return
         last = hello.since
-        for payload in replay or []:
-            frame = updates_frame([payload])
-            if frame is not None:
-                self.subscriber.send(frame)
-            last = payload["seq"]
+        while replay:  # every missed entry in order, REPLAY_LIMIT at a time
+            for payload in replay:
+                frame = updates_frame([payload])
+                if frame is not None:
+                    self.subscriber.send(frame)
+                last = payload["seq"]
+            if len(replay) < REPLAY_LIMIT:
+                break
+            assert last is not None
+            replay = await entries_after(services.redis, last, REPLAY_LIMIT)
+            if replay is None:  # trimmed past `last` while replaying: start again
+                state = await services.db.read(snapshot)
+                self.send({"type": "resync", "seq": state["seq"]})
+                self.send({"type": "snapshot", **state})
+                self.subscriber.start(state["seq"])
+                return
         self.subscriber.start(last or "")
 
     async def _receive_loop(self) -> None:

@@ -19,7 +19,7 @@ from helpers import TIMEOUT, Client, read, some_sales
 
 from protocol.catalog import SUMMARY
 from server.config import Settings
-from server.streams import DEAD_LETTERS, REQUESTS
+from server.streams import DEAD_LETTERS, REQUESTS, RESPONSES
 
 JSON = {"content-type": "application/json"}
 MAX_ID = "18446744073709551615-18446744073709551615"
@@ -470,3 +470,52 @@ async def test_configured_origins_are_allowed(data_dir, redis_url):
                 headers={"origin": "https://grid.example.com"},
             )
             assert response.status_code == 422  # past the guard: no condition
+
+
+# ---- 8. resume after more than one page of entries --------------------------------------
+
+
+async def test_resume_replays_every_missed_entry_past_a_page(server, redis_url):
+    count = 10_601
+    ids = [f"{10**12}-{n}" for n in range(1, count + 1)]
+    with redis_sync.Redis.from_url(redis_url) as r:
+        pipe = r.pipeline(transaction=False)
+        prev = "0-0"
+        for n, seq in enumerate(ids):
+            row = {
+                "supplier": None,
+                "brand": None,
+                "family": None,
+                "month": None,
+                "level": 7,
+                "quantity": n,
+                "net_amount": Decimal(n) / 100,
+                "table": SUMMARY,
+            }
+            payload = {"seq": seq, "prev": prev, "rows": [row], "base": [], "holds": []}
+            pipe.xadd(
+                RESPONSES,
+                {b"p": orjson.dumps(payload | {"by": ["t"], "results": []}, default=str)},
+                id=seq,
+            )
+            prev = seq
+        pipe.execute()
+    client = await Client.connect(server, "late", since=ids[0])
+    welcome = await client.next("welcome")
+    assert welcome["seq"] == ids[0]
+    seqs = []
+    async with asyncio.timeout(60):
+        while len(seqs) < count - 1:
+            frame = orjson.loads(await client.ws.recv())
+            assert frame["type"] not in ("resync", "snapshot"), frame["type"]
+            if frame["type"] == "updates":
+                seqs.append(frame["seq"])
+    assert seqs == ids[1:]
+    await client.send({"type": "ping"})
+    await client.next("pong")
+    await client.close()
+    async with server.client() as http:
+        page = (await http.get("/get_updates", params={"since": ids[-2], "limit": 5})).json()
+        assert page["data"]["last_seq"] == ids[-1]
+        future = (await http.get("/get_updates", params={"since": f"{10**13}-0"})).json()
+        assert future["data"] == {"updates": [], "last_seq": ids[-1], "resync": True}
