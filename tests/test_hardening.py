@@ -10,6 +10,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import redis as redis_sync
@@ -18,6 +19,7 @@ from conftest import RunningServer, run_server
 from helpers import TIMEOUT, Client, read, some_sales
 
 from protocol.catalog import SUMMARY
+from protocol.errors import HTTP_STATUS
 from server.config import Settings
 from server.streams import DEAD_LETTERS, REQUESTS, RESPONSES
 
@@ -519,3 +521,105 @@ async def test_resume_replays_every_missed_entry_past_a_page(server, redis_url):
         assert page["data"]["last_seq"] == ids[-1]
         future = (await http.get("/get_updates", params={"since": f"{10**13}-0"})).json()
         assert future["data"] == {"updates": [], "last_seq": ids[-1], "resync": True}
+
+
+# ---- 9. the smaller ones ---------------------------------------------------------------
+
+
+async def test_openapi_needs_a_token_when_tokens_are_configured(data_dir, redis_url):
+    token = "v" * 20
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, tokens=f"val:viewer:{token}")
+    async with run_server(settings) as server, server.client() as http:
+        refused = await http.get("/openapi.json")
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+        allowed = await http.get("/openapi.json", headers={"authorization": f"Bearer {token}"})
+        assert allowed.status_code == 200 and "/update_cell" in allowed.json()["paths"]
+        assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_unknown_paths_and_methods_answer_the_json_envelope(server):
+    async with server.client() as http:
+        for method, path, status, code in [
+            ("GET", "/nope", 404, "not_found"),
+            ("GET", "/static/nope.js", 404, "not_found"),
+            ("GET", "/update_cell", 405, "method_not_allowed"),
+            ("DELETE", "/holds", 405, "method_not_allowed"),
+            ("PUT", "/view_table/sales", 405, "method_not_allowed"),
+        ]:
+            response = await http.request(method, path)
+            assert response.status_code == status, (method, path)
+            assert response.headers["content-type"] == "application/json"
+            assert response.json()["error"]["code"] == code
+            assert code in HTTP_STATUS
+
+
+async def test_small_holes(server):
+    cell = await a_family_month(server)
+    async with server.client() as http:
+        no_on = await http.post("/holds", json={"data": {"condition": cell}})
+        assert no_on.status_code == 400 and "'on'" in no_on.json()["error"]["message"]
+        not_bool = await http.post("/holds", json={"data": {"condition": cell, "on": 1}})
+        assert not_bool.status_code == 400
+        assert (await read(server, "SELECT count(*) FROM holds")) == [(0,)]
+        edit = {"table": "sales", "column": "quantity", "value": 1}
+        null = await http.post(
+            "/update_cell", json={"data": {**edit, "condition": "sale_id = NULL"}}
+        )
+        assert null.status_code == 422 and "IS NULL" in null.json()["error"]["message"]
+        assert "''" not in null.json()["error"]["message"]
+        for text in ("sale_id = 1; DROP TABLE sales", "sale_id = 1; SELECT 2", "sale_id ="):
+            response = await http.post("/update_cell", json={"data": {**edit, "condition": text}})
+            assert response.status_code == 422
+            message = response.json()["error"]["message"]
+            assert "serialized" not in message and "syntax error" not in message, message
+            assert_no_sql(message)
+    answers = await ws_answers(
+        server,
+        [
+            json.dumps({"type": "hold", "id": "h", "condition": cell}),
+            json.dumps({"type": "edit", "id": "e", **edit, "condition": "sale_id = NULL"}),
+        ],
+    )
+    assert [code_of(a) for a in answers] == ["bad_message", "bad_condition"]
+
+
+async def raw_websocket(server: RunningServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket opened by hand, to send frames a client library would not."""
+    port = int(server.base.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    mask = b"\x01\x02\x03\x04"
+    assert len(payload) < 126
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + body
+
+
+async def test_invalid_utf8_closes_the_socket_without_a_traceback(server, caplog):
+    caplog.set_level(logging.INFO)
+    other = await Client.connect(server, "bystander")
+    await other.next("welcome")
+    for _ in range(3):
+        reader, writer = await raw_websocket(server)
+        writer.write(masked_frame(0x1, b'{"type":"hello","name":"\xff\xfe"}'))
+        await writer.drain()
+        async with asyncio.timeout(TIMEOUT):
+            data = await reader.read()  # until the server closes the connection
+        writer.close()
+        assert b"\x03\xef" in data  # a close frame with 1007 (invalid frame payload data)
+    await other.send({"type": "ping"})
+    await other.next("pong")
+    await other.close()
+    assert not [record for record in caplog.records if record.exc_info], [
+        record.getMessage() for record in caplog.records if record.exc_info
+    ]
+    async with httpx.AsyncClient(base_url=server.base) as http:
+        assert (await http.get("/healthz")).status_code == 200
