@@ -23,7 +23,9 @@ class Column:
     type: str  # integer | bigint | decimal | date | varchar | month
     editable: bool = False
     scale: int = 0  # decimal places for `decimal`
+    precision: int = 18  # digits of a `decimal` (DuckDB DECIMAL(precision, scale))
     max_abs: int = 10**15  # bound on the magnitude of numeric values
+    min_value: int | None = None  # lower bound of values written (quantities: 0)
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ TABLES: dict[str, Table] = {
             Column("supplier", "varchar", editable=True),
             Column("brand", "varchar", editable=True),
             Column("family", "varchar", editable=True),
-            Column("unit_price", "decimal", editable=True, scale=2, max_abs=10**10),
+            Column("unit_price", "decimal", editable=True, scale=2, precision=12, max_abs=10**10),
         ),
         _table(
             "customer",
@@ -70,7 +72,7 @@ TABLES: dict[str, Table] = {
             Column("invoice_date", "date", editable=True),
             Column("product_id", "integer", editable=True, max_abs=2**31 - 1),
             Column("customer_id", "integer", editable=True, max_abs=2**31 - 1),
-            Column("quantity", "integer", editable=True, max_abs=10**9),
+            Column("quantity", "integer", editable=True, max_abs=10**9, min_value=0),
             Column("net_price", "decimal", editable=True, scale=2, max_abs=10**14),
         ),
         _table(
@@ -81,7 +83,7 @@ TABLES: dict[str, Table] = {
             Column("family", "varchar"),
             Column("month", "month"),
             Column("level", "integer"),
-            Column("quantity", "bigint", editable=True, max_abs=10**12),
+            Column("quantity", "bigint", editable=True, max_abs=10**12, min_value=0),
             Column("net_amount", "decimal", editable=True, scale=2, max_abs=10**15),
             Column("line_count", "bigint"),
             summary=True,

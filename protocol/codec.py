@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -13,9 +15,9 @@ from protocol.errors import ProtocolError
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        # Money is exact cents; a double holds any cent amount below 2**53 / 100 exactly
-        # enough that its shortest repr is the same decimal text.
-        return float(value)
+        # Money goes out as a JSON number written digit for digit from the Decimal (never
+        # through a float): "99999999999999.99" stays exactly that.
+        return orjson.Fragment(decimal_text(value))
     if isinstance(value, dt.date):
         return value.isoformat()
     raise TypeError(f"cannot encode {type(value).__name__}")
@@ -29,22 +31,69 @@ def dumps_text(value: Any) -> str:
     return dumps(value).decode()
 
 
+def decimal_text(value: Decimal) -> str:
+    """The JSON number text of a finite Decimal, in plain notation."""
+    if not value.is_finite():
+        raise TypeError("NaN and infinities have no JSON number")
+    return format(value, "f")
+
+
 def loads(data: str | bytes) -> Any:
+    """Parse JSON. Numbers with a fraction or exponent, and integers beyond 64 bits, are
+    read exactly as Decimal (orjson would round them to a double): a client's
+    99999999999999.99 stays 99999999999999.99."""
     try:
-        return orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError("bad_json", f"not valid JSON: {exc.msg}") from exc
+    if not _has_float(value):
+        return value
+    try:  # orjson accepted it: strict JSON, no NaN or Infinity, at most 1024 levels deep
+        return json.loads(data, parse_float=Decimal, parse_int=_exact_int)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("bad_json", "not valid JSON: a number or nesting too large") from exc
+
+
+def _exact_int(text: str) -> int | Decimal:
+    # beyond any storage type anyway: kept as Decimal so a 4,000-digit integer is cheap
+    return int(text) if len(text) <= 40 else Decimal(text)
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return False
+
+
+_SEQ = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?", re.ASCII)
+MAX_ID_PART = (1 << 64) - 1  # Redis stream ids are two unsigned 64-bit numbers
 
 
 NO_SEQ = "0-0"  # the seq of a database no request has changed yet
 
 
 def parse_seq(seq: str) -> tuple[int, int]:
-    """A stream id "<ms>-<n>" as a comparable pair; raises ProtocolError when malformed."""
-    ms, sep, n = seq.partition("-")
-    if not ms.isdigit() or (sep and not n.isdigit()) or len(seq) > 41:
-        raise ProtocolError("bad_message", f"not a sequence number: {seq[:45]!r}")
-    pair = int(ms), int(n or 0)
-    if max(pair) >= 1 << 64:  # Redis stream ids are two 64-bit numbers
+    """A stream id "<ms>-<n>" (ASCII digits, each part an unsigned 64-bit number) as a
+    comparable pair; raises ProtocolError when malformed."""
+    match = _SEQ.fullmatch(seq) if isinstance(seq, str) else None
+    if match is None:
+        raise ProtocolError("bad_message", f"not a sequence number: {str(seq)[:45]!r}")
+    pair = int(match[1]), int(match[2] or 0)
+    if max(pair) > MAX_ID_PART:
         raise ProtocolError("bad_message", f"not a sequence number: {seq[:45]!r}")
     return pair
+
+
+def next_seq(seq: str) -> str | None:
+    """The smallest stream id after `seq` (for an exclusive range start), or None when
+    `seq` is the largest id there can be."""
+    ms, n = parse_seq(seq)
+    if n < MAX_ID_PART:
+        return f"{ms}-{n + 1}"
+    if ms < MAX_ID_PART:
+        return f"{ms + 1}-0"
+    return None

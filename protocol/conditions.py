@@ -86,7 +86,12 @@ def parse_text_condition(table: Table, text: str) -> Expr:
     tree = _serialize(f"SELECT * FROM t WHERE {text}")
     statements = tree.get("statements") or []
     if tree.get("error") or len(statements) != 1:
-        raise invalid(f"not a condition: {tree.get('error_message', 'expected one expression')}")
+        # DuckDB's own message would echo parser internals: say what is expected instead
+        raise invalid(
+            "not a condition: expected one expression such as \"supplier = 'Acme' AND "
+            "month = '2024-03'\" (columns, constants, comparisons, IN, BETWEEN, IS NULL, "
+            "AND/OR/NOT)"
+        )
     node = statements[0]["node"]
     if node.get("type") != "SELECT_NODE" or node.get("group_expressions") or node.get("having"):
         raise invalid("only a plain condition is allowed")
@@ -158,7 +163,7 @@ class _Builder:
             raise invalid("comparisons need a constant on the other side")
         literal = node.get("value") or node.get("literal") or {}
         text = literal.get("text", literal.get("value"))
-        if literal.get("kind") == "NULL" or literal.get("is_null"):
+        if literal.get("kind") in ("NULL", "NULL_LITERAL") or literal.get("is_null"):
             raise invalid("compare with IS NULL, not = NULL")
         try:
             return coerce_value(self.table.columns[column], text, what="condition value")

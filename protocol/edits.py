@@ -18,7 +18,7 @@ from protocol.catalog import (
 )
 from protocol.conditions import WHERE, equalities, parse_text_condition
 from protocol.errors import ProtocolError
-from protocol.values import Scalar, coerce_value
+from protocol.values import Scalar, check_written, coerce_value
 
 SPREAD_METHODS = ("proportional", "equal")
 
@@ -63,8 +63,8 @@ class Hold:
 def parse_hold(message: Any) -> Hold:
     if not isinstance(message, dict):
         raise ProtocolError("bad_message", "a hold must be a JSON object")
-    on = message.get("on", True)
-    if not isinstance(on, bool):
+    on = message.get("on")
+    if not isinstance(on, bool):  # required: a hold without it must not silently hold
         raise ProtocolError("bad_message", "'on' must be true (hold) or false (release)")
     condition = parse_condition(TABLES[SUMMARY], message.get("condition"))
     return Hold(summary_cell(condition), on)
@@ -79,6 +79,7 @@ def parse_edit(message: Any) -> Edit:
     if "value" not in message:
         raise ProtocolError("invalid_value", "missing 'value'")
     value = coerce_value(column, message["value"])
+    check_written(column, value)
     condition = parse_condition(table, message.get("condition"))
     spread = message.get("spread") or "proportional"
     if spread not in SPREAD_METHODS:

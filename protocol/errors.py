@@ -19,6 +19,7 @@ HTTP_STATUS: dict[str, int] = {
     "not_a_cell": 422,
     "unknown_spread": 422,
     "not_found": 404,
+    "method_not_allowed": 405,
     "unauthorized": 401,
     "forbidden": 403,
     "too_big": 413,

@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from protocol.catalog import Column
 from protocol.errors import ProtocolError
 
 MAX_TEXT = 200
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_DECIMAL_TEXT = re.compile(r"^-?\d+(\.\d+)?$")
+# ASCII digits only: \d and str.isdigit() also accept superscripts and Arabic-Indic digits.
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])", re.ASCII)
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+_DECIMAL_TEXT = re.compile(r"-?[0-9]{1,40}(\.[0-9]{1,40})?", re.ASCII)
 
 Scalar = int | str | None
+# What the storage types hold (DuckDB INTEGER, BIGINT; every DECIMAL is (18, scale)):
+# a catalog bound never lets a value past these, whatever the column says.
+STORAGE_MAX_ABS = {"integer": 2**31 - 1, "bigint": 2**63 - 1}
+
+
+def max_abs(column: Column) -> int | Decimal:
+    """The largest magnitude a value of `column` may have: its own bound, within storage
+    (DECIMAL(p, s) holds 10**(p-s) - 10**-s at most)."""
+    if column.type == "decimal":
+        storage = Decimal(10) ** (column.precision - column.scale) - Decimal(1).scaleb(
+            -column.scale
+        )
+        return min(Decimal(column.max_abs), storage)
+    return min(column.max_abs, STORAGE_MAX_ABS.get(column.type, column.max_abs))
 
 
 def coerce_value(column: Column, value: Any, what: str = "value") -> Scalar:
@@ -34,27 +49,23 @@ def coerce_value(column: Column, value: Any, what: str = "value") -> Scalar:
         raise bad("booleans are not accepted")
     kind = column.type
     if kind in ("integer", "bigint"):
-        number = _to_decimal(value, bad)
+        number = _to_decimal(value, bad, max_abs(column))
         if number != number.to_integral_value():
-            raise bad(f"{value!r} is not a whole number")
-        integer = int(number)
-        if abs(integer) > column.max_abs:
-            raise bad(f"magnitude above {column.max_abs}")
-        return integer
+            raise bad(f"{_shown(value)} is not a whole number")
+        return int(number)
     if kind == "decimal":
-        number = _to_decimal(value, bad)
+        number = _to_decimal(value, bad, max_abs(column))
         quantum = Decimal(1).scaleb(-column.scale)
+        # in range, so the quantized number has at most 16 + scale digits: no overflow
         if number != number.quantize(quantum):
-            raise bad(f"{value!r} has more than {column.scale} decimal places")
-        if abs(number) > column.max_abs:
-            raise bad(f"magnitude above {column.max_abs}")
-        return str(number.quantize(quantum))
+            raise bad(f"{_shown(value)} has more than {column.scale} decimal places")
+        return str(number.quantize(quantum) + 0)  # + 0: "-0.00" is "0.00"
     if not isinstance(value, str):
         raise bad(f"expected a string, got {type(value).__name__}")
     if kind == "date":
         return _date(value, bad)
     if kind == "month":
-        if not _MONTH.match(value):
+        if not _MONTH.fullmatch(value):
             raise bad(f"{value!r} is not a month 'YYYY-MM'")
         return value
     if len(value) > MAX_TEXT:
@@ -66,24 +77,52 @@ def coerce_value(column: Column, value: Any, what: str = "value") -> Scalar:
     return value
 
 
-def _to_decimal(value: Any, bad: Any) -> Decimal:
+def check_written(column: Column, value: Scalar, what: str = "value") -> None:
+    """A value about to be stored in `column` (not just compared with it) must also keep
+    the column's lower bound: quantities are never negative, in edits as in imports."""
+    if column.min_value is not None and isinstance(value, int) and value < column.min_value:
+        raise ProtocolError(
+            "invalid_value",
+            f"{what} for {column.name!r} ({column.type}): must be at least {column.min_value}",
+            column=column.name,
+        )
+
+
+def _shown(value: Any) -> str:
+    """A client's value in a message: short, and never a 4,000-digit echo."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _to_decimal(value: Any, bad: Any, max_abs: int | Decimal) -> Decimal:
+    """The exact number a client sent, within ±max_abs; anything else is bad()."""
     if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
+        number = Decimal(value)
+    elif isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise bad("NaN and infinity are not numbers")
         # repr gives the shortest text that round-trips, i.e. what the client wrote.
-        return Decimal(repr(value))
-    if isinstance(value, str) and _DECIMAL_TEXT.match(value.strip()):
-        try:
-            return Decimal(value.strip())
-        except InvalidOperation as exc:
-            raise bad(f"{value!r} is not a number") from exc
-    raise bad(f"{value!r} is not a number")
+        number = Decimal(repr(value))
+    elif isinstance(value, Decimal):  # a JSON number, read exactly by protocol.codec
+        number = value
+    elif isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value.strip(" ")):
+        number = Decimal(value.strip(" "))
+    else:
+        raise bad(f"{_shown(value)} is not a number")
+    if not number.is_finite():
+        raise bad("NaN and infinity are not numbers")
+    # compare magnitudes before any arithmetic: 1E+308 must not reach quantize()
+    if number and number.adjusted() > len(str(max_abs)):
+        raise bad(f"magnitude above {max_abs}")
+    if number.copy_abs() > max_abs:
+        raise bad(f"magnitude above {max_abs}")
+    if number and number.adjusted() < -40:
+        raise bad(f"{_shown(value)} has too many decimal places")
+    return number
 
 
 def _date(value: str, bad: Any) -> str:
-    if not _DATE.match(value):
+    if not _DATE.fullmatch(value):
         raise bad(f"{value!r} is not a date 'YYYY-MM-DD'")
     try:
         return dt.date.fromisoformat(value).isoformat()

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -18,6 +20,7 @@ from server.edge import rest
 from server.edge.analytics_routes import routes as analytics_routes
 from server.edge.auth import Authenticator, load_tokens
 from server.edge.openapi import spec
+from server.edge.origins import BrowserGuard, allowed_origins
 from server.edge.sockets import websocket_endpoint
 from server.services import Services
 
@@ -28,13 +31,28 @@ async def index(_request: Request) -> Response:
     return FileResponse(STATIC / "index.html")
 
 
-async def openapi(_request: Request) -> Response:
+async def openapi(request: Request) -> Response:
+    rest.authorize(request, "viewer")  # with tokens, like every other endpoint
     return rest.json_response(spec())
 
 
 async def protocol_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProtocolError)
     return rest.error_response(exc)
+
+
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def http_error(_request: Request, exc: Exception) -> Response:
+    """Unknown paths, wrong methods: the same JSON error envelope as everything else."""
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "bad_message")
+    response = rest.json_response(
+        {"error": {"code": code, "message": str(exc.detail)}}, exc.status_code
+    )
+    response.headers.update(exc.headers or {})
+    return response
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -67,7 +85,10 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={ProtocolError: protocol_error},
+        exception_handlers={ProtocolError: protocol_error, HTTPException: http_error},
+        middleware=[Middleware(BrowserGuard)],
     )
     app.state.auth = auth
+    # The configured port; the runner replaces it with the ports it actually listens on.
+    app.state.origins = allowed_origins(settings, [settings.port])
     return app

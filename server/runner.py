@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import uvicorn
@@ -10,8 +11,10 @@ from starlette.applications import Starlette
 from server.app import create_app
 from server.config import Settings
 from server.edge.auth import is_loopback
+from server.edge.origins import allowed_origins
 from server.hub.wire import FrameWriterProtocol
 
+log = logging.getLogger("ducksheet")
 WS_MAX_SIZE = 64 * 1024  # larger frames close the socket with 1009
 GRACEFUL_SECONDS = 10  # longest wait for open connections on shutdown
 
@@ -21,9 +24,30 @@ class GracefulServer(uvicorn.Server):
     with `since`), let uvicorn stop accepting and finish requests, then the lifespan
     stops the writer after its batch, publishes, checkpoints DuckDB and stops Redis."""
 
-    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+    def __init__(self, config: uvicorn.Config, app: Starlette, settings: Settings) -> None:
         super().__init__(config)
         self.app = app
+        self.settings = settings
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Once bound: allow the origins of the ports actually listened on (port 0 picks
+        one). Nothing is served before this runs: requests wait for the event loop."""
+        await super().startup(sockets)
+        ports = [
+            sock.getsockname()[1]
+            for server in getattr(self, "servers", [])
+            for sock in server.sockets
+            if sock.family in (socket.AF_INET, socket.AF_INET6)
+        ]
+        self.app.state.origins = allowed_origins(self.settings, ports)
+        if not is_loopback(self.settings.host) and not self.settings.origins:
+            log.warning(
+                "bound to %s without DUCKSHEET_ALLOWED_ORIGINS: browsers are refused unless "
+                "they open http://%s:%s; list the origins they use",
+                self.settings.host,
+                self.settings.host,
+                ports[0] if ports else self.settings.port,
+            )
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         services = getattr(self.app.state, "services", None)
@@ -57,4 +81,4 @@ def make_server(settings: Settings, log_level: str = "info") -> GracefulServer:
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
-    return GracefulServer(config, app)
+    return GracefulServer(config, app, settings)

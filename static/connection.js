@@ -129,7 +129,7 @@ export function createConnection(ctx) {
     conn.ws = ws;
     ws.addEventListener('open', () => {
       if (ws !== conn.ws) return;
-      send({ type: 'hello', name: state.name, token: accessToken(), since: state.seq, tables: [TABLE, 'sales'] });
+      send({ type: 'hello', name: state.name, token: accessToken(), since: state.seq });
       conn.pingOutstanding = false;
       conn.pingTimer = setInterval(keepAlive, PING_MS);
     });

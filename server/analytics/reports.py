@@ -24,8 +24,8 @@ from protocol.errors import ProtocolError
 
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"
 FORMATS = ("json", "csv")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_INTEGER = re.compile(r"^-?\d{1,18}$")
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", re.ASCII)
+_INTEGER = re.compile(r"^-?[0-9]{1,18}$", re.ASCII)
 _PARAM_LINE = re.compile(
     r"^--\s*@param\s+(?P<name>[a-z_]+)\s+integer\s+default=(?P<default>-?\d+)"
     r"\s+min=(?P<low>-?\d+)\s+max=(?P<high>-?\d+)\s*:\s*(?P<doc>.+)$"

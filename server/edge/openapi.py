@@ -39,7 +39,7 @@ def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 TABLE = {"type": "string", "enum": sorted(TABLES)}
-SEQ = {"type": "string", "pattern": r"^\d+(-\d+)?$"}
+SEQ = {"type": "string", "pattern": r"^[0-9]{1,20}(-[0-9]{1,20})?$"}  # two unsigned 64-bit numbers
 CONDITION = {
     "oneOf": [
         {"type": "object", "additionalProperties": {"type": ["string", "number", "null"]}},

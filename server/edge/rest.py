@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from protocol.catalog import TABLES
-from protocol.codec import dumps, loads, parse_seq
+from protocol.codec import NO_SEQ, dumps, loads, parse_seq
 from protocol.edits import Edit, Hold, parse_condition, parse_edit, parse_hold
 from protocol.errors import ProtocolError
 from server.analytics.reads import request_status, view_table
 from server.edge.auth import Identity
 from server.services import Services
-from server.store.streams import REDIS_ERRORS, REQUESTS, entries_after, latest_entries
+from server.store.streams import REDIS_ERRORS, REQUESTS, entries_after, latest_entries, newest_seq
 from server.writer.holds import current_holds
 
 MAX_WAIT = 30.0
+# Query numbers: ASCII digits only (int() and float() also take other digits, "1_0", "nan").
+_INTEGER = re.compile(r"-?[0-9]{1,18}", re.ASCII)
+_SECONDS = re.compile(r"[0-9]{1,2}(\.[0-9]{1,3})?", re.ASCII)
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -44,7 +48,7 @@ async def read_body(request: Request) -> bytes:
     """The body, refused (413) past the configured limit without reading it all."""
     limit = services_of(request).settings.max_body
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if re.fullmatch(r"[0-9]{1,20}", declared, re.ASCII) and int(declared) > limit:
         raise ProtocolError("too_big", f"request body above {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
@@ -56,12 +60,14 @@ async def read_body(request: Request) -> bytes:
 
 async def update_cell(request: Request) -> Response:
     identity = authorize(request, "editor")
+    _wait_seconds(request)  # a bad ?wait= is refused before the body is read
     data = await _body_data(request, "{table, column, value, condition}")
     return await _submit(request, parse_edit(data), identity)
 
 
 async def post_hold(request: Request) -> Response:
     identity = authorize(request, "editor")
+    _wait_seconds(request)  # a bad ?wait= is refused before the body is read
     data = await _body_data(request, "{condition, on}")
     return await _submit(request, parse_hold(data), identity)
 
@@ -104,10 +110,11 @@ def _wait_seconds(request: Request) -> float:
     raw = request.query_params.get("wait")
     if raw is None:
         return 0.0
-    try:
-        return min(max(float(raw), 0.0), MAX_WAIT)
-    except ValueError as exc:
-        raise ProtocolError("bad_message", "'wait' must be a number of seconds") from exc
+    if not _SECONDS.fullmatch(raw) or float(raw) > MAX_WAIT:
+        raise ProtocolError(
+            "bad_message", f"'wait' must be a number of seconds from 0 to {MAX_WAIT:g}"
+        )
+    return float(raw)
 
 
 async def get_request(request: Request) -> Response:
@@ -131,8 +138,10 @@ async def get_updates(request: Request) -> Response:
     if since:
         parse_seq(since)
         payloads = await entries_after(services.redis, since, limit)
-        if payloads is None:
-            return json_response({"data": {"updates": [], "last_seq": None, "resync": True}})
+        if payloads is None:  # trimmed away, or never published: start again from now
+            last_seq = await newest_seq(services.redis) or services.writer.last_applied
+            body = {"updates": [], "last_seq": last_seq or NO_SEQ, "resync": True}
+            return json_response({"data": body})
     else:
         payloads = await latest_entries(services.redis, limit)
     rows = [{**row, "seq": p["seq"]} for p in payloads for row in (*p["rows"], *p["base"])]
@@ -173,10 +182,9 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ProtocolError("bad_message", f"'{name}' must be an integer") from exc
+    if not _INTEGER.fullmatch(raw):
+        raise ProtocolError("bad_message", f"'{name}' must be an integer")
+    value = int(raw)
     if not low <= value <= high:
         raise ProtocolError("bad_message", f"'{name}' must be between {low} and {high}")
     return value

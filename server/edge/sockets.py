@@ -15,6 +15,7 @@ from protocol.errors import ProtocolError
 from protocol.messages import Cursor, EditMessage, Hello, HoldMessage, Ping, parse_message
 from server.analytics.reads import snapshot
 from server.edge.auth import Identity
+from server.edge.origins import origin_allowed
 from server.edge.rate_limit import RateLimited, TokenBucket
 from server.hub.fanout import Subscriber, updates_frame
 from server.hub.wire import EXTENSION as WRITE_FRAME
@@ -72,9 +73,17 @@ class Session:
             await self.ws.close(CLOSE_POLICY)  # before accept: the handshake gets a 403
             return
         await self.ws.accept()
+        # Counted from accept, not from hello: sockets waiting to say hello count too.
         if len(self.services.sessions) >= self.services.settings.max_connections:
             await self._refuse(ProtocolError("unavailable", "too many connections; retry later"))
             return
+        self.services.sessions.add(self)
+        try:
+            await self._serve()
+        finally:
+            self.services.sessions.discard(self)
+
+    async def _serve(self) -> None:
         try:
             hello = await asyncio.wait_for(self._receive_hello(), HELLO_TIMEOUT)
             self.identity = self.services.auth.identify(hello.token, hello.name)
@@ -84,8 +93,9 @@ class Session:
         except ProtocolError as exc:
             await self._refuse(exc)
             return
+        except WebSocketDisconnect:
+            return
         self.user = self.identity.name
-        self.services.sessions.add(self)
         hub = self.services.hub
         hub.subscribers.add(self.subscriber)
         self.member = hub.presence.join(self.user, self.subscriber.send)
@@ -99,7 +109,6 @@ class Session:
             log.warning("closing %s: redis unavailable (%s)", self.user, exc)
             await self._refuse(ProtocolError("unavailable", "updates are unavailable; retry"))
         finally:
-            self.services.sessions.discard(self)
             hub.presence.leave(self.member)
             hub.subscribers.discard(self.subscriber)
             for ref in self._refs:
@@ -111,12 +120,7 @@ class Session:
     def _origin_allowed(self) -> bool:
         """Browsers send Origin: allow the server's own and the configured ones. Clients
         without an Origin (tools, other servers) are not browsers and pass."""
-        origin = self.ws.headers.get("origin")
-        if origin is None:
-            return True
-        origin = origin.rstrip("/")
-        own = {f"{scheme}://{self.ws.headers.get('host', '')}" for scheme in ("http", "https")}
-        return origin in own or origin in self.services.settings.origins
+        return origin_allowed(self.ws.headers.get("origin"), self.ws.app.state.origins)
 
     async def _refuse(self, exc: ProtocolError) -> None:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
@@ -171,11 +175,22 @@ class Session:
             self.subscriber.start(state["seq"])
             return
         last = hello.since
-        for payload in replay or []:
-            frame = updates_frame([payload])
-            if frame is not None:
-                self.subscriber.send(frame)
-            last = payload["seq"]
+        while replay:  # every missed entry in order, REPLAY_LIMIT at a time
+            for payload in replay:
+                frame = updates_frame([payload])
+                if frame is not None:
+                    self.subscriber.send(frame)
+                last = payload["seq"]
+            if len(replay) < REPLAY_LIMIT:
+                break
+            assert last is not None
+            replay = await entries_after(services.redis, last, REPLAY_LIMIT)
+            if replay is None:  # trimmed past `last` while replaying: start again
+                state = await services.db.read(snapshot)
+                self.send({"type": "resync", "seq": state["seq"]})
+                self.send({"type": "snapshot", **state})
+                self.subscriber.start(state["seq"])
+                return
         self.subscriber.start(last or "")
 
     async def _receive_loop(self) -> None:

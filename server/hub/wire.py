@@ -12,12 +12,14 @@ message for the ordinary ASGI send instead.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
+log = logging.getLogger("ducksheet.ws")
 EXTENSION = "ducksheet.write_frame"
 WriteFrame = Callable[[bytes], bool]
 
@@ -31,6 +33,20 @@ class FrameWriterProtocol(WebSocketsSansIOProtocol):
     async def run_asgi(self) -> None:
         self.scope["extensions"][EXTENSION] = self.write_frame
         await super().run_asgi()
+
+    def send_receive_event_to_app(self) -> None:
+        """A text message that is not UTF-8 is a client's mistake: close with 1007 and
+        log one line (uvicorn logs a traceback for each)."""
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            try:
+                b"".join(self.frames).decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                log.info("closing a WebSocket: its text frame is not UTF-8 (1007)")
+                self.conn.send_close(1007, "text frames must be UTF-8")
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
 
     def write_frame(self, frame: bytes) -> bool:
         """Write an encoded frame now; False when it must wait (or cannot be sent raw),

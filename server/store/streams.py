@@ -11,7 +11,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from protocol.actions import Action, parse_request_body, request_body
-from protocol.codec import loads, parse_seq
+from protocol.codec import loads, next_seq, parse_seq
 from server.config import Settings
 
 REQUESTS = "request_duck"
@@ -119,10 +119,13 @@ async def entries_after(r: aioredis.Redis, since: str, limit: int) -> list[dict[
     """Up to `limit` response payloads after `since`, oldest first; None when `since` is
     not a retained entry (trimmed away, or not yet published): the caller must resync."""
     wanted = parse_seq(since)
+    after = next_seq(since)  # not "(since": that fails on the largest id there can be
+    if after is None:
+        return None  # nothing can follow; it was never published
     async with r.pipeline(transaction=True) as pipe:  # one round trip, one consistent view
         pipe.xrange(RESPONSES, count=1)
         pipe.xrevrange(RESPONSES, count=1)
-        pipe.xrange(RESPONSES, min=f"({since}", count=limit)
+        pipe.xrange(RESPONSES, min=after, count=limit)
         first, newest, entries = await pipe.execute()
     if not first:
         return None
@@ -132,6 +135,12 @@ async def entries_after(r: aioredis.Redis, since: str, limit: int) -> list[dict[
     if wanted < parse_seq(oldest_covered) or wanted > parse_seq(newest[0][0].decode()):
         return None
     return [loads(fields[FIELD]) for _, fields in entries]
+
+
+async def newest_seq(r: aioredis.Redis) -> str | None:
+    """The seq of the newest retained response entry (None when there is none)."""
+    newest = await r.xrevrange(RESPONSES, count=1)
+    return newest[0][0].decode() if newest else None
 
 
 async def latest_entries(r: aioredis.Redis, limit: int) -> list[dict[str, Any]]:

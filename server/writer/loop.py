@@ -36,6 +36,7 @@ from server.writer.apply import Request, apply_and_encode, last_applied
 from server.writer.batch import Limits
 from server.writer.before_image import prepare
 from server.writer.known import Known
+from server.writer.ranges import OVERFLOWS, OutOfRange
 
 log = logging.getLogger("ducksheet.writer")
 
@@ -171,6 +172,10 @@ class Writer:
             return [], 0
         try:
             return [self._attempt(con, requests, failed, published)], len(requests)
+        except OutOfRange:  # one of them would overflow a column: find it
+            log.info(
+                "a request of a batch of %d is out of range; applying one by one", len(requests)
+            )
         except duckdb.Error as exc:
             log.warning("batch of %d failed (%s); applying one by one", len(requests), exc)
         payloads = [
@@ -208,11 +213,19 @@ class Writer:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return self._attempt(con, [request], failed, published)
+            except OutOfRange as exc:  # a client's mistake: rejected, nothing to retry
+                return self._attempt(con, [request], {**failed, request.id: exc}, published)
+            except OVERFLOWS as exc:  # DuckDB found what the range checks did not
+                log.warning("request %s overflows a column: %s", request.id, exc)
+                rejected = OutOfRange("the change would take a value out of its column's range")
+                return self._attempt(con, [request], {**failed, request.id: rejected}, published)
             except duckdb.Error as exc:
                 log.error("request %s failed (attempt %d): %s", request.id, attempt, exc)
                 error = exc
-        message = f"the database could not apply this request: {error}"
-        self._dead.append({"request": request.id, "error": message, "attempts": MAX_ATTEMPTS})
+        # The dead-letter entry keeps DuckDB's words; the client gets none of its SQL.
+        why = f"the database could not apply this request: {error}"
+        self._dead.append({"request": request.id, "error": why, "attempts": MAX_ATTEMPTS})
+        message = f"the database could not apply this request (see {DEAD_LETTERS})"
         failed = {**failed, request.id: ProtocolError("internal", message)}
         return self._attempt(con, [request], failed, published)
 

@@ -15,6 +15,7 @@ from protocol.errors import ProtocolError
 from protocol.rollup import Delta, Node, roll_up
 from server.writer.batch import Batch, Conn
 from server.writer.holds import held_flag_sql, reject_if_held
+from server.writer.ranges import check_shares
 from server.writer.upkeep import apply_cell_deltas
 
 # A spread's change of units per family-month node, from `_cell` and `_new`.
@@ -111,6 +112,10 @@ def _spread_proportionally(con: Conn, units: str, held: str, amount: int) -> Non
 def _write_new_units(con: Conn, column: str, batch: Batch) -> None:
     """Apply `_new` (sale_id, old_units, new_units) to the sales rows that change."""
     changed = "SELECT sale_id FROM _new WHERE new_units <> old_units"
+    low, high = con.execute(
+        "SELECT min(new_units), max(new_units) FROM _new WHERE new_units <> old_units"
+    ).fetchone()  # type: ignore[misc]
+    check_shares("net_price" if column == "net_amount" else column, low, high, SCALES[column])
     if column == "net_amount":
         name, value = "net_price", "(n.new_units::DECIMAL(18, 0) * 0.01)::DECIMAL(18, 2)"
     else:
@@ -191,6 +196,9 @@ def _cell_filter(cell: dict[str, Any]) -> tuple[str, list[Any]]:
         clauses.append("s.invoice_date >= ? AND s.invoice_date < ?")
         params += [first, after]
     return " AND ".join(clauses), params
+
+
+SCALES = {"net_amount": 100, "quantity": 1}  # units of a summary measure: cents, pieces
 
 
 def _units(value: Any, scale: int) -> int:

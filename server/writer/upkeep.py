@@ -10,6 +10,7 @@ from protocol.catalog import CELL_KEY, SUMMARY, SUMMARY_COLUMNS
 from protocol.rollup import Cell
 from server.writer.batch import Batch, Changes, Conn, Measures
 from server.writer.before_image import SALES_NODE
+from server.writer.ranges import check_cells, check_query
 
 GROUPING_SETS = """
 GROUPING SETS (
@@ -59,6 +60,12 @@ MOVE_CELLS = f"""
         VALUES (d.supplier, d.brand, d.family, d.month, d.level, d.dq, d.dn, d.dc)
     RETURNING {CHANGED}, merge_action
 """
+# The largest |quantity| and |net_amount| of the cells MOVE_CELLS would leave.
+RANGE_AFTER_MOVE = f"""
+    SELECT max(abs(coalesce(t.quantity, 0) + d.dq)), max(abs(coalesce(t.net_amount, 0) + d.dn))
+    FROM ({NODE_DELTA}) d LEFT JOIN {SUMMARY} t ON {SAME_CELL}
+    WHERE coalesce(t.line_count, 0) + d.dc <> 0
+"""
 
 
 def update_summary(con: Conn, batch: Batch | None = None) -> list[dict[str, Any]]:
@@ -71,6 +78,7 @@ def update_summary(con: Conn, batch: Batch | None = None) -> list[dict[str, Any]
     else:
         pending = bool(con.execute("SELECT count(*) FROM _before").fetchone()[0])  # type: ignore[index]
     if pending:
+        check_query(con, RANGE_AFTER_MOVE)
         returned = con.execute(MOVE_CELLS.format(source=NODE_DELTA)).fetchall()
         changes.add(returned)
         if batch is not None:
@@ -101,6 +109,8 @@ def apply_cell_deltas(con: Conn, deltas: dict[Cell, list[Any]], batch: Batch) ->
         now = (quantity + dq, net_amount + dn, line_count + dc)
         keyed.append((cell_id, *now))
         returned.append((*cell, *now, cell_id, "UPDATE"))
+    check_cells([(row[1], row[2]) for row in keyed])
+    check_cells([(dq, dn) for cell, (dq, dn, _) in others.items() if cell not in summary])
     if keyed:
         batch.known.update_rows(con, SUMMARY, KEYED_MEASURES, keyed)
     if others:

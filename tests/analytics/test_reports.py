@@ -534,6 +534,8 @@ async def test_roles_viewers_read_reports_admins_export_and_import(data_dir, red
 
         async def call(method: str, path: str, token: str | None) -> int:
             headers = {"authorization": f"Bearer {token}"} if token else {}
+            if method == "POST":
+                headers["content-type"] = "text/csv"
             content = csv_body if method == "POST" else None
             response = await http.request(method, path, headers=headers, content=content)
             return response.status_code

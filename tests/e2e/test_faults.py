@@ -412,28 +412,42 @@ async def test_a_slow_reader_gets_every_update_in_order(server):
 
 
 async def test_a_request_that_makes_duckdb_raise_is_dead_lettered(server, redis_url):
-    # every sale of quantity 5 at the largest valid line amount: the summary's DECIMAL(18,2)
-    # totals overflow, so DuckDB raises however often the writer tries
-    huge = {
-        "table": "sales",
-        "column": "net_price",
-        "value": "99999999999999.99",
-        "condition": {"quantity": 5},
+    # A CHECK constraint the catalog knows nothing of (added here, on the writer's own
+    # connection): the edit passes every check at the edge and in the writer, and DuckDB
+    # raises however often the writer tries. (Values that would overflow a column are
+    # refused before DuckDB sees them: tests/test_hardening.py.)
+    def add_check(con):
+        con.execute("ALTER TABLE customer RENAME TO customer_old")
+        con.execute(
+            "CREATE TABLE customer (customer_id INTEGER PRIMARY KEY, customer_name VARCHAR "
+            "NOT NULL, email VARCHAR NOT NULL, region VARCHAR NOT NULL, segment VARCHAR "
+            "NOT NULL CHECK (length(segment) < 30))"
+        )
+        con.execute("INSERT INTO customer SELECT * FROM customer_old")
+        con.execute("DROP TABLE customer_old")
+
+    await server.services.db.write(add_check)
+    refused = {
+        "table": "customer",
+        "column": "segment",
+        "value": "x" * 40,
+        "condition": {"customer_id": 1},
     }
     fine = {"table": "sales", "column": "quantity", "value": 7, "condition": {"sale_id": 1}}
     async with server.client() as http:
-        first = await http.post("/update_cell", json={"data": huge})
+        first = await http.post("/update_cell", json={"data": refused})
         second = await http.post("/update_cell?wait=10", json={"data": fine})
         assert second.json()["data"]["status"] == "applied"
         status = (await http.get(f"/requests/{first.json()['data']['request_id']}")).json()["data"]
     assert status["status"] == "rejected" and status["error"]["code"] == "internal"
+    assert "CHECK" not in status["error"]["message"]  # DuckDB's words stay server-side
     r = redis_sync.Redis.from_url(redis_url)
     dead = r.xrange(DEAD_LETTERS)
     r.close()
     assert len(dead) == 1
     why = orjson.loads(dead[0][1][b"why"])
     assert why["request"] == first.json()["data"]["request_id"] and why["attempts"] == 3
-    assert await read(server, "SELECT max(net_price) < 99999999999999 FROM sales") == [(True,)]
+    assert await read(server, "SELECT max(length(segment)) < 30 FROM customer") == [(True,)]
     assert await server.services.db.read(summary_drift) == []
 
 

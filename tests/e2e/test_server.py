@@ -319,9 +319,10 @@ async def test_rest_update_view_and_updates(server):
         ]:
             response = await http.post("/update_cell", json=body)
             assert (response.status_code, response.json()["error"]["code"]) == (status_code, code)
-        assert (await http.post("/update_cell", content=b"{nope")).json()["error"][
-            "code"
-        ] == "bad_json"
+        nope = await http.post(
+            "/update_cell", content=b"{nope", headers={"content-type": "application/json"}
+        )
+        assert nope.json()["error"]["code"] == "bad_json"
         assert (await http.get("/view_table/nope")).status_code == 404
         assert (await http.get("/requests/1-1")).status_code == 404
         health = (await http.get("/healthz")).json()

@@ -108,7 +108,11 @@ async def test_tokens_and_roles_over_rest(guarded):
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
         as_editor = {"Authorization": f"Bearer {EDITOR}"}
         assert (await http.post("/update_cell", json=edit, headers=as_editor)).status_code == 202
-        big = await http.post("/update_cell", content=b"{" + b" " * 5000 + b"}", headers=as_editor)
+        big = await http.post(
+            "/update_cell",
+            content=b"{" + b" " * 5000 + b"}",
+            headers={**as_editor, "content-type": "application/json"},
+        )
         assert big.status_code == 413
 
 

@@ -100,7 +100,8 @@ def to_message(con: duckdb.DuckDBPyConnection, op: tuple[Any, ...]) -> tuple[str
     kind = op[0]
     if kind == "leaf":
         (sale_id,) = pick(con, "SELECT sale_id FROM sales ORDER BY 1", op[1])
-        value = op[3] if op[2] == "quantity" else f"{op[3]}.25"
+        # quantities are never negative (edits and imports alike); amounts may be
+        value = abs(op[3]) if op[2] == "quantity" else f"{op[3]}.25"
         return "edit", {
             "table": "sales",
             "column": op[2],
@@ -146,7 +147,7 @@ def to_message(con: duckdb.DuckDBPyConnection, op: tuple[Any, ...]) -> tuple[str
     cell = dict(zip(CELL, pick(con, cells, op[1]), strict=True))
     if kind == "hold":
         return "hold", {"condition": cell, "on": op[2]}
-    value = op[3] if op[2] == "net_amount" else int(Decimal(op[3]))
+    value = op[3] if op[2] == "net_amount" else abs(int(Decimal(op[3])))
     return "edit", {
         "table": SUMMARY,
         "column": op[2],
@@ -249,6 +250,10 @@ def test_proportional_spread_in_sql_matches_the_reference(
     payload = apply_batch(con, [Request(f"6-{next(_ids)}", parse_edit(message), "p")], Limits())
     if not free or not sum(leaf.value for leaf in free):
         return  # handled by the reference itself (equal, all_held, zero sum)
+    if column == "quantity" and target < sum(leaf.value for leaf in leaves if leaf.held):
+        # the free rows would need negative quantities
+        assert payload["results"][0]["error"]["code"] == "invalid_value"
+        return
     assert payload["results"][0]["status"] == "applied"
     expected = {leaf.key: leaf.value for leaf in leaves} | spread(leaves, target, "proportional")
     assert {k: v for k, v, _ in con.execute(leaves_sql, params).fetchall()} == expected
