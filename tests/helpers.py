@@ -4,9 +4,18 @@ WebSocket client that keeps every frame it receives."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from decimal import Decimal
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -117,3 +126,26 @@ async def read(server, sql: str, *params: Any) -> list[tuple]:
 async def some_sales(server, n: int) -> list[int]:
     rows = await read(server, "SELECT sale_id FROM sales ORDER BY sale_id LIMIT ?", n)
     return [r[0] for r in rows]
+
+
+@contextlib.contextmanager
+def serve_process(data: Path, env: dict[str, str]) -> Iterator[tuple[str, Path]]:
+    """`ducksheet serve` on port 0 as a child process over `data`, for tools that call the
+    server synchronously; yields its base URL and log file, SIGTERM afterwards."""
+    log = data / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data), "--port", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(rb"running on (http://127\.0\.0\.1:\d+)", log.read_bytes())):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield found.group(1).decode(), log
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)

@@ -5,12 +5,7 @@ WebSocket). Bounded: a few hundred examples in all, no deadline per example."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +15,7 @@ import duckdb
 import httpx
 import pytest
 from conftest import SMALL, SMALL_SALES
+from helpers import serve_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
@@ -281,25 +277,10 @@ def live(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Iterato
     data = tmp_path_factory.mktemp("fuzz")
     with duckdb.connect(str(data / "ducksheet.duckdb")) as con:
         seed_database(con, sales=SMALL_SALES, seed=5, shape=SMALL)
-    log = data / "server.log"
-    env = {**os.environ, "REDIS_URL": redis_server, "DUCKSHEET_EDIT_RATE": "10000"}
+    env = {"REDIS_URL": redis_server, "DUCKSHEET_EDIT_RATE": "10000"}
     env["DUCKSHEET_EDIT_BURST"] = "10000"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data), "--port", "0"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while not (found := re.search(rb"running on (http://127\.0\.0\.1:\d+)", log.read_bytes())):
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        yield found.group(1).decode(), log
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+    with serve_process(data, env) as (base, log):
+        yield base, log
 
 
 def assert_clean_answer(response: httpx.Response) -> None:

@@ -3,12 +3,6 @@ server (bounded examples) finds no 5xx and no response outside the schema."""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +11,7 @@ import httpx
 import pytest
 import schemathesis
 from conftest import SMALL, SMALL_SALES
+from helpers import serve_process
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -37,24 +32,9 @@ def live_base(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> It
     data = tmp_path_factory.mktemp("openapi")
     with duckdb.connect(str(data / "ducksheet.duckdb")) as con:
         seed_database(con, sales=SMALL_SALES, seed=3, shape=SMALL)
-    log = data / "server.log"
-    env = {**os.environ, "REDIS_URL": redis_server}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data), "--port", "0"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while not (found := re.search(rb"running on (http://127\.0\.0\.1:\d+)", log.read_bytes())):
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        yield found.group(1).decode()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+    env = {"REDIS_URL": redis_server}
+    with serve_process(data, env) as (base, _log):
+        yield base
 
 
 @pytest.fixture(scope="module")
