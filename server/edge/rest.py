@@ -20,6 +20,7 @@ from server.store.streams import REDIS_ERRORS, REQUESTS, entries_after, latest_e
 from server.writer.holds import current_holds
 
 MAX_WAIT = 30.0
+MIN_SEQ_WAIT = 5.0  # seconds a read waits for DuckDB to hold its `min_seq`
 # Query numbers: ASCII digits only (int() and float() also take other digits, "1_0", "nan").
 _INTEGER = re.compile(r"-?[0-9]{1,18}", re.ASCII)
 _SECONDS = re.compile(r"[0-9]{1,2}(\.[0-9]{1,3})?", re.ASCII)
@@ -42,6 +43,15 @@ def authorize(request: Request, role: str) -> Identity:
     identity = services_of(request).auth.identify_bearer(request.headers.get("authorization"))
     identity.require(role)
     return identity
+
+
+async def wait_min_seq(request: Request) -> None:
+    """Read-your-writes: with `?min_seq=S`, wait (up to MIN_SEQ_WAIT) until DuckDB holds
+    S; the answer's `seq` then says what it reflects."""
+    raw = request.query_params.get("min_seq")
+    if raw is not None:
+        parse_seq(raw)  # a malformed one is a 400
+        await services_of(request).hub.wait_persisted(raw, MIN_SEQ_WAIT)
 
 
 async def read_body(request: Request) -> bytes:
@@ -74,6 +84,7 @@ async def post_hold(request: Request) -> Response:
 
 async def get_holds(request: Request) -> Response:
     authorize(request, "viewer")
+    await wait_min_seq(request)
     holds = await services_of(request).db.read(current_holds)
     return json_response({"data": {"holds": holds}})
 
@@ -166,6 +177,7 @@ async def get_view_table(request: Request) -> Response:
         if column not in table.columns:
             raise ProtocolError("unknown_column", f"cannot order by unknown column {column!r}")
         order.append((column, part.startswith("-")))
+    await wait_min_seq(request)
     data = await services.db.read(view_table, name, condition, order, limit, offset)
     return json_response({"data": data})
 
@@ -200,13 +212,21 @@ async def healthz(request: Request) -> Response:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
     checks["database"] = services.db.failure or "ok"
     writer = services.writer
-    checks["writer"] = "ok" if not services.task("writer").done() else "stopped"
+    if services.task("writer").done():
+        checks["writer"] = "stopped"
+    else:
+        checks["writer"] = "ok" if writer.ready else "loading"
     ok = all(value == "ok" for value in checks.values())
+    persister = writer.persister
     body = {
         "status": "ok" if ok else "degraded",
         **checks,
         "last_applied": writer.last_applied,
+        "persisted": persister.persisted if persister else None,
         "applied_requests": writer.applied_requests,
         "subscribers": len(services.hub.subscribers),
     }
+    if persister is not None:
+        body["persist_lag"] = persister.lag_percentiles()
+        body["checkpoints"] = len(persister.checkpoints)
     return json_response(body, 200 if ok else 503)
