@@ -91,7 +91,19 @@ class Services:
         ]
         if embedded is not None:
             services.tasks.append(asyncio.create_task(services._watch_redis(), name="redis-watch"))
+        await services._writer_ready()
         return services
+
+    async def _writer_ready(self) -> None:
+        """Serve only once the writer holds its working state (or fail as it failed)."""
+        ready = asyncio.create_task(self.writer.ready.wait())
+        writer = self.task("writer")
+        await asyncio.wait([ready, writer], return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            await self.stop()
+            writer.result()  # raises what stopped the writer
+            raise RuntimeError("the writer stopped before it was ready")
 
     async def _watch_redis(self) -> None:
         """Restart the embedded redis-server if it dies; it reloads its AOF, and the
