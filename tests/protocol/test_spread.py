@@ -130,3 +130,26 @@ def test_level_by_level_keeps_equal_children_equal():
         per_family[leaf.path[0]] = per_family.get(leaf.path[0], 0) + shares[leaf.key]
     assert set(per_family.values()) == {12_449_988}
     assert sum(shares.values()) == 4 * 12_449_988
+
+
+@given(
+    st.integers(2, 6),
+    st.integers(1, 10**6),
+    st.lists(st.lists(st.integers(1, 50), min_size=1, max_size=6), min_size=6, max_size=6),
+    st.integers(-(10**9), 10**9),
+)
+def test_equal_siblings_stay_equal_when_the_total_divides(families, total, splits, share):
+    """Children with equal values get equal shares whenever the amount divides among
+    them, however many rows each has and however their rows differ."""
+    leaves = []
+    for family in range(families):
+        parts = splits[family]
+        rows = [total * p // sum(parts) for p in parts]
+        rows[-1] += total - sum(rows)  # each family sums to `total` exactly
+        leaves += [Leaf(family * 100 + i, (family,), v) for i, v in enumerate(rows)]
+    shares = spread(leaves, share * families, "proportional")
+    per_family = [
+        sum(shares[leaf.key] for leaf in leaves if leaf.path == (family,))
+        for family in range(families)
+    ]
+    assert per_family == [share] * families
