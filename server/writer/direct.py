@@ -9,6 +9,7 @@ from protocol.errors import ProtocolError
 from server.writer.apply import apply_and_encode
 from server.writer.batch import Conn, Limits
 from server.writer.before_image import prepare
+from server.writer.cell_ids import CellIds
 from server.writer.decide import Decider, Request, is_interactive
 from server.writer.persister import write_effects
 from server.writer.state import load
@@ -23,6 +24,7 @@ class DirectWriter:
         self.limits = limits or Limits()
         prepare(con)
         self.decider = Decider(load(con), self.limits)
+        self.cell_ids = CellIds.load(con)
 
     def apply(
         self, requests: list[Request], failed: dict[str, ProtocolError] | None = None
@@ -46,7 +48,7 @@ class DirectWriter:
     def _decide(self, run: list[Request], failed: dict[str, ProtocolError]) -> dict[str, Any]:
         first = self.decider.published is None and self.decider.state.applied is None
         payload, effects = self.decider.decide(run, failed)
-        write_effects(self.con, effects, first)
+        write_effects(self.con, effects, first, self.cell_ids)
         return payload
 
     def _barrier(self, request: Request, failed: dict[str, ProtocolError]) -> dict[str, Any]:
@@ -54,6 +56,7 @@ class DirectWriter:
         payload, _ = apply_and_encode(self.con, [request], self.limits, failed, prev)
         self.con.execute("DELETE FROM _outbox")
         self.decider = Decider(load(self.con), self.limits)
+        self.cell_ids = CellIds.load(self.con)
         self.decider.published = payload["seq"]
         return payload
 

@@ -42,6 +42,7 @@ from server.store.streams import (
 from server.writer.apply import apply_and_encode
 from server.writer.batch import Limits
 from server.writer.before_image import prepare
+from server.writer.cell_ids import CellIds
 from server.writer.decide import Decider, Request, is_interactive
 from server.writer.effects import Effects
 from server.writer.persister import Persister
@@ -108,7 +109,8 @@ class Writer:
         )
         self.decider = Decider(state, self.limits)
         self.decided = state.applied
-        self.persister = Persister(self.db, self.redis, state.applied)
+        cell_ids = await self.db.write(CellIds.load)
+        self.persister = Persister(self.db, self.redis, state.applied, cell_ids)
         self._persisting = asyncio.create_task(self._persist(), name="persister")
         self.ready.set()
         try:
@@ -277,6 +279,7 @@ class Writer:
         await self._publish([(seq, encoded)], barrier=request.id)
         await self.persister.covered(seq)
         self.decider.state = await self.db.write(load)
+        self.persister.cell_ids = await self.db.write(CellIds.load)
 
     def _apply_alone(
         self, con: duckdb.DuckDBPyConnection, request: Request, published: str | None

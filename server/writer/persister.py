@@ -14,20 +14,20 @@ import logging
 import os
 import time
 from collections import deque
-from typing import Any
 
 import duckdb
 import redis.asyncio as aioredis
 
-from protocol.catalog import CELL_KEY, SUMMARY
+from protocol.catalog import CELL_KEY
 from server.store.db import Database
 from server.store.streams import GROUP, PERSISTED, REDIS_ERRORS, REQUESTS
+from server.writer.cell_ids import CellIds
 from server.writer.effects import Effects
 
 log = logging.getLogger("ducksheet.persister")
 Conn = duckdb.DuckDBPyConnection
 
-FLUSH_EVERY = 0.1  # seconds between group commits under load
+FLUSH_EVERY = 0.2  # seconds between group commits under load
 CHECKPOINT_WAL_BYTES = 64 << 20  # checkpoint once the WAL is this big
 CHECKPOINT_IDLE = 2.0  # ... or after this many idle seconds with anything in it
 LAGS_KEPT = 10_000  # recent decide-to-persist lags kept for /healthz and the bench
@@ -39,27 +39,10 @@ SALES_VALUE = {
     "product_id": "v.value::INTEGER",
     "customer_id": "v.value::INTEGER",
 }
-SAME_CELL = " AND ".join(f"t.{c} IS NOT DISTINCT FROM d.{c}" for c in CELL_KEY)
-SET_CELLS = f"""
-    MERGE INTO {SUMMARY} t USING (
-        SELECT unnest($supplier::VARCHAR[]) AS supplier, unnest($brand::VARCHAR[]) AS brand,
-               unnest($family::VARCHAR[]) AS family, unnest($month::VARCHAR[]) AS month,
-               unnest($level::INTEGER[]) AS level, unnest($quantity::BIGINT[]) AS quantity,
-               (unnest($cents::BIGINT[])::DECIMAL(18, 0) * 0.01)::DECIMAL(18, 2) AS net_amount,
-               unnest($lines::BIGINT[]) AS line_count, unnest($gone::BOOLEAN[]) AS gone
-    ) d ON {SAME_CELL}
-    WHEN MATCHED AND d.gone THEN DELETE
-    WHEN MATCHED THEN UPDATE SET
-        quantity = d.quantity, net_amount = d.net_amount, line_count = d.line_count
-    WHEN NOT MATCHED AND NOT d.gone THEN INSERT
-        (supplier, brand, family, month, level, quantity, net_amount, line_count)
-        VALUES (d.supplier, d.brand, d.family, d.month, d.level, d.quantity, d.net_amount,
-                d.line_count)
-"""
 SAME_HOLD = " AND ".join(f"{c} IS NOT DISTINCT FROM ?" for c in CELL_KEY[:4])
 
 
-def write_effects(con: Conn, effects: Effects, first: bool) -> None:
+def write_effects(con: Conn, effects: Effects, first: bool, cell_ids: CellIds) -> None:
     """One transaction: the effects and `_applied` = their last request."""
     con.execute("BEGIN TRANSACTION")
     try:
@@ -70,8 +53,7 @@ def write_effects(con: Conn, effects: Effects, first: bool) -> None:
                 f"UPDATE sales SET {column} = {SALES_VALUE[column]} "
                 "FROM v WHERE sales.sale_id = v.sale_id"
             )
-        if effects.cells:
-            con.execute(SET_CELLS, _cell_params(effects))
+        inserted = cell_ids.write(con, effects.cells)
         for coords, level, on, by, at in effects.holds:
             con.execute(f"DELETE FROM holds WHERE {SAME_HOLD}", list(coords))
             if on:
@@ -83,19 +65,7 @@ def write_effects(con: Conn, effects: Effects, first: bool) -> None:
     except BaseException:
         con.execute("ROLLBACK")
         raise
-
-
-def _cell_params(effects: Effects) -> dict[str, list[Any]]:
-    cells = list(effects.cells)
-    params: dict[str, list[Any]] = {
-        name: [cell[i] for cell in cells] for i, name in enumerate(CELL_KEY)
-    }
-    values = [effects.cells[cell] or [0, 0, 0] for cell in cells]
-    params["quantity"] = [v[0] for v in values]
-    params["cents"] = [v[1] for v in values]
-    params["lines"] = [v[2] for v in values]
-    params["gone"] = [effects.cells[cell] is None for cell in cells]
-    return params
+    cell_ids.committed(effects.cells, inserted)
 
 
 def _record(con: Conn, effects: Effects, first: bool) -> None:
@@ -119,8 +89,11 @@ def checkpoint(con: Conn) -> float:
 
 
 class Persister:
-    def __init__(self, db: Database, redis: aioredis.Redis, persisted: str | None) -> None:
+    def __init__(
+        self, db: Database, redis: aioredis.Redis, persisted: str | None, cell_ids: CellIds
+    ) -> None:
         self.db = db
+        self.cell_ids = cell_ids  # the summary's keys in DuckDB (reloaded after barriers)
         self.redis = redis
         self.persisted = persisted  # `_applied`: the last request DuckDB holds
         self._pending: Effects | None = None
@@ -182,7 +155,7 @@ class Persister:
             return
         self._pending, self._decided_at = None, []
         try:
-            await self.db.write(write_effects, effects, self.persisted is None)
+            await self.db.write(write_effects, effects, self.persisted is None, self.cell_ids)
         except Exception:
             self._pending, self._decided_at = effects, decided_at  # kept for a retry
             raise

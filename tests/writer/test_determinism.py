@@ -14,6 +14,7 @@ from test_properties import _ids, operation, to_message
 from protocol.catalog import SUMMARY
 from protocol.edits import parse_edit, parse_hold
 from server.writer.batch import Limits
+from server.writer.cell_ids import CellIds
 from server.writer.decide import Decider, Request, is_interactive
 from server.writer.direct import DirectWriter
 from server.writer.effects import Effects
@@ -112,6 +113,7 @@ def test_re_deciding_after_a_crash_reproduces_what_was_published(
 
     # Decide batches and publish them at once; the persister writes some groups behind.
     decider = Decider(load(crashed), Limits())
+    cell_ids = CellIds.load(crashed)
     published: dict[str, Outcome] = {}
     pending: Effects | None = None
     batches = split(requests, sizes)
@@ -124,7 +126,7 @@ def test_re_deciding_after_a_crash_reproduces_what_was_published(
         else:
             pending.merge(effects)
         if flush_after[index % len(flush_after)]:
-            write_effects(crashed, pending, first)
+            write_effects(crashed, pending, first, cell_ids)
             first, pending = False, None
     # The crash: what was decided but not persisted is lost, with the decider.
     restarted = DirectWriter(crashed)
