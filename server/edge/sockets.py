@@ -13,7 +13,6 @@ from protocol.codec import dumps_text, loads
 from protocol.edits import Edit, Hold
 from protocol.errors import ProtocolError
 from protocol.messages import Cursor, EditMessage, Hello, HoldMessage, Ping, parse_message
-from server.analytics.reads import snapshot
 from server.edge.auth import Identity
 from server.edge.origins import origin_allowed
 from server.edge.rate_limit import RateLimited, TokenBucket
@@ -55,7 +54,7 @@ class Session:
         """After a bulk change: resync with a fresh snapshot (frames wait meanwhile)."""
 
         async def resend() -> None:
-            state = await self.services.db.read(snapshot)
+            state = await self.services.reads.snapshot()
             self.send({"type": "resync", "seq": state["seq"], "reason": "import"})
             self.send({"type": "snapshot", **state})
             self.subscriber.start(state["seq"])
@@ -156,7 +155,7 @@ class Session:
         replay = None
         if hello.since is not None:
             replay = await entries_after(services.redis, hello.since, REPLAY_LIMIT)
-        state = await services.db.read(snapshot) if replay is None else None
+        state = await services.reads.snapshot() if replay is None else None
         seq = state["seq"] if state else hello.since
         self.send(
             {
@@ -186,7 +185,7 @@ class Session:
             assert last is not None
             replay = await entries_after(services.redis, last, REPLAY_LIMIT)
             if replay is None:  # trimmed past `last` while replaying: start again
-                state = await services.db.read(snapshot)
+                state = await services.reads.snapshot()
                 self.send({"type": "resync", "seq": state["seq"]})
                 self.send({"type": "snapshot", **state})
                 self.subscriber.start(state["seq"])
