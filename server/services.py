@@ -90,23 +90,14 @@ class Services:
         await asyncio.gather(*closing)
 
     @classmethod
-    async def start(
-        cls,
-        settings: Settings,
-        auth: Authenticator,
-        role: Role = "all",
-        data_address: DataAddress | None = None,
-    ) -> Services:
-        """Start one role's parts; `data_address` is where a data process's reads are
-        served (published once the writer runs)."""
+    async def start(cls, settings: Settings, auth: Authenticator, role: Role = "all") -> Services:
+        """Start the parts of one role."""
         if role == "web":
             return await cls._start_web(settings, auth)
-        return await cls._start_data(settings, auth, role, data_address)
+        return await cls._start_data(settings, auth, role)
 
     @classmethod
-    async def _start_data(
-        cls, settings: Settings, auth: Authenticator, role: Role, address: DataAddress | None
-    ) -> Services:
+    async def _start_data(cls, settings: Settings, auth: Authenticator, role: Role) -> Services:
         embedded = None
         url = settings.redis_url
         if url is None:
@@ -134,11 +125,13 @@ class Services:
             services.tasks.append(asyncio.create_task(hub.run(), name="hub"))
         if embedded is not None:
             services.tasks.append(asyncio.create_task(services._watch_redis(), name="redis-watch"))
-        if address is not None:
-            services.data_address = address
-            publishing = keep_published(redis, address, services._stopping)
-            services.tasks.append(asyncio.create_task(publishing, name="data-address"))
         return services
+
+    def publish_address(self, address: DataAddress) -> None:
+        """Tell web processes where this data process serves its reads, until stopped."""
+        self.data_address = address
+        publishing = keep_published(self.redis, address, self._stopping)
+        self.tasks.append(asyncio.create_task(publishing, name="data-address"))
 
     @classmethod
     async def _start_web(cls, settings: Settings, auth: Authenticator) -> Services:

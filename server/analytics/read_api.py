@@ -142,8 +142,7 @@ class RequireSecret:
         await self.app(scope, receive, send)
 
 
-def create_read_api(secret: str, lifespan: Any = None) -> Starlette:
-    """The API; its lifespan sets `app.state.reads` once the data services run."""
+def create_read_api(reads: LocalReads, secret: str) -> Starlette:
     routes = [
         Route("/snapshot", snapshot, methods=["POST"]),
         Route("/view_table", view_table, methods=["POST"]),
@@ -157,7 +156,6 @@ def create_read_api(secret: str, lifespan: Any = None) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        lifespan=lifespan,
         middleware=[Middleware(RequireSecret, secret=secret)],
         exception_handlers={
             ProtocolError: _protocol_error,
@@ -165,4 +163,5 @@ def create_read_api(secret: str, lifespan: Any = None) -> Starlette:
             KeyError: _value_error,
         },
     )
+    app.state.reads = reads
     return app

@@ -8,6 +8,7 @@ on is what the data process read.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from server.edge.reads import Order
 from server.store.data_address import DataAddress, lookup
 from server.store.streams import REDIS_ERRORS
 
+logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per forwarded read
 TIMEOUT = httpx.Timeout(120.0, connect=5.0)  # exports of large tables take a while
 EXPORT_CHUNK = 1 << 20
 
