@@ -123,6 +123,8 @@ class Services:
         services.tasks = [writing]
         if hub is not None:
             services.tasks.append(asyncio.create_task(hub.run(), name="hub"))
+            presence = hub.presence.run(services._stopping)
+            services.tasks.append(asyncio.create_task(presence, name="presence"))
         if embedded is not None:
             services.tasks.append(asyncio.create_task(services._watch_redis(), name="redis-watch"))
         return services
@@ -146,6 +148,7 @@ class Services:
         services.tasks = [
             asyncio.create_task(hub.run(), name="hub"),
             asyncio.create_task(services.data_watch.run(services._stopping), name="data-watch"),
+            asyncio.create_task(hub.presence.run(services._stopping), name="presence"),
         ]
         return services
 
