@@ -26,7 +26,7 @@ from server.edge.reads import LocalReads, Reads
 from server.edge.remote_reads import RemoteReads
 from server.edge.submit import Submitter
 from server.hub.fanout import Hub
-from server.store.data_address import DataAddress, keep_published, withdraw
+from server.store.data_address import DataAddress, keep_published, publish, withdraw
 from server.store.db import Database
 from server.store.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from server.store.streams import REDIS_ERRORS, Enqueuer, connect, ensure_group
@@ -129,9 +129,10 @@ class Services:
             services.tasks.append(asyncio.create_task(services._watch_redis(), name="redis-watch"))
         return services
 
-    def publish_address(self, address: DataAddress) -> None:
+    async def publish_address(self, address: DataAddress) -> None:
         """Tell web processes where this data process serves its reads, until stopped."""
         self.data_address = address
+        await publish(self.redis, address)  # known before anyone hears this process is ready
         publishing = keep_published(self.redis, address, self._stopping)
         self.tasks.append(asyncio.create_task(publishing, name="data-address"))
 

@@ -107,6 +107,8 @@ class Session:
         except REDIS_ERRORS as exc:  # the missed updates could not be read
             log.warning("closing %s: redis unavailable (%s)", self.user, exc)
             await self._refuse(ProtocolError("unavailable", "updates are unavailable; retry"))
+        except ProtocolError as exc:  # the snapshot could not be read (data process away)
+            await self._refuse(exc)
         finally:
             hub.presence.leave(self.member)
             hub.subscribers.discard(self.subscriber)
