@@ -15,7 +15,7 @@ from bench.edits import build_mix
 from bench.load import LoadPlan, run_load, warmup
 from bench.procstat import Sampler, wait_until_quiet
 from bench.profile import Profiler
-from bench.server import SERVER_CLI, ServerProcess, cached_dataset, scratch_copy
+from bench.server import SERVER_CLI, ServerProcess, cached_dataset, http_json, scratch_copy
 from bench.stats import analyze
 
 SCENARIOS = ("all", "leaf", "spread", "mixed", "fanout", "max", "baseline", "coldstart")
@@ -167,6 +167,9 @@ class Session:
         }
         run["timeline"] = sampler.timeline(raw.t0)
         run["server"] = {"peak_rss_mb": {k: round(v, 1) for k, v in server.peak_rss_mb().items()}}
+        _, health = http_json(f"{server.base}/healthz")
+        # decide -> persisted, per batch, over the server's last 10,000 batches
+        run["server"]["persist_lag_ms"] = (health or {}).get("persist_lag")
         if profiler is not None:
             run["profile"] = profiler.finish()
         _print_run(run)
@@ -189,7 +192,8 @@ def _print_run(run: dict[str, Any]) -> None:
         f"{run['edits']['unresolved']} | cpu server {cpu.get('server')}% redis "
         f"{cpu.get('redis')}% load {run['cpu']['generator_total_pct']}% other "
         f"{run['cpu'].get('other_pct')}% | rss "
-        f"{run['server']['peak_rss_mb'].get('server')} MB",
+        f"{run['server']['peak_rss_mb'].get('server')} MB | persist lag "
+        f"{run['server'].get('persist_lag_ms')}",
         flush=True,
     )
 

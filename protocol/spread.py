@@ -3,8 +3,10 @@
 Amounts are integers so every split foots exactly. Shares are rounded with the
 largest-remainder method: each part gets the floor of its exact share, and the units
 left over go one each to the parts with the largest remainders; ties go to the part
-that comes first in the given order (the caller orders leaves by key), so a spread is
-deterministic.
+that comes first in the given order (the caller orders leaves by path, then key), so a
+spread is deterministic. A proportional spread rounds level by level: the child nodes
+of the edited cell first, then their children, down to the rows, so children with
+equal values get equal shares whenever the amount divides.
 """
 
 from __future__ import annotations
@@ -80,12 +82,46 @@ def spread(leaves: Sequence[Leaf], target: int, method: str = "proportional") ->
                     "the values below this cell sum to zero, so proportions are undefined; "
                     "use spread 'equal'",
                 )
-            return dict(
-                zip((leaf.key for leaf in free), largest_remainder(values, amount), strict=True)
-            )
+            return proportional_by_level(free, amount)
     elif method != "equal":
         raise ValueError(f"unknown spread method {method!r}")
     return _spread_equal(leaves, amount, depth=0)
+
+
+def proportional_by_level(free: Sequence[Leaf], amount: int) -> dict[int, int]:
+    """Share `amount` over the free leaves (whose values must not sum to zero) in
+    proportion to their values, rounding at each level of their paths in turn.
+
+    Every part's exact share is value * amount / total with the one overall factor; a
+    group's rounded amount is split among its children by the largest remainder of
+    their exact shares, so each level foots exactly to the level above.
+    """
+    total = sum(leaf.value for leaf in free)
+    sign = 1 if total > 0 else -1
+    result: dict[int, int] = {}
+
+    def split(leaves: Sequence[Leaf], share: int, depth: int) -> None:
+        if depth == len(leaves[0].path):
+            groups = [[leaf] for leaf in leaves]
+        else:
+            by_child: dict[Hashable, list[Leaf]] = {}
+            for leaf in leaves:
+                by_child.setdefault(leaf.path[depth], []).append(leaf)
+            groups = list(by_child.values())
+        exact = [divmod(sum(x.value for x in g) * amount * sign, abs(total)) for g in groups]
+        parts = [part for part, _ in exact]
+        left_over = share - sum(parts)  # 0 <= left_over <= len(groups)
+        ranked = sorted(range(len(groups)), key=lambda i: -exact[i][1])  # stable: ties by order
+        for i in ranked[:left_over]:
+            parts[i] += 1
+        for group, part in zip(groups, parts, strict=True):
+            if depth == len(leaves[0].path):
+                result[group[0].key] = part
+            else:
+                split(group, part, depth + 1)
+
+    split(free, amount, 0)
+    return result
 
 
 def _spread_equal(leaves: Sequence[Leaf], amount: int, depth: int) -> dict[int, int]:

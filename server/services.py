@@ -189,11 +189,19 @@ class Services:
 
 
 def writer_status(writer: Writer, task: asyncio.Task[None]) -> dict[str, Any]:
-    return {
-        "writer": "stopped" if task.done() else "ok",
+    """The writer's part of /healthz: its state, and how far it applied and persisted."""
+    state = "stopped" if task.done() else ("ok" if writer.ready else "loading")
+    persister = writer.persister
+    status = {
+        "writer": state,
         "last_applied": writer.last_applied,
+        "persisted": persister.persisted if persister else None,
         "applied_requests": writer.applied_requests,
     }
+    if persister is not None:
+        status["persist_lag"] = persister.lag_percentiles()
+        status["checkpoints"] = len(persister.checkpoints)
+    return status
 
 
 async def _open_database(db: Database, settings: Settings) -> None:

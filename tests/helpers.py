@@ -25,8 +25,10 @@ import websockets
 from protocol.catalog import SUMMARY
 from protocol.edits import parse_edit
 from server.analytics.check import footing_errors, summary_drift
-from server.writer.apply import Request, apply_batch
 from server.writer.batch import Limits
+from server.writer.decide import Request
+from server.writer.direct import DirectWriter, apply_batch
+from server.writer.state import load
 
 _ids = count(1)
 
@@ -112,6 +114,9 @@ class Client:
                     return frame
                 self.frames.append(frame)
 
+    async def next_n(self, kind: str, count: int) -> list[dict[str, Any]]:
+        return [await self.next(kind) for _ in range(count)]
+
     async def edit(self, client_id: str, **edit: Any) -> None:
         await self.send({"type": "edit", "id": client_id, **edit})
 
@@ -119,8 +124,22 @@ class Client:
         await self.ws.close()
 
 
+async def all_persisted(server) -> None:
+    """Wait until DuckDB holds everything decided so far (the writer publishes first
+    and persists behind)."""
+    persister = server.services.writer.persister
+    if persister is not None:
+        await asyncio.wait_for(persister.idle(), 30)
+
+
+async def db_read(server, fn: Any, *args: Any) -> Any:
+    """fn(cursor, *args) on a reader cursor once DuckDB holds everything decided."""
+    await all_persisted(server)
+    return await server.services.db.read(fn, *args)
+
+
 async def read(server, sql: str, *params: Any) -> list[tuple]:
-    return await server.services.db.read(lambda cur: cur.execute(sql, list(params)).fetchall())
+    return await db_read(server, lambda cur: cur.execute(sql, list(params)).fetchall())
 
 
 async def some_sales(server, n: int) -> list[int]:
@@ -149,3 +168,18 @@ def serve_process(data: Path, env: dict[str, str]) -> Iterator[tuple[str, Path]]
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def assert_state_matches_database(writer: DirectWriter) -> None:
+    """The writer's working state is exactly what a fresh load from DuckDB gives."""
+    mine, fresh = writer.decider.state, load(writer.con)
+    assert mine.summary == fresh.summary
+    assert {k: (h.level, h.by) for k, h in mine.holds.items()} == {
+        k: (h.level, h.by) for k, h in fresh.holds.items()
+    }
+    for name in ("sale_id", "invoice_date", "product_id", "customer_id", "quantity", "cents"):
+        assert (getattr(mine.sales, name) == getattr(fresh.sales, name)).all(), name
+    node_of = lambda state, k: None if k < 0 else state.nodes[k]  # noqa: E731
+    assert [node_of(mine, k) for k in mine.row_node.tolist()] == [
+        node_of(fresh, k) for k in fresh.row_node.tolist()
+    ]

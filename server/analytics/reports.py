@@ -121,9 +121,9 @@ def get_report(name: str) -> Report:
 
 def parse_params(report: Report, query: Mapping[str, str]) -> dict[str, Any]:
     """The report's parameters from a query string: validated, with defaults filled in.
-    `format` is not a report parameter and is ignored here."""
+    `format` and `min_seq` are not report parameters and are ignored here."""
     known = {p.name: p for p in report.params}
-    unknown = sorted(set(query) - set(known) - {"format"})
+    unknown = sorted(set(query) - set(known) - {"format", "min_seq"})
     if unknown:
         raise ProtocolError(
             "invalid_value",

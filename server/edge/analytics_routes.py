@@ -26,7 +26,13 @@ from protocol.catalog import TABLES
 from protocol.errors import ProtocolError
 from server.analytics.exporter import MEDIA_TYPES, check_request, temp_export_path
 from server.analytics.reports import FORMATS, catalog, get_report, parse_params, to_csv
-from server.edge.rest import authorize, json_response, outcome_response, services_of
+from server.edge.rest import (
+    authorize,
+    json_response,
+    outcome_response,
+    services_of,
+    wait_min_seq,
+)
 from server.edge.uploads import MAX_UPLOAD_BYTES, upload_path
 
 MAX_FILE_NAME = 200
@@ -46,6 +52,7 @@ async def get_report_data(request: Request) -> Response:
             "invalid_value", f"format must be one of {', '.join(FORMATS)}", parameter="format"
         )
     params = parse_params(report, request.query_params)
+    await wait_min_seq(request)
     data = await services_of(request).reads.report(report, params)
     if fmt == "csv":
         return Response(
@@ -62,6 +69,7 @@ async def get_export(request: Request) -> Response:
     fmt = request.query_params.get("format", "csv")
     authorize(request, "admin")
     check_request(table, fmt)
+    await wait_min_seq(request)
     path = temp_export_path(services.settings.data_dir, table, fmt)
     try:
         await services.reads.export(table, fmt, path)

@@ -31,5 +31,5 @@ class DataWatch:
     def check_writable(self) -> None:
         if self.status.get("database") != "ok":
             raise ProtocolError("unavailable", "the database is unavailable; edits are refused")
-        if self.status.get("writer") != "ok":
+        if self.status.get("writer") not in ("ok", "loading"):  # loading: queued edits wait
             raise ProtocolError("unavailable", "the writer is not running; edits are refused")

@@ -18,6 +18,7 @@ from server.services import Services
 from server.store.streams import REDIS_ERRORS, REQUESTS, entries_after, latest_entries, newest_seq
 
 MAX_WAIT = 30.0
+MIN_SEQ_WAIT = 5.0  # seconds a read waits for DuckDB to hold its `min_seq`
 # Query numbers: ASCII digits only (int() and float() also take other digits, "1_0", "nan").
 _INTEGER = re.compile(r"-?[0-9]{1,18}", re.ASCII)
 _SECONDS = re.compile(r"[0-9]{1,2}(\.[0-9]{1,3})?", re.ASCII)
@@ -40,6 +41,15 @@ def authorize(request: Request, role: str) -> Identity:
     identity = services_of(request).auth.identify_bearer(request.headers.get("authorization"))
     identity.require(role)
     return identity
+
+
+async def wait_min_seq(request: Request) -> None:
+    """Read-your-writes: with `?min_seq=S`, wait (up to MIN_SEQ_WAIT) until DuckDB holds
+    S; the answer's `seq` then says what it reflects."""
+    raw = request.query_params.get("min_seq")
+    if raw is not None:
+        parse_seq(raw)  # a malformed one is a 400
+        await services_of(request).hub.wait_persisted(raw, MIN_SEQ_WAIT)
 
 
 async def read_body(request: Request) -> bytes:
@@ -72,6 +82,7 @@ async def post_hold(request: Request) -> Response:
 
 async def get_holds(request: Request) -> Response:
     authorize(request, "viewer")
+    await wait_min_seq(request)
     holds = await services_of(request).reads.holds()
     return json_response({"data": {"holds": holds}})
 
@@ -164,6 +175,7 @@ async def get_view_table(request: Request) -> Response:
         if column not in table.columns:
             raise ProtocolError("unknown_column", f"cannot order by unknown column {column!r}")
         order.append((column, part.startswith("-")))
+    await wait_min_seq(request)
     data = await services.reads.view_table(name, condition, order, limit, offset)
     return json_response({"data": data})
 
@@ -203,8 +215,7 @@ async def healthz(request: Request) -> Response:
     body = {
         "status": "ok" if ok else "degraded",
         **checks,
-        "last_applied": data.get("last_applied"),
-        "applied_requests": data.get("applied_requests"),
+        **{k: v for k, v in data.items() if k not in checks},
         "subscribers": len(services.hub.subscribers) if services.hub else 0,
     }
     return json_response(body, 200 if ok else 503)

@@ -56,8 +56,7 @@ class Session:
         async def resend() -> None:
             state = await self.services.reads.snapshot()
             self.send({"type": "resync", "seq": state["seq"], "reason": "import"})
-            self.send({"type": "snapshot", **state})
-            self.subscriber.start(state["seq"])
+            await self._snapshot_and_catch_up(state)
 
         asyncio.get_running_loop().create_task(resend())
 
@@ -172,11 +171,23 @@ class Session:
         if state is not None:
             if hello.since is not None:
                 self.send({"type": "resync", "seq": state["seq"]})
-            self.send({"type": "snapshot", **state})
-            self.subscriber.start(state["seq"])
+            await self._snapshot_and_catch_up(state)
             return
-        last = hello.since
-        while replay:  # every missed entry in order, REPLAY_LIMIT at a time
+        await self._catch_up(hello.since, replay)
+
+    async def _snapshot_and_catch_up(self, state: dict[str, Any] | None = None) -> None:
+        """Send a snapshot, then what was published after the seq it reflects: DuckDB
+        holds a little less than the writer has published (it persists behind)."""
+        if state is None:
+            state = await self.services.reads.snapshot()
+        self.send({"type": "snapshot", **state})
+        replay = await entries_after(self.services.redis, state["seq"], REPLAY_LIMIT)
+        await self._catch_up(state["seq"], replay or [])
+
+    async def _catch_up(self, last: str | None, replay: list[dict[str, Any]]) -> None:
+        """Send every entry after `last` in order, REPLAY_LIMIT at a time, then release
+        the live frames held back meanwhile, without gaps or repeats."""
+        while replay:
             for payload in replay:
                 frame = updates_frame([payload])
                 if frame is not None:
@@ -185,13 +196,13 @@ class Session:
             if len(replay) < REPLAY_LIMIT:
                 break
             assert last is not None
-            replay = await entries_after(services.redis, last, REPLAY_LIMIT)
-            if replay is None:  # trimmed past `last` while replaying: start again
-                state = await services.reads.snapshot()
+            more = await entries_after(self.services.redis, last, REPLAY_LIMIT)
+            if more is None:  # trimmed past `last` while replaying: start again
+                state = await self.services.reads.snapshot()
                 self.send({"type": "resync", "seq": state["seq"]})
-                self.send({"type": "snapshot", **state})
-                self.subscriber.start(state["seq"])
+                await self._snapshot_and_catch_up(state)
                 return
+            replay = more
         self.subscriber.start(last or "")
 
     async def _receive_loop(self) -> None:

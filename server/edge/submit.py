@@ -34,9 +34,12 @@ class Submitter:
         return request_id, ref
 
     async def submit(self, action: Action, user: str, wait: float) -> dict[str, Any]:
-        """XADD a request and, for up to `wait` seconds, wait for the writer's outcome:
-        {request_id, status: queued | applied (seq, stats?) | rejected (error)}."""
-        done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        """XADD a request and, for up to `wait` seconds, wait for the writer's outcome
+        and, when applied, for DuckDB to hold it (so a read that follows sees it):
+        {request_id, status: queued | applied (seq, persisted, stats?) | rejected (error)}."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        done: asyncio.Future[Result] = loop.create_future()
         request_id, ref = await self.enqueue(
             action, user, lambda result: done.done() or done.set_result(result)
         )
@@ -49,4 +52,8 @@ class Submitter:
             return {"request_id": request_id, "status": "queued"}
         outcome = {"request_id": request_id, "status": result["status"]}
         keys = ("seq", "stats") if result["status"] == "applied" else ("error",)
-        return outcome | {k: result[k] for k in keys if k in result}
+        outcome |= {k: result[k] for k in keys if k in result}
+        if result["status"] == "applied":
+            left = max(0.0, deadline - loop.time())
+            outcome["persisted"] = await self.hub.wait_persisted(result["seq"], left)
+        return outcome

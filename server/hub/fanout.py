@@ -20,7 +20,7 @@ from protocol.catalog import CELL_KEY, TABLES
 from protocol.codec import dumps_text, loads, parse_seq
 from server.hub.presence import Presence
 from server.hub.wire import WriteFrame, text_frame
-from server.store.streams import BLOCK_MS, FIELD, REDIS_ERRORS, RESPONSES
+from server.store.streams import BLOCK_MS, FIELD, PERSISTED, REDIS_ERRORS, RESPONSES
 
 log = logging.getLogger("ducksheet.hub")
 Result = dict[str, Any]
@@ -147,6 +147,9 @@ class Hub:
         self._prefix = uuid.uuid4().hex[:12]
         self._counter = 0
         self.last_seq: str | None = None
+        self.persisted: str | None = None  # the last seq DuckDB holds, as the writer said
+        self._persisted_seen = asyncio.Event()  # set (and renewed) when `persisted` moves
+        self._persisted_id = "0-0"
         self._stopping = asyncio.Event()
 
     def new_ref(self, on_result: Callable[[Result], None]) -> str:
@@ -176,12 +179,38 @@ class Hub:
         if self.last_seq is None:
             newest = await self.redis.xrevrange(RESPONSES, count=1)
             self.last_seq = newest[0][0].decode() if newest else "0-0"
+        if self.persisted is None:
+            newest = await self.redis.xrevrange(PERSISTED, count=1)
+            if newest:
+                self._persisted_id = newest[0][0].decode()
+                self._note_persisted(newest[0][1][b"seq"].decode())
         while not self._stopping.is_set():
-            reply = await self.redis.xread({RESPONSES: self.last_seq}, count=500, block=BLOCK_MS)
-            entries = reply[0][1] if reply else []
-            if entries:
-                self.last_seq = entries[-1][0].decode()
-                self.dispatch([loads(fields[FIELD]) for _, fields in entries])
+            streams = {RESPONSES: self.last_seq, PERSISTED: self._persisted_id}
+            for name, entries in await self.redis.xread(streams, count=500, block=BLOCK_MS):
+                if name in (PERSISTED, PERSISTED.encode()):
+                    self._persisted_id = entries[-1][0].decode()
+                    self._note_persisted(entries[-1][1][b"seq"].decode())
+                elif entries:
+                    self.last_seq = entries[-1][0].decode()
+                    self.dispatch([loads(fields[FIELD]) for _, fields in entries])
+
+    def _note_persisted(self, seq: str) -> None:
+        self.persisted = seq
+        self._persisted_seen.set()
+        self._persisted_seen = asyncio.Event()
+
+    async def wait_persisted(self, seq: str, seconds: float) -> bool:
+        """Wait until DuckDB holds `seq` (True), or `seconds` passed (False)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while self.persisted is None or parse_seq(self.persisted) < parse_seq(seq):
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._persisted_seen.wait(), left)
+            except TimeoutError:
+                return False
+        return True
 
     def dispatch(self, payloads: list[dict[str, Any]]) -> None:
         """Hand response entries to the subscribers: the entries read together become one

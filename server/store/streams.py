@@ -16,6 +16,7 @@ from server.config import Settings
 
 REQUESTS = "request_duck"
 RESPONSES = "response_duck"
+PERSISTED = "persisted_duck"  # the last request DuckDB holds, after each group commit
 DEAD_LETTERS = "request_duck_dead"  # requests DuckDB could not apply, with the error
 GROUP = "writers"
 FIELD = b"p"

@@ -12,7 +12,6 @@ request twice or lose its announcement.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,41 +24,16 @@ from server.analytics.csv_import import apply_import
 from server.store.sql import ident
 from server.writer.base_edits import apply_base_edit, apply_point_edits, is_point_edit
 from server.writer.batch import Batch, Conn, Limits
+from server.writer.decide import Request
 from server.writer.holds import apply_hold, has_holds
 from server.writer.known import Known
 from server.writer.spread_cell import apply_summary_edit
 from server.writer.upkeep import update_summary
 
 
-@dataclass(frozen=True)
-class Request:
-    id: str  # request_duck stream id
-    action: Action | None  # None only for a body that no longer parses (then in `failed`)
-    user: str
-    ref: str | None = None  # the edge's correlation id, echoed in the outcome
-
-
 def last_applied(con: Conn) -> str | None:
     row = con.execute("SELECT last_id FROM _applied").fetchone()
     return row[0] if row else None
-
-
-def apply_batch(
-    con: Conn,
-    requests: list[Request],
-    limits: Limits,
-    failed: dict[str, ProtocolError] | None = None,
-    published: list[str] | None = None,
-    known: Known | None = None,
-) -> dict[str, Any]:
-    """Apply `requests` in order in one transaction; return the response payload.
-
-    Requests named in `failed` are recorded as rejected without being applied (used
-    when a batch had to be split to isolate a request that makes DuckDB raise).
-    `published` are outbox seqs confirmed in response_duck, deleted in this transaction.
-    `known` is what the caller (the writer) knows of the database from earlier batches.
-    """
-    return apply_and_encode(con, requests, limits, failed, published, known)[0]
 
 
 def apply_and_encode(
@@ -70,7 +44,12 @@ def apply_and_encode(
     published: list[str] | None = None,
     known: Known | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """apply_batch, and the payload's JSON as stored in the outbox (to publish as is)."""
+    """Apply `requests` in order in one transaction: the response payload and its JSON
+    as stored in the outbox (to publish as is).
+
+    Requests named in `failed` are recorded as rejected without being applied.
+    `published` are outbox seqs confirmed in response_duck, deleted in this transaction.
+    `known` is what the caller knows of the database (the seq published last)."""
     failed = failed or {}
     known = known if known is not None else Known()
     seq = requests[-1].id

@@ -1,22 +1,28 @@
-"""The writer: drains request_duck in batches into DuckDB and publishes the results.
+"""The writer: reads request_duck in batches, decides them in memory, publishes each
+batch to response_duck at once and hands its effects to the persister (DESIGN §1, §6).
 
-One task per database file. Each batch is applied in one DuckDB transaction (see
-server.writer.apply), then published to response_duck under the id of its last request
-(an explicit id, so publishing twice is harmless), then acknowledged, in one Redis round
-trip that overlaps with reading and applying the next batch.
+No DuckDB statement lies between reading a batch and publishing it, except for
+barrier requests (condition edits, product and customer edits, imports): for those
+the writer waits until the persister caught up, applies the request in DuckDB as one
+transaction, publishes it and reloads its working state.
+
+Recovery: the state is loaded from DuckDB (`_applied`), the journal entries after it
+are decided again, and only what lies beyond the newest response_duck entry is
+published; deciding is deterministic, so nothing published is ever contradicted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import duckdb
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from protocol.codec import dumps, parse_seq
+from protocol.codec import dumps, dumps_text, parse_seq
 from protocol.errors import ProtocolError
 from server.config import Settings
 from server.store.db import Database
@@ -31,22 +37,23 @@ from server.store.streams import (
     decode_request,
     ensure_group,
     later,
+    newest_seq,
 )
-from server.writer.apply import Request, apply_and_encode, last_applied
+from server.writer.apply import apply_and_encode
 from server.writer.batch import Limits
 from server.writer.before_image import prepare
+from server.writer.decide import Decider, Request, is_interactive
+from server.writer.effects import Effects
 from server.writer.known import Known
+from server.writer.persister import Persister
 from server.writer.ranges import OVERFLOWS, OutOfRange
+from server.writer.state import load
 
 log = logging.getLogger("ducksheet.writer")
 
 Entry = tuple[bytes, dict[bytes, bytes]]  # a request_duck entry: id, fields
 
-MAX_ATTEMPTS = 3  # tries of a request that makes DuckDB raise, before it is dead-lettered
-TRIM_EVERY = 50  # batches between trims of request_duck below the last applied id
-# Published outbox rows are deleted in a later transaction once this many piled up: a
-# DELETE per batch costs more than the rare republish of a few rows after a crash.
-OUTBOX_DELETE_AT = 20
+MAX_ATTEMPTS = 3  # tries of a barrier request that makes DuckDB raise, before dead-lettering
 
 
 class DatabaseFailed(Exception):
@@ -69,24 +76,62 @@ class Writer:
         self.batch_size = batch_size
         self.retention = retention
         self.consumer = consumer
-        self.last_applied: str | None = None  # committed in DuckDB (maybe not yet published)
         self.applied_requests = 0
         self.batches = 0
-        self._untrimmed = 0  # batches since request_duck was last trimmed
-        self.known = Known()  # what earlier batches learned about the database
-        self._published: list[str] = []  # outbox rows to delete in a later transaction
-        self._dead: list[dict[str, Any]] = []  # requests to move to the dead-letter stream
+        self.decide_seconds: list[float] = []  # recent batches, for /healthz and the bench
+        self.decider: Decider | None = None
+        self.persister: Persister | None = None
+        self.decided: str | None = None  # the last request decided (maybe not persisted)
+        self.ready = False  # the working state is loaded
         self._stopping = asyncio.Event()
         self._publishing: asyncio.Task[None] | None = None  # the batch being published
+        self._replay_until: str | None = None  # published before a restart: decide silently
+        self._silent: Effects | None = None  # effects of silently re-decided requests
+        self._persisting: asyncio.Task[None] | None = None
+
+    @property
+    def last_applied(self) -> str | None:
+        """The last seq decided and published."""
+        return self.decider.published if self.decider else None
 
     def stop(self) -> None:
-        """Finish the batch in hand, publish it, then return from run()."""
+        """Finish the batch in hand, publish it, persist everything, then return."""
         self._stopping.set()
 
     async def run(self) -> None:
         await self.db.write(prepare)
-        self.last_applied = await self.db.write(last_applied)
-        await self.db.write(self.known.summary_cells)  # read now, not in the first batch
+        state = await self.db.write(load)
+        log.info(
+            "working state loaded: %s sales rows, %s cells, %.0f MB of columns",
+            f"{len(state.sales.sale_id):,}",
+            f"{len(state.summary):,}",
+            state.memory_bytes() / 1e6,
+        )
+        self.decider = Decider(state, self.limits)
+        self.decided = state.applied
+        self.persister = Persister(self.db, self.redis, state.applied)
+        self._persisting = asyncio.create_task(self._persist(), name="persister")
+        self.ready = True
+        try:
+            await self._serve_until_stopped()
+        finally:
+            await self._finish_publishing_quietly()
+            self.persister.stop()
+            await self._persisting
+
+    async def _persist(self) -> None:
+        assert self.persister is not None
+        try:
+            await self.persister.run()
+        except (duckdb.Error, OSError) as exc:
+            self._fail(f"persisting failed: {exc}")
+
+    def _fail(self, why: str) -> None:
+        self.db.failure = why
+        self._stopping.set()
+        log.error("DuckDB failed; the writer stops and edits stay queued: %s", why)
+
+    async def _serve_until_stopped(self) -> None:
         backoff = 0.1
         while not self._stopping.is_set():
             try:
@@ -103,9 +148,16 @@ class Writer:
                 backoff = 0.1
 
     async def _serve(self) -> None:
+        assert self.decider is not None
         await ensure_group(self.redis)
         await self._republish_outbox()
-        cursor = "0"  # first our own pending entries (delivered, never acknowledged)
+        newest = await newest_seq(self.redis)
+        if self.decider.published is None or (
+            newest is not None and later(newest, self.decider.published)
+        ):
+            self._replay_until = newest  # decided before a restart: already published
+            self.decider.published = newest
+        cursor = "0"  # first our own pending entries (delivered, not yet persisted)
         try:
             entries = await self._read(cursor, None)
             while not self._stopping.is_set():
@@ -113,85 +165,49 @@ class Writer:
                     await self._handle(entries)
                 elif cursor == "0":
                     cursor = ">"
-                if cursor == "0" or not entries:
-                    # Pending entries stay pending until acknowledged, and an idle writer
-                    # publishes before it blocks.
-                    await self._finish_publishing()
+                    self._end_replay()
+                if not entries:
+                    await self._finish_publishing()  # an idle writer publishes first
                 block = BLOCK_MS if not entries and cursor == ">" else None
                 entries = await self._read(cursor, block)
             await self._finish_publishing()
         finally:
-            if self._publishing is not None:  # Redis failed: the outbox keeps its payloads
+            if self._publishing is not None:
                 self._publishing.cancel()
                 self._publishing = None
 
     async def _read(self, cursor: str, block: int | None) -> list[Entry]:
+        if cursor == "0" and self.decided is not None:
+            cursor = self.decided  # pending entries after what was decided already
         reply = await self.redis.xreadgroup(
             GROUP, self.consumer, {REQUESTS: cursor}, count=self.batch_size, block=block
         )
         return reply[0][1] if reply else []
 
     async def _handle(self, entries: list[Entry]) -> None:
-        """Apply a batch, then publish and acknowledge it in the background: the next
-        batch is read and applied meanwhile (publishing stays in order)."""
-        published = list(self._published) if len(self._published) >= OUTBOX_DELETE_AT else []
-        try:
-            payloads, decided = await self.db.write(self._apply, entries, published)
-        except DatabaseFailed as exc:
-            self.db.failure = str(exc)
-            self._stopping.set()
-            log.error("DuckDB failed; the writer stops and edits stay queued: %s", exc)
-            return
-        if payloads:
-            # Committed: never apply these again, even if publishing fails below and
-            # their entries come back unacknowledged.
-            self.last_applied = payloads[-1][0]
-            if published:
-                self._published = self._published[len(published) :]
-        self.applied_requests += decided
-        await self._dead_letter(entries)
-        await self._finish_publishing()
-        ids = [entry_id for entry_id, _ in entries]
-        self._publishing = asyncio.create_task(self._publish(payloads, ids))
-
-    async def _finish_publishing(self) -> None:
-        """Wait for the batch being published; its Redis errors surface here."""
-        task, self._publishing = self._publishing, None
-        if task is not None:
-            await task
-
-    def _apply(
-        self, con: duckdb.DuckDBPyConnection, entries: list[Entry], published: list[str]
-    ) -> tuple[list[tuple[str, str]], int]:
-        """(seq, payload JSON) of each committed transaction in order, and the number of
-        requests decided. One transaction for the batch or, when DuckDB raised, one per
-        request so that only the culprit is rejected. Runs on the database thread, so
-        parsing the requests does not hold up the event loop either."""
         requests, failed = self._decode(entries)
-        if not requests:
-            return [], 0
-        try:
-            return [self._attempt(con, requests, failed, published)], len(requests)
-        except OutOfRange:  # one of them would overflow a column: find it
-            log.info(
-                "a request of a batch of %d is out of range; applying one by one", len(requests)
-            )
-        except duckdb.Error as exc:
-            log.warning("batch of %d failed (%s); applying one by one", len(requests), exc)
-        payloads = [
-            self._apply_alone(con, r, failed, published if i == 0 else [])
-            for i, r in enumerate(requests)
-        ]
-        return payloads, len(requests)
+        run: list[Request] = []
+        for request in requests:
+            if is_interactive(request.action) or request.id in failed:
+                run.append(request)
+                continue
+            if run:
+                await self._decide(run, failed)
+                run = []
+            await self._barrier(request)
+            if self._stopping.is_set():
+                return
+        if run:
+            await self._decide(run, failed)
 
     def _decode(self, entries: list[Entry]) -> tuple[list[Request], dict[str, ProtocolError]]:
-        """Requests not yet applied; those whose body does not parse are rejected."""
+        """Requests not yet decided; those whose body does not parse are rejected."""
         requests: list[Request] = []
         malformed: dict[str, ProtocolError] = {}
         for raw_id, fields in entries:
             request_id = raw_id.decode()
-            if not later(request_id, self.last_applied):
-                continue  # applied before a crash, not yet acknowledged
+            if not later(request_id, self.decided):
+                continue
             try:
                 action, user, ref = decode_request(fields)
             except ProtocolError as exc:
@@ -201,45 +217,109 @@ class Writer:
             requests.append(Request(request_id, action, user, ref))
         return requests, malformed
 
+    async def _decide(self, requests: list[Request], failed: dict[str, ProtocolError]) -> None:
+        """Decide a run of interactive requests; publish what was not published before."""
+        assert self.decider is not None and self.persister is not None
+        silent = [r for r in requests if not later(r.id, self._replay_until)]
+        if silent:
+            published = self.decider.published
+            _, effects = self.decider.decide(silent, failed)
+            self.decider.published = published
+            self._collect_silent(effects)
+            requests = requests[len(silent) :]
+        if not requests:
+            return
+        self._end_replay()
+        started = time.perf_counter()
+        payload, effects = self.decider.decide(requests, failed)
+        encoded = dumps_text(payload)
+        self.decide_seconds = [*self.decide_seconds[-999:], time.perf_counter() - started]
+        self.decided = payload["seq"]
+        self.applied_requests += len(requests)
+        await self._finish_publishing()
+        self._publishing = asyncio.create_task(self._publish([(payload["seq"], encoded)]))
+        self.persister.add(effects)
+
+    def _collect_silent(self, effects: Effects) -> None:
+        """Re-decided requests are persisted as one group ending at the last published
+        seq, so `_applied` always names a seq that response_duck holds."""
+        self.decided = effects.last_id
+        if self._silent is None:
+            self._silent = effects
+        else:
+            self._silent.merge(effects)
+
+    def _end_replay(self) -> None:
+        if self._silent is not None and self.persister is not None:
+            log.info("re-decided %d requests published before a restart", len(self._silent.ids))
+            self.persister.add(self._silent)
+            self._silent = None
+        self._replay_until = None
+
+    async def _barrier(self, request: Request) -> None:
+        """A request applied in DuckDB: persist everything first, then apply, publish,
+        and reload the working state from what DuckDB now holds."""
+        assert self.decider is not None and self.persister is not None
+        self._end_replay()
+        await self._finish_publishing()
+        await self.persister.drain()
+        published = self.decider.published
+        try:
+            seq, encoded, dead = await self.db.write(self._apply_alone, request, published)
+        except DatabaseFailed as exc:
+            self._fail(str(exc))
+            return
+        self.decided = seq
+        self.applied_requests += 1
+        if dead is not None:
+            body = dead.pop("body")
+            await self.redis.xadd(DEAD_LETTERS, {FIELD: body, b"why": dumps(dead)})
+        self.decider.published = seq
+        await self._publish([(seq, encoded)], barrier=request.id)
+        await self.persister.covered(seq)
+        self.decider.state = await self.db.write(load)
+
     def _apply_alone(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        request: Request,
-        failed: dict[str, Any],
-        published: list[str],
-    ) -> tuple[str, str]:
-        """One request in its own transaction, tried MAX_ATTEMPTS times; then it is
-        recorded as rejected (`internal`) and queued for the dead-letter stream."""
+        self, con: duckdb.DuckDBPyConnection, request: Request, published: str | None
+    ) -> tuple[str, str, dict[str, Any] | None]:
+        """One barrier request in its own transaction, tried MAX_ATTEMPTS times; then it
+        is recorded as rejected (`internal`) and goes to the dead-letter stream."""
+        failed: dict[str, ProtocolError] = {}
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                return self._attempt(con, [request], failed, published)
+                return (*self._attempt(con, request, failed, published), None)
             except OutOfRange as exc:  # a client's mistake: rejected, nothing to retry
-                return self._attempt(con, [request], {**failed, request.id: exc}, published)
+                failed = {request.id: exc}
+                return (*self._attempt(con, request, failed, published), None)
             except OVERFLOWS as exc:  # DuckDB found what the range checks did not
                 log.warning("request %s overflows a column: %s", request.id, exc)
-                rejected = OutOfRange("the change would take a value out of its column's range")
-                return self._attempt(con, [request], {**failed, request.id: rejected}, published)
+                failed = {request.id: OutOfRange("the change would take a value out of range")}
+                return (*self._attempt(con, request, failed, published), None)
             except duckdb.Error as exc:
                 log.error("request %s failed (attempt %d): %s", request.id, attempt, exc)
                 error = exc
-        # The dead-letter entry keeps DuckDB's words; the client gets none of its SQL.
         why = f"the database could not apply this request: {error}"
-        self._dead.append({"request": request.id, "error": why, "attempts": MAX_ATTEMPTS})
         message = f"the database could not apply this request (see {DEAD_LETTERS})"
-        failed = {**failed, request.id: ProtocolError("internal", message)}
-        return self._attempt(con, [request], failed, published)
+        failed = {request.id: ProtocolError("internal", message)}
+        seq, encoded = self._attempt(con, request, failed, published)
+        body = dumps(request.action.as_dict()) if request.action is not None else b""
+        return (
+            seq,
+            encoded,
+            {"request": request.id, "error": why, "attempts": MAX_ATTEMPTS, "body": body},
+        )
 
     def _attempt(
         self,
         con: duckdb.DuckDBPyConnection,
-        requests: list[Request],
-        failed: dict[str, Any],
-        published: list[str],
+        request: Request,
+        failed: dict[str, ProtocolError],
+        published: str | None,
     ) -> tuple[str, str]:
+        known = Known()
+        known.last_applied = published
         try:
-            payload, encoded = apply_and_encode(
-                con, requests, self.limits, failed, published, self.known
-            )
+            payload, encoded = apply_and_encode(con, [request], self.limits, failed, [], known)
         except (duckdb.FatalException, duckdb.InternalException) as exc:
             raise DatabaseFailed(str(exc)) from exc
         except duckdb.Error as exc:
@@ -248,19 +328,20 @@ class Writer:
             raise
         return payload["seq"], encoded
 
-    async def _dead_letter(self, entries: list[Entry]) -> None:
-        if not self._dead:
-            return
-        bodies = {entry_id.decode(): fields for entry_id, fields in entries}
-        for dead in self._dead:
-            body = bodies.get(dead["request"], {}).get(FIELD, b"")
-            await self.redis.xadd(DEAD_LETTERS, {FIELD: body, b"why": dumps(dead)})
-        self._dead.clear()
+    async def _finish_publishing(self) -> None:
+        """Wait for the batch being published; its Redis errors surface here."""
+        task, self._publishing = self._publishing, None
+        if task is not None:
+            await task
 
-    async def _publish(self, payloads: list[tuple[str, str]], ids: list[bytes]) -> None:
-        """XADD the payloads (in order) and XACK the batch, pipelined: Redis runs them in
-        this order, so nothing is acknowledged before it was published (and the outbox
-        still holds a payload whose XADD failed, for a republish)."""
+    async def _finish_publishing_quietly(self) -> None:
+        try:
+            await self._finish_publishing()
+        except REDIS_ERRORS as exc:
+            log.warning("the last batch was not published (%s); it is re-decided", exc)
+
+    async def _publish(self, payloads: list[tuple[str, str]], barrier: str | None = None) -> None:
+        """XADD the payloads in order (an explicit id: publishing twice is harmless)."""
         pipe = self.redis.pipeline(transaction=False)
         for seq, encoded in payloads:
             pipe.xadd(
@@ -270,27 +351,19 @@ class Writer:
                 maxlen=self.retention,
                 approximate=True,
             )
-        pipe.xack(REQUESTS, GROUP, *ids)
-        self._untrimmed += len(payloads)
-        if self._untrimmed >= TRIM_EVERY and payloads:
-            # everything up to this batch is applied, and acknowledged just above
-            pipe.xtrim(REQUESTS, minid=payloads[-1][0], approximate=True)
-            self._untrimmed = 0
+        if barrier is not None:  # DuckDB holds it already
+            pipe.xack(REQUESTS, GROUP, barrier)
         replies = await pipe.execute(raise_on_error=False)
-        for (seq, _), reply in zip(payloads, replies, strict=False):
+        for reply in replies:
             if isinstance(reply, Exception) and "equal or smaller" not in str(reply):
                 raise reply
-            self._published.append(seq)
-        for reply in replies[len(payloads) :]:
-            if isinstance(reply, Exception):
-                raise reply
         self.batches += len(payloads)
+        if barrier is not None:
+            await self.db.write(_forget_outbox)
 
     async def _republish_outbox(self) -> None:
-        def read(con: duckdb.DuckDBPyConnection) -> list[tuple[str, list[str], str]]:
-            return con.execute("SELECT seq, requests, payload FROM _outbox").fetchall()
-
-        unpublished = sorted(await self.db.write(read), key=lambda row: parse_seq(row[0]))
+        """Barrier results DuckDB committed but a crash kept from response_duck."""
+        unpublished = sorted(await self.db.write(_read_outbox), key=lambda r: parse_seq(r[0]))
         for seq, request_ids, payload in unpublished:
             try:
                 await self.redis.xadd(RESPONSES, {FIELD: payload.encode()}, id=seq)
@@ -298,5 +371,14 @@ class Writer:
             except ResponseError as exc:
                 if "equal or smaller" not in str(exc):
                     raise
-            self._published.append(seq)
             await self.redis.xack(REQUESTS, GROUP, *request_ids)
+        if unpublished:
+            await self.db.write(_forget_outbox)
+
+
+def _read_outbox(con: duckdb.DuckDBPyConnection) -> list[tuple[str, list[str], str]]:
+    return con.execute("SELECT seq, requests, payload FROM _outbox").fetchall()
+
+
+def _forget_outbox(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("DELETE FROM _outbox")

@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from helpers import db_read
 
 from protocol.catalog import TABLES
 from server.analytics.exporter import add_command, run_command
@@ -50,7 +51,7 @@ def table_rows(con: duckdb.DuckDBPyConnection, table: str) -> tuple[list[tuple],
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 @pytest.mark.parametrize("table", list(TABLES))
 async def test_http_export_round_trip(server, tmp_path: Path, table: str, fmt: str):
-    expected, types = await server.services.db.read(table_rows, table)
+    expected, types = await db_read(server, table_rows, table)
     async with server.client() as http:
         response = await http.get(f"/export/{table}", params={"format": fmt})
     assert response.status_code == 200, response.text

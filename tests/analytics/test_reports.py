@@ -13,6 +13,7 @@ from typing import Any
 
 import conftest
 import pytest
+from helpers import db_read
 
 from server.analytics.reports import REPORTS_DIR, catalog, parse_report
 from server.config import Settings
@@ -45,7 +46,7 @@ async def raw_data(server) -> Data:
         names = [d[0] for d in result.description]
         return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
-    lines = await server.services.db.read(fetch)
+    lines = await db_read(server, fetch)
     for line in lines:
         line["month"] = line["invoice_date"].strftime("%Y-%m")
     return Data(lines)

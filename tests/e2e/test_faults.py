@@ -25,7 +25,7 @@ import pytest
 import redis as redis_sync
 import websockets
 from conftest import run_server
-from helpers import Client, read, summary_edit
+from helpers import Client, db_read, read, summary_edit
 
 from protocol.codec import parse_seq
 from server.analytics.check import summary_drift
@@ -243,7 +243,7 @@ async def applied_exactly_once(server, acknowledged: dict[str, tuple[int, int]])
         server, "SELECT request_id, count(*) FROM request_log GROUP BY 1 HAVING count(*) > 1"
     )
     assert log == []
-    assert await server.services.db.read(summary_drift) == []
+    assert await db_read(server, summary_drift) == []
 
 
 async def test_external_redis_restart_mid_load_loses_nothing(data_dir, tmp_path):
@@ -352,6 +352,8 @@ async def test_a_client_that_stops_reading_is_closed_and_others_keep_up(data_dir
         stuck = await asyncio.to_thread(StuckClient, int(server.base.rsplit(":", 1)[1]))
         await asyncio.sleep(0.3)
         edits = 120
+        # the reader reads as it goes; the stuck socket never does
+        received = asyncio.create_task(reader.next_n("updates", edits))
         async with server.client() as http:
             for n in range(edits):
                 edit = {
@@ -362,8 +364,7 @@ async def test_a_client_that_stops_reading_is_closed_and_others_keep_up(data_dir
                 }
                 response = await http.post("/update_cell?wait=5", json={"data": edit})
                 assert response.status_code == 200
-        for _ in range(edits):  # the reader got every update although one socket is stuck
-            await reader.next("updates")
+        await received  # the reader got every update although one socket is stuck
         code = await asyncio.to_thread(stuck.close_code, 3)
         assert code == 1013
         await reader.close()
@@ -449,7 +450,7 @@ async def test_a_request_that_makes_duckdb_raise_is_dead_lettered(server, redis_
     why = orjson.loads(dead[0][1][b"why"])
     assert why["request"] == first.json()["data"]["request_id"] and why["attempts"] == 3
     assert await read(server, "SELECT max(length(segment)) < 30 FROM customer") == [(True,)]
-    assert await server.services.db.read(summary_drift) == []
+    assert await db_read(server, summary_drift) == []
 
 
 async def test_payloads_committed_but_not_published_go_out_in_seq_order(data_dir, redis_url):

@@ -10,7 +10,7 @@ import orjson
 import redis.asyncio as aioredis
 import websockets
 from conftest import run_server
-from helpers import TIMEOUT, Client, read, some_sales
+from helpers import TIMEOUT, Client, all_persisted, db_read, read, some_sales
 
 from protocol.catalog import SUMMARY
 from server.analytics.check import footing_errors, summary_drift
@@ -105,7 +105,7 @@ async def test_many_users_at_once_all_applied_in_stream_order(server):
         product_ids,
     )
     assert sorted(n for (n,) in names) == sorted(f"renamed by {i}" for i in range(8))
-    assert await server.services.db.read(summary_drift) == []
+    assert await db_read(server, summary_drift) == []
     for user in users:
         await user.close()
 
@@ -174,7 +174,7 @@ async def test_brand_edit_rebalances_families_for_every_viewer(server):
         assert (
             abs(changed[family] - old * 2) <= Decimal("0.01") * 50
         )  # doubled, to the cent per row
-    assert await server.services.db.read(footing_errors) == []
+    assert await db_read(server, footing_errors) == []
     await ann.close()
     await viewer.close()
 
@@ -248,6 +248,7 @@ async def test_resume_with_since_replays_missed_updates_in_order(server, redis_u
     seen = [(await back.next("updates"))["base"][0]["quantity"] for _ in sale_ids]
     assert seen == [500, 501, 502]
     assert not any(f["type"] == "snapshot" for f in back.frames)
+    await all_persisted(server)  # retention always covers what DuckDB does not hold yet
     r = aioredis.from_url(redis_url)
     await r.xtrim(RESPONSES, maxlen=1)  # the missed entries are gone: replay is impossible
     await r.aclose()

@@ -11,7 +11,7 @@ import pytest
 import redis as redis_sync
 import websockets
 from conftest import run_server
-from helpers import TIMEOUT, Client
+from helpers import TIMEOUT, Client, db_read
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -382,7 +382,7 @@ async def test_a_table_of_attacks_changes_nothing(server, redis_url):
             "(SELECT count(*) FROM duckdb_tables())"
         ).fetchone()
 
-    before = await server.services.db.read(fingerprint)
+    before = await db_read(server, fingerprint)
     ws = await hello(server, None)
     await ws.recv()  # welcome
     for attack in ATTACKS:
@@ -402,6 +402,6 @@ async def test_a_table_of_attacks_changes_nothing(server, redis_url):
     reached = [f for f in answers if f["type"] == "rejected" and f["request"] is not None]
     assert [(f["id"], f["error"]["code"]) for f in reached] == [("a8'; DROP", "no_rows")]
     await ws.close()
-    assert await server.services.db.read(fingerprint) == before
+    assert await db_read(server, fingerprint) == before
     with redis_sync.Redis.from_url(redis_url) as r:
         assert r.xlen("request_duck") == 1

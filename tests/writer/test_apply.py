@@ -6,13 +6,21 @@ from decimal import Decimal
 
 import duckdb
 import pytest
-from helpers import a_brand_month, apply, assert_exact, cell, families_of, request, summary_edit
+from helpers import (
+    a_brand_month,
+    apply,
+    assert_exact,
+    assert_state_matches_database,
+    cell,
+    families_of,
+    request,
+    summary_edit,
+)
 
 from protocol.catalog import SUMMARY
-from server.writer.apply import apply_batch
 from server.writer.batch import Limits
 from server.writer.before_image import prepare
-from server.writer.known import Known
+from server.writer.direct import DirectWriter, apply_batch
 
 
 def test_leaf_edit_updates_sales_and_keeps_summary_exact(con):
@@ -249,7 +257,8 @@ def test_batch_records_outcomes_and_last_applied(con):
         "SELECT status, code FROM request_log WHERE seq = ? ORDER BY request_id", [seq]
     ).fetchall()
     assert statuses == [("applied", None), ("rejected", "no_rows")]
-    assert con.execute("SELECT count(*) FROM _outbox WHERE seq = ?", [seq]).fetchone()[0] == 1
+    # interactive results are published before they are persisted: no outbox row
+    assert con.execute("SELECT count(*) FROM _outbox").fetchone()[0] == 0
 
 
 def test_string_condition_edit_updates_exactly_the_matching_rows(con):
@@ -268,24 +277,24 @@ def test_string_condition_edit_updates_exactly_the_matching_rows(con):
 
 
 def test_the_writers_copy_of_the_summary_follows_new_and_emptied_cells(con):
-    """Cells a batch creates or empties go through MERGE; later batches then set the new
-    cells by the cell_id it returned, and forget the emptied ones."""
-    known = Known()
+    """Cells a batch creates or empties are created and dropped in the working state
+    and in DuckDB alike; later batches move the new cells."""
+    writer = DirectWriter(con)
     sale_id, date = con.execute("SELECT sale_id, invoice_date FROM sales LIMIT 1").fetchone()
 
     def edit(column: str, value: object) -> dict:
         message = {"table": "sales", "column": column, "value": value}
         message["condition"] = {"sale_id": sale_id}
-        payload = apply_batch(con, [request(message)], Limits(), known=known)
+        payload = writer.apply([request(message)])
         assert payload["results"][0]["status"] == "applied"
         assert_exact(con)
-        assert known.summary == Known().summary_cells(con)
+        assert_state_matches_database(writer)
         return payload
 
     created = edit("invoice_date", "2031-01-15")  # a month no sale is in yet
     assert {row["month"] for row in created["rows"]} >= {"2031-01"}
-    edit("quantity", 777)  # the new cells, by their cell_id
+    edit("quantity", 777)  # moves the new cells
     emptied = edit("invoice_date", date.isoformat())
     assert [r for r in emptied["rows"] if r["month"] == "2031-01"]
     assert all(r.get("deleted") for r in emptied["rows"] if r["month"] == "2031-01")
-    assert not [cell for cell in known.summary if cell[3] == "2031-01"]
+    assert not [cell for cell in writer.decider.state.summary if cell[3] == "2031-01"]

@@ -19,8 +19,9 @@ from helpers import (
 
 from protocol.catalog import SUMMARY
 from protocol.edits import parse_hold
-from server.writer.apply import Request, apply_batch
 from server.writer.batch import Limits
+from server.writer.decide import Request
+from server.writer.direct import apply_batch
 
 
 def hold(con, user: str = "ann", on: bool = True, **condition: Any) -> dict[str, Any]:

@@ -3,57 +3,25 @@ summary exact, every parent footing, held cells fixed and edited cells on target
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from decimal import Decimal
 from itertools import count
-from pathlib import Path
 from typing import Any
 
 import duckdb
-import pytest
+from helpers import assert_state_matches_database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol.catalog import SUMMARY
 from protocol.edits import parse_edit, parse_hold
 from protocol.spread import Leaf, spread
-from seed.generate import Shape, seed_database
 from server.analytics.check import footing_errors, summary_drift
-from server.writer.apply import Request, apply_batch
 from server.writer.batch import Limits
-from server.writer.before_image import prepare
-from server.writer.known import Known
+from server.writer.decide import Request
+from server.writer.direct import DirectWriter, apply_batch
 
-TINY = Shape(suppliers=2, brands=(2, 2), families=(2, 2), products=(1, 2), customers=10)
 CELL = ("supplier", "brand", "family", "month")
 _ids = count(1)
-
-
-@pytest.fixture(scope="module")
-def tiny_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiny") / "tiny.duckdb"
-    with duckdb.connect(str(path)) as con:
-        seed_database(con, sales=300, seed=11, shape=TINY)
-    return path
-
-
-@pytest.fixture
-def fresh(tiny_db: Path, tmp_path: Path) -> Iterator[Any]:
-    """A factory of fresh copies (hypothesis runs many examples per test call)."""
-    opened: list[duckdb.DuckDBPyConnection] = []
-
-    def make() -> duckdb.DuckDBPyConnection:
-        path = tmp_path / f"copy{next(_ids)}.duckdb"
-        shutil.copy(tiny_db, path)
-        con = duckdb.connect(str(path))
-        prepare(con)
-        opened.append(con)
-        return con
-
-    yield make
-    for con in opened:
-        con.close()
 
 
 money = st.integers(-50_000_00, 500_000_00).map(lambda cents: f"{Decimal(cents) / 100:.2f}")
@@ -180,7 +148,7 @@ def cell_value(con: duckdb.DuckDBPyConnection, condition: dict[str, Any], column
 @given(st.lists(st.lists(operation, min_size=1, max_size=4), min_size=1, max_size=6))
 def test_any_sequence_keeps_the_summary_exact(fresh, batches):
     con = fresh()
-    known = Known()  # carried from batch to batch, as the writer does
+    writer = DirectWriter(con)  # its working state carried from batch to batch
     for ops in batches:
         messages = [to_message(con, op) for op in ops]
         requests = [
@@ -188,7 +156,7 @@ def test_any_sequence_keeps_the_summary_exact(fresh, batches):
             for kind, m in messages
         ]
         held_before = held_values(con)
-        payload = apply_batch(con, requests, Limits(), known=known)
+        payload = writer.apply(requests)
         # (c) cells held through the whole batch kept their value
         still_held = held_values(con)
         for key, value in held_before.items():
@@ -202,9 +170,8 @@ def test_any_sequence_keeps_the_summary_exact(fresh, batches):
         # (a) equal to a fresh GROUPING SETS query, (b) every parent foots exactly
         assert summary_drift(con) == []
         assert footing_errors(con) == []
-        # (e) the writer's copy of the summary is the table
-        if known.summary is not None:
-            assert known.summary == Known().summary_cells(con)
+        # (e) the writer's working state is what DuckDB holds
+        assert_state_matches_database(writer)
 
 
 @settings(
@@ -221,7 +188,8 @@ def test_any_sequence_keeps_the_summary_exact(fresh, batches):
 def test_proportional_spread_in_sql_matches_the_reference(
     fresh, index, level, all_months, column, value, held_index
 ):
-    """The SQL proportional spread gives exactly what protocol.spread computes."""
+    """The writer's proportional spread gives exactly what protocol.spread computes
+    (level by level below the cell: its child nodes, theirs, then the rows)."""
     con = fresh()
     if held_index is not None:
         held = to_message(con, ("hold", held_index, True, 0, False))[1]
@@ -235,16 +203,21 @@ def test_proportional_spread_in_sql_matches_the_reference(
         for c in CELL
         if condition[c] is not None
     )
+    path = [f"p.{c}" for c in ("supplier", "brand", "family") if condition[c] is None]
+    if condition["month"] is None:
+        path.append("strftime(s.invoice_date, '%Y-%m')")
+    path_sql = f"[{', '.join(path)}]" if path else "[]::VARCHAR[]"
     leaves_sql = (
-        f"SELECT s.sale_id, {units}, EXISTS (SELECT 1 FROM holds h WHERE "
+        f"SELECT s.sale_id, {units}, {path_sql}, EXISTS (SELECT 1 FROM holds h WHERE "
         "(h.supplier IS NULL OR h.supplier = p.supplier) "
         "AND (h.brand IS NULL OR h.brand = p.brand) "
         "AND (h.family IS NULL OR h.family = p.family) "
         "AND (h.month IS NULL OR h.month = strftime(s.invoice_date, '%Y-%m'))) "
-        f"FROM sales s JOIN product p USING (product_id) WHERE {where or 'TRUE'} ORDER BY s.sale_id"
+        f"FROM sales s JOIN product p USING (product_id) WHERE {where or 'TRUE'} "
+        f"ORDER BY {path_sql}, s.sale_id"
     )
     params = [condition[c] for c in CELL if condition[c] is not None]
-    leaves = [Leaf(k, (), v, h) for k, v, h in con.execute(leaves_sql, params).fetchall()]
+    leaves = [Leaf(k, tuple(p), v, h) for k, v, p, h in con.execute(leaves_sql, params).fetchall()]
     target = int(Decimal(str(message["value"])) * (100 if column == "net_amount" else 1))
     free = [leaf for leaf in leaves if not leaf.held]
     payload = apply_batch(con, [Request(f"6-{next(_ids)}", parse_edit(message), "p")], Limits())
@@ -256,4 +229,4 @@ def test_proportional_spread_in_sql_matches_the_reference(
         return
     assert payload["results"][0]["status"] == "applied"
     expected = {leaf.key: leaf.value for leaf in leaves} | spread(leaves, target, "proportional")
-    assert {k: v for k, v, _ in con.execute(leaves_sql, params).fetchall()} == expected
+    assert {k: v for k, v, _, _ in con.execute(leaves_sql, params).fetchall()} == expected

@@ -1,0 +1,244 @@
+"""The persister: writes decided effects into DuckDB behind the writer, in group
+commits, and acknowledges request_duck only up to what DuckDB holds.
+
+One transaction per flush covers many batches: the sales rows and summary cells as
+of the last batch, holds, every request's outcome and `_applied`. CHECKPOINT is run
+here, when idle or when the WAL grew, never in the writer's way (DuckDB's own
+auto-checkpoint is moved out of reach).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from typing import Any
+
+import duckdb
+import redis.asyncio as aioredis
+
+from protocol.catalog import CELL_KEY, SUMMARY
+from server.store.db import Database
+from server.store.streams import GROUP, PERSISTED, REDIS_ERRORS, REQUESTS
+from server.writer.effects import Effects
+
+log = logging.getLogger("ducksheet.persister")
+Conn = duckdb.DuckDBPyConnection
+
+FLUSH_EVERY = 0.1  # seconds between group commits under load
+CHECKPOINT_WAL_BYTES = 64 << 20  # checkpoint once the WAL is this big
+CHECKPOINT_IDLE = 2.0  # ... or after this many idle seconds with anything in it
+LAGS_KEPT = 10_000  # recent decide-to-persist lags kept for /healthz and the bench
+
+SALES_VALUE = {
+    "quantity": "v.value::INTEGER",
+    "net_price": "(v.value::DECIMAL(18, 0) * 0.01)::DECIMAL(18, 2)",
+    "invoice_date": "(DATE '1970-01-01' + v.value::INTEGER)",
+    "product_id": "v.value::INTEGER",
+    "customer_id": "v.value::INTEGER",
+}
+SAME_CELL = " AND ".join(f"t.{c} IS NOT DISTINCT FROM d.{c}" for c in CELL_KEY)
+SET_CELLS = f"""
+    MERGE INTO {SUMMARY} t USING (
+        SELECT unnest($supplier::VARCHAR[]) AS supplier, unnest($brand::VARCHAR[]) AS brand,
+               unnest($family::VARCHAR[]) AS family, unnest($month::VARCHAR[]) AS month,
+               unnest($level::INTEGER[]) AS level, unnest($quantity::BIGINT[]) AS quantity,
+               (unnest($cents::BIGINT[])::DECIMAL(18, 0) * 0.01)::DECIMAL(18, 2) AS net_amount,
+               unnest($lines::BIGINT[]) AS line_count, unnest($gone::BOOLEAN[]) AS gone
+    ) d ON {SAME_CELL}
+    WHEN MATCHED AND d.gone THEN DELETE
+    WHEN MATCHED THEN UPDATE SET
+        quantity = d.quantity, net_amount = d.net_amount, line_count = d.line_count
+    WHEN NOT MATCHED AND NOT d.gone THEN INSERT
+        (supplier, brand, family, month, level, quantity, net_amount, line_count)
+        VALUES (d.supplier, d.brand, d.family, d.month, d.level, d.quantity, d.net_amount,
+                d.line_count)
+"""
+SAME_HOLD = " AND ".join(f"{c} IS NOT DISTINCT FROM ?" for c in CELL_KEY[:4])
+
+
+def write_effects(con: Conn, effects: Effects, first: bool) -> None:
+    """One transaction: the effects and `_applied` = their last request."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for column in effects.sales:
+            sale_ids, values = effects.sales_values(column)
+            v = {"sale_id": sale_ids, "value": values}  # noqa: F841 (scanned by name below)
+            con.execute(
+                f"UPDATE sales SET {column} = {SALES_VALUE[column]} "
+                "FROM v WHERE sales.sale_id = v.sale_id"
+            )
+        if effects.cells:
+            con.execute(SET_CELLS, _cell_params(effects))
+        for coords, level, on, by, at in effects.holds:
+            con.execute(f"DELETE FROM holds WHERE {SAME_HOLD}", list(coords))
+            if on:
+                con.execute(
+                    "INSERT INTO holds VALUES (?, ?, ?, ?, ?, ?, ?)", [*coords, level, by, at]
+                )
+        _record(con, effects, first)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _cell_params(effects: Effects) -> dict[str, list[Any]]:
+    cells = list(effects.cells)
+    params: dict[str, list[Any]] = {
+        name: [cell[i] for cell in cells] for i, name in enumerate(CELL_KEY)
+    }
+    values = [effects.cells[cell] or [0, 0, 0] for cell in cells]
+    params["quantity"] = [v[0] for v in values]
+    params["cents"] = [v[1] for v in values]
+    params["lines"] = [v[2] for v in values]
+    params["gone"] = [effects.cells[cell] is None for cell in cells]
+    return params
+
+
+def _record(con: Conn, effects: Effects, first: bool) -> None:
+    if effects.log:
+        columns = list(zip(*effects.log, strict=True))
+        con.execute(
+            "INSERT INTO request_log SELECT unnest($1), unnest($2), unnest($3), unnest($4), "
+            "unnest($5), unnest($6)",
+            [list(c) for c in columns],
+        )
+    if first:
+        con.execute("INSERT OR REPLACE INTO _applied VALUES (TRUE, ?)", [effects.last_id])
+    else:  # an UPDATE costs a fraction of INSERT OR REPLACE on a keyed table
+        con.execute("UPDATE _applied SET last_id = ?", [effects.last_id])
+
+
+def checkpoint(con: Conn) -> float:
+    started = time.perf_counter()
+    con.execute("CHECKPOINT")
+    return time.perf_counter() - started
+
+
+class Persister:
+    def __init__(self, db: Database, redis: aioredis.Redis, persisted: str | None) -> None:
+        self.db = db
+        self.redis = redis
+        self.persisted = persisted  # `_applied`: the last request DuckDB holds
+        self._pending: Effects | None = None
+        self._decided_at: list[float] = []  # when each pending batch was decided
+        self._unacknowledged: list[str] = []  # persisted, not yet XACKed (Redis was down)
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+        self.lags: deque[float] = deque(maxlen=LAGS_KEPT)  # seconds, decide -> persisted
+        self.checkpoints: deque[float] = deque(maxlen=100)  # seconds each
+        self.flushes = 0
+        self._last_write = time.monotonic()
+
+    def add(self, effects: Effects) -> None:
+        if self._pending is None:
+            self._pending = effects
+        else:
+            self._pending.merge(effects)
+        self._decided_at.append(time.monotonic())
+        self._idle.clear()
+        self._wake.set()
+
+    @property
+    def behind(self) -> int:
+        """Requests decided but not yet persisted."""
+        return 0 if self._pending is None else len(self._pending.ids)
+
+    async def idle(self) -> None:
+        """Return once nothing decided is waiting to be persisted."""
+        await self._idle.wait()
+
+    async def drain(self) -> None:
+        """Return once everything added so far is persisted."""
+        while self._pending is not None:
+            await self.flush()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        await self.db.write(_move_auto_checkpoint)
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._wake.wait(), CHECKPOINT_IDLE)
+            except TimeoutError:
+                await self._checkpoint_if_idle()
+                continue
+            self._wake.clear()
+            await self.flush()
+            await asyncio.sleep(FLUSH_EVERY)  # let the next group gather
+        await self.drain()
+
+    async def flush(self) -> None:
+        effects, decided_at = self._pending, self._decided_at
+        if effects is None:
+            await self._acknowledge()
+            return
+        self._pending, self._decided_at = None, []
+        try:
+            await self.db.write(write_effects, effects, self.persisted is None)
+        except Exception:
+            self._pending, self._decided_at = effects, decided_at  # kept for a retry
+            raise
+        now = time.monotonic()
+        self.lags.extend(now - t for t in decided_at)
+        self.persisted = effects.last_id
+        self.flushes += 1
+        self._last_write = now
+        self._unacknowledged += effects.ids
+        await self._acknowledge()
+        if self._pending is None:
+            self._idle.set()
+        if _wal_bytes(self.db) > CHECKPOINT_WAL_BYTES:
+            self.checkpoints.append(await self.db.write(checkpoint))
+
+    async def covered(self, seq: str) -> None:
+        """DuckDB holds `seq` through a transaction of its own (a barrier request)."""
+        self.persisted = seq
+        await self.redis.xadd(PERSISTED, {b"seq": seq.encode()}, maxlen=100, approximate=True)
+
+    async def _acknowledge(self) -> None:
+        """XACK and trim what DuckDB holds, and tell the web processes how far it is."""
+        if not self._unacknowledged or self.persisted is None:
+            return
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xack(REQUESTS, GROUP, *self._unacknowledged)
+            pipe.xtrim(REQUESTS, minid=self.persisted, approximate=True)
+            pipe.xadd(PERSISTED, {b"seq": self.persisted.encode()}, maxlen=100, approximate=True)
+            await pipe.execute()
+        except REDIS_ERRORS as exc:
+            log.warning("could not acknowledge persisted requests yet: %s", exc)
+            return
+        self._unacknowledged = []
+
+    async def _checkpoint_if_idle(self) -> None:
+        if self._pending is None and _wal_bytes(self.db) > 0:
+            try:
+                self.checkpoints.append(await self.db.write(checkpoint))
+            except duckdb.Error as exc:  # e.g. a long read holds a snapshot: later
+                log.info("checkpoint postponed: %s", exc)
+
+    def lag_percentiles(self) -> dict[str, float | None]:
+        if not self.lags:
+            return {"p50_ms": None, "p99_ms": None}
+        ordered = sorted(self.lags)
+        pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)  # noqa: E731
+        return {"p50_ms": pick(0.5), "p99_ms": pick(0.99)}
+
+
+def _move_auto_checkpoint(con: Conn) -> None:
+    con.execute("SET wal_autocheckpoint = '1TB'")
+
+
+def _wal_bytes(db: Database) -> int:
+    try:
+        return os.path.getsize(f"{db.path}.wal")
+    except OSError:
+        return 0

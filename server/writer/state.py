@@ -1,0 +1,275 @@
+"""The writer's working state: everything it needs to decide interactive requests in
+memory (DESIGN §1), loaded from DuckDB at start and changed only by deciding.
+
+Sales rows live in numpy columns in sale_id order (about 40 bytes a row); each row
+knows its family-month node, and nodes index their rows (a CSR list built at load,
+plus the rows that moved node since). Summary cells are kept in integer units
+(cents, pieces), holds as the cells they name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from protocol.catalog import CELL_COORDINATES, SUMMARY
+from protocol.rollup import Cell, Node
+
+Conn = duckdb.DuckDBPyConnection
+Coords = tuple[str | None, str | None, str | None, str | None]  # supplier, brand, family, month
+EPOCH = dt.date(1970, 1, 1)
+NO_NODE = -1  # a sales row whose product is missing counts in no summary cell
+REINDEX_AFTER = 20_000  # moved rows before the node index is rebuilt
+SALES_COLUMNS = ("sale_id", "invoice_date", "product_id", "customer_id", "quantity", "net_price")
+
+
+def month_of(days: int) -> str:
+    date = EPOCH + dt.timedelta(days=int(days))
+    return f"{date.year:04d}-{date.month:02d}"
+
+
+def patterns(node: Node) -> list[Coords]:
+    """The coordinates of the eight summary cells a family-month node counts in."""
+    supplier, brand, family, month = node
+    out: list[Coords] = []
+    for m in (month, None):
+        out += [
+            (supplier, brand, family, m),
+            (supplier, brand, None, m),
+            (supplier, None, None, m),
+            (None, None, None, m),
+        ]
+    return out
+
+
+@dataclass
+class Hold:
+    level: int
+    by: str
+    at: dt.datetime
+
+
+@dataclass
+class Sales:
+    """The sales rows as columns; position i is the i-th row in sale_id order."""
+
+    sale_id: np.ndarray  # int64, ascending
+    invoice_date: np.ndarray  # int32 days since 1970-01-01
+    product_id: np.ndarray  # int32
+    customer_id: np.ndarray  # int32
+    quantity: np.ndarray  # int64 pieces
+    cents: np.ndarray  # int64: net_price * 100
+
+    def position(self, sale_id: int) -> int | None:
+        i = int(np.searchsorted(self.sale_id, sale_id))
+        if i < len(self.sale_id) and int(self.sale_id[i]) == sale_id:
+            return i
+        return None
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Row i as DuckDB returns it (net_price Decimal, invoice_date a date)."""
+        return {
+            "sale_id": int(self.sale_id[i]),
+            "invoice_date": EPOCH + dt.timedelta(days=int(self.invoice_date[i])),
+            "product_id": int(self.product_id[i]),
+            "customer_id": int(self.customer_id[i]),
+            "quantity": int(self.quantity[i]),
+            "net_price": Decimal(int(self.cents[i])).scaleb(-2),
+        }
+
+    def column(self, name: str) -> np.ndarray:
+        return self.cents if name == "net_price" else getattr(self, name)
+
+
+@dataclass
+class State:
+    sales: Sales
+    row_node: np.ndarray  # int32 node of each row, NO_NODE without a product
+    nodes: list[Node]
+    node_ids: dict[Node, int]
+    under: dict[Coords, list[int]]  # nodes below each summary cell
+    products: dict[int, tuple[str, str, str]]
+    customers: set[int]
+    summary: dict[Cell, list[int]]  # cell -> [quantity, cents, line_count]
+    holds: dict[Coords, Hold]
+    applied: str | None  # the last request id DuckDB holds the effects of
+    held_nodes: np.ndarray = field(init=False)  # bool per node: below some hold
+    _order: np.ndarray = field(init=False)  # row positions sorted by node
+    _starts: np.ndarray = field(init=False)  # _order[_starts[k]:_starts[k+1]]: rows of node k
+    _moved: set[int] = field(default_factory=set)  # rows whose node changed since indexing
+
+    def __post_init__(self) -> None:
+        self._index_rows()
+        self.refresh_holds()
+
+    # --- nodes and rows ---------------------------------------------------------
+
+    def _index_rows(self) -> None:
+        self._order = np.argsort(self.row_node, kind="stable").astype(np.int32)
+        sorted_nodes = self.row_node[self._order]
+        self._starts = np.searchsorted(sorted_nodes, np.arange(len(self.nodes) + 1))
+        self._moved = set()
+
+    def node_of(self, product_id: int, days: int) -> int:
+        """The node of a row with this product and date (created when new)."""
+        hierarchy = self.products.get(product_id)
+        if hierarchy is None:
+            return NO_NODE
+        node = (*hierarchy, month_of(days))
+        found = self.node_ids.get(node)  # type: ignore[arg-type]
+        return found if found is not None else self._add_node(node)  # type: ignore[arg-type]
+
+    def _add_node(self, node: Node) -> int:
+        k = len(self.nodes)
+        self.nodes.append(node)
+        self.node_ids[node] = k
+        for coords in patterns(node):
+            self.under.setdefault(coords, []).append(k)
+        self._starts = np.append(self._starts, self._starts[-1])  # no indexed rows yet
+        held = any(c in self.holds for c in patterns(node))
+        self.held_nodes = np.append(self.held_nodes, held)
+        return k
+
+    def move_row(self, i: int, node: int) -> None:
+        self.row_node[i] = node
+        self._moved.add(i)
+        if len(self._moved) > REINDEX_AFTER:
+            self._index_rows()
+
+    def rows_below(self, coords: Coords) -> np.ndarray:
+        """Positions (ascending) of the rows below a summary cell."""
+        node_list = self.under.get(coords, [])
+        if not node_list:
+            return np.empty(0, dtype=np.int64)
+        parts = [self._order[self._starts[k] : self._starts[k + 1]] for k in node_list]
+        if self._moved:
+            parts.append(np.fromiter(self._moved, dtype=np.int32, count=len(self._moved)))
+        rows = np.concatenate(parts).astype(np.int64)
+        if self._moved:
+            wanted = np.zeros(len(self.nodes) + 1, dtype=bool)  # the last slot: NO_NODE
+            wanted[node_list] = True
+            rows = np.unique(rows[wanted[self.row_node[rows]]])
+        else:
+            rows.sort()
+        return rows
+
+    # --- holds --------------------------------------------------------------------
+
+    def refresh_holds(self) -> None:
+        held = np.zeros(len(self.nodes), dtype=bool)
+        for coords in self.holds:
+            held[self.under.get(coords, [])] = True
+        self.held_nodes = held
+
+    def node_held(self, node: int) -> bool:
+        return node != NO_NODE and bool(self.held_nodes[node])
+
+    def holds_list(self) -> list[dict[str, Any]]:
+        """The holds as GET /holds and snapshots list them."""
+        ordered = sorted(
+            self.holds.items(),
+            key=lambda item: (
+                -item[1].level,
+                *((v is None, v or "") for v in item[0][:3]),
+                item[0][3] is None,
+                item[0][3] or "",
+            ),
+        )
+        return [
+            {**dict(zip(CELL_COORDINATES, coords, strict=True)), "level": h.level, "by": h.by}
+            for coords, h in ordered
+        ]
+
+    def memory_bytes(self) -> int:
+        arrays = [getattr(self.sales, name) for name in Sales.__dataclass_fields__]
+        arrays += [self.row_node, self._order, self._starts, self.held_nodes]
+        return sum(a.nbytes for a in arrays)
+
+
+def coords_of(cell: dict[str, Any]) -> Coords:
+    return tuple(cell[c] for c in CELL_COORDINATES)  # type: ignore[return-value]
+
+
+def load(con: Conn) -> State:
+    """The working state as DuckDB holds it now (one read transaction)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        applied_row = con.execute("SELECT last_id FROM _applied").fetchone()
+        products = {
+            row[0]: tuple(row[1:])
+            for row in con.execute(
+                "SELECT product_id, supplier, brand, family FROM product"
+            ).fetchall()
+        }
+        customers = {row[0] for row in con.execute("SELECT customer_id FROM customer").fetchall()}
+        columns = con.execute(
+            """
+            SELECT sale_id, (invoice_date - DATE '1970-01-01')::INTEGER AS days,
+                   product_id, customer_id, quantity::BIGINT AS quantity,
+                   (net_price * 100)::BIGINT AS cents
+            FROM sales ORDER BY sale_id
+            """
+        ).fetchnumpy()
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE _nodes AS
+            SELECT *,
+                   (row_number() OVER (ORDER BY supplier, brand, family, month) - 1)::INTEGER AS k
+            FROM (SELECT DISTINCT p.supplier, p.brand, p.family,
+                         strftime(s.invoice_date, '%Y-%m') AS month
+                  FROM sales s JOIN product p USING (product_id))
+            """
+        )
+        node_rows = con.execute(
+            "SELECT supplier, brand, family, month FROM _nodes ORDER BY k"
+        ).fetchall()
+        row_node = con.execute(
+            """
+            SELECT coalesce(n.k, -1)::INTEGER AS k
+            FROM sales s LEFT JOIN product p USING (product_id)
+            LEFT JOIN _nodes n ON n.supplier = p.supplier AND n.brand = p.brand
+                AND n.family = p.family AND n.month = strftime(s.invoice_date, '%Y-%m')
+            ORDER BY s.sale_id
+            """
+        ).fetchnumpy()["k"]
+        con.execute("DROP TABLE _nodes")
+        summary_rows = con.execute(
+            f"SELECT supplier, brand, family, month, level, quantity::BIGINT, "
+            f"(net_amount * 100)::BIGINT, line_count FROM {SUMMARY}"
+        ).fetchall()
+        hold_rows = con.execute(
+            "SELECT supplier, brand, family, month, level, held_by, held_at FROM holds"
+        ).fetchall()
+        nodes: list[Node] = [tuple(row) for row in node_rows]  # type: ignore[misc]
+        node_ids = {node: k for k, node in enumerate(nodes)}
+    finally:
+        con.execute("COMMIT")
+    sales = Sales(
+        sale_id=np.ascontiguousarray(columns["sale_id"], dtype=np.int64),
+        invoice_date=np.ascontiguousarray(columns["days"], dtype=np.int32),
+        product_id=np.ascontiguousarray(columns["product_id"], dtype=np.int32),
+        customer_id=np.ascontiguousarray(columns["customer_id"], dtype=np.int32),
+        quantity=np.ascontiguousarray(columns["quantity"], dtype=np.int64),
+        cents=np.ascontiguousarray(columns["cents"], dtype=np.int64),
+    )
+    under: dict[Coords, list[int]] = {}
+    for k, node in enumerate(nodes):
+        for coords in patterns(node):
+            under.setdefault(coords, []).append(k)
+    return State(
+        sales=sales,
+        row_node=np.ascontiguousarray(row_node, dtype=np.int32),
+        nodes=nodes,
+        node_ids=node_ids,
+        under=under,
+        products=products,  # type: ignore[arg-type]
+        customers=customers,
+        summary={tuple(row[:5]): list(row[5:]) for row in summary_rows},  # type: ignore[misc]
+        holds={tuple(row[:4]): Hold(row[4], row[5], row[6]) for row in hold_rows},  # type: ignore[misc]
+        applied=applied_row[0] if applied_row else None,
+    )
