@@ -65,13 +65,26 @@ Action = Edit | Hold | ImportSpec
 _KINDS: dict[type, str] = {Edit: "edit", Hold: "hold", ImportSpec: "import"}
 
 
-def request_body(action: Action, user: str, ref: str | None) -> bytes:
-    """The journal entry of a request: its action, who sent it, and the sender's ref."""
-    return dumps({_KINDS[type(action)]: action.as_dict(), "user": user, "ref": ref})
+@dataclass(frozen=True)
+class Sender:
+    """Who sent a request: their name, the edge's correlation ref, and whether they
+    are an admin (who may release anyone's hold)."""
+
+    user: str
+    ref: str | None = None
+    admin: bool = False
 
 
-def parse_request_body(raw: bytes) -> tuple[Action, str, str | None]:
-    """The action, user and ref of a journal entry; ProtocolError if malformed."""
+def request_body(action: Action, sender: Sender) -> bytes:
+    """The journal entry of a request: its action and who sent it."""
+    body = {_KINDS[type(action)]: action.as_dict(), "user": sender.user, "ref": sender.ref}
+    if sender.admin:
+        body["admin"] = True
+    return dumps(body)
+
+
+def parse_request_body(raw: bytes) -> tuple[Action, Sender]:
+    """The action and sender of a journal entry; ProtocolError if malformed."""
     body = loads(raw)
     if not isinstance(body, dict) or not isinstance(body.get("user"), str):
         raise ProtocolError("bad_message", "malformed request entry")
@@ -84,4 +97,5 @@ def parse_request_body(raw: bytes) -> tuple[Action, str, str | None]:
     else:
         raise ProtocolError("bad_message", "a request holds an edit, a hold or an import")
     ref = body.get("ref")
-    return action, body["user"], ref if isinstance(ref, str) else None
+    sender = Sender(body["user"], ref if isinstance(ref, str) else None, body.get("admin") is True)
+    return action, sender

@@ -127,6 +127,7 @@ class Services:
             services.tasks.append(asyncio.create_task(presence, name="presence"))
         if embedded is not None:
             services.tasks.append(asyncio.create_task(services._watch_redis(), name="redis-watch"))
+        await services._writer_ready()
         return services
 
     async def publish_address(self, address: DataAddress) -> None:
@@ -152,6 +153,18 @@ class Services:
             asyncio.create_task(hub.presence.run(services._stopping), name="presence"),
         ]
         return services
+
+    async def _writer_ready(self) -> None:
+        """Serve only once the writer holds its working state (or fail as it failed)."""
+        assert self.writer is not None
+        ready = asyncio.create_task(self.writer.ready.wait())
+        writer = self.task("writer")
+        await asyncio.wait([ready, writer], return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            await self.stop()
+            writer.result()  # raises what stopped the writer
+            raise RuntimeError("the writer stopped before it was ready")
 
     async def _watch_redis(self) -> None:
         """Restart the embedded redis-server if it dies; it reloads its AOF, and the
@@ -190,7 +203,7 @@ class Services:
 
 def writer_status(writer: Writer, task: asyncio.Task[None]) -> dict[str, Any]:
     """The writer's part of /healthz: its state, and how far it applied and persisted."""
-    state = "stopped" if task.done() else ("ok" if writer.ready else "loading")
+    state = "stopped" if task.done() else ("ok" if writer.ready.is_set() else "loading")
     persister = writer.persister
     status = {
         "writer": state,

@@ -61,6 +61,7 @@ const connection = createConnection({
       state.user = msg.user ?? null;
       state.me = msg.id ?? null;
       state.role = msg.role ?? null;
+      state.overridesHolds = msg.overrides_holds === true; // an admin by token
       toolbar.showRole();
       toolbar.updateHoldButton();
       toolbar.setStatus('live');

@@ -267,7 +267,7 @@ export function createGrid(ctx) {
     if (overlay && overlay.status === 'sent') lines.push('Sending…');
     if (overlay && overlay.status === 'queued') lines.push(`Queued (request ${overlay.request})`);
     const hold = state.holds.get(cellKey);
-    if (hold) lines.push(`held by ${hold.by}${mayRelease(hold, state.user, state.role) ? ' (H releases)' : ''}; read-only`);
+    if (hold) lines.push(`held by ${hold.by}${mayRelease(hold, state.user, state.overridesHolds) ? ' (H releases)' : ''}; read-only`);
     const peers = ctx.peersOn(cellKey);
     if (peers) lines.push(`${peers.map((p) => p.name).join(', ')} here`);
     const by = cellOf(state, cellKey)?.by;

@@ -85,8 +85,8 @@ export function cellLabel(sheet, cellKey) {
 }
 
 // Only the holder or an admin may release a hold.
-export function mayRelease(hold, user, role) {
-  return role === 'admin' || (hold.by != null && hold.by === user);
+export function mayRelease(hold, user, overridesHolds) {
+  return Boolean(overridesHolds) || (hold.by != null && hold.by === user);
 }
 
 /* ---- The node tree ------------------------------------------------------------------ */

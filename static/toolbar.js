@@ -102,7 +102,7 @@ export function createToolbar(ctx) {
     const key = `${cellKey}#hold`;
     const on = !ctx.isHeld(cellKey);
     const hold = state.holds.get(cellKey);
-    if (!on && hold && !mayRelease(hold, state.user, state.role)) {
+    if (!on && hold && !mayRelease(hold, state.user, state.overridesHolds)) {
       ctx.notify('warn', `Held by ${hold.by}: only ${hold.by} or an admin can release it.`);
       return;
     }
@@ -123,7 +123,7 @@ export function createToolbar(ctx) {
     const cellKey = usable ? cellKeyOf(sel.key, sel.col) : null;
     const held = usable && ctx.isHeld(cellKey);
     const hold = held ? state.holds.get(cellKey) : null;
-    const locked = Boolean(hold) && !mayRelease(hold, state.user, state.role);
+    const locked = Boolean(hold) && !mayRelease(hold, state.user, state.overridesHolds);
     dom.holdButton.disabled = !usable || locked;
     dom.holdButton.setAttribute('aria-pressed', String(held));
     dom.holdButtonText.textContent = held ? 'Release' : 'Hold';

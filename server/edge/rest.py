@@ -96,8 +96,9 @@ async def _body_data(request: Request, shape: str) -> dict[str, Any]:
 
 async def _submit(request: Request, action: Edit | Hold, identity: Identity) -> Response:
     """Enqueue; answer 202 queued, or with ?wait=S the outcome once the writer decided."""
-    outcome = await services_of(request).submitter.submit(
-        action, identity.name, _wait_seconds(request)
+    services = services_of(request)
+    outcome = await services.submitter.submit(
+        action, identity.name, _wait_seconds(request), services.auth.overrides_holds(identity)
     )
     return outcome_response(outcome)
 

@@ -164,6 +164,7 @@ class Session:
                 "user": self.user,
                 "id": self.member.id,
                 "role": self.identity.role,
+                "overrides_holds": services.auth.overrides_holds(self.identity),
                 "seq": seq,
                 "presence": services.hub.presence.others(self.member),
             }
@@ -250,7 +251,8 @@ class Session:
                 self._send_result(client_id, result)
 
         self.identity.require("editor")
-        request_id, ref = await self.services.submitter.enqueue(action, self.user, on_result)
+        admin = self.services.auth.overrides_holds(self.identity)
+        request_id, ref = await self.services.submitter.enqueue(action, self.user, on_result, admin)
         self.send({"type": "queued", "id": client_id, "request": request_id})
         if state["result"] is not None:
             self._send_result(client_id, state["result"])

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from protocol.actions import Action
+from protocol.actions import Action, Sender
 from protocol.errors import ProtocolError
 from server.hub.fanout import Hub, Result
 from server.store.streams import REDIS_ERRORS, Enqueuer
@@ -20,20 +20,22 @@ class Submitter:
         self.check_writable = check_writable  # raises ProtocolError("unavailable") when not
 
     async def enqueue(
-        self, action: Action, user: str, on_result: Callable[[Result], None]
+        self, action: Action, user: str, on_result: Callable[[Result], None], admin: bool = False
     ) -> tuple[str, str]:
         """XADD a request; returns (request id, ref). `on_result` later gets its outcome
         unless the ref is forgotten (`self.hub.forget(ref)`) first."""
         self.check_writable()
         ref = self.hub.new_ref(on_result)
         try:
-            request_id = await self.enqueuer.enqueue(action, user, ref)
+            request_id = await self.enqueuer.enqueue(action, Sender(user, ref, admin))
         except REDIS_ERRORS as exc:
             self.hub.forget(ref)
             raise ProtocolError("unavailable", "the edit queue is unavailable; retry") from exc
         return request_id, ref
 
-    async def submit(self, action: Action, user: str, wait: float) -> dict[str, Any]:
+    async def submit(
+        self, action: Action, user: str, wait: float, admin: bool = False
+    ) -> dict[str, Any]:
         """XADD a request and, for up to `wait` seconds, wait for the writer's outcome
         and, when applied, for DuckDB to hold it (so a read that follows sees it):
         {request_id, status: queued | applied (seq, persisted, stats?) | rejected (error)}."""
@@ -41,7 +43,7 @@ class Submitter:
         deadline = loop.time() + wait
         done: asyncio.Future[Result] = loop.create_future()
         request_id, ref = await self.enqueue(
-            action, user, lambda result: done.done() or done.set_result(result)
+            action, user, lambda result: done.done() or done.set_result(result), admin
         )
         try:
             result = await asyncio.wait_for(done, wait) if wait > 0 else None

@@ -10,7 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from protocol.actions import Action, parse_request_body, request_body
+from protocol.actions import Action, Sender, parse_request_body, request_body
 from protocol.codec import loads, next_seq, parse_seq
 from server.config import Settings
 
@@ -66,10 +66,10 @@ class Enqueuer:
         self._waiting: list[tuple[bytes, asyncio.Future[str]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def enqueue(self, action: Action, user: str, ref: str | None) -> str:
+    async def enqueue(self, action: Action, sender: Sender) -> str:
         """XADD one request; returns its request id (the acknowledgement)."""
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._waiting.append((request_body(action, user, ref), future))
+        self._waiting.append((request_body(action, sender), future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
         return await future
@@ -106,8 +106,8 @@ class Enqueuer:
                 future.set_result(reply.decode())
 
 
-def decode_request(fields: dict[bytes, bytes]) -> tuple[Action, str, str | None]:
-    """The action, user and ref of a request_duck entry; ProtocolError if malformed."""
+def decode_request(fields: dict[bytes, bytes]) -> tuple[Action, Sender]:
+    """The action and sender of a request_duck entry; ProtocolError if malformed."""
     return parse_request_body(fields.get(FIELD, b"null"))
 
 

@@ -13,7 +13,6 @@ from server.store.sql import cast_sql, ident, where
 from server.writer.batch import Batch, Conn
 from server.writer.before_image import capture_before
 from server.writer.holds import product_edit_hits_holds, sales_edits_hitting_holds
-from server.writer.point_edits import as_stored, fetch_rows, settle
 
 # Base-table columns whose change moves amounts between summary nodes.
 SUMMARY_INPUTS = {
@@ -21,94 +20,6 @@ SUMMARY_INPUTS = {
     "product": set(HIERARCHY),
 }
 HELD = "the change would alter a held cell; release the hold first"
-SETTLE_IN_PYTHON_MAX = 200  # sales rows of a run of point edits (see apply_point_edits)
-
-
-def is_point_edit(edit: Any) -> bool:
-    """An edit of one sales row by its key, without compare-and-set: batched together."""
-    return (
-        isinstance(edit, Edit)
-        and edit.table == "sales"
-        and edit.expect is None
-        and list(edit.condition) == ["sale_id"]
-        and edit.condition["sale_id"] is not None
-    )
-
-
-def apply_point_edits(con: Conn, edits: list[Edit], batch: Batch) -> list[ProtocolError | None]:
-    """Many single-row sales edits with a handful of statements: the same result as
-    applying them one by one (each sets one column of one row; the last one wins)."""
-    repeat = _first_repeat(edits) if batch.has_holds else None
-    if repeat is not None:
-        # Holds are judged against each row as it is before the run, so a second edit of
-        # a row must see where the first one moved it: the rest is a run of its own.
-        return apply_point_edits(con, edits[:repeat], batch) + apply_point_edits(
-            con, edits[repeat:], batch
-        )
-    ids = sorted({edit.condition["sale_id"] for edit in edits})
-    # Small runs settle in Python: fewest statements. Big ones settle in SQL, which holds
-    # the GIL far less (the event loop shares it) and costs about as much per edit.
-    in_python = not batch.before_pending and len(ids) <= SETTLE_IN_PYTHON_MAX
-    rows = fetch_rows(con, ids) if in_python else {}
-    existing = set(rows) if in_python else existing_keys(con, "sales", "sale_id", ids)
-    known = {
-        column: existing_keys(con, table, column, [e.value for e in edits if e.column == column])
-        for column, table in (("product_id", "product"), ("customer_id", "customer"))
-    }
-    held = _held_point_edits(con, edits, batch)
-    errors: list[ProtocolError | None] = []
-    final: dict[str, dict[Any, Any]] = {}
-    for index, edit in enumerate(edits):
-        sale_id = edit.condition["sale_id"]
-        if sale_id not in existing:
-            errors.append(ProtocolError("no_rows", f"there is no sale with sale_id {sale_id}"))
-        elif edit.column in known and edit.value not in known[edit.column]:
-            target = "product" if edit.column == "product_id" else "customer"
-            errors.append(ProtocolError("unknown_reference", f"there is no {target} {edit.value}"))
-        elif index in held:
-            errors.append(ProtocolError("held", HELD))
-        else:
-            final.setdefault(edit.column, {})[sale_id] = edit.value
-            errors.append(None)
-    if not final:
-        return errors
-    if not in_python:
-        # (Also when rows wait in `_before`: an earlier request may have changed these,
-        # and the summary owes that change since `_before`, so they join them there.)
-        touched = sorted({sale_id for values in final.values() for sale_id in values})
-        capture_before(con, "s.sale_id IN (SELECT unnest(?::BIGINT[]))", [touched], batch)
-    for column, values in final.items():
-        stored = [(sale_id, as_stored(column, value)) for sale_id, value in values.items()]
-        batch.known.update_rows(con, "sales", ("sale_id", column), stored)
-    if in_python:
-        settle(con, rows, final, batch)
-    return errors
-
-
-def _first_repeat(edits: list[Edit]) -> int | None:
-    """The index of the first edit of a sale an earlier edit in `edits` also edits."""
-    seen: set[Any] = set()
-    for index, edit in enumerate(edits):
-        sale_id = edit.condition["sale_id"]
-        if sale_id in seen:
-            return index
-        seen.add(sale_id)
-    return None
-
-
-def _held_point_edits(con: Conn, edits: list[Edit], batch: Batch) -> set[int]:
-    if not batch.has_holds:
-        return set()
-    moving = [(i, e) for i, e in enumerate(edits) if e.column in SUMMARY_INPUTS["sales"]]
-    if not moving:
-        return set()
-    return sales_edits_hitting_holds(
-        con,
-        [i for i, _ in moving],
-        [e.condition["sale_id"] for _, e in moving],
-        [e.column for _, e in moving],
-        [str(e.value) for _, e in moving],
-    )
 
 
 def apply_base_edit(con: Conn, table: Table, edit: Edit, batch: Batch) -> None:

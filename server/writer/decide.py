@@ -44,6 +44,7 @@ class Request:
     action: Action | None  # None only for a body that no longer parses (then in `failed`)
     user: str
     ref: str | None = None  # the edge's correlation id, echoed in the outcome
+    admin: bool = False  # may release anyone's hold
 
 
 def is_interactive(action: Action | None) -> bool:
@@ -397,6 +398,11 @@ class Decider:
         if hold.on and not held:
             state.holds[coords] = HeldCell(cell["level"], request.user, request_time(request.id))  # type: ignore[arg-type]
         elif not hold.on and held:
+            holder = state.holds[coords].by
+            if holder != request.user and not request.admin:
+                raise ProtocolError(
+                    "forbidden", f"only {holder} (who holds this cell) or an admin can release it"
+                )
             del state.holds[coords]
         else:
             return  # already in the asked state: nothing changes, nothing to announce

@@ -10,7 +10,6 @@ from server.writer.apply import apply_and_encode
 from server.writer.batch import Conn, Limits
 from server.writer.before_image import prepare
 from server.writer.decide import Decider, Request, is_interactive
-from server.writer.known import Known
 from server.writer.persister import write_effects
 from server.writer.state import load
 
@@ -51,9 +50,8 @@ class DirectWriter:
         return payload
 
     def _barrier(self, request: Request, failed: dict[str, ProtocolError]) -> dict[str, Any]:
-        known = Known()
-        known.last_applied = self.decider.published
-        payload, _ = apply_and_encode(self.con, [request], self.limits, failed, [], known)
+        prev = self.decider.published
+        payload, _ = apply_and_encode(self.con, [request], self.limits, failed, prev)
         self.con.execute("DELETE FROM _outbox")
         self.decider = Decider(load(self.con), self.limits)
         self.decider.published = payload["seq"]

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol.catalog import CELL_COORDINATES, HIERARCHY, SUMMARY
-from protocol.edits import Hold
-from protocol.errors import ProtocolError
-from server.writer.batch import Batch, Conn
+from protocol.catalog import CELL_COORDINATES, HIERARCHY
+from server.writer.batch import Conn
 
 # A hold `h` covers a node `n` when every column it names matches.
 COVERS = " AND ".join(f"(h.{c} IS NULL OR h.{c} = n.{c})" for c in CELL_COORDINATES)
-SAME = " AND ".join(f"{c} IS NOT DISTINCT FROM ?" for c in CELL_COORDINATES)
 
 
 def has_holds(con: Conn) -> bool:
@@ -32,44 +29,6 @@ def current_holds(con: Conn) -> list[dict[str, Any]]:
         {**dict(zip((*CELL_COORDINATES, "level"), row[:5], strict=True)), "by": row[5]}
         for row in rows
     ]
-
-
-def is_held(con: Conn, cell: dict[str, Any]) -> bool:
-    params = [cell[c] for c in CELL_COORDINATES]
-    return con.execute(f"SELECT count(*) FROM holds WHERE {SAME}", params).fetchone()[0] > 0  # type: ignore[index]
-
-
-def reject_if_held(con: Conn, cell: dict[str, Any], batch: Batch) -> None:
-    if batch.has_holds and is_held(con, cell):
-        raise ProtocolError("held", "this cell is held; release the hold to change it")
-
-
-def apply_hold(con: Conn, hold: Hold, user: str, batch: Batch) -> None:
-    cell = hold.cell
-    params = [cell[c] for c in CELL_COORDINATES]
-    exists = con.execute(f"SELECT count(*) FROM {SUMMARY} WHERE {SAME}", params).fetchone()[0]  # type: ignore[index]
-    if not exists:
-        raise ProtocolError("no_rows", "there is no such cell to hold")
-    held = is_held(con, cell)
-    if hold.on and not held:
-        con.execute(
-            "INSERT INTO holds (supplier, brand, family, month, level, held_by) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [*params, cell["level"], user],
-        )
-        batch.has_holds = True
-    elif not hold.on and held:
-        con.execute(f"DELETE FROM holds WHERE {SAME}", params)
-    else:
-        return  # already in the asked state: nothing changes, nothing to announce
-    batch.holds.append({**cell, "on": hold.on, "by": user})
-
-
-def held_flag_sql(batch: Batch) -> str:
-    """SQL for 'this row (columns of alias n) lies under a held cell'."""
-    if not batch.has_holds:
-        return "FALSE"
-    return f"EXISTS (SELECT 1 FROM holds h WHERE {COVERS})"
 
 
 def sales_edits_hitting_holds(

@@ -44,7 +44,6 @@ from server.writer.batch import Limits
 from server.writer.before_image import prepare
 from server.writer.decide import Decider, Request, is_interactive
 from server.writer.effects import Effects
-from server.writer.known import Known
 from server.writer.persister import Persister
 from server.writer.ranges import OVERFLOWS, OutOfRange
 from server.writer.state import load
@@ -82,7 +81,7 @@ class Writer:
         self.decider: Decider | None = None
         self.persister: Persister | None = None
         self.decided: str | None = None  # the last request decided (maybe not persisted)
-        self.ready = False  # the working state is loaded
+        self.ready = asyncio.Event()  # set once the working state is loaded
         self._stopping = asyncio.Event()
         self._publishing: asyncio.Task[None] | None = None  # the batch being published
         self._replay_until: str | None = None  # published before a restart: decide silently
@@ -111,7 +110,7 @@ class Writer:
         self.decided = state.applied
         self.persister = Persister(self.db, self.redis, state.applied)
         self._persisting = asyncio.create_task(self._persist(), name="persister")
-        self.ready = True
+        self.ready.set()
         try:
             await self._serve_until_stopped()
         finally:
@@ -209,12 +208,12 @@ class Writer:
             if not later(request_id, self.decided):
                 continue
             try:
-                action, user, ref = decode_request(fields)
+                action, sender = decode_request(fields)
             except ProtocolError as exc:
                 malformed[request_id] = exc
                 requests.append(Request(request_id, None, "?"))
                 continue
-            requests.append(Request(request_id, action, user, ref))
+            requests.append(Request(request_id, action, sender.user, sender.ref, sender.admin))
         return requests, malformed
 
     async def _decide(self, requests: list[Request], failed: dict[str, ProtocolError]) -> None:
@@ -316,10 +315,8 @@ class Writer:
         failed: dict[str, ProtocolError],
         published: str | None,
     ) -> tuple[str, str]:
-        known = Known()
-        known.last_applied = published
         try:
-            payload, encoded = apply_and_encode(con, [request], self.limits, failed, [], known)
+            payload, encoded = apply_and_encode(con, [request], self.limits, failed, published)
         except (duckdb.FatalException, duckdb.InternalException) as exc:
             raise DatabaseFailed(str(exc)) from exc
         except duckdb.Error as exc:

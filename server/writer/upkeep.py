@@ -1,6 +1,5 @@
-"""Summary upkeep: the summary moves by exact per-cell deltas (point edits, spreads) or,
-at the end of a batch, by the net change of the rows in `_before`; and the changed
-cells as rows to send."""
+"""Summary upkeep of a barrier transaction: the summary moves by the net change of the
+rows in `_before`; and the changed cells as rows to send."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from protocol.catalog import CELL_KEY, SUMMARY, SUMMARY_COLUMNS
 from protocol.rollup import Cell
 from server.writer.batch import Batch, Changes, Conn, Measures
 from server.writer.before_image import SALES_NODE
-from server.writer.ranges import check_cells, check_query
+from server.writer.ranges import check_query
 
 GROUPING_SETS = """
 GROUPING SETS (
@@ -39,13 +38,6 @@ NODE_DELTA = f"""
     GROUP BY {GROUPING_SETS}
     HAVING SUM(dq) <> 0 OR SUM(dn) <> 0 OR SUM(dc) <> 0
 """
-# Per-cell deltas computed in Python (server.writer.point_edits), as parameters.
-GIVEN_DELTA = """
-    SELECT unnest($supplier::VARCHAR[]) AS supplier, unnest($brand::VARCHAR[]) AS brand,
-           unnest($family::VARCHAR[]) AS family, unnest($month::VARCHAR[]) AS month,
-           unnest($level::INTEGER[]) AS level, unnest($dq::BIGINT[]) AS dq,
-           unnest($dn::DECIMAL(18, 2)[]) AS dn, unnest($dc::BIGINT[]) AS dc
-"""
 CHANGED = """t.supplier, t.brand, t.family, t.month, t.level, t.quantity, t.net_amount,
     t.line_count, t.cell_id"""
 MOVE_CELLS = f"""
@@ -70,8 +62,8 @@ RANGE_AFTER_MOVE = f"""
 
 def update_summary(con: Conn, batch: Batch | None = None) -> list[dict[str, Any]]:
     """Move the summary by the net change of the rows in `_before` (then empty it);
-    return the cells the batch changed. `batch` knows whether anything is pending and
-    what point edits changed; without it DuckDB is asked."""
+    return the cells that changed. `batch` knows whether anything is pending; without
+    it DuckDB is asked."""
     changes = batch.changes if batch is not None else Changes()
     if batch is not None:
         pending = batch.before_pending
@@ -81,54 +73,10 @@ def update_summary(con: Conn, batch: Batch | None = None) -> list[dict[str, Any]
         check_query(con, RANGE_AFTER_MOVE)
         returned = con.execute(MOVE_CELLS.format(source=NODE_DELTA)).fetchall()
         changes.add(returned)
-        if batch is not None:
-            batch.known.remember(returned)
         con.execute("DELETE FROM _before")
     if batch is not None:
         batch.before_pending = False
     return ordered(changes)
-
-
-def apply_cell_deltas(con: Conn, deltas: dict[Cell, list[Any]], batch: Batch) -> None:
-    """Add [quantity, net_amount, line_count] deltas to their cells, noting the change.
-    Cells that exist and stay are set to their new measures, known from the writer's copy
-    of the summary, by cell_id; a MERGE inserts new cells and deletes emptied ones."""
-    live = {cell: delta for cell, delta in deltas.items() if any(delta)}
-    if not live:
-        return
-    summary = batch.known.summary_cells(con)
-    returned: list[tuple[Any, ...]] = []  # as MERGE ... RETURNING would give them
-    keyed: list[tuple[Any, ...]] = []  # (cell_id, quantity, net_amount, line_count)
-    others: dict[Cell, list[Any]] = {}
-    for cell, (dq, dn, dc) in live.items():
-        row = summary.get(cell)
-        if row is None or row[3] + dc == 0:  # a new cell, or one that empties
-            others[cell] = [dq, dn, dc]
-            continue
-        cell_id, quantity, net_amount, line_count = row
-        now = (quantity + dq, net_amount + dn, line_count + dc)
-        keyed.append((cell_id, *now))
-        returned.append((*cell, *now, cell_id, "UPDATE"))
-    check_cells([(row[1], row[2]) for row in keyed])
-    check_cells([(dq, dn) for cell, (dq, dn, _) in others.items() if cell not in summary])
-    if keyed:
-        batch.known.update_rows(con, SUMMARY, KEYED_MEASURES, keyed)
-    if others:
-        returned += con.execute(MOVE_CELLS.format(source=GIVEN_DELTA), _params(others)).fetchall()
-    batch.changes.add(returned, live)
-    batch.known.remember(returned)
-
-
-KEYED_MEASURES = ("cell_id", "quantity", "net_amount", "line_count")
-
-
-def _params(deltas: dict[Cell, list[Any]]) -> dict[str, list[Any]]:
-    cells = list(deltas)
-    params = {name: [cell[i] for cell in cells] for i, name in enumerate(CELL_KEY)}
-    params["dq"] = [delta[0] for delta in deltas.values()]
-    params["dn"] = [f"{delta[1]:f}" for delta in deltas.values()]
-    params["dc"] = [delta[2] for delta in deltas.values()]
-    return params
 
 
 def ordered(changes: Changes) -> list[dict[str, Any]]:

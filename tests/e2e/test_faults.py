@@ -27,11 +27,11 @@ import websockets
 from conftest import run_server
 from helpers import Client, db_read, read, summary_edit
 
-from protocol.codec import parse_seq
+from protocol.codec import loads, parse_seq
 from server.analytics.check import summary_drift
 from server.config import Settings
 from server.store.embedded_redis import EmbeddedRedis
-from server.store.streams import DEAD_LETTERS, RESPONSES
+from server.store.streams import DEAD_LETTERS, FIELD, RESPONSES
 
 CYCLES = int(os.environ.get("DUCKSHEET_FAULT_CYCLES", "3"))  # the slow set runs 20+
 
@@ -158,6 +158,22 @@ def check_exactly_once(db_file: Path, acknowledged: dict[str, tuple[int, int]]) 
         assert summary_drift(con) == []
 
 
+def check_published_outcomes_hold(db: Path, entries: list[tuple[bytes, dict]]) -> None:
+    """Every outcome published before a crash is the one DuckDB holds after recovery
+    (re-decided requests came out the same), and no request was published twice."""
+    published: dict[str, tuple[str, str | None]] = {}
+    for _, fields in entries:
+        for result in loads(fields[FIELD])["results"]:
+            assert result["request"] not in published, f"{result['request']} published twice"
+            published[result["request"]] = (result["status"], result.get("error", {}).get("code"))
+    with duckdb.connect(str(db), read_only=True) as con:
+        held = {
+            row[0]: (row[1], row[2])
+            for row in con.execute("SELECT request_id, status, code FROM request_log").fetchall()
+        }
+    assert published and {k: held.get(k) for k in published} == published
+
+
 class Viewer:
     """A WebSocket viewer that resumes with `since` after every disconnect."""
 
@@ -218,11 +234,13 @@ async def test_kill_9_under_load_loses_and_doubles_nothing(data_dir, redis_url, 
     viewing.cancel()
     url = redis_url if not embedded else f"unix://{data_dir / 'redis.sock'}"
     with redis_sync.Redis.from_url(url) as r:
-        published = [entry_id.decode() for entry_id, _ in r.xrange(RESPONSES)]
+        entries = r.xrange(RESPONSES)
+    published = [entry_id.decode() for entry_id, _ in entries]
     server.stop(signal.SIGTERM)
 
     assert len(acknowledged) > 20
     check_exactly_once(data_dir / "ducksheet.duckdb", acknowledged)
+    check_published_outcomes_hold(data_dir / "ducksheet.duckdb", entries)
     assert viewer.seqs == sorted(set(viewer.seqs), key=parse_seq), (
         "an update repeated or out of order"
     )

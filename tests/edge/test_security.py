@@ -405,3 +405,43 @@ async def test_a_table_of_attacks_changes_nothing(server, redis_url):
     assert await db_read(server, fingerprint) == before
     with redis_sync.Redis.from_url(redis_url) as r:
         assert r.xlen("request_duck") == 1
+
+
+async def test_only_the_holder_or_an_admin_releases_a_hold(data_dir, redis_url):
+    other = "o" * 20
+    settings = Settings(
+        data_dir=data_dir, redis_url=redis_url, tokens=f"{TOKENS},oz:editor:{other}"
+    )
+    async with run_server(settings) as server:
+        (supplier,) = (await read_rows(server, "SELECT supplier FROM product LIMIT 1"))[0]
+        cell = {"supplier": supplier, "brand": None, "family": None, "month": None}
+        hold = {"data": {"condition": cell, "on": True}}
+        release = {"data": {"condition": cell, "on": False}}
+
+        async def post(token: str, body: dict) -> httpx.Response:
+            async with server.client() as http:
+                auth = {"authorization": f"Bearer {token}"}
+                return await http.post("/holds?wait=10", json=body, headers=auth)
+
+        assert (await post(EDITOR, hold)).json()["data"]["status"] == "applied"
+        refused = await post(other, release)  # another editor, over REST
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "forbidden"
+        assert "ed" in refused.json()["error"]["message"]
+        ws = await hello(server, other)  # ... and over WebSocket
+        await ws.send(json.dumps({"type": "hold", "id": "r", "condition": cell, "on": False}))
+        async with asyncio.timeout(TIMEOUT):
+            while (frame := orjson.loads(await ws.recv()))["type"] != "rejected":
+                pass
+        assert frame["error"]["code"] == "forbidden"
+        await ws.close()
+        async with server.client() as http:
+            listed = (await http.get("/holds", headers={"authorization": f"Bearer {other}"})).json()
+        assert [h["by"] for h in listed["data"]["holds"]] == ["ed"]
+        assert (await post(ADMIN, release)).json()["data"]["status"] == "applied"  # an admin may
+        assert (await post(EDITOR, hold)).json()["data"]["status"] == "applied"
+        assert (await post(EDITOR, release)).json()["data"]["status"] == "applied"  # the holder may
+
+
+async def read_rows(server, sql: str) -> list[tuple]:
+    return await db_read(server, lambda cur: cur.execute(sql).fetchall())

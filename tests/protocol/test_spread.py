@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.spread import Leaf, SpreadError, largest_remainder, split_equally, spread
+from protocol.spread import (
+    Leaf,
+    SpreadError,
+    largest_remainder,
+    split_equally,
+    spread,
+)
 
 
 def test_largest_remainder_foots_and_breaks_ties_by_order():
@@ -110,3 +116,40 @@ def test_spread_always_lands_exactly_on_target(rows, target, method):
     final = {leaf.key: result.get(leaf.key, leaf.value) for leaf in tree}
     assert sum(final.values()) == target
     assert all(final[leaf.key] == leaf.value for leaf in tree if leaf.held)
+
+
+def test_level_by_level_keeps_equal_children_equal():
+    """Four equal families of different row counts: each gets a quarter exactly when
+    the amount divides, however their rows are split (rounding per row would not)."""
+    leaves = [Leaf(k, ("f1",), 3) for k in range(3)]  # 9 in three rows
+    leaves += [Leaf(10 + k, ("f2",), v) for k, v in enumerate((4, 5))]  # 9 in two
+    leaves += [Leaf(20, ("f3",), 9), Leaf(30 + 0, ("f4",), 2), Leaf(31, ("f4",), 7)]
+    shares = spread(leaves, 4 * 12_449_988, "proportional")
+    per_family: dict[str, int] = {}
+    for leaf in leaves:
+        per_family[leaf.path[0]] = per_family.get(leaf.path[0], 0) + shares[leaf.key]
+    assert set(per_family.values()) == {12_449_988}
+    assert sum(shares.values()) == 4 * 12_449_988
+
+
+@given(
+    st.integers(2, 6),
+    st.integers(1, 10**6),
+    st.lists(st.lists(st.integers(1, 50), min_size=1, max_size=6), min_size=6, max_size=6),
+    st.integers(-(10**9), 10**9),
+)
+def test_equal_siblings_stay_equal_when_the_total_divides(families, total, splits, share):
+    """Children with equal values get equal shares whenever the amount divides among
+    them, however many rows each has and however their rows differ."""
+    leaves = []
+    for family in range(families):
+        parts = splits[family]
+        rows = [total * p // sum(parts) for p in parts]
+        rows[-1] += total - sum(rows)  # each family sums to `total` exactly
+        leaves += [Leaf(family * 100 + i, (family,), v) for i, v in enumerate(rows)]
+    shares = spread(leaves, share * families, "proportional")
+    per_family = [
+        sum(shares[leaf.key] for leaf in leaves if leaf.path == (family,))
+        for family in range(families)
+    ]
+    assert per_family == [share] * families

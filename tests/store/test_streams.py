@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from protocol.actions import Sender
 from protocol.codec import loads, parse_seq
 from protocol.edits import Edit, parse_edit
 from server.store.streams import FIELD, REDIS_ERRORS, REQUESTS, Enqueuer, connect, decode_request
@@ -22,7 +23,7 @@ async def test_concurrent_requests_are_added_once_each_in_call_order(redis_url):
     enqueuer = Enqueuer(redis)
     try:
         ids = await asyncio.gather(
-            *(enqueuer.enqueue(edit(n), f"user-{n}", f"ref-{n}") for n in range(1, 301))
+            *(enqueuer.enqueue(edit(n), Sender(f"user-{n}", f"ref-{n}")) for n in range(1, 301))
         )
         entries = await redis.xrange(REQUESTS)
     finally:
@@ -31,16 +32,15 @@ async def test_concurrent_requests_are_added_once_each_in_call_order(redis_url):
     assert ids == sorted(ids, key=parse_seq)  # gather starts them in order
     assert [entry_id.decode() for entry_id, _ in entries] == ids
     for n, (_, fields) in enumerate(entries, start=1):
-        action, user, ref = decode_request(fields)
-        assert (action, user, ref) == (edit(n), f"user-{n}", f"ref-{n}")
+        assert decode_request(fields) == (edit(n), Sender(f"user-{n}", f"ref-{n}"))
 
 
 async def test_a_cancelled_sender_does_not_disturb_the_others(redis_url):
     redis = connect(redis_url)
     enqueuer = Enqueuer(redis)
     try:
-        first = asyncio.create_task(enqueuer.enqueue(edit(1), "ann", None))
-        second = asyncio.create_task(enqueuer.enqueue(edit(2), "bob", None))
+        first = asyncio.create_task(enqueuer.enqueue(edit(1), Sender("ann")))
+        second = asyncio.create_task(enqueuer.enqueue(edit(2), Sender("bob")))
         await asyncio.sleep(0)  # both are waiting for the same round trip
         first.cancel()
         request_id = await second
@@ -59,11 +59,11 @@ async def test_every_waiting_sender_hears_that_redis_is_unreachable():
     enqueuer = Enqueuer(redis)
     try:
         results = await asyncio.gather(
-            *(enqueuer.enqueue(edit(n), "ann", None) for n in range(1, 4)),
+            *(enqueuer.enqueue(edit(n), Sender("ann")) for n in range(1, 4)),
             return_exceptions=True,
         )
     finally:
         await redis.aclose()
     assert all(isinstance(result, REDIS_ERRORS) for result in results), results
     with pytest.raises(REDIS_ERRORS):  # and the next request tries again
-        await enqueuer.enqueue(edit(4), "ann", None)
+        await enqueuer.enqueue(edit(4), Sender("ann"))

@@ -173,11 +173,15 @@ async def test_holds_are_shared_live_and_listed(server):
     async with server.client() as http:
         listed = (await http.get("/holds")).json()["data"]["holds"]
         assert [(h["brand"], h["month"], h["by"]) for h in listed] == [(brand, "2024-02", "ann")]
-        released = await http.post(
+        refused = await http.post(  # REST is not ann: only the holder releases
             "/holds?wait=5", json={"data": {"condition": condition, "on": False}}
         )
-        assert released.json()["data"]["status"] == "applied"
-        assert (await http.get("/holds")).json()["data"]["holds"] == []
+        assert refused.json()["error"]["code"] == "forbidden"
+    await ann.send({"type": "hold", "id": "h2", "condition": condition, "on": False})
+    applied = await ann.next("applied", id="h2")
+    async with server.client() as http:
+        listed = await http.get("/holds", params={"min_seq": applied["seq"]})
+        assert listed.json()["data"]["holds"] == []
     carol = await Client.connect(server, "carol")
     assert (await carol.next("snapshot"))["holds"] == []
     for client in (ann, bob, carol):
