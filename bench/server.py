@@ -86,6 +86,16 @@ def http_json(url: str, timeout: float = 10.0) -> tuple[int, Any]:
         return exc.code, None
 
 
+def _role_of(pid: int) -> str | None:
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if b"--role" in args[:-1]:
+        return args[args.index(b"--role") + 1].decode()
+    return None
+
+
 class ServerError(RuntimeError):
     pass
 
@@ -175,9 +185,19 @@ class ServerProcess:
                     self.redis_pid = int(match.group(1))
 
     def pids(self) -> dict[str, int]:
+        """The server, its Redis, and its role processes under `serve --web-workers N`
+        (named by role: data, web-1, …)."""
         pids = {"server": self.pid}
         if self.redis_pid is not None:
             pids["redis"] = self.redis_pid
+        webs = 0
+        for pid in children(self.pid):
+            role = _role_of(pid)
+            if role == "web":
+                webs += 1
+                role = f"web-{webs}"
+            if role is not None:
+                pids[role] = pid
         return pids
 
     def peak_rss_mb(self) -> dict[str, float]:

@@ -172,9 +172,12 @@ def cpu_usage(sampler: Sampler, raw: RawLoad, start: float, end: float) -> dict[
     load = [pct[n] for n in raw.worker_pids if n in pct]
     machine = pct.pop(SYSTEM, None)
     ours = sum(pct.values())
+    # serve --web-workers N: the server is the supervisor and its data and web processes
+    server = [v for n, v in pct.items() if n in ("server", "data") or n.startswith("web-")]
     return {
         "window_s": round(span, 2),
         "pct": pct,
+        "server_total_pct": round(sum(server), 1),
         "seconds": {k: v for k, v in seconds.items() if k != SYSTEM},
         # Busy CPU of everything else on the machine (other developers' tests...): when
         # this is high the run was contended and its numbers are pessimistic.

@@ -22,7 +22,7 @@ from server.edge.auth import Authenticator, load_tokens
 from server.edge.openapi import spec
 from server.edge.origins import BrowserGuard, allowed_origins
 from server.edge.sockets import websocket_endpoint
-from server.services import Services
+from server.services import Role, Services
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -55,13 +55,14 @@ async def http_error(_request: Request, exc: Exception) -> Response:
     return response
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The app; raises TokenError when the tokens setting or file is malformed."""
+def create_app(settings: Settings, role: Role = "all") -> Starlette:
+    """The public app of role `all` or `web`; raises TokenError when the tokens setting
+    or file is malformed."""
     auth = Authenticator(load_tokens(settings.tokens, settings.tokens_file))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services = await Services.start(settings, auth)
+        services = await Services.start(settings, auth, role)
         app.state.services = services
         try:
             yield

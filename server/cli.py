@@ -28,6 +28,20 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--tokens-file", type=Path, help="name:role:token lines (env DUCKSHEET_TOKENS_FILE)"
     )
+    serve.add_argument(
+        "--role",
+        choices=["web", "data"],
+        help="run one role alone against a shared REDIS_URL (default: every role)",
+    )
+    serve.add_argument(
+        "--web-workers",
+        type=int,
+        help="web processes beside one data process; 0 runs every role in one process "
+        f"(env DUCKSHEET_WEB_WORKERS, default {Settings.web_workers})",
+    )
+    # set by the supervisor for its children only
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
 
     seed = commands.add_parser("seed", help="create and fill a new database")
     _data_dir(seed)
@@ -63,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         port=getattr(args, "port", None),
         redis_url=getattr(args, "redis_url", None),
         tokens_file=getattr(args, "tokens_file", None),
+        web_workers=getattr(args, "web_workers", None),
     )
     handlers = {
         "serve": run_serve,
@@ -80,17 +95,41 @@ def _data_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_serve(settings: Settings, _args: argparse.Namespace) -> int:
-    from server.edge.auth import TokenError
-    from server.runner import make_server
+def run_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Every role in one process, one role alone (--role), or the supervisor of a data
+    process and --web-workers web processes."""
+    from server.edge.auth import TokenError, load_tokens
+    from server.runner import make_server, refuse_open_mode
 
+    if args.role is not None and settings.redis_url is None:
+        print(f"ducksheet: --role {args.role} needs REDIS_URL (a shared Redis)", file=sys.stderr)
+        return 2
+    if settings.web_workers < 0:
+        print("ducksheet: --web-workers must be 0 or more", file=sys.stderr)
+        return 2
     try:
-        server = make_server(settings)
+        tokens = load_tokens(settings.tokens, settings.tokens_file)
     except TokenError as exc:
         print(f"ducksheet: {exc}", file=sys.stderr)
         return 2
-    if not settings.database_path.exists():
+    if args.role != "data":  # the data process serves only its internal socket
+        refuse_open_mode(settings, not tokens)
+    if not settings.database_path.exists() and args.role != "web":
         log.info("no database yet: seeding %s sales rows (first start only)", settings.seed_sales)
+    if args.role == "data":
+        import asyncio
+
+        from server.data_process import serve_data
+
+        asyncio.run(serve_data(settings, args.ready_fd))
+        return 0
+    if args.role is None and settings.web_workers > 0:
+        from server.supervisor import Supervisor
+
+        return Supervisor(settings, settings.web_workers).run()
+    server = make_server(
+        settings, role=args.role or "all", listen_fd=args.listen_fd, ready_fd=args.ready_fd
+    )
     server.run()
     return 0
 

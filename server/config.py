@@ -33,6 +33,8 @@ class Settings:
     edit_burst: int = 400
     max_body: int = 1 << 20  # REST request bodies (413 above)
     ws_compression: bool = False  # permessage-deflate (costs CPU per socket and frame)
+    web_workers: int = 1  # `serve`: web processes beside one data process; 0 = one process
+    data_listen: str = ""  # data process's internal API "host:port"; "" = unix socket
 
     @property
     def origins(self) -> frozenset[str]:

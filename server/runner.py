@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import socket
+from collections.abc import Iterator
 
 import uvicorn
 from starlette.applications import Starlette
@@ -13,19 +16,61 @@ from server.config import Settings
 from server.edge.auth import is_loopback
 from server.edge.origins import allowed_origins
 from server.hub.wire import FrameWriterProtocol
+from server.listen import inherited
+from server.services import Role
 
 log = logging.getLogger("ducksheet")
 WS_MAX_SIZE = 64 * 1024  # larger frames close the socket with 1009
 GRACEFUL_SECONDS = 10  # longest wait for open connections on shutdown
 
 
-class GracefulServer(uvicorn.Server):
+class NotifyingServer(uvicorn.Server):
+    """A uvicorn server on sockets given in advance (inherited from `ducksheet serve`, or
+    bound by the data process), that writes one byte to `ready_fd` once it serves."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        sockets: list[socket.socket] | None = None,
+        ready_fd: int | None = None,
+    ) -> None:
+        super().__init__(config)
+        self.listen_sockets = sockets
+        self.ready_fd = ready_fd
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().serve(sockets or self.listen_sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.ready_fd is not None:
+            os.write(self.ready_fd, b"r")
+            os.close(self.ready_fd)
+            self.ready_fd = None
+
+
+class QuietServer(NotifyingServer):
+    """Leaves signals to its caller (the data process stops it itself)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class GracefulServer(NotifyingServer):
     """On SIGTERM/SIGINT: close every WebSocket with 1001 (going away; clients resume
     with `since`), let uvicorn stop accepting and finish requests, then the lifespan
     stops the writer after its batch, publishes, checkpoints DuckDB and stops Redis."""
 
-    def __init__(self, config: uvicorn.Config, app: Starlette, settings: Settings) -> None:
-        super().__init__(config)
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        app: Starlette,
+        settings: Settings,
+        sockets: list[socket.socket] | None = None,
+        ready_fd: int | None = None,
+    ) -> None:
+        super().__init__(config, sockets, ready_fd)
         self.app = app
         self.settings = settings
 
@@ -60,14 +105,26 @@ class OpenModeRefused(SystemExit):
     pass
 
 
-def make_server(settings: Settings, log_level: str = "info") -> GracefulServer:
-    app = create_app(settings)
-    if app.state.auth.open and not is_loopback(settings.host):
+def refuse_open_mode(settings: Settings, is_open: bool) -> None:
+    if is_open and not is_loopback(settings.host):
         raise OpenModeRefused(
             f"refusing to serve {settings.host} without tokens: anyone could edit. Add tokens "
             "with DUCKSHEET_TOKENS=name:role:token[,...] or --tokens-file FILE (one "
             "name:role:token a line; roles viewer, editor, admin), or bind 127.0.0.1."
         )
+
+
+def make_server(
+    settings: Settings,
+    log_level: str = "info",
+    role: Role = "all",
+    listen_fd: int | None = None,
+    ready_fd: int | None = None,
+) -> GracefulServer:
+    """The public server of role `all` or `web`; on `listen_fd` (a socket inherited from
+    `ducksheet serve`) instead of binding host and port when given."""
+    app = create_app(settings, role)
+    refuse_open_mode(settings, app.state.auth.open)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -81,4 +138,5 @@ def make_server(settings: Settings, log_level: str = "info") -> GracefulServer:
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
-    return GracefulServer(config, app, settings)
+    sockets = None if listen_fd is None else [inherited(listen_fd)]
+    return GracefulServer(config, app, settings, sockets, ready_fd)

@@ -1,51 +1,76 @@
-"""The long-lived parts of a running server, started and stopped by the app lifespan."""
+"""The long-lived parts of a running server, started and stopped by the app lifespan.
+
+A process runs one role: `all` (every part, one process), `data` (the DuckDB file, the
+writer and the reads, served to web processes) or `web` (the edges and the hub, reads
+forwarded to the data process).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+import duckdb
 import redis.asyncio as aioredis
 
 from protocol.actions import ImportSpec
 from protocol.errors import ProtocolError
 from server.config import Settings
 from server.edge.auth import Authenticator
+from server.edge.data_watch import DataWatch
+from server.edge.reads import LocalReads, Reads
+from server.edge.remote_reads import RemoteReads
 from server.edge.submit import Submitter
 from server.hub.fanout import Hub
+from server.store.data_address import DataAddress, keep_published, publish, withdraw
 from server.store.db import Database
 from server.store.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from server.store.streams import Enqueuer, connect, ensure_group
+from server.store.streams import REDIS_ERRORS, Enqueuer, connect, ensure_group
 from server.writer.batch import Limits
 from server.writer.loop import Writer
 
 log = logging.getLogger("ducksheet")
+Role = Literal["all", "web", "data"]
+ROLES: tuple[Role, ...] = ("all", "web", "data")
 WATCH_INTERVAL = 0.5  # seconds between checks that the embedded Redis still runs
 IMPORT_WAIT = 600.0  # seconds an import request waits for the writer before answering 202
+LOCK_WAIT = 30.0  # seconds to wait for a previous data process to release the DuckDB file
 
 
 @dataclass
 class Services:
     settings: Settings
-    db: Database
+    db: Database | None  # the data roles only
     redis: aioredis.Redis
-    hub: Hub
-    writer: Writer
+    hub: Hub | None  # the web roles only
+    writer: Writer | None  # the data roles only
+    reads: Reads
+    role: Role = "all"
     auth: Authenticator = field(default_factory=lambda: Authenticator({}))
     embedded: EmbeddedRedis | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     sessions: set[Any] = field(default_factory=set)  # open WebSocket sessions
-    submitter: Submitter = field(init=False)  # the edges' one way into request_duck
-    _stopping: bool = False
+    submitter: Submitter | None = field(init=False)  # the edges' one way into request_duck
+    data_watch: DataWatch | None = None  # a web process's view of the data process
+    data_address: DataAddress | None = None  # where a data process serves its reads
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
-        self.submitter = Submitter(Enqueuer(self.redis), self.hub, self.check_writable)
+        hub = self.hub
+        self.submitter = (
+            None if hub is None else Submitter(Enqueuer(self.redis), hub, self.check_writable)
+        )
 
     def check_writable(self) -> None:
         """Refuse new edits while they could not be applied (answered as 503)."""
+        if self.data_watch is not None:
+            self.data_watch.check_writable()
+            return
+        assert self.db is not None
         if self.db.failure:
             raise ProtocolError("unavailable", "the database has failed; edits are refused")
         if self.task("writer").done():
@@ -56,6 +81,7 @@ class Services:
 
     async def submit_import(self, spec: dict[str, Any]) -> dict[str, Any]:
         """An import goes through the writer like any request (it may take a while)."""
+        assert self.submitter is not None
         user = spec.get("user", "admin")
         return await self.submitter.submit(ImportSpec.parse(spec), user, IMPORT_WAIT)
 
@@ -64,7 +90,14 @@ class Services:
         await asyncio.gather(*closing)
 
     @classmethod
-    async def start(cls, settings: Settings, auth: Authenticator) -> Services:
+    async def start(cls, settings: Settings, auth: Authenticator, role: Role = "all") -> Services:
+        """Start the parts of one role."""
+        if role == "web":
+            return await cls._start_web(settings, auth)
+        return await cls._start_data(settings, auth, role)
+
+    @classmethod
+    async def _start_data(cls, settings: Settings, auth: Authenticator, role: Role) -> Services:
         embedded = None
         url = settings.redis_url
         if url is None:
@@ -73,7 +106,7 @@ class Services:
             log.info("embedded redis-server started (pid %s)", embedded.pid)
         db = Database(settings.database_path, settings.read_threads)
         try:
-            await asyncio.to_thread(db.open, settings.seed_sales, settings.seed)
+            await _open_database(db, settings)
             redis = connect(url, settings.redis_connections)
             await ensure_group(redis)
         except BaseException:
@@ -83,19 +116,47 @@ class Services:
             raise
         limits = Limits.of(settings)
         writer = Writer(db, redis, limits, settings.batch_size, settings.response_retention)
-        hub = Hub(redis)
-        services = cls(settings, db, redis, hub, writer, auth, embedded)
-        services.tasks = [
-            asyncio.create_task(writer.run(), name="writer"),
-            asyncio.create_task(hub.run(), name="hub"),
-        ]
+        hub = Hub(redis) if role == "all" else None
+        writing = asyncio.create_task(writer.run(), name="writer")
+        reads = LocalReads(db, settings.data_dir, lambda: writer_status(writer, writing))
+        services = cls(settings, db, redis, hub, writer, reads, role, auth, embedded)
+        services.tasks = [writing]
+        if hub is not None:
+            services.tasks.append(asyncio.create_task(hub.run(), name="hub"))
+            presence = hub.presence.run(services._stopping)
+            services.tasks.append(asyncio.create_task(presence, name="presence"))
         if embedded is not None:
             services.tasks.append(asyncio.create_task(services._watch_redis(), name="redis-watch"))
         await services._writer_ready()
         return services
 
+    async def publish_address(self, address: DataAddress) -> None:
+        """Tell web processes where this data process serves its reads, until stopped."""
+        self.data_address = address
+        await publish(self.redis, address)  # known before anyone hears this process is ready
+        publishing = keep_published(self.redis, address, self._stopping)
+        self.tasks.append(asyncio.create_task(publishing, name="data-address"))
+
+    @classmethod
+    async def _start_web(cls, settings: Settings, auth: Authenticator) -> Services:
+        if settings.redis_url is None:
+            raise SystemExit("a web process needs REDIS_URL (the data process's Redis)")
+        redis = connect(settings.redis_url, settings.redis_connections)
+        reads = RemoteReads(redis)
+        hub = Hub(redis)
+        services = cls(settings, None, redis, hub, None, reads, "web", auth)
+        services.data_watch = DataWatch(reads)
+        await services.data_watch.refresh()  # a data process that runs is known at once
+        services.tasks = [
+            asyncio.create_task(hub.run(), name="hub"),
+            asyncio.create_task(services.data_watch.run(services._stopping), name="data-watch"),
+            asyncio.create_task(hub.presence.run(services._stopping), name="presence"),
+        ]
+        return services
+
     async def _writer_ready(self) -> None:
         """Serve only once the writer holds its working state (or fail as it failed)."""
+        assert self.writer is not None
         ready = asyncio.create_task(self.writer.ready.wait())
         writer = self.task("writer")
         await asyncio.wait([ready, writer], return_when=asyncio.FIRST_COMPLETED)
@@ -109,9 +170,9 @@ class Services:
         """Restart the embedded redis-server if it dies; it reloads its AOF, and the
         writer and hub reconnect on their own."""
         assert self.embedded is not None
-        while not self._stopping:
+        while not self._stopping.is_set():
             await asyncio.sleep(WATCH_INTERVAL)
-            if not self.embedded.running and not self._stopping:
+            if not self.embedded.running and not self._stopping.is_set():
                 log.warning("embedded redis-server exited; restarting it")
                 try:
                     # on the loop's (main) thread so the child still dies with this process
@@ -120,13 +181,52 @@ class Services:
                     log.error("could not restart the embedded redis-server: %s", exc)
 
     async def stop(self) -> None:
-        self._stopping = True
-        self.writer.stop()
-        self.hub.stop()
+        self._stopping.set()
+        if self.writer is not None:
+            self.writer.stop()
+        if self.hub is not None:
+            self.hub.stop()
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
                 await asyncio.wait_for(task, timeout=10)
+        if self.data_address is not None:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await withdraw(self.redis, self.data_address)
+        if isinstance(self.reads, RemoteReads):
+            await self.reads.close()
         await self.redis.aclose()
-        await asyncio.to_thread(self.db.close)
+        if self.db is not None:
+            await asyncio.to_thread(self.db.close)
         if self.embedded is not None:
             self.embedded.stop()
+
+
+def writer_status(writer: Writer, task: asyncio.Task[None]) -> dict[str, Any]:
+    """The writer's part of /healthz: its state, and how far it applied and persisted."""
+    state = "stopped" if task.done() else ("ok" if writer.ready.is_set() else "loading")
+    persister = writer.persister
+    status = {
+        "writer": state,
+        "last_applied": writer.last_applied,
+        "persisted": persister.persisted if persister else None,
+        "applied_requests": writer.applied_requests,
+    }
+    if persister is not None:
+        status["persist_lag"] = persister.lag_percentiles()
+        status["checkpoints"] = len(persister.checkpoints)
+    return status
+
+
+async def _open_database(db: Database, settings: Settings) -> None:
+    """Open the file, waiting while a previous data process (one that is still shutting
+    down after its parent died) holds DuckDB's lock on it."""
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            await asyncio.to_thread(db.open, settings.seed_sales, settings.seed)
+            return
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            log.info("the database is still locked by another process; waiting")
+            await asyncio.sleep(0.2)

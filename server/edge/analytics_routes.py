@@ -5,10 +5,11 @@
     GET  /export/{table}?format=csv|parquet
     POST /import/{table}?mode=fast|validate&upsert=false&file_name=…   (CSV body)
 
-Reports and exports read committed snapshots on reader cursors (`services.db.read`),
-never the writer's lock. Reports need the viewer role, export and import admin (DESIGN §7).
-An import is saved under <data_dir>/imports/ and handed to the
-writer (`services.submit_import`), which applies it in stream order with the edits.
+Reports and exports read committed snapshots on the data process's reader cursors
+(`services.reads`), never the writer's lock. Reports need the viewer role, export and
+import admin (DESIGN §7). An import is saved under the data process's
+<data_dir>/imports/ and handed to the writer (`services.submit_import`), which applies
+it in stream order with the edits.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from starlette.routing import Route
 from protocol.actions import IMPORT_TABLES, ImportSpec, new_import_id
 from protocol.catalog import TABLES
 from protocol.errors import ProtocolError
-from server.analytics.exporter import MEDIA_TYPES, check_request, export_table, temp_export_path
-from server.analytics.reports import FORMATS, catalog, get_report, parse_params, run_report, to_csv
+from server.analytics.exporter import MEDIA_TYPES, check_request, temp_export_path
+from server.analytics.reports import FORMATS, catalog, get_report, parse_params, to_csv
 from server.edge.rest import (
     authorize,
     json_response,
@@ -32,7 +33,7 @@ from server.edge.rest import (
     services_of,
     wait_min_seq,
 )
-from server.edge.uploads import MAX_UPLOAD_BYTES, save_upload, upload_path
+from server.edge.uploads import MAX_UPLOAD_BYTES, upload_path
 
 MAX_FILE_NAME = 200
 
@@ -52,7 +53,7 @@ async def get_report_data(request: Request) -> Response:
         )
     params = parse_params(report, request.query_params)
     await wait_min_seq(request)
-    data = await services_of(request).db.read(run_report, report, params)
+    data = await services_of(request).reads.report(report, params)
     if fmt == "csv":
         return Response(
             to_csv(data),
@@ -71,7 +72,7 @@ async def get_export(request: Request) -> Response:
     await wait_min_seq(request)
     path = temp_export_path(services.settings.data_dir, table, fmt)
     try:
-        await services.db.read(export_table, table, fmt, path)
+        await services.reads.export(table, fmt, path)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -88,13 +89,14 @@ async def post_import(request: Request) -> Response:
     identity = authorize(request, "admin")
     spec = import_spec(request, services.settings.data_dir)
     services.check_writable()
-    path = await save_upload(
-        request.stream(), services.settings.data_dir, spec.import_id, MAX_UPLOAD_BYTES
-    )
+    # saved where the writer reads it: the data process's data dir
+    path = await services.reads.store_upload(request.stream(), spec.import_id, MAX_UPLOAD_BYTES)
     try:
-        outcome = await services.submit_import({**spec.as_dict(), "user": identity.name})
+        outcome = await services.submit_import(
+            {**spec.as_dict(), "path": path, "user": identity.name}
+        )
     except ProtocolError:
-        path.unlink(missing_ok=True)  # nothing was queued
+        await services.reads.discard_upload(spec.import_id)  # nothing was queued
         raise
     # From here on the file belongs to the writer, which deletes it once decided.
     return outcome_response(outcome, import_id=spec.import_id)
@@ -102,7 +104,7 @@ async def post_import(request: Request) -> Response:
 
 def import_spec(request: Request, data_dir: Path) -> ImportSpec:
     """The import a request asks for, checked before its body is read; its path is
-    where the body will be saved."""
+    where this process would save the body (the data process names its own)."""
     table = request.path_params["table"]
     if table not in TABLES:
         raise ProtocolError(

@@ -13,11 +13,9 @@ from protocol.catalog import TABLES
 from protocol.codec import NO_SEQ, dumps, loads, parse_seq
 from protocol.edits import Edit, Hold, parse_condition, parse_edit, parse_hold
 from protocol.errors import ProtocolError
-from server.analytics.reads import request_status, view_table
 from server.edge.auth import Identity
 from server.services import Services
 from server.store.streams import REDIS_ERRORS, REQUESTS, entries_after, latest_entries, newest_seq
-from server.writer.holds import current_holds
 
 MAX_WAIT = 30.0
 MIN_SEQ_WAIT = 5.0  # seconds a read waits for DuckDB to hold its `min_seq`
@@ -85,7 +83,7 @@ async def post_hold(request: Request) -> Response:
 async def get_holds(request: Request) -> Response:
     authorize(request, "viewer")
     await wait_min_seq(request)
-    holds = await services_of(request).db.read(current_holds)
+    holds = await services_of(request).reads.holds()
     return json_response({"data": {"holds": holds}})
 
 
@@ -134,7 +132,7 @@ async def get_request(request: Request) -> Response:
     services = services_of(request)
     request_id = request.path_params["request_id"]
     parse_seq(request_id)
-    status = await services.db.read(request_status, request_id)
+    status = await services.reads.request_status(request_id)
     if status is None:
         if not await services.redis.xrange(REQUESTS, min=request_id, max=request_id):
             raise ProtocolError("not_found", f"no request {request_id}")
@@ -151,7 +149,7 @@ async def get_updates(request: Request) -> Response:
         parse_seq(since)
         payloads = await entries_after(services.redis, since, limit)
         if payloads is None:  # trimmed away, or never published: start again from now
-            last_seq = await newest_seq(services.redis) or services.writer.last_applied
+            last_seq = await newest_seq(services.redis) or await _last_applied(services)
             body = {"updates": [], "last_seq": last_seq or NO_SEQ, "resync": True}
             return json_response({"data": body})
     else:
@@ -179,7 +177,7 @@ async def get_view_table(request: Request) -> Response:
             raise ProtocolError("unknown_column", f"cannot order by unknown column {column!r}")
         order.append((column, part.startswith("-")))
     await wait_min_seq(request)
-    data = await services.db.read(view_table, name, condition, order, limit, offset)
+    data = await services.reads.view_table(name, condition, order, limit, offset)
     return json_response({"data": data})
 
 
@@ -211,23 +209,18 @@ async def healthz(request: Request) -> Response:
         checks["redis"] = "ok"
     except (*REDIS_ERRORS, TimeoutError) as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
-    checks["database"] = services.db.failure or "ok"
-    writer = services.writer
-    if services.task("writer").done():
-        checks["writer"] = "stopped"
-    else:
-        checks["writer"] = "ok" if writer.ready.is_set() else "loading"
+    data = await services.reads.health()
+    checks["database"] = data["database"]
+    checks["writer"] = data["writer"]
     ok = all(value == "ok" for value in checks.values())
-    persister = writer.persister
     body = {
         "status": "ok" if ok else "degraded",
         **checks,
-        "last_applied": writer.last_applied,
-        "persisted": persister.persisted if persister else None,
-        "applied_requests": writer.applied_requests,
-        "subscribers": len(services.hub.subscribers),
+        **{k: v for k, v in data.items() if k not in checks},
+        "subscribers": len(services.hub.subscribers) if services.hub else 0,
     }
-    if persister is not None:
-        body["persist_lag"] = persister.lag_percentiles()
-        body["checkpoints"] = len(persister.checkpoints)
     return json_response(body, 200 if ok else 503)
+
+
+async def _last_applied(services: Services) -> str | None:
+    return (await services.reads.health()).get("last_applied")

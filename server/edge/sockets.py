@@ -13,7 +13,6 @@ from protocol.codec import dumps_text, loads
 from protocol.edits import Edit, Hold
 from protocol.errors import ProtocolError
 from protocol.messages import Cursor, EditMessage, Hello, HoldMessage, Ping, parse_message
-from server.analytics.reads import snapshot
 from server.edge.auth import Identity
 from server.edge.origins import origin_allowed
 from server.edge.rate_limit import RateLimited, TokenBucket
@@ -55,7 +54,7 @@ class Session:
         """After a bulk change: resync with a fresh snapshot (frames wait meanwhile)."""
 
         async def resend() -> None:
-            state = await self.services.db.read(snapshot)
+            state = await self.services.reads.snapshot()
             self.send({"type": "resync", "seq": state["seq"], "reason": "import"})
             await self._snapshot_and_catch_up(state)
 
@@ -107,6 +106,8 @@ class Session:
         except REDIS_ERRORS as exc:  # the missed updates could not be read
             log.warning("closing %s: redis unavailable (%s)", self.user, exc)
             await self._refuse(ProtocolError("unavailable", "updates are unavailable; retry"))
+        except ProtocolError as exc:  # the snapshot could not be read (data process away)
+            await self._refuse(exc)
         finally:
             hub.presence.leave(self.member)
             hub.subscribers.discard(self.subscriber)
@@ -155,7 +156,7 @@ class Session:
         replay = None
         if hello.since is not None:
             replay = await entries_after(services.redis, hello.since, REPLAY_LIMIT)
-        state = await services.db.read(snapshot) if replay is None else None
+        state = await services.reads.snapshot() if replay is None else None
         seq = state["seq"] if state else hello.since
         self.send(
             {
@@ -179,7 +180,7 @@ class Session:
         """Send a snapshot, then what was published after the seq it reflects: DuckDB
         holds a little less than the writer has published (it persists behind)."""
         if state is None:
-            state = await self.services.db.read(snapshot)
+            state = await self.services.reads.snapshot()
         self.send({"type": "snapshot", **state})
         replay = await entries_after(self.services.redis, state["seq"], REPLAY_LIMIT)
         await self._catch_up(state["seq"], replay or [])
@@ -198,7 +199,7 @@ class Session:
             assert last is not None
             more = await entries_after(self.services.redis, last, REPLAY_LIMIT)
             if more is None:  # trimmed past `last` while replaying: start again
-                state = await self.services.db.read(snapshot)
+                state = await self.services.reads.snapshot()
                 self.send({"type": "resync", "seq": state["seq"]})
                 await self._snapshot_and_catch_up(state)
                 return

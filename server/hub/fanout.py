@@ -142,7 +142,7 @@ class Hub:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
         self.subscribers: set[Subscriber] = set()
-        self.presence = Presence()
+        self.presence = Presence(redis)  # shared with the other web processes
         self._waiters: dict[str, Callable[[Result], None]] = {}
         self._prefix = uuid.uuid4().hex[:12]
         self._counter = 0

@@ -176,7 +176,7 @@ def _clear_stale_state(data_dir: Path, timeout: float) -> None:
     (data_dir / SOCK_NAME).unlink(missing_ok=True)
 
 
-def _die_with_parent_preexec() -> Callable[[], None] | None:
+def die_with_parent_preexec() -> Callable[[], None] | None:
     """A preexec_fn that makes the child get SIGTERM when we die, or None if unsupported.
 
     PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only armed when
@@ -363,7 +363,7 @@ class EmbeddedRedis:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
-                preexec_fn=_die_with_parent_preexec(),
+                preexec_fn=die_with_parent_preexec(),
             )
 
     def _wait_ready(self, client_kwargs: dict[str, object], deadline: float) -> None:

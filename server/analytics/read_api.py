@@ -1,0 +1,167 @@
+"""The data process's internal API: the `Reads` of server/edge/reads.py over HTTP, for
+web processes (server/edge/remote_reads.py).
+
+It listens on a unix socket in the data dir, or a loopback port (see
+server/store/data_address.py), and answers only requests that carry the random secret
+published with its address. Arguments arrive as they left the edge's parsers and are
+parsed again here: nothing reaches SQL unchecked, whoever calls.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from protocol.catalog import TABLES
+from protocol.codec import dumps, loads
+from protocol.edits import parse_condition
+from protocol.errors import ProtocolError
+from server.analytics.exporter import MEDIA_TYPES, check_request, temp_export_path
+from server.analytics.reports import get_report, parse_params
+from server.edge.reads import LocalReads
+from server.edge.uploads import MAX_UPLOAD_BYTES
+
+SECRET_HEADER = "x-ducksheet-secret"
+
+
+def _reply(body: Any, status: int = 200) -> Response:
+    return Response(dumps(body), status, media_type="application/json")
+
+
+def _reads(request: Request) -> LocalReads:
+    return request.app.state.reads
+
+
+async def _args(request: Request) -> dict[str, Any]:
+    raw = loads(await request.body()) if int(request.headers.get("content-length") or 0) else {}
+    if not isinstance(raw, dict):
+        raise ProtocolError("bad_message", "the body must be a JSON object")
+    return raw
+
+
+async def snapshot(request: Request) -> Response:
+    return _reply(await _reads(request).snapshot())
+
+
+async def view_table(request: Request) -> Response:
+    args = await _args(request)
+    table = TABLES.get(args.get("table"))  # type: ignore[arg-type]
+    if table is None:
+        raise ProtocolError("unknown_table", "unknown table")
+    condition = parse_condition(table, args.get("condition") or {}) if args.get("condition") else {}
+    order = [(str(column), bool(desc)) for column, desc in args.get("order") or []]
+    if any(column not in table.columns for column, _ in order):
+        raise ProtocolError("unknown_column", "cannot order by an unknown column")
+    limit, offset = int(args["limit"]), int(args["offset"])
+    data = await _reads(request).view_table(table.name, condition, order, limit, offset)
+    return _reply(data)
+
+
+async def holds(request: Request) -> Response:
+    return _reply(await _reads(request).holds())
+
+
+async def request_status(request: Request) -> Response:
+    args = await _args(request)
+    return _reply(await _reads(request).request_status(str(args.get("request_id"))))
+
+
+async def report(request: Request) -> Response:
+    args = await _args(request)
+    chosen = get_report(str(args.get("name")))
+    query = {k: str(v) for k, v in (args.get("params") or {}).items() if v is not None}
+    return _reply(await _reads(request).report(chosen, parse_params(chosen, query)))
+
+
+async def export(request: Request) -> Response:
+    args = await _args(request)
+    table, fmt = str(args.get("table")), str(args.get("format"))
+    check_request(table, fmt)
+    reads = _reads(request)
+    path = temp_export_path(reads.data_dir, table, fmt)
+    try:
+        await reads.export(table, fmt, path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return FileResponse(
+        path, media_type=MEDIA_TYPES[fmt], background=BackgroundTask(path.unlink, missing_ok=True)
+    )
+
+
+async def health(request: Request) -> Response:
+    return _reply(await _reads(request).health())
+
+
+async def store_upload(request: Request) -> Response:
+    asked = int(request.query_params.get("max_bytes") or MAX_UPLOAD_BYTES)
+    import_id = request.path_params["import_id"]
+    path = await _reads(request).store_upload(
+        request.stream(), import_id, min(asked, MAX_UPLOAD_BYTES)
+    )
+    return _reply({"path": path})
+
+
+async def discard_upload(request: Request) -> Response:
+    await _reads(request).discard_upload(request.path_params["import_id"])
+    return _reply({})
+
+
+async def _protocol_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProtocolError)
+    return _reply({"error": exc.as_dict()}, exc.http_status)
+
+
+async def _value_error(_request: Request, exc: Exception) -> Response:
+    return _reply({"error": {"code": "bad_message", "message": str(exc)[:200]}}, 400)
+
+
+class RequireSecret:
+    """Refuse (401) every request without the secret; compared in constant time."""
+
+    def __init__(self, app: ASGIApp, secret: str) -> None:
+        self.app = app
+        self.secret = secret.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope["headers"]).get(SECRET_HEADER.encode(), b"")
+            if not hmac.compare_digest(given, self.secret):
+                await _reply({"error": {"code": "unauthorized", "message": "no"}}, 401)(
+                    scope, receive, send
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+def create_read_api(reads: LocalReads, secret: str) -> Starlette:
+    routes = [
+        Route("/snapshot", snapshot, methods=["POST"]),
+        Route("/view_table", view_table, methods=["POST"]),
+        Route("/holds", holds, methods=["POST"]),
+        Route("/request_status", request_status, methods=["POST"]),
+        Route("/report", report, methods=["POST"]),
+        Route("/export", export, methods=["POST"]),
+        Route("/health", health, methods=["POST"]),
+        Route("/uploads/{import_id}", store_upload, methods=["PUT"]),
+        Route("/uploads/{import_id}", discard_upload, methods=["DELETE"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequireSecret, secret=secret)],
+        exception_handlers={
+            ProtocolError: _protocol_error,
+            ValueError: _value_error,
+            KeyError: _value_error,
+        },
+    )
+    app.state.reads = reads
+    return app

@@ -1,0 +1,106 @@
+"""What the edge asks of the data process: reads on DuckDB cursors, the writer's health,
+and a place for import bodies.
+
+`LocalReads` runs them in this process (the data role, or every role in one process);
+`RemoteReads` (server/edge/remote_reads.py) forwards them to the data process. The edge
+holds one `Reads` and never knows which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from server.analytics.exporter import export_table
+from server.analytics.reads import request_status, snapshot, view_table
+from server.analytics.reports import Report, run_report
+from server.edge.uploads import save_upload, upload_path
+from server.store.db import Database
+from server.writer.holds import current_holds
+
+Order = list[tuple[str, bool]]  # (column, descending)
+
+
+class Reads(Protocol):
+    async def snapshot(self) -> dict[str, Any]:
+        """{seq, rows, holds}: every summary row and the seq they reflect."""
+        ...
+
+    async def view_table(
+        self, table: str, condition: dict[str, Any], order: Order, limit: int, offset: int
+    ) -> dict[str, Any]:
+        """{table, columns, rows, total, seq}; `condition` as parse_condition returns it."""
+        ...
+
+    async def holds(self) -> list[dict[str, Any]]: ...
+
+    async def request_status(self, request_id: str) -> dict[str, Any] | None:
+        """The request's logged outcome, or None while no outcome is logged."""
+        ...
+
+    async def report(self, report: Report, params: dict[str, Any]) -> dict[str, Any]:
+        """{report, parameters, columns, rows}; `params` as parse_params returns them."""
+        ...
+
+    async def export(self, table: str, fmt: str, path: Path) -> None:
+        """Write the whole table to `path`, a file of this process."""
+        ...
+
+    async def health(self) -> dict[str, Any]:
+        """{database, writer} ("ok" or what is wrong), last_applied, applied_requests."""
+        ...
+
+    async def store_upload(
+        self, chunks: AsyncIterator[bytes], import_id: str, max_bytes: int
+    ) -> str:
+        """Save an import body where the writer reads it; its path there (too_big above
+        `max_bytes`)."""
+        ...
+
+    async def discard_upload(self, import_id: str) -> None:
+        """Delete a saved import body that was never queued."""
+        ...
+
+
+WriterStatus = Callable[[], dict[str, Any]]
+
+
+class LocalReads:
+    """Reads on this process's DuckDB reader cursors."""
+
+    def __init__(self, db: Database, data_dir: Path, writer_status: WriterStatus) -> None:
+        self.db = db
+        self.data_dir = data_dir
+        self.writer_status = writer_status  # {writer, last_applied, applied_requests}
+
+    async def snapshot(self) -> dict[str, Any]:
+        return await self.db.read(snapshot)
+
+    async def view_table(
+        self, table: str, condition: dict[str, Any], order: Order, limit: int, offset: int
+    ) -> dict[str, Any]:
+        return await self.db.read(view_table, table, condition, order, limit, offset)
+
+    async def holds(self) -> list[dict[str, Any]]:
+        return await self.db.read(current_holds)
+
+    async def request_status(self, request_id: str) -> dict[str, Any] | None:
+        return await self.db.read(request_status, request_id)
+
+    async def report(self, report: Report, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.db.read(run_report, report, params)
+
+    async def export(self, table: str, fmt: str, path: Path) -> None:
+        await self.db.read(export_table, table, fmt, path)
+
+    async def health(self) -> dict[str, Any]:
+        return {"database": self.db.failure or "ok", **self.writer_status()}
+
+    async def store_upload(
+        self, chunks: AsyncIterator[bytes], import_id: str, max_bytes: int
+    ) -> str:
+        return str(await save_upload(chunks, self.data_dir, import_id, max_bytes))
+
+    async def discard_upload(self, import_id: str) -> None:
+        upload_path(self.data_dir, import_id).unlink(missing_ok=True)
