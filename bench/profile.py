@@ -22,6 +22,7 @@ class Profiler:
             [
                 *(exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds)))),
                 *("--rate", str(rate), "--format", "raw", "--nonblocking", "--threads"),
+                "--subprocesses",  # serve runs the data and web roles as children
                 *("--output", str(out)),
             ],
             stdout=subprocess.DEVNULL,

@@ -189,8 +189,9 @@ def _print_run(run: dict[str, Any]) -> None:
         f"{run['rate']['applied_per_s']}/s | applied p50 {applied['p50']} p99 {applied['p99']} ms"
         f" | viewer p50 {viewer['p50']} p95 {viewer['p95']} p99 {viewer['p99']} max "
         f"{viewer['max']} ms | rejected {run['edits']['rejected']} unresolved "
-        f"{run['edits']['unresolved']} | cpu server {cpu.get('server')}% redis "
-        f"{cpu.get('redis')}% load {run['cpu']['generator_total_pct']}% other "
+        f"{run['edits']['unresolved']} | cpu server {run['cpu']['server_total_pct']}% redis "
+        f"{cpu.get('redis')}% (data {cpu.get('data')}% web {cpu.get('web-1')}%) load "
+        f"{run['cpu']['generator_total_pct']}% other "
         f"{run['cpu'].get('other_pct')}% | rss "
         f"{run['server']['peak_rss_mb'].get('server')} MB | persist lag "
         f"{run['server'].get('persist_lag_ms')}",

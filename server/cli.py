@@ -119,9 +119,12 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.role == "data":
         import asyncio
 
+        import uvloop  # as uvicorn runs the web processes: socket I/O costs a fraction
+
         from server.data_process import serve_data
 
-        asyncio.run(serve_data(settings, args.ready_fd))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve_data(settings, args.ready_fd))
         return 0
     if args.role is None and settings.web_workers > 0:
         from server.supervisor import Supervisor
