@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import threading
@@ -28,7 +27,6 @@ from helpers import Client
 
 from protocol.catalog import SUMMARY
 from server.config import Settings
-from server.store.embedded_redis import EmbeddedRedis
 from server.store.streams import GROUP, REQUESTS, RESPONSES
 
 DEADLINE = 30.0  # seconds any awaited event may take before the test fails
@@ -227,19 +225,30 @@ async def test_wait_is_capped_at_30_seconds(server):
 
 
 async def test_a_full_redis_pool_answers_unavailable_instead_of_hanging(data_dir, redis_url):
-    # Two pooled connections, held by the writer's and the hub's blocking reads; with
-    # Redis paused they stay taken, so an edit has to wait for the pool and give up.
-    pause_ms = 9000
-    async with serving(data_dir, redis_url, redis_connections=2) as server:
+    # Three pooled connections: the writer's and the hub's blocking reads hold two (each
+    # takes its own back as soon as a read returns), the test takes the third.
+    async with serving(data_dir, redis_url, redis_connections=3) as server:
         edit = {"table": "sales", "column": "quantity", "value": 4, "condition": {}}
         edit["condition"] = {"sale_id": 3}
         with redis_sync.Redis.from_url(redis_url) as r:
-            r.execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
-        async with httpx.AsyncClient(base_url=server.base, timeout=DEADLINE) as http:
-            answer = await http.post("/update_cell", json={"data": edit})
+
+            def both_blocked() -> bool:
+                blocked = {c["cmd"] for c in r.client_list() if "b" in c["flags"]}
+                return {"xread", "xreadgroup"} <= blocked
+
+            await eventually(lambda: asyncio.to_thread(both_blocked), "no blocking reads")
+        pool = server.services.redis.connection_pool
+        taken = await pool.get_connection()
+        try:
+            async with httpx.AsyncClient(base_url=server.base, timeout=DEADLINE) as http:
+                answer = await http.post("/update_cell", json={"data": edit})
             assert answer.status_code == 503 and answer.json()["error"]["code"] == "unavailable"
-            # and once Redis answers again, so does the server
-            await eventually(lambda: _applied(http, edit), "no edit applied after Redis came back")
+        finally:
+            await pool.release(taken)
+        async with server.client() as http:  # a free connection again: edits go through
+            await eventually(
+                lambda: _applied(http, edit), "no edit applied once a connection was free"
+            )
 
 
 async def _applied(http: httpx.AsyncClient, edit: dict[str, Any]) -> bool:
@@ -249,21 +258,20 @@ async def _applied(http: httpx.AsyncClient, edit: dict[str, Any]) -> bool:
 # ---- health and recovery ------------------------------------------------------------
 
 
-async def test_healthz_says_degraded_while_redis_is_down(data_dir, tmp_path):
-    with EmbeddedRedis(tmp_path / "external") as external:
-        async with serving(data_dir, external.url) as server, server.client() as http:
-            assert (await http.get("/healthz")).status_code == 200
-            external.stop()
-            down = await http.get("/healthz")
-            assert down.status_code == 503
-            assert down.json()["status"] == "degraded"
-            assert down.json()["redis"].startswith("unavailable")
-            external.start()
+async def test_healthz_says_degraded_while_redis_does_not_answer(server, redis_url):
+    async with server.client() as http:
+        assert (await http.get("/healthz")).status_code == 200
+        with redis_sync.Redis.from_url(redis_url) as r:
+            r.execute_command("CLIENT", "PAUSE", 4000, "ALL")  # its ping times out after 2 s
+        down = await http.get("/healthz")
+        assert down.status_code == 503
+        assert down.json()["status"] == "degraded"
+        assert down.json()["redis"].startswith("unavailable")
 
-            async def healthy() -> bool:
-                return (await http.get("/healthz")).status_code == 200
+        async def healthy() -> bool:
+            return (await http.get("/healthz")).status_code == 200
 
-            await eventually(healthy, "healthz back to 200 after Redis returned")
+        await eventually(healthy, "healthz back to 200 after Redis answered again")
 
 
 async def test_the_consumer_group_is_recreated_when_redis_lost_it(server, redis_url):
@@ -368,15 +376,14 @@ async def test_a_failed_database_shows_in_healthz_and_refuses_edits(server):
 def test_a_database_that_cannot_grow_stops_the_writer_and_loses_nothing(data_dir, redis_url):
     limit = (data_dir / "ducksheet.duckdb").stat().st_size + 512 * 1024
 
-    def small_files() -> None:  # the server may write no file past `limit` bytes
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
+    # the server may write no file past `limit` bytes (prlimit: no preexec_fn in a
+    # process with threads)
+    serve = [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data_dir)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data_dir), "--port", "0"],
+        ["prlimit", f"--fsize={limit}", *serve, "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "REDIS_URL": redis_url},
-        preexec_fn=small_files,
     )
     try:
         base = _running_on(process)
