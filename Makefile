@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test test-slow lint format seed check bench clean
+.PHONY: run test test-slow mutation-check lint format seed check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: $(STAMP) $(NODE_STAMP)  ## the whole test suite (real Redis, real DuckDB)
+test: $(STAMP) $(NODE_STAMP)  ## the whole test suite (real Redis, real DuckDB); SLOW=1 adds the slow set
 	$(PY) -m pytest $(ARGS)
+
+test-slow: $(STAMP) $(NODE_STAMP)  ## the suite plus the slow set (20 kill -9 / SIGTERM cycles per Redis mode)
+	SLOW=1 $(PY) -m pytest $(ARGS)
+
+mutation-check: $(STAMP)  ## break each behaviour in scripts/mutations.toml, expect its tests to fail
+	$(PY) scripts/mutation_check.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench.edits import parse_mix
-from bench.report import load, machine, write
+from bench.report import load, machine, server_source, write
 from bench.scenarios import SCENARIOS, Options, Report, run
 from bench.server import SERVER_CLI
 
@@ -146,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv),
         "machine": machine(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "server": server_source(
+            tuple(args.server_cmd) if args.server_cmd else None,
+            Path(__file__).resolve().parent.parent,
+        ),
     }
     started = time.monotonic()
     if args.render:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
+import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,9 +45,38 @@ def _viewer_p99(run: dict[str, Any], kind: str | None = None) -> float | None:
     return stats.get("p99")
 
 
+def _closed(codes: dict[str, int]) -> int:
+    """Sockets the server closed on the load (a normal close at the end aside)."""
+    return sum(n for code, n in codes.items() if code != "1000")
+
+
+def faults(run: dict[str, Any]) -> dict[str, int]:
+    """What went wrong in a run besides latency: edits that never got an outcome,
+    (edit, viewer) pairs never delivered, rejected edits, sockets the server closed."""
+    return {
+        "unresolved": run["edits"]["unresolved"],
+        "undelivered": run["viewers"]["undelivered_pairs"],
+        "rejected": sum(run["edits"]["rejected"].values()),
+        "editors_closed": _closed(run.get("editors_closed", {})),
+        "viewers_closed": _closed(run["viewers"]["closed"]),
+    }
+
+
 def _clean(run: dict[str, Any]) -> bool:
-    edits = run["edits"]
-    return not edits["unresolved"] and not edits["rejected"] and not run["viewers"]["closed"]
+    return not any(faults(run).values())
+
+
+def _marked(run: dict[str, Any], text: str) -> str:
+    """`text`, with what went wrong in the run when anything did."""
+    found = {k: n for k, n in faults(run).items() if n}
+    if not found:
+        return text
+    return (
+        text
+        + " [UNCLEAN: "
+        + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in found.items())
+        + "]"
+    )
 
 
 def best_leaf_rate(report: Report, sales: int = MILLION) -> float | None:
@@ -80,8 +111,11 @@ def checks(report: Report) -> list[Check]:
             ok = ok and p99 is not None and p99 <= 100
             passed = passed or ok
             parts.append(
-                f"{r['plan']['rate']:g}/s run: applied {r['rate']['applied_per_s']}/s, "
-                f"p99 {_ms(p99)} ms"
+                _marked(
+                    r,
+                    f"{r['plan']['rate']:g}/s run: applied {r['rate']['applied_per_s']}/s, "
+                    f"p99 {_ms(p99)} ms",
+                )
             )
         for rate in held:
             parts.append(f"max step held {rate:g}/s" if rate else "max: no step held")
@@ -148,12 +182,53 @@ def _p99_check(
     parts, passed = [], True
     for r in runs:
         p99 = _viewer_p99(r, kind)
-        parts.append(f"p99 {_ms(p99)} ms ({_name(r)})")
+        parts.append(_marked(r, f"p99 {_ms(p99)} ms ({_name(r)})"))
         passed = passed and _clean(r) and p99 is not None and p99 <= limit
     return Check(target, "; ".join(parts), passed)
 
 
 # -- writing -------------------------------------------------------------------------
+
+
+def git_state(directory: Path) -> dict[str, Any]:
+    """The commit of the git tree holding `directory` and whether it has changes."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(directory), *args], capture_output=True, text=True, check=True
+            )
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def server_source(server_cmd: tuple[str, ...] | None, here: Path) -> dict[str, Any]:
+    """Where the benchmarked server's code came from: this tree, or the PYTHONPATH that
+    a --server-cmd sets (e.g. `env PYTHONPATH=/tmp/base ...`)."""
+    source = here
+    for word in server_cmd or ():
+        if word.startswith("PYTHONPATH="):
+            source = Path(word.split("=", 1)[1].split(os.pathsep)[0])
+    out = {"tree": str(source), **git_state(source)}
+    if server_cmd:
+        out["server_cmd"] = shlex.join(server_cmd)
+    return out
+
+
+def server_line(server: dict[str, Any]) -> str:
+    if not server:
+        return "commit not recorded"
+    commit = (server.get("commit") or "unknown")[:12]
+    dirty = {True: " (dirty tree)", False: "", None: " (dirty: unknown)"}[server.get("dirty")]
+    line = f"`{commit}`{dirty} from {server.get('tree')}"
+    if server.get("server_cmd"):
+        line += f", `--server-cmd {server['server_cmd']}`"
+    return line
 
 
 def machine() -> dict[str, Any]:
@@ -204,6 +279,8 @@ def markdown(report: Report, meta: dict[str, Any], found: list[Check]) -> str:
         f"DuckDB {m['duckdb']}. Server, embedded Redis and load generator share the machine; "
         "numbers are noisy when anything else runs.",
         "",
+        f"Server: {server_line(meta.get('server', {}))}.",
+        "",
     ]
     if report.runs:
         lines += [
@@ -215,21 +292,30 @@ def markdown(report: Report, meta: dict[str, Any], found: list[Check]) -> str:
             "work): a high value means the run was contended.",
             "",
             "| run | sent/s | applied/s | applied p50 / p99 | viewer p50 / p95 / p99 / max "
-            "| send lag p99 | rejected / lost | server CPU | redis CPU | load CPU (workers) "
-            "| other CPU | server RSS MB |",
+            "| send lag p99 | rejected / unresolved / undelivered / closed editors / closed "
+            "viewers | server CPU | redis CPU | load CPU (workers) | other CPU | server RSS MB |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in report.runs:
             lat = r["latency_ms"]
             a, v = lat["send_to_applied"], lat["send_to_viewer"]
             cpu = r["cpu"]
-            rejected = sum(r["edits"]["rejected"].values())
-            lost = r["edits"]["unresolved"] + r["viewers"]["undelivered_pairs"]
+            f = faults(r)
+            lost = " / ".join(
+                str(f[k])
+                for k in (
+                    "rejected",
+                    "unresolved",
+                    "undelivered",
+                    "editors_closed",
+                    "viewers_closed",
+                )
+            )
             lines.append(
                 f"| {_name(r)} | {r['rate']['sent_per_s']:g} | {r['rate']['applied_per_s']:g} "
                 f"| {_ms(a['p50'])} / {_ms(a['p99'])} "
                 f"| {_ms(v['p50'])} / {_ms(v['p95'])} / {_ms(v['p99'])} / {_ms(v['max'])} "
-                f"| {_ms(lat['send_lag']['p99'])} | {rejected} / {lost} "
+                f"| {_ms(lat['send_lag']['p99'])} | {lost} "
                 f"| {cpu.get('server_total_pct', cpu['pct'].get('server', 0)):g} "
                 f"| {cpu['pct'].get('redis', 0):g} "
                 f"| {cpu['generator_total_pct']:g} ({r['plan']['workers']}) "

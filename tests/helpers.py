@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from itertools import count
@@ -31,6 +32,8 @@ from server.writer.direct import DirectWriter, apply_batch
 from server.writer.state import load
 
 _ids = count(1)
+# outcome code -> count, per property test; conftest prints them after the run
+OUTCOME_REPORTS: dict[str, Counter[str]] = {}
 
 
 def request(message: dict[str, Any], user: str = "ann") -> Request:

@@ -15,9 +15,18 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {JSON: {"schema": schema}}}
 
 
-def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = {"type": "object", "properties": {"data": schema or {"type": "object"}}}
+def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    data = {"type": "object", "required": ["data"], "properties": {"data": schema}}
     return {"description": description, **_json(data)}
+
+
+def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An object with these required (and optional) properties."""
+    return {
+        "type": "object",
+        "required": sorted(required),
+        "properties": {**required, **(optional or {})},
+    }
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -63,14 +72,81 @@ HOLD = {
     "properties": {"condition": CONDITION, "on": {"type": "boolean"}},
 }
 WAIT = _query("wait", {"type": "number", "minimum": 0, "maximum": 30}, "wait for the outcome")
+STRING = {"type": "string"}
+TEXT_OR_NULL = {"type": ["string", "null"]}
+INTEGER = {"type": "integer"}
+NUMBER = {"type": ["number", "string"]}  # exact decimals are written as JSON numbers
+STATS = {"type": "object", "additionalProperties": {"type": "integer"}}
+QUEUED = _object({"request_id": SEQ, "status": {"const": "queued"}})
+APPLIED = _object({"request_id": SEQ, "status": {"const": "applied"}, "seq": SEQ}, {"stats": STATS})
+STATUS = _object(
+    {"request_id": SEQ, "status": {"enum": ["queued", "applied", "rejected"]}},
+    {"seq": {"oneOf": [SEQ, {"type": "null"}]}, "error": {"type": "object"}},
+)
 SUBMITTED = {
-    "202": _ok(
-        "queued",
-        {"type": "object", "properties": {"request_id": SEQ, "status": {"type": "string"}}},
-    ),
-    "200": _ok("decided (with ?wait)"),
-    **_errors(400, 401, 403, 404, 409, 413, 422, 503),
+    "202": _ok("queued", QUEUED),
+    "200": _ok("applied (with ?wait)", APPLIED),
+    **_errors(400, 401, 403, 404, 409, 413, 422, 500, 503),
 }
+CELL_KEYS = {"supplier": TEXT_OR_NULL, "brand": TEXT_OR_NULL, "family": TEXT_OR_NULL}
+HOLD_ROW = _object(
+    {**CELL_KEYS, "month": TEXT_OR_NULL, "level": INTEGER, "by": STRING},
+)
+UPDATE_ROW = _object({"table": TABLE, "seq": SEQ})
+UPDATES = _object(
+    {
+        "updates": {"type": "array", "items": UPDATE_ROW},
+        "last_seq": {"oneOf": [SEQ, {"type": "null"}]},
+    },
+    {"resync": {"const": True}},
+)
+PAGE = _object(
+    {
+        "table": TABLE,
+        "columns": {"type": "array", "items": STRING},
+        "rows": {"type": "array", "items": {"type": "object"}},
+        "total": {"type": "integer", "minimum": 0},
+        "seq": SEQ,
+    }
+)
+PARAMETER = _object({"name": STRING, "type": STRING, "description": STRING})
+REPORTS = _object(
+    {
+        "reports": {
+            "type": "array",
+            "items": _object(
+                {
+                    "name": STRING,
+                    "description": STRING,
+                    "parameters": {"type": "array", "items": PARAMETER},
+                }
+            ),
+        }
+    }
+)
+REPORT = _object(
+    {
+        "report": STRING,
+        "parameters": {"type": "object"},
+        "columns": {"type": "array", "items": STRING},
+        "rows": {"type": "array", "items": {"type": "object"}},
+    }
+)
+IMPORTED = _object(
+    {"import_id": STRING, "request_id": SEQ, "status": {"const": "applied"}, "seq": SEQ},
+    {"stats": STATS},
+)
+HEALTH = _object(
+    {
+        "status": {"enum": ["ok", "degraded"]},
+        "redis": STRING,
+        "database": STRING,
+        "writer": STRING,
+        "last_applied": {"oneOf": [SEQ, {"type": "null"}]},
+        "applied_requests": {"type": "integer", "minimum": 0},
+        "subscribers": {"type": "integer", "minimum": 0},
+    }
+)
 
 
 def spec() -> dict[str, Any]:
@@ -96,13 +172,19 @@ def spec() -> dict[str, Any]:
                 },
                 "responses": SUBMITTED,
             },
-            "get": {"summary": "Current holds", "responses": {"200": _ok("holds"), **_errors(401)}},
+            "get": {
+                "summary": "Current holds",
+                "responses": {
+                    "200": _ok("holds", _object({"holds": {"type": "array", "items": HOLD_ROW}})),
+                    **_errors(401),
+                },
+            },
         },
         "/requests/{request_id}": {
             "get": {
                 "summary": "Status of a queued request",
                 "parameters": [_path("request_id", SEQ)],
-                "responses": {"200": _ok("status"), **_errors(400, 401, 404)},
+                "responses": {"200": _ok("status", STATUS), **_errors(400, 401, 404)},
             }
         },
         "/get_updates": {
@@ -112,7 +194,7 @@ def spec() -> dict[str, Any]:
                     _query("since", SEQ, "last seq seen"),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "entries"),
                 ],
-                "responses": {"200": _ok("updates"), **_errors(400, 401)},
+                "responses": {"200": _ok("updates", UPDATES), **_errors(400, 401)},
             }
         },
         "/view_table/{table}": {
@@ -125,13 +207,13 @@ def spec() -> dict[str, Any]:
                     _query("order", {"type": "string"}, "col or -col, comma-separated"),
                     _query("condition", {"type": "string"}, "JSON object or condition text"),
                 ],
-                "responses": {"200": _ok("rows"), **_errors(400, 401, 404, 422)},
+                "responses": {"200": _ok("rows", PAGE), **_errors(400, 401, 404, 422)},
             }
         },
         "/reports": {
             "get": {
                 "summary": "The named reports",
-                "responses": {"200": _ok("reports"), **_errors(401)},
+                "responses": {"200": _ok("reports", REPORTS), **_errors(401)},
             }
         },
         "/reports/{name}": {
@@ -148,7 +230,9 @@ def spec() -> dict[str, Any]:
                     "200": {
                         "description": "rows (JSON, or CSV with format=csv)",
                         "content": {
-                            JSON: {"schema": {"type": "object"}},
+                            JSON: {
+                                "schema": _object({"data": REPORT}),
+                            },
                             "text/csv": {"schema": {"type": "string"}},
                         },
                     },
@@ -183,8 +267,11 @@ def spec() -> dict[str, Any]:
                     "content": {"text/csv": {"schema": {"type": "string"}}},
                 },
                 "responses": {
-                    "200": _ok("imported"),
-                    "202": _ok("queued"),
+                    "200": _ok("imported", IMPORTED),
+                    "202": _ok(
+                        "queued",
+                        {**QUEUED, "properties": {**QUEUED["properties"], "import_id": STRING}},
+                    ),
                     **_errors(400, 401, 403, 404, 409, 413, 422, 503),
                 },
             }
@@ -193,8 +280,8 @@ def spec() -> dict[str, Any]:
             "get": {
                 "summary": "Health of Redis, DuckDB and the writer",
                 "responses": {
-                    "200": {"description": "ok", **_json({"type": "object"})},
-                    "503": {"description": "degraded", **_json({"type": "object"})},
+                    "200": {"description": "ok", **_json(HEALTH)},
+                    "503": {"description": "degraded", **_json(HEALTH)},
                 },
             }
         },

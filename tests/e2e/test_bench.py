@@ -15,6 +15,7 @@ if str(ROOT) not in sys.path:  # bench/ is not an installed package
     sys.path.insert(0, str(ROOT))
 
 from bench.__main__ import main  # noqa: E402
+from bench.report import _marked, faults, server_source  # noqa: E402
 
 
 def test_leaf_smoke_run_applies_every_edit_and_writes_results(tmp_path: Path):
@@ -38,6 +39,9 @@ def test_leaf_smoke_run_applies_every_edit_and_writes_results(tmp_path: Path):
     assert run["cpu"]["pct"]["server"] >= 0
     assert run["server"]["peak_rss_mb"]["server"] > 0
     assert "leaf 50/s" in markdown.read_text()
+    server = data["meta"]["server"]  # which code was measured
+    assert len(server["commit"]) == 40 and isinstance(server["dirty"], bool)
+    assert f"`{server['commit'][:12]}`" in markdown.read_text()
     # A PNG is written only when matplotlib is installed; it is not asserted here.
     assert not list((tmp_path / "scratch").glob("*/ducksheet.duckdb"))  # scratch cleaned
 
@@ -67,3 +71,29 @@ def test_the_lean_viewer_masks_its_frames_as_a_server_expects():
             raise AssertionError("the frame is incomplete")
         assert (frame.opcode, frame.data, frame.fin) == (opcode, payload, True)
         assert not reader.buffer  # nothing left over
+
+
+def test_a_run_that_lost_anything_is_marked_in_the_targets():
+    run = {
+        "edits": {"unresolved": 2, "rejected": {}},
+        "viewers": {"undelivered_pairs": 0, "closed": {"1013": 1, "1000": 3}},
+        "editors_closed": {"1000": 10},
+    }
+    assert faults(run) == {
+        "unresolved": 2,
+        "undelivered": 0,
+        "rejected": 0,
+        "editors_closed": 0,
+        "viewers_closed": 1,
+    }
+    assert _marked(run, "p99 9 ms").endswith("[UNCLEAN: 2 unresolved, 1 viewers closed]")
+    run["edits"]["unresolved"], run["viewers"]["closed"] = 0, {}
+    assert _marked(run, "p99 9 ms") == "p99 9 ms"
+
+
+def test_the_server_source_follows_a_server_cmd_pythonpath(tmp_path: Path):
+    here = Path(__file__).resolve().parents[2]
+    assert server_source(None, here)["tree"] == str(here)
+    other = server_source(("env", f"PYTHONPATH={tmp_path}", "python", "-P"), here)
+    assert other["tree"] == str(tmp_path) and other["commit"] is None
+    assert other["server_cmd"].startswith("env PYTHONPATH=")

@@ -122,9 +122,8 @@ async def test_hello_deadline_cannot_be_extended_by_traffic(guarded):
     frames, code = await frames_until_close(ws)
     assert frames[0]["code"] == "hello_required" and code == 1008
     silent = await websockets.connect(guarded.ws_url)
-    started = asyncio.get_running_loop().time()
-    _, code = await frames_until_close(silent)
-    assert code == 1008 and asyncio.get_running_loop().time() - started < 7
+    _, code = await frames_until_close(silent)  # fails on its own deadline if never closed
+    assert code == 1008
 
 
 async def test_foreign_origin_is_refused_at_the_handshake(guarded):

@@ -8,6 +8,7 @@ from itertools import count
 from typing import Any
 
 import duckdb
+from conftest import SLOW
 from helpers import assert_state_matches_database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -143,7 +144,9 @@ def cell_value(con: duckdb.DuckDBPyConnection, condition: dict[str, Any], column
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200 if SLOW else 30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(st.lists(operation, min_size=1, max_size=4), min_size=1, max_size=6))
 def test_any_sequence_keeps_the_summary_exact(fresh, batches):
@@ -184,13 +187,30 @@ def test_any_sequence_keeps_the_summary_exact(fresh, batches):
     st.sampled_from(["net_amount", "quantity"]),
     money,
     st.one_of(st.none(), st.integers(0, 10**6)),
+    st.lists(
+        st.tuples(
+            st.integers(0, 10**6),
+            st.sampled_from(["quantity", "net_price"]),
+            st.sampled_from(["0", "0.00", "-0.01", "-250.75", "3", "1999.99"]),
+        ),
+        max_size=12,
+    ),
 )
 def test_proportional_spread_in_sql_matches_the_reference(
-    fresh, index, level, all_months, column, value, held_index
+    fresh, index, level, all_months, column, value, held_index, prior
 ):
     """The writer's proportional spread gives exactly what protocol.spread computes
-    (level by level below the cell: its child nodes, theirs, then the rows)."""
+    (level by level below the cell: its child nodes, theirs, then the rows), also over
+    rows edited first to zeros and negative amounts (spread over one or many
+    family-months, as the level and the all-months flag choose)."""
     con = fresh()
+    for sale_index, leaf_column, leaf_value in prior:
+        (sale_id,) = pick(con, "SELECT sale_id FROM sales ORDER BY 1", sale_index)
+        if leaf_column == "quantity":
+            leaf_value = abs(int(Decimal(leaf_value)))
+        edit = {"table": "sales", "column": leaf_column, "value": leaf_value}
+        edit["condition"] = {"sale_id": sale_id}
+        apply_batch(con, [Request(f"6-{next(_ids)}", parse_edit(edit), "p")], Limits())
     if held_index is not None:
         held = to_message(con, ("hold", held_index, True, 0, False))[1]
         apply_batch(con, [Request(f"6-{next(_ids)}", parse_hold(held), "p")], Limits())
