@@ -9,6 +9,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +146,34 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("CI") and skipped and exitstatus == 0:
         print(f"\nCI: {skipped} test(s) skipped; every dependency must be present on CI")
         session.exitstatus = 1
+
+
+# The writer tests: a tiny seeded database and fresh copies of it.
+TINY = Shape(suppliers=2, brands=(2, 2), families=(2, 2), products=(1, 2), customers=10)
+_copies = count(1)
+
+
+@pytest.fixture(scope="module")
+def tiny_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "tiny.duckdb"
+    with duckdb.connect(str(path)) as con:
+        seed_database(con, sales=300, seed=11, shape=TINY)
+    return path
+
+
+@pytest.fixture
+def fresh(tiny_db: Path, tmp_path: Path) -> Iterator[Any]:
+    """A factory of fresh copies (hypothesis runs many examples per test call)."""
+    opened: list[duckdb.DuckDBPyConnection] = []
+
+    def make() -> duckdb.DuckDBPyConnection:
+        path = tmp_path / f"copy{next(_copies)}.duckdb"
+        shutil.copy(tiny_db, path)
+        con = duckdb.connect(str(path))
+        prepare(con)
+        opened.append(con)
+        return con
+
+    yield make
+    for con in opened:
+        con.close()

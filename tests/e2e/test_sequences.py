@@ -17,7 +17,6 @@ from typing import Any
 
 import duckdb
 import httpx
-import pytest
 import redis
 from conftest import SLOW, run_server
 from helpers import OUTCOME_REPORTS, read
@@ -25,11 +24,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from protocol.catalog import SUMMARY
-from seed.generate import Shape, seed_database
 from server.analytics.check import footing_errors, summary_drift
 from server.config import Settings
 
-TINY = Shape(suppliers=2, brands=(2, 2), families=(2, 2), products=(1, 2), customers=10)
 CELL = ("supplier", "brand", "family", "month")
 MAX_ROWS = 20  # max_rows_per_edit of the server under test, so `too_many_rows` is reachable
 # every outcome an edit or hold can get from the writer (imports and `internal` aside)
@@ -79,14 +76,6 @@ operation = st.one_of(
     st.tuples(st.just("reparent"), index, st.sampled_from(["brand", "family"]), index),
     st.tuples(st.just("multi_expect"), index),
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiny") / "ducksheet.duckdb"
-    with duckdb.connect(str(path)) as con:
-        seed_database(con, sales=300, seed=11, shape=TINY)
-    return path
 
 
 async def pick(server: Any, sql: str, i: int, *params: Any) -> tuple[Any, ...] | None:
