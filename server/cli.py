@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from server import logs
 from server.analytics import exporter, import_command
 from server.config import Settings
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "bench":
         return run_bench(args.args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.setup(logs.log_format(), logs.log_level())
     settings = Settings.from_env(
         data_dir=args.data_dir,
         host=getattr(args, "host", None),

@@ -8,6 +8,7 @@ import socket
 import uvicorn
 from starlette.applications import Starlette
 
+from server import logs
 from server.app import create_app
 from server.config import Settings
 from server.edge.auth import is_loopback
@@ -80,5 +81,7 @@ def make_server(settings: Settings, log_level: str = "info") -> GracefulServer:
         log_level=log_level,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        access_log=False,  # server.edge.request_context writes one line per request
+        log_config=logs.uvicorn_log_config(logs.log_format()),
     )
     return GracefulServer(config, app, settings)

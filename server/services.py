@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from protocol.actions import ImportSpec
 from protocol.errors import ProtocolError
+from server import metrics
 from server.config import Settings
 from server.edge.auth import Authenticator
 from server.edge.submit import Submitter
@@ -24,6 +25,7 @@ from server.writer.loop import Writer
 
 log = logging.getLogger("ducksheet")
 WATCH_INTERVAL = 0.5  # seconds between checks that the embedded Redis still runs
+SAMPLE_INTERVAL = 5.0  # seconds between samples of this process's memory (metrics)
 IMPORT_WAIT = 600.0  # seconds an import request waits for the writer before answering 202
 
 
@@ -88,10 +90,17 @@ class Services:
         services.tasks = [
             asyncio.create_task(writer.run(), name="writer"),
             asyncio.create_task(hub.run(), name="hub"),
+            asyncio.create_task(services._sample_process(), name="metrics-sampler"),
         ]
         if embedded is not None:
             services.tasks.append(asyncio.create_task(services._watch_redis(), name="redis-watch"))
         return services
+
+    async def _sample_process(self) -> None:
+        """Keep this process's RSS gauge fresh for scrapes served by another process."""
+        while not self._stopping:
+            metrics.sample_process()
+            await asyncio.sleep(SAMPLE_INTERVAL)
 
     async def _watch_redis(self) -> None:
         """Restart the embedded redis-server if it dies; it reloads its AOF, and the

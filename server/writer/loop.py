@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import duckdb
@@ -18,6 +19,7 @@ from redis.exceptions import ResponseError
 
 from protocol.codec import dumps, parse_seq
 from protocol.errors import ProtocolError
+from server import metrics
 from server.config import Settings
 from server.store.db import Database
 from server.store.streams import (
@@ -93,6 +95,7 @@ class Writer:
                 await self._serve()
             except REDIS_ERRORS as exc:
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                metrics.redis_reconnect("writer")  # metrics
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except ResponseError as exc:
@@ -135,6 +138,8 @@ class Writer:
         """Apply a batch, then publish and acknowledge it in the background: the next
         batch is read and applied meanwhile (publishing stays in order)."""
         published = list(self._published) if len(self._published) >= OUTBOX_DELETE_AT else []
+        metrics.batch_read(len(entries))  # metrics
+        started = time.perf_counter()  # metrics
         try:
             payloads, decided = await self.db.write(self._apply, entries, published)
         except DatabaseFailed as exc:
@@ -149,6 +154,16 @@ class Writer:
             if published:
                 self._published = self._published[len(published) :]
         self.applied_requests += decided
+        metrics.persist_seconds(time.perf_counter() - started, decided)  # metrics
+        log.debug(
+            "batch decided",
+            extra={
+                "first": entries[0][0].decode(),
+                "last": entries[-1][0].decode(),
+                "requests": decided,
+                "seqs": [seq for seq, _ in payloads],
+            },
+        )  # logs
         await self._dead_letter(entries)
         await self._finish_publishing()
         ids = [entry_id for entry_id, _ in entries]
@@ -246,6 +261,7 @@ class Writer:
             if "invalidated" in str(exc):
                 raise DatabaseFailed(str(exc)) from exc
             raise
+        metrics.requests_decided(payload["results"])  # metrics
         return payload["seq"], encoded
 
     async def _dead_letter(self, entries: list[Entry]) -> None:
