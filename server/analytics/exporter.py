@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -20,8 +19,9 @@ import duckdb
 
 from protocol.catalog import TABLES
 from protocol.errors import ProtocolError
-from server.analytics.xlsx_export import write_table
+from server.analytics.xlsx_export import RowProgress, write_table
 from server.config import Settings
+from server.progress import Progress
 from server.store.sql import ident
 
 COPY_OPTIONS = {"csv": "(FORMAT csv, HEADER true)", "parquet": "(FORMAT parquet)"}
@@ -49,11 +49,18 @@ def check_request(table: str, fmt: str) -> None:
         )
 
 
-def export_table(con: duckdb.DuckDBPyConnection, table: str, fmt: str, path: Path) -> int:
-    """Write every row of `table` (catalog columns, key order) to `path`; the row count."""
+def export_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    fmt: str,
+    path: Path,
+    progress: RowProgress | None = None,
+) -> int:
+    """Write every row of `table` (catalog columns, key order) to `path`; the row count.
+    `progress(done, of)` hears how far an xlsx export is (COPY runs in one call)."""
     check_request(table, fmt)
     if fmt == "xlsx":
-        return write_table(con, table, path)
+        return write_table(con, table, path, progress)
     spec = TABLES[table]
     columns = ", ".join(
         _INERT_SQL.format(c=ident(c)) if fmt == "csv" and column.type == "varchar" else ident(c)
@@ -91,15 +98,15 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"no database at {path}", file=sys.stderr)
         return 2
-    started = time.perf_counter()
+    bar = Progress(1)
     try:
         with duckdb.connect(str(path), read_only=True) as con:
-            rows = export_table(con, args.table, args.format, args.output)
+            bar.step(f"exporting {args.table} as {args.format}")
+            rows = export_table(con, args.table, args.format, args.output, bar.rows)
     except duckdb.IOException as exc:
         print(locked_message(path, exc, f"GET /export/{args.table}"), file=sys.stderr)
         return 1
-    elapsed = time.perf_counter() - started
-    print(f"exported {rows:,} rows of {args.table} to {args.output} in {elapsed:.2f}s")
+    bar.finish(f"exported {rows:,} rows of {args.table} to {args.output}")
     return 0
 
 

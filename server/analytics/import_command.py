@@ -16,6 +16,9 @@ from server.analytics.exporter import locked_message
 from server.analytics.xlsx_import import is_xlsx, to_csv
 from server.config import Settings
 from server.edge.uploads import MAX_UPLOAD_BYTES
+from server.progress import Progress
+
+IMPORT_STEPS = 4  # read, checked, loaded, summary rebuilt (csv_import's progress calls)
 
 
 def add_command(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -59,7 +62,7 @@ def _as_csv(file: Path, scratch: Path) -> Path:
         return file
     target = scratch / f"{file.stem}.csv"
     rows = to_csv(file, target, MAX_UPLOAD_BYTES)
-    print(f"read {rows:,} sheet rows from {file.name}", flush=True)
+    print(f"read {rows:,} sheet rows from {file.name}", flush=True)  # before the bar starts
     return target
 
 
@@ -73,14 +76,15 @@ def _import(path: Path, source: Path, args: argparse.Namespace) -> int:
         upsert=args.upsert,
     )
     try:
-        stats = import_file(path, spec, progress=lambda m: print(m, flush=True))
+        bar = Progress(IMPORT_STEPS)
+        stats = import_file(path, spec, progress=bar.step)
     except duckdb.IOException as exc:
         print(locked_message(path, exc, f"POST /import/{args.table}"), file=sys.stderr)
         return 1
     except ProtocolError as exc:
         print(f"import rejected: {exc.message}", file=sys.stderr)
         return 1
-    print(
+    bar.finish(
         f"import {stats['import_id']}: {stats['inserted']:,} inserted, "
         f"{stats['updated']:,} updated, {stats['rejected']:,} rejected"
         + (" (see validation_logs)" if stats["rejected"] else "")

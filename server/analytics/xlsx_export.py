@@ -12,7 +12,7 @@ file as they are written; chosen over openpyxl by bench/xlsx_writers.py).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,9 @@ FETCH = 10_000
 MEASURES = {"net_amount": "Net amount", "quantity": "Quantity"}
 DEPTH = {LEVEL_TOTAL: 0, LEVEL_SUPPLIER: 1, LEVEL_BRAND: 2, LEVEL_FAMILY: 3}
 
+PROGRESS_EVERY = 20_000  # rows between progress reports
 Node = tuple[str | None, str | None, str | None]  # supplier, brand, family
+RowProgress = Callable[[int, int], None]  # (rows written, rows in all)
 
 
 def _workbook(path: Path) -> xlsxwriter.Workbook:
@@ -51,9 +53,12 @@ def _fetch(cursor: duckdb.DuckDBPyConnection) -> Iterator[tuple[Any, ...]]:
         yield from batch
 
 
-def write_table(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> int:
+def write_table(
+    con: duckdb.DuckDBPyConnection, table: str, path: Path, progress: RowProgress | None = None
+) -> int:
     """Every row of `table` (catalog columns, key order) into `path`; the row count."""
     spec = TABLES[table]
+    total = con.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()[0] if progress else 0  # type: ignore[index]
     columns = list(spec.columns)
     kinds = [spec.columns[c].type for c in columns]
     order = ", ".join(ident(c) for c in spec.key)
@@ -75,6 +80,10 @@ def write_table(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> int:
             _write_value(sheet, row, col, value, formats.get(kind))
         row += 1
         count += 1
+        if progress is not None and count % PROGRESS_EVERY == 0:
+            progress(count, total)
+    if progress is not None:
+        progress(count, max(total, count))
     if sheet is None:
         _table_sheet(book, table, columns, header, 0)
     book.close()
