@@ -216,9 +216,10 @@ class Hub:
             for result in payload["results"]:
                 waiter = self._waiters.pop(result.get("ref") or "", None)
                 if waiter is not None:
-                    metrics.edit_round_trip(result["request"])
+                    request_id = str(result.get("request") or "")
+                    metrics.edit_round_trip(request_id)
                     log.debug(
                         "outcome delivered",
-                        extra={"stream_id": result["request"], "seq": payload["seq"]},
+                        extra={"stream_id": request_id, "seq": payload.get("seq")},
                     )
                     waiter(result)
