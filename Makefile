@@ -8,8 +8,11 @@ ARGS   ?=
 .PHONY: run test test-slow mutation-check lint format seed check bench clean
 
 $(STAMP): pyproject.toml
+	@echo "ducksheet: creating $(VENV) (first run, or pyproject.toml changed)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@echo "ducksheet: installing ducksheet and its dependencies into $(VENV) (about 20 s)"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[dev]'
+	@echo "ducksheet: $(VENV) is ready"
 	touch $@
 
 run: $(STAMP)  ## serve on http://127.0.0.1:8000 (seeds ./data and starts Redis on first run)
@@ -21,8 +24,13 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: $(STAMP) $(NODE_STAMP)  ## the whole test suite (real Redis, real DuckDB); SLOW=1 adds the slow set
-	$(PY) -m pytest $(ARGS)
+# Coverage includes the server processes the tests start ([tool.coverage.run] patch);
+# `coverage report` fails below [tool.coverage.report] fail_under.
+test: $(STAMP) $(NODE_STAMP)  ## the whole test suite (real Redis, real DuckDB), with coverage; SLOW=1 adds the slow set
+	rm -f .coverage .coverage.*
+	$(PY) -m coverage run -m pytest $(ARGS)
+	$(PY) -m coverage combine -q
+	$(PY) -m coverage report
 
 test-slow: $(STAMP) $(NODE_STAMP)  ## the suite plus the slow set (20 kill -9 / SIGTERM cycles per Redis mode)
 	SLOW=1 $(PY) -m pytest $(ARGS)
@@ -53,4 +61,4 @@ bench: $(BENCH_STAMP)  ## e.g. make bench ARGS="leaf --sales 1000000 --rate 1000
 	$(PY) -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* htmlcov

@@ -15,12 +15,15 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from protocol.errors import ProtocolError
+from server import metrics
 from server.config import Settings
 from server.edge import rest
 from server.edge.analytics_routes import routes as analytics_routes
-from server.edge.auth import Authenticator, load_tokens
+from server.edge.auth import Authenticator, TokenError, load_tokens
+from server.edge.metrics_route import get_metrics
 from server.edge.openapi import spec
 from server.edge.origins import BrowserGuard, allowed_origins
+from server.edge.request_context import RequestContext
 from server.edge.sockets import websocket_endpoint
 from server.services import Role, Services
 
@@ -38,6 +41,7 @@ async def openapi(request: Request) -> Response:
 
 async def protocol_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProtocolError)
+    metrics.edge_rejected(exc.code)
     return rest.error_response(exc)
 
 
@@ -59,6 +63,8 @@ def create_app(settings: Settings, role: Role = "all") -> Starlette:
     """The public app of role `all` or `web`; raises TokenError when the tokens setting
     or file is malformed."""
     auth = Authenticator(load_tokens(settings.tokens, settings.tokens_file))
+    if settings.metrics_token is not None and len(settings.metrics_token) < 16:
+        raise TokenError("DUCKSHEET_METRICS_TOKEN needs at least 16 characters")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -78,6 +84,7 @@ def create_app(settings: Settings, role: Role = "all") -> Starlette:
         Route("/get_updates", rest.get_updates),
         Route("/view_table/{table}", rest.get_view_table),
         Route("/healthz", rest.healthz),
+        Route("/metrics", get_metrics),
         Route("/openapi.json", openapi),
         *analytics_routes,
         WebSocketRoute("/ws", websocket_endpoint),
@@ -87,7 +94,7 @@ def create_app(settings: Settings, role: Role = "all") -> Starlette:
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ProtocolError: protocol_error, HTTPException: http_error},
-        middleware=[Middleware(BrowserGuard)],
+        middleware=[Middleware(RequestContext), Middleware(BrowserGuard)],
     )
     app.state.auth = auth
     # The configured port; the runner replaces it with the ports it actually listens on.

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 
 import duckdb
 
+from server import logs
 from server.analytics import exporter, import_command
 from server.config import Settings
+from server.progress import Progress
 
 log = logging.getLogger("ducksheet")
+SEED_STEPS = 3  # the progress calls of seed_database
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "bench":
         return run_bench(args.args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.setup(logs.log_format(), logs.log_level())
     settings = Settings.from_env(
         data_dir=args.data_dir,
         host=getattr(args, "host", None),
@@ -148,12 +150,10 @@ def run_seed(settings: Settings, args: argparse.Namespace) -> int:
         path.unlink()
         Path(f"{path}.wal").unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    bar = Progress(SEED_STEPS)
     with duckdb.connect(str(path)) as con:
-        seed_database(
-            con, sales=args.sales, seed=args.seed, progress=lambda m: print(m, flush=True)
-        )
-    print(f"seeded {args.sales:,} sales rows into {path} in {time.perf_counter() - started:.2f}s")
+        seed_database(con, sales=args.sales, seed=args.seed, progress=bar.step)
+    bar.finish(f"seeded {args.sales:,} sales rows into {path}")
     return 0
 
 
@@ -164,9 +164,13 @@ def run_check(settings: Settings, _args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"no database at {path}", file=sys.stderr)
         return 2
+    bar = Progress(2)
     with duckdb.connect(str(path), read_only=True) as con:
+        bar.step("comparing the summary with a fresh GROUPING SETS query")
         drift = summary_drift(con)
+        bar.step("checking that every parent foots")
         footing = footing_errors(con)
+    bar.finish(f"checked {path}")
     for row in drift:
         print("drift:", row)
     for row in footing:

@@ -27,6 +27,7 @@ class Settings:
     redis_connections: int = 64  # pooled Redis connections; more commands wait for one
     tokens: str | None = None  # "name:role:token,..."; none (and no file) = open mode
     tokens_file: Path | None = None  # one name:role:token a line
+    metrics_token: str | None = None  # Bearer token for GET /metrics only (admins may too)
     allowed_origins: str = ""  # comma-separated; the server's own origin is always allowed
     max_connections: int = 2000  # WebSocket sessions at once
     edit_rate: int = 200  # edits and holds per second per connection (token bucket)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.applications import Starlette
 
+from server import logs
 from server.app import create_app
 from server.config import Settings
 from server.edge.auth import is_loopback
@@ -137,6 +138,8 @@ def make_server(
         log_level=log_level,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        access_log=False,  # server.edge.request_context writes one line per request
+        log_config=logs.uvicorn_log_config(logs.log_format()),
     )
     sockets = None if listen_fd is None else [inherited(listen_fd)]
     return GracefulServer(config, app, settings, sockets, ready_fd)

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from protocol.actions import ImportSpec
 from protocol.errors import ProtocolError
+from server import metrics
 from server.config import Settings
 from server.edge.auth import Authenticator
 from server.edge.data_watch import DataWatch
@@ -37,6 +38,7 @@ log = logging.getLogger("ducksheet")
 Role = Literal["all", "web", "data"]
 ROLES: tuple[Role, ...] = ("all", "web", "data")
 WATCH_INTERVAL = 0.5  # seconds between checks that the embedded Redis still runs
+SAMPLE_INTERVAL = 5.0  # seconds between samples of this process's memory (metrics)
 IMPORT_WAIT = 600.0  # seconds an import request waits for the writer before answering 202
 LOCK_WAIT = 30.0  # seconds to wait for a previous data process to release the DuckDB file
 
@@ -125,6 +127,9 @@ class Services:
             services.tasks.append(asyncio.create_task(hub.run(), name="hub"))
             presence = hub.presence.run(services._stopping)
             services.tasks.append(asyncio.create_task(presence, name="presence"))
+        services.tasks.append(
+            asyncio.create_task(services._sample_process(), name="metrics-sampler")
+        )
         if embedded is not None:
             services.tasks.append(asyncio.create_task(services._watch_redis(), name="redis-watch"))
         await services._writer_ready()
@@ -151,6 +156,7 @@ class Services:
             asyncio.create_task(hub.run(), name="hub"),
             asyncio.create_task(services.data_watch.run(services._stopping), name="data-watch"),
             asyncio.create_task(hub.presence.run(services._stopping), name="presence"),
+            asyncio.create_task(services._sample_process(), name="metrics-sampler"),
         ]
         return services
 
@@ -165,6 +171,12 @@ class Services:
             await self.stop()
             writer.result()  # raises what stopped the writer
             raise RuntimeError("the writer stopped before it was ready")
+
+    async def _sample_process(self) -> None:
+        """Keep this process's RSS gauge fresh for scrapes served by another process."""
+        while not self._stopping:
+            metrics.sample_process()
+            await asyncio.sleep(SAMPLE_INTERVAL)
 
     async def _watch_redis(self) -> None:
         """Restart the embedded redis-server if it dies; it reloads its AOF, and the

@@ -8,6 +8,7 @@
  *   grid.js        rendering and windowing (selection.js, editor.js: selecting, editing)
  *   presence.js    who is connected and where their cursors are
  *   toolbar.js     status, name, measure, spread and the Hold button
+ *   download.js    the Download button: this view as an xlsx workbook
  *   toasts.js      notifications
  *   panel.js       the panel under the grid (sales.js: sales rows, reports.js: reports)
  *   util.js        pure helpers (formatting, parsing, seq comparison, fetching, overlays)
@@ -31,6 +32,7 @@ import { createPanel } from './panel.js';
 import { createPresence } from './presence.js';
 import { createToasts } from './toasts.js';
 import { createToolbar } from './toolbar.js';
+import { createDownload } from './download.js';
 
 // The sheet (see model.js) and this session, exposed as window.ducksheet.state.
 const state = Object.assign(createSheet(), {
@@ -115,6 +117,8 @@ const grid = createGrid({
   toggleHold: () => toolbar.toggleHold(),
   beginAction,
 });
+
+createDownload({ state, notify });
 
 const toolbar = createToolbar({
   state,

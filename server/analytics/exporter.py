@@ -1,4 +1,6 @@
-"""Table export (DESIGN §5): DuckDB `COPY ... TO` a file, served or written by the CLI.
+"""Table export (DESIGN §5): DuckDB `COPY ... TO` a CSV or Parquet file, or an xlsx
+workbook (server.analytics.xlsx_export), served or written by the CLI. CSV text that a
+spreadsheet application would run as a formula is made inert (server.analytics.cells).
 
 The server exports on a reader cursor (a committed snapshot; the writer is never
 blocked) into a temporary file under `<data_dir>/exports/`, streams it and deletes it.
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -18,11 +19,22 @@ import duckdb
 
 from protocol.catalog import TABLES
 from protocol.errors import ProtocolError
+from server.analytics.xlsx_export import RowProgress, write_table
 from server.config import Settings
+from server.progress import Progress
 from server.store.sql import ident
 
-FORMATS = {"csv": "(FORMAT csv, HEADER true)", "parquet": "(FORMAT parquet)"}
-MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+COPY_OPTIONS = {"csv": "(FORMAT csv, HEADER true)", "parquet": "(FORMAT parquet)"}
+FORMATS = (*COPY_OPTIONS, "xlsx")
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "parquet": "application/vnd.apache.parquet",
+    "xlsx": XLSX_TYPE,
+}
+# A leading character that makes a spreadsheet run the field as a formula (cells.py).
+_FORMULA_START = "left({c}, 1) IN ('=', '+', '-', '@', chr(9), chr(13))"
+_INERT_SQL = "CASE WHEN " + _FORMULA_START + " THEN chr(39) || {c} ELSE {c} END AS {c}"
 
 
 def check_request(table: str, fmt: str) -> None:
@@ -37,14 +49,26 @@ def check_request(table: str, fmt: str) -> None:
         )
 
 
-def export_table(con: duckdb.DuckDBPyConnection, table: str, fmt: str, path: Path) -> int:
-    """COPY every row of `table` (catalog columns, key order) to `path`; the row count."""
+def export_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    fmt: str,
+    path: Path,
+    progress: RowProgress | None = None,
+) -> int:
+    """Write every row of `table` (catalog columns, key order) to `path`; the row count.
+    `progress(done, of)` hears how far an xlsx export is (COPY runs in one call)."""
     check_request(table, fmt)
+    if fmt == "xlsx":
+        return write_table(con, table, path, progress)
     spec = TABLES[table]
-    columns = ", ".join(ident(c) for c in spec.columns)
+    columns = ", ".join(
+        _INERT_SQL.format(c=ident(c)) if fmt == "csv" and column.type == "varchar" else ident(c)
+        for c, column in spec.columns.items()
+    )
     order = ", ".join(ident(c) for c in spec.key)
     con.execute(
-        f"COPY (SELECT {columns} FROM {ident(table)} ORDER BY {order}) TO ? {FORMATS[fmt]}",
+        f"COPY (SELECT {columns} FROM {ident(table)} ORDER BY {order}) TO ? {COPY_OPTIONS[fmt]}",
         [str(path)],
     )
     return con.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()[0]  # type: ignore[index]
@@ -61,8 +85,8 @@ def temp_export_path(data_dir: Path, table: str, fmt: str) -> Path:
 
 
 def add_command(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`ducksheet export --table T --format csv|parquet --output FILE`."""
-    parser = commands.add_parser("export", help="write a table to a CSV or Parquet file")
+    """`ducksheet export --table T --format csv|parquet|xlsx --output FILE`."""
+    parser = commands.add_parser("export", help="write a table to a CSV, Parquet or xlsx file")
     parser.add_argument("--table", required=True, choices=list(TABLES), help="table to export")
     parser.add_argument("--format", default="csv", choices=list(FORMATS), help="default csv")
     parser.add_argument("--output", required=True, type=Path, help="file to write")
@@ -74,15 +98,15 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"no database at {path}", file=sys.stderr)
         return 2
-    started = time.perf_counter()
+    bar = Progress(1)
     try:
         with duckdb.connect(str(path), read_only=True) as con:
-            rows = export_table(con, args.table, args.format, args.output)
+            bar.step(f"exporting {args.table} as {args.format}")
+            rows = export_table(con, args.table, args.format, args.output, bar.rows)
     except duckdb.IOException as exc:
         print(locked_message(path, exc, f"GET /export/{args.table}"), file=sys.stderr)
         return 1
-    elapsed = time.perf_counter() - started
-    print(f"exported {rows:,} rows of {args.table} to {args.output} in {elapsed:.2f}s")
+    bar.finish(f"exported {rows:,} rows of {args.table} to {args.output}")
     return 0
 
 

@@ -20,12 +20,14 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from protocol.actions import IMPORT_ID
 from protocol.catalog import TABLES
 from protocol.codec import dumps, loads
 from protocol.edits import parse_condition
 from protocol.errors import ProtocolError
 from server.analytics.exporter import MEDIA_TYPES, check_request, temp_export_path
 from server.analytics.reports import get_report, parse_params
+from server.analytics.xlsx_export import MEASURES
 from server.edge.reads import LocalReads
 from server.edge.uploads import MAX_UPLOAD_BYTES
 
@@ -97,6 +99,35 @@ async def export(request: Request) -> Response:
     )
 
 
+async def grid_workbook(request: Request) -> Response:
+    args = await _args(request)
+    measure = str(args.get("measure"))
+    if measure not in MEASURES:
+        raise ProtocolError("invalid_value", f"measure must be one of {', '.join(MEASURES)}")
+    expanded = [tuple(node) for node in args.get("expanded") or []]
+    reads = _reads(request)
+    path = temp_export_path(reads.data_dir, "grid", "xlsx")
+    try:
+        await reads.grid_workbook(measure, expanded, path)  # type: ignore[arg-type]
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES["xlsx"],
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
+async def import_problems(request: Request) -> Response:
+    args = await _args(request)
+    import_id = str(args.get("import_id"))
+    if not IMPORT_ID.match(import_id):
+        raise ProtocolError("bad_message", "import ids are 1-64 letters, digits, - or _")
+    limit, offset = int(args.get("limit") or 1000), int(args.get("offset") or 0)
+    return _reply(await _reads(request).import_problems(import_id, limit, offset))
+
+
 async def health(request: Request) -> Response:
     return _reply(await _reads(request).health())
 
@@ -151,6 +182,8 @@ def create_read_api(reads: LocalReads, secret: str) -> Starlette:
         Route("/report", report, methods=["POST"]),
         Route("/export", export, methods=["POST"]),
         Route("/health", health, methods=["POST"]),
+        Route("/grid_workbook", grid_workbook, methods=["POST"]),
+        Route("/import_problems", import_problems, methods=["POST"]),
         Route("/uploads/{import_id}", store_upload, methods=["PUT"]),
         Route("/uploads/{import_id}", discard_upload, methods=["DELETE"]),
     ]

@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 
 from protocol.errors import ProtocolError
+from server.analytics.cells import inert_text
 
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"
 FORMATS = ("json", "csv")
@@ -186,6 +187,8 @@ def to_csv(data: dict[str, Any]) -> str:
 
 
 def _csv_text(value: Any) -> str:
+    if isinstance(value, str):
+        return inert_text(value)
     if isinstance(value, dt.date):
         return value.isoformat()
     return str(value)

@@ -8,6 +8,7 @@ from protocol.catalog import TABLES
 from protocol.errors import HTTP_STATUS
 
 JSON = "application/json"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -242,10 +243,14 @@ def spec() -> dict[str, Any]:
         },
         "/export/{table}": {
             "get": {
-                "summary": "A whole table as CSV or Parquet (admin)",
+                "summary": "A whole table as CSV, Parquet or xlsx (admin)",
                 "parameters": [
                     _path("table", TABLE),
-                    _query("format", {"type": "string", "enum": ["csv", "parquet"]}, "file format"),
+                    _query(
+                        "format",
+                        {"type": "string", "enum": ["csv", "parquet", "xlsx"]},
+                        "file format",
+                    ),
                 ],
                 "responses": {
                     "200": {"description": "the file"},
@@ -255,7 +260,7 @@ def spec() -> dict[str, Any]:
         },
         "/import/{table}": {
             "post": {
-                "summary": "Import CSV rows (admin); applied by the writer in stream order",
+                "summary": "Import CSV or xlsx rows (admin); applied by the writer in stream order",
                 "parameters": [
                     _path("table", {"type": "string", "enum": ["sales", "product", "customer"]}),
                     _query("mode", {"type": "string", "enum": ["fast", "validate"]}, "how"),
@@ -264,15 +269,69 @@ def spec() -> dict[str, Any]:
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"text/csv": {"schema": {"type": "string"}}},
+                    "content": {
+                        "text/csv": {"schema": {"type": "string"}},
+                        XLSX: {"schema": {"type": "string", "format": "binary"}},
+                    },
                 },
                 "responses": {
-                    "200": _ok("imported", IMPORTED),
+                    "200": _ok("imported; with rejected rows, the first problems", IMPORTED),
                     "202": _ok(
                         "queued",
                         {**QUEUED, "properties": {**QUEUED["properties"], "import_id": STRING}},
                     ),
                     **_errors(400, 401, 403, 404, 409, 413, 422, 503),
+                },
+            }
+        },
+        "/imports/{import_id}/log": {
+            "get": {
+                "summary": "The problems a validating import recorded, in row order (admin)",
+                "parameters": [
+                    _path("import_id", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000}, "rows"),
+                    _query("offset", {"type": "integer", "minimum": 0}, "rows to skip"),
+                    _query("format", {"type": "string", "enum": ["json", "csv"]}, "answer format"),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the log page",
+                        "content": {
+                            JSON: {"schema": {"type": "object"}},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(400, 401, 403, 422),
+                },
+            }
+        },
+        "/grid/export": {
+            "get": {
+                "summary": "The grid's view as an xlsx workbook: hierarchy, months, totals",
+                "parameters": [
+                    _query(
+                        "measure",
+                        {"type": "string", "enum": ["net_amount", "quantity"]},
+                        "the measure shown",
+                    ),
+                    _query(
+                        "expanded",
+                        {"type": "string"},
+                        'JSON list of expanded nodes: [["supplier"], ["supplier", "brand"]]',
+                    ),
+                ],
+                "responses": {
+                    "200": {"description": "the workbook", "content": {XLSX: {}}},
+                    **_errors(400, 401, 422),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (admin, or the metrics token)",
+                "responses": {
+                    "200": {"description": "text exposition", "content": {"text/plain": {}}},
+                    **_errors(401, 403),
                 },
             }
         },

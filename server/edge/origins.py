@@ -26,7 +26,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 JSON_TYPES = frozenset({"application/json"})
 # Not a type a page can send cross-site without a CORS preflight (which this server
 # never answers): text/plain, form encodings and a missing type are refused.
-CSV_TYPES = frozenset({"text/csv", "application/csv", "application/octet-stream"})
+CSV_TYPES = frozenset(
+    {
+        "text/csv",
+        "application/csv",
+        "application/octet-stream",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",  # xlsx
+    }
+)
 
 
 def _host_literal(host: str) -> str:

@@ -8,18 +8,22 @@ holds one `Reads` and never knows which.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from server.analytics import validation_log, xlsx_import
 from server.analytics.exporter import export_table
 from server.analytics.reads import request_status, snapshot, view_table
 from server.analytics.reports import Report, run_report
+from server.analytics.xlsx_export import write_grid
 from server.edge.uploads import save_upload, upload_path
 from server.store.db import Database
 from server.writer.holds import current_holds
 
 Order = list[tuple[str, bool]]  # (column, descending)
+Node = tuple[str | None, str | None, str | None]  # supplier, brand, family
 
 
 class Reads(Protocol):
@@ -45,6 +49,14 @@ class Reads(Protocol):
 
     async def export(self, table: str, fmt: str, path: Path) -> None:
         """Write the whole table to `path`, a file of this process."""
+        ...
+
+    async def grid_workbook(self, measure: str, expanded: list[Node], path: Path) -> None:
+        """The grid's view (measure, expanded nodes) as an xlsx workbook at `path`."""
+        ...
+
+    async def import_problems(self, import_id: str, limit: int, offset: int) -> dict[str, Any]:
+        """The problems an import's validation logged, in row order, paged."""
         ...
 
     async def health(self) -> dict[str, Any]:
@@ -97,10 +109,21 @@ class LocalReads:
     async def health(self) -> dict[str, Any]:
         return {"database": self.db.failure or "ok", **self.writer_status()}
 
+    async def grid_workbook(self, measure: str, expanded: list[Node], path: Path) -> None:
+        await self.db.read(write_grid, measure, expanded, path)
+
+    async def import_problems(self, import_id: str, limit: int, offset: int) -> dict[str, Any]:
+        return await self.db.read(validation_log.problems, import_id, limit, offset)
+
     async def store_upload(
         self, chunks: AsyncIterator[bytes], import_id: str, max_bytes: int
     ) -> str:
-        return str(await save_upload(chunks, self.data_dir, import_id, max_bytes))
+        """Save an import body here; a workbook is rewritten as the CSV of its first sheet
+        (where the writer reads it)."""
+        path = await save_upload(chunks, self.data_dir, import_id, max_bytes)
+        if await asyncio.to_thread(xlsx_import.is_xlsx, path):
+            await asyncio.to_thread(xlsx_import.replace_with_csv, path, max_bytes)
+        return str(path)
 
     async def discard_upload(self, import_id: str) -> None:
         upload_path(self.data_dir, import_id).unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from protocol.codec import dumps, loads
 from protocol.errors import ProtocolError
 from server.analytics.read_api import SECRET_HEADER
 from server.analytics.reports import Report
-from server.edge.reads import Order
+from server.edge.reads import Node, Order
 from server.store.data_address import DataAddress, lookup
 from server.store.streams import REDIS_ERRORS
 
@@ -64,13 +64,22 @@ class RemoteReads:
         return await self._call("/report", name=report.name, params=params)
 
     async def export(self, table: str, fmt: str, path: Path) -> None:
+        await self._download("/export", path, table=table, format=fmt)
+
+    async def _download(self, route: str, path: Path, **args: Any) -> None:
+        """POST `args`, streaming the file the data process answers into `path`."""
         client = await self._connected()
-        body = dumps({"table": table, "format": fmt})
-        async with client.stream("POST", "/export", content=body) as response:
+        async with client.stream("POST", route, content=dumps(args)) as response:
             await _raise_for_error(response)
             with path.open("wb") as out:
                 async for chunk in response.aiter_bytes(EXPORT_CHUNK):
                     out.write(chunk)
+
+    async def grid_workbook(self, measure: str, expanded: list[Node], path: Path) -> None:
+        await self._download("/grid_workbook", path, measure=measure, expanded=expanded)
+
+    async def import_problems(self, import_id: str, limit: int, offset: int) -> dict[str, Any]:
+        return await self._call("/import_problems", import_id=import_id, limit=limit, offset=offset)
 
     async def health(self) -> dict[str, Any]:
         try:

@@ -143,7 +143,7 @@ async def get_request(request: Request) -> Response:
 async def get_updates(request: Request) -> Response:
     authorize(request, "viewer")
     services = services_of(request)
-    limit = _int_param(request, "limit", 100, 1, 1000)
+    limit = int_param(request, "limit", 100, 1, 1000)
     since = request.query_params.get("since")
     if since:
         parse_seq(since)
@@ -166,8 +166,8 @@ async def get_view_table(request: Request) -> Response:
     table = TABLES.get(name)
     if table is None:
         raise ProtocolError("unknown_table", f"unknown table {name!r}; tables: {', '.join(TABLES)}")
-    limit = _int_param(request, "limit", 100, 1, services.settings.view_page_max)
-    offset = _int_param(request, "offset", 0, 0, 10**9)
+    limit = int_param(request, "limit", 100, 1, services.settings.view_page_max)
+    offset = int_param(request, "offset", 0, 0, 10**9)
     raw_condition = request.query_params.get("condition")
     condition = parse_condition(table, _condition_param(raw_condition)) if raw_condition else {}
     order = []
@@ -189,7 +189,7 @@ def _condition_param(raw: str) -> Any:
         return raw
 
 
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default

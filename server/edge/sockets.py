@@ -13,6 +13,7 @@ from protocol.codec import dumps_text, loads
 from protocol.edits import Edit, Hold
 from protocol.errors import ProtocolError
 from protocol.messages import Cursor, EditMessage, Hello, HoldMessage, Ping, parse_message
+from server import metrics
 from server.edge.auth import Identity
 from server.edge.origins import origin_allowed
 from server.edge.rate_limit import RateLimited, TokenBucket
@@ -76,10 +77,12 @@ class Session:
             await self._refuse(ProtocolError("unavailable", "too many connections; retry later"))
             return
         self.services.sessions.add(self)
+        metrics.socket_opened()
         try:
             await self._serve()
         finally:
             self.services.sessions.discard(self)
+            metrics.socket_closed()
 
     async def _serve(self) -> None:
         try:
@@ -96,6 +99,7 @@ class Session:
         self.user = self.identity.name
         hub = self.services.hub
         hub.subscribers.add(self.subscriber)
+        metrics.session_started()
         self.member = hub.presence.join(self.user, self.subscriber.send)
         pump = asyncio.create_task(self._pump())
         try:
@@ -111,6 +115,7 @@ class Session:
         finally:
             hub.presence.leave(self.member)
             hub.subscribers.discard(self.subscriber)
+            metrics.session_ended()
             for ref in self._refs:
                 hub.forget(ref)
             pump.cancel()
@@ -231,6 +236,7 @@ class Session:
                 self._reject_at_edge(data, exc)
 
     def _reject_at_edge(self, data: str, exc: ProtocolError) -> None:
+        metrics.edge_rejected(exc.code)
         client_id = _client_id_of(data)
         if client_id is None:
             self.send({"type": "error", **exc.as_dict()})

@@ -4,13 +4,17 @@ route the writer's outcome back to whoever submitted (a socket or a REST call)."
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from protocol.actions import Action, Sender
 from protocol.errors import ProtocolError
+from server import metrics
 from server.hub.fanout import Hub, Result
 from server.store.streams import REDIS_ERRORS, Enqueuer
+
+log = logging.getLogger("ducksheet.edge")
 
 
 class Submitter:
@@ -31,6 +35,9 @@ class Submitter:
         except REDIS_ERRORS as exc:
             self.hub.forget(ref)
             raise ProtocolError("unavailable", "the edit queue is unavailable; retry") from exc
+        kind = type(action).__name__.lower()
+        metrics.request_queued(kind)
+        log.debug("queued", extra={"stream_id": request_id, "kind": kind, "user": user})
         return request_id, ref
 
     async def submit(

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from protocol.catalog import CELL_KEY, TABLES
 from protocol.codec import dumps_text, loads, parse_seq
+from server import metrics
 from server.hub.presence import Presence
 from server.hub.wire import WriteFrame, text_frame
 from server.store.streams import BLOCK_MS, FIELD, PERSISTED, REDIS_ERRORS, RESPONSES
@@ -135,6 +136,7 @@ class Subscriber:
     def _overflow(self) -> None:
         if not self.overflowed:
             self.overflowed = True
+            metrics.send_queue_overflow()
             self._on_overflow()
 
 
@@ -172,6 +174,7 @@ class Hub:
                 await self._tail()
             except REDIS_ERRORS as exc:
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                metrics.redis_reconnect("hub")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -242,4 +245,10 @@ class Hub:
             for result in payload["results"]:
                 waiter = self._waiters.pop(result.get("ref") or "", None)
                 if waiter is not None:
+                    request_id = str(result.get("request") or "")
+                    metrics.edit_round_trip(request_id)
+                    log.debug(
+                        "outcome delivered",
+                        extra={"stream_id": request_id, "seq": payload.get("seq")},
+                    )
                     waiter(result)

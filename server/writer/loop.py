@@ -24,6 +24,7 @@ from redis.exceptions import ResponseError
 
 from protocol.codec import dumps, dumps_text, parse_seq
 from protocol.errors import ProtocolError
+from server import metrics
 from server.config import Settings
 from server.store.db import Database
 from server.store.streams import (
@@ -139,6 +140,7 @@ class Writer:
                 await self._serve()
             except REDIS_ERRORS as exc:
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                metrics.redis_reconnect("writer")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except ResponseError as exc:
@@ -186,6 +188,7 @@ class Writer:
         return reply[0][1] if reply else []
 
     async def _handle(self, entries: list[Entry]) -> None:
+        metrics.batch_read(len(entries))
         requests, failed = self._decode(entries)
         run: list[Request] = []
         for request in requests:
@@ -234,7 +237,10 @@ class Writer:
         started = time.perf_counter()
         payload, effects = self.decider.decide(requests, failed)
         encoded = dumps_text(payload)
-        self.decide_seconds = [*self.decide_seconds[-999:], time.perf_counter() - started]
+        elapsed = time.perf_counter() - started
+        self.decide_seconds = [*self.decide_seconds[-999:], elapsed]
+        metrics.decide_seconds(elapsed)
+        metrics.requests_decided(payload["results"])
         self.decided = payload["seq"]
         self.applied_requests += len(requests)
         await self._finish_publishing()
@@ -326,6 +332,7 @@ class Writer:
             if "invalidated" in str(exc):
                 raise DatabaseFailed(str(exc)) from exc
             raise
+        metrics.requests_decided(payload["results"])
         return payload["seq"], encoded
 
     async def _finish_publishing(self) -> None:

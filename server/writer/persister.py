@@ -19,6 +19,7 @@ import duckdb
 import redis.asyncio as aioredis
 
 from protocol.catalog import CELL_KEY
+from server import metrics
 from server.store.db import Database
 from server.store.streams import GROUP, PERSISTED, REDIS_ERRORS, REQUESTS
 from server.writer.cell_ids import CellIds
@@ -154,13 +155,16 @@ class Persister:
             await self._acknowledge()
             return
         self._pending, self._decided_at = None, []
+        started = time.perf_counter()
         try:
             await self.db.write(write_effects, effects, self.persisted is None, self.cell_ids)
         except Exception:
             self._pending, self._decided_at = effects, decided_at  # kept for a retry
             raise
+        metrics.persist_seconds(time.perf_counter() - started, len(effects.ids))
         now = time.monotonic()
         self.lags.extend(now - t for t in decided_at)
+        metrics.persistence_lag(now - decided_at[0], self.behind)
         self.persisted = effects.last_id
         self.flushes += 1
         self._last_write = now
@@ -169,7 +173,8 @@ class Persister:
         if self._pending is None:
             self._idle.set()
         if _wal_bytes(self.db) > CHECKPOINT_WAL_BYTES:
-            self.checkpoints.append(await self.db.write(checkpoint))
+            with metrics.checkpoint_timer():
+                self.checkpoints.append(await self.db.write(checkpoint))
 
     async def covered(self, seq: str) -> None:
         """DuckDB holds `seq` through a transaction of its own (a barrier request)."""
@@ -194,7 +199,8 @@ class Persister:
     async def _checkpoint_if_idle(self) -> None:
         if self._pending is None and _wal_bytes(self.db) > 0:
             try:
-                self.checkpoints.append(await self.db.write(checkpoint))
+                with metrics.checkpoint_timer():
+                    self.checkpoints.append(await self.db.write(checkpoint))
             except duckdb.Error as exc:  # e.g. a long read holds a snapshot: later
                 log.info("checkpoint postponed: %s", exc)
 

@@ -641,3 +641,28 @@ async def test_held_cells_are_read_only_and_only_the_holder_releases(data_dir, r
         await cat.locator("#hold-button").click()
         await expect(held).not_to_have_class(klass("held"))
         assert await summary(server, "net_amount", supplier, brand, None, month) == before
+
+
+async def test_download_saves_the_view_as_a_workbook(server, users, tmp_path):
+    from openpyxl import load_workbook
+
+    page = await users.open("ann")
+    supplier, brand = await first_brand(page)
+    await expand(page, supplier, brand)
+    await page.locator("[data-measure='quantity']").click()
+    async with page.expect_download() as waiting:
+        await page.locator("#download-button").click()
+    download = await waiting.value
+    assert download.suggested_filename == "ducksheet-quantity.xlsx"
+    path = tmp_path / download.suggested_filename
+    await download.save_as(path)
+    sheet = load_workbook(path).worksheets[0]
+    rows = {r[0].value: r[0].row for r in sheet.iter_rows() if r[0].value}
+    assert sheet.cell(1, 1).value == "Quantity" and sheet.cell(2, 1).value == "Grand total"
+    sql = f"SELECT quantity FROM {SUMMARY} WHERE level = 7 AND month IS NULL"
+    ((total,),) = await read(server, sql)
+    assert sheet.cell(2, sheet.max_column).value == total
+    brand_row = rows[brand]
+    assert not sheet.row_dimensions[brand_row].hidden
+    assert not sheet.row_dimensions[brand_row + 1].hidden  # its families: brand expanded
+    assert sheet.row_dimensions[brand_row + 1].outline_level == 3
