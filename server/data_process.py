@@ -15,6 +15,7 @@ import signal
 
 import uvicorn
 
+from server import logs
 from server.analytics.read_api import create_read_api
 from server.config import Settings
 from server.edge.auth import Authenticator
@@ -57,7 +58,13 @@ async def _serve_reads(
     address = DataAddress.new(url)
     assert isinstance(services.reads, LocalReads)
     app = create_read_api(services.reads, address.secret)
-    config = uvicorn.Config(app, lifespan="off", log_level=log_level, access_log=False)
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_level=log_level,
+        access_log=False,
+        log_config=logs.uvicorn_log_config(logs.log_format()),
+    )
     server = QuietServer(config, [sock], ready_fd)
     await services.publish_address(address)
     serving = asyncio.create_task(server.serve())

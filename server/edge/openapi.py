@@ -79,7 +79,10 @@ INTEGER = {"type": "integer"}
 NUMBER = {"type": ["number", "string"]}  # exact decimals are written as JSON numbers
 STATS = {"type": "object", "additionalProperties": {"type": "integer"}}
 QUEUED = _object({"request_id": SEQ, "status": {"const": "queued"}})
-APPLIED = _object({"request_id": SEQ, "status": {"const": "applied"}, "seq": SEQ}, {"stats": STATS})
+APPLIED = _object(
+    {"request_id": SEQ, "status": {"const": "applied"}, "seq": SEQ},
+    {"stats": STATS, "persisted": {"type": "boolean"}},  # persisted: DuckDB holds it
+)
 STATUS = _object(
     {"request_id": SEQ, "status": {"enum": ["queued", "applied", "rejected"]}},
     {"seq": {"oneOf": [SEQ, {"type": "null"}]}, "error": {"type": "object"}},
@@ -132,6 +135,15 @@ REPORT = _object(
         "columns": {"type": "array", "items": STRING},
         "rows": {"type": "array", "items": {"type": "object"}},
     }
+)
+IMPORT_LOG = _object(
+    {
+        "import_id": STRING,
+        "total": INTEGER,
+        "columns": {"type": "array", "items": STRING},
+        "problems": {"type": "array", "items": {"type": "object"}},
+    },
+    {"file_name": TEXT_OR_NULL},
 )
 IMPORTED = _object(
     {"import_id": STRING, "request_id": SEQ, "status": {"const": "applied"}, "seq": SEQ},
@@ -297,7 +309,7 @@ def spec() -> dict[str, Any]:
                     "200": {
                         "description": "the log page",
                         "content": {
-                            JSON: {"schema": {"type": "object"}},
+                            JSON: {"schema": _ok("", IMPORT_LOG)["content"][JSON]["schema"]},
                             "text/csv": {"schema": {"type": "string"}},
                         },
                     },

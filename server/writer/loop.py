@@ -243,6 +243,15 @@ class Writer:
         metrics.requests_decided(payload["results"])
         self.decided = payload["seq"]
         self.applied_requests += len(requests)
+        log.debug(
+            "batch decided",
+            extra={
+                "first": requests[0].id,
+                "last": requests[-1].id,
+                "requests": len(requests),
+                "seqs": [payload["seq"]],
+            },
+        )
         await self._finish_publishing()
         self._publishing = asyncio.create_task(self._publish([(payload["seq"], encoded)]))
         self.persister.add(effects)
