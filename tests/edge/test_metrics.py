@@ -133,3 +133,16 @@ def test_multi_process_mode_sums_every_process(data_dir: Path, tmp_path: Path):
 
 def pids_of(found: dict, metric: str) -> set[str]:
     return {dict(labels)["pid"] for name, labels in found if name == metric}
+
+
+def test_serve_sums_its_data_and_web_processes(data_dir: Path):
+    """Under `ducksheet serve` the web process's /metrics includes what the data process
+    measured (the writer's decisions and group commits)."""
+    with serve_process(data_dir, {}) as (base, _log):
+        edit = {"table": "sales", "column": "quantity", "value": 6, "condition": {"sale_id": 2}}
+        answer = httpx.post(f"{base}/update_cell?wait=10", json={"data": edit}, timeout=15)
+        assert answer.json()["data"]["persisted"] is True
+        found = samples(httpx.get(f"{base}/metrics", timeout=10).text)
+    assert value(found, "ducksheet_requests_queued_total", kind="edit") >= 1  # web
+    assert value(found, "ducksheet_decide_seconds_count") >= 1  # data
+    assert value(found, "ducksheet_persist_seconds_count") >= 1  # data
