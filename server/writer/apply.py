@@ -24,7 +24,7 @@ from server.analytics.csv_import import apply_import
 from server.store.sql import ident
 from server.writer.base_edits import apply_base_edit
 from server.writer.batch import Batch, Conn, Limits
-from server.writer.decide import Request
+from server.writer.decide import Request, outcome
 from server.writer.holds import has_holds
 from server.writer.upkeep import update_summary
 
@@ -54,7 +54,7 @@ def apply_and_encode(
         batch = Batch(limits, has_holds=has_holds(con))
         for request in requests:
             error = _apply_request(con, request, batch, failed)
-            results.append(_result(request, seq, error, batch))
+            results.append(outcome(request, seq, error, batch.stats.get(request.id)))
         base, truncated = changed_base_rows(con, batch)
         rows = update_summary(con, batch)
         prev = prev or last_applied(con) or NO_SEQ
@@ -99,24 +99,6 @@ def _apply_request(
     except ProtocolError as exc:
         return exc
     return None
-
-
-def _result(
-    request: Request, seq: str, error: ProtocolError | None, batch: Batch
-) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "request": request.id,
-        "ref": request.ref,
-        "user": request.user,
-        "status": "applied" if error is None else "rejected",
-    }
-    if error is None:
-        result["seq"] = seq
-        if request.id in batch.stats:
-            result["stats"] = batch.stats[request.id]
-    else:
-        result["error"] = error.as_dict()
-    return result
 
 
 def _forget_uploads(requests: list[Request]) -> None:

@@ -100,7 +100,7 @@ class Decider:
             error = failed.get(request.id)
             if error is None:
                 error = self._decide_one(request, track)
-            results.append(_result(request, seq, error))
+            results.append(outcome(request, seq, error))
         payload = {
             "seq": seq,
             "prev": self.published or self.state.applied or NO_SEQ,
@@ -418,7 +418,10 @@ def _cell_order(cell: Cell) -> tuple[Any, ...]:
     return (-level, supplier or "", brand or "", family or "", month is None, month or "")
 
 
-def _result(request: Request, seq: str, error: ProtocolError | None) -> dict[str, Any]:
+def outcome(
+    request: Request, seq: str, error: ProtocolError | None, stats: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A request's entry in a response payload's `results`."""
     result: dict[str, Any] = {
         "request": request.id,
         "ref": request.ref,
@@ -427,6 +430,8 @@ def _result(request: Request, seq: str, error: ProtocolError | None) -> dict[str
     }
     if error is None:
         result["seq"] = seq
+        if stats is not None:
+            result["stats"] = stats
     else:
         result["error"] = error.as_dict()
     return result
