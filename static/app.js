@@ -45,6 +45,7 @@ const state = Object.assign(createSheet(), {
   compact: false,            // values shown as 14.46M / 12.5K (full value in the tooltip)
   spread: 'proportional',    // proportional | equal: default spread of parent edits
   selection: null,           // { key: node key, col: NAME_COL | month | TOTAL_COL }
+  range: null,               // the far corner { key, col } of a range from the selection, or null
   peers: new Map(),          // presence id -> { id, name, cell, color } of other users
   pending: new Map(),        // client request id -> request awaiting applied/rejected
 });

@@ -28,16 +28,17 @@ export function createConnection(ctx) {
 
   /* ---- Requests --------------------------------------------------------------------- */
 
-  // Sends an edit or hold with a fresh client id and follows it: `onChange(request)` is
-  // called on queued, applied, rejected and on a lost connection (status "lost"). `what`
-  // names it in messages ("Edit of Coach · Mar 2024"). Returns null when not connected.
-  function submit(message, what, onChange) {
+  // Sends an edit, block edit, hold, undo or redo with a fresh client id and follows it:
+  // `onChange(request)` is called on queued, applied, rejected and on a lost connection
+  // (status "lost"). `what` names it in messages ("Edit of Coach · Mar 2024"); `explain`
+  // (error) → { level, text }, if given, words a rejection instead. Returns null when not connected.
+  function submit(message, what, onChange, explain = null) {
     const id = `${clientTag}-${Date.now().toString(36)}-${++requestCounter}`;
     if (!send({ ...message, id })) {
       notify('error', `Not connected — ${what} not sent.`);
       return null;
     }
-    const request = { id, what, status: 'sent', request: null, seq: null, onChange };
+    const request = { id, what, status: 'sent', request: null, seq: null, onChange, explain };
     state.pending.set(id, request);
     return request;
   }
@@ -81,6 +82,11 @@ export function createConnection(ctx) {
     rejected(msg) {
       const error = msg.error || {};
       const request = advance(msg.id, 'rejected', {});
+      if (request && request.explain) {
+        const { level, text } = request.explain(error);
+        notify(level, text);
+        return;
+      }
       const reason = error.message || error.code || 'unknown reason';
       notify('error', `${request ? request.what : 'Request'} rejected: ${reason}`);
     },

@@ -5,7 +5,7 @@
  * selection sideways). Held cells are read-only: no editor opens on them.
  */
 
-import { NAME_COL, TABLE, cellCondition, cellKeyOf, cellLabel } from './model.js';
+import { NAME_COL, cellEdit, cellKeyOf, cellLabel } from './model.js';
 import { KIND, el, parseValue, rawValue } from './util.js';
 
 const SPREAD_LABEL = Object.freeze({ proportional: 'Proportional', equal: 'Equal' });
@@ -132,14 +132,11 @@ export function createEditor(ctx) {
     const node = state.nodes.get(target.nodeKey);
     if (!node) return;
     const key = `${target.key}#${target.column}`;
-    const request = ctx.submit({
-      type: 'edit',
-      table: TABLE,
-      column: target.column,
-      value,
-      condition: cellCondition(node, target.month),
-      spread,
-    }, `Edit of ${cellLabel(state, target.key)}`, (r) => overlays.follow(key, r));
+    const request = ctx.submit(
+      { type: 'edit', ...cellEdit(node, target.month, target.column, value, spread) },
+      `Edit of ${cellLabel(state, target.key)}`,
+      (r) => overlays.follow(key, r),
+    );
     if (!request) return;
     request.value = value;
     overlays.show(key, request);

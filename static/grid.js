@@ -1,7 +1,8 @@
 /*
  * ducksheet — the grid in #grid: header, rows (windowed when long), cells with their
  * overlays, holds, other users' cursors and flashes. Selection and keyboard/mouse handling
- * are in selection.js, the inline editor in editor.js; both are created here.
+ * are in selection.js, the inline editor in editor.js, copy, paste and fill in blocks.js;
+ * all three are created here.
  *
  * Created by app.js with a context of:
  *   state             the client state (read; selection and expanded are changed here)
@@ -21,10 +22,13 @@ import {
   DEPTH, NAME_COL, TOTAL_COL, cellKeyOf, cellOf, columns, isExpandable, isExpanded, mayRelease,
   toggleExpanded, visibleNodes,
 } from './model.js';
+import { createBlocks } from './blocks.js';
 import { INDENT_PX, createColumns } from './columns.js';
 import { createEditor } from './editor.js';
 import { createSelection } from './selection.js';
-import { KIND, Overlays, clamp, el, formatCompact, formatValue, monthLabel, plural } from './util.js';
+import {
+  KIND, Overlays, clamp, el, formatCompact, formatValue, monthLabel, plural, relativeTime,
+} from './util.js';
 
 const WINDOW_THRESHOLD = 300;
 const OVERSCAN = 20;
@@ -270,9 +274,25 @@ export function createGrid(ctx) {
     if (hold) lines.push(`held by ${hold.by}${mayRelease(hold, state.user, state.overridesHolds) ? ' (H releases)' : ''}; read-only`);
     const peers = ctx.peersOn(cellKey);
     if (peers) lines.push(`${peers.map((p) => p.name).join(', ')} here`);
-    const by = cellOf(state, cellKey)?.by;
-    if (by && by.length) lines.push(`changed by ${by.join(', ')}`);
+    const changed = changedLine(cellOf(state, cellKey));
+    if (changed) lines.push(changed);
     return lines.join('\n');
+  }
+
+  // "changed by ann · 2 min ago" from the row's changed_by/changed_at; a server that sends
+  // neither leaves the users of the last update that changed the cell.
+  function changedLine(cell) {
+    if (!cell) return '';
+    if (cell.changedBy === undefined) return cell.by && cell.by.length ? `changed by ${cell.by.join(', ')}` : '';
+    if (!cell.changedBy) return '';
+    const when = relativeTime(cell.changedAt);
+    return `changed by ${cell.changedBy}${when ? ` · ${when}` : ''}`;
+  }
+
+  // Tooltips say how long ago: bring a cell's up to date as the pointer reaches it.
+  function onPointerOver(event) {
+    const td = event.target.closest && event.target.closest('td.num');
+    if (td && td.dataset.key && td.firstChild) td.title = cellTitle(td.dataset.key, td.firstChild.textContent);
   }
 
   function paintCell(td) {
@@ -360,6 +380,7 @@ export function createGrid(ctx) {
     nameWidth: () => widths.width(NAME_COL),
     list: () => view.list,
     indexOf: (nodeKey) => view.index.get(nodeKey),
+    renderedRows: () => [view.start, view.end],
     td: (nodeKey, col) => view.rows.get(nodeKey)?.tds.get(col) ?? null,
     cellTd: (cellKey) => view.cells.get(cellKey) ?? null,
     updateWindow,
@@ -368,7 +389,12 @@ export function createGrid(ctx) {
     displayedValue,
     isHeld,
   };
-  const selection = createSelection({ ...rendered, changed: ctx.selectionChanged, toggleHold: ctx.toggleHold });
+  const selection = createSelection({
+    ...rendered,
+    changed: ctx.selectionChanged,
+    toggleHold: ctx.toggleHold,
+    fill: (direction) => blocks.fill(direction),
+  });
   const editor = createEditor({
     ...rendered,
     overlays,
@@ -378,9 +404,19 @@ export function createGrid(ctx) {
     move: (delta) => selection.move(0, delta),
   });
   selection.setEditor(editor);
+  const blocks = createBlocks({
+    ...rendered,
+    overlays,
+    notify: ctx.notify,
+    submit: ctx.submit,
+    beginAction: ctx.beginAction,
+    cells: selection.cells,
+    selectRect: selection.selectRect,
+  });
 
   dom.grid.addEventListener('scroll', onScroll, { passive: true });
   dom.tbody.addEventListener('animationend', onFlashEnd);
+  dom.tbody.addEventListener('pointerover', onPointerOver);
   new ResizeObserver(onScroll).observe(dom.grid);   // window resize and the panel opening
   window.addEventListener('resize', () => widths.fitAll(false));   // the name column follows the screen
 

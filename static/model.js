@@ -39,6 +39,11 @@ export function cellCondition(node, month) {
   };
 }
 
+// The edit of one summary cell (the fields of an `edit`, one item of an `edit_many`).
+export function cellEdit(node, month, column, value, spread) {
+  return { table: TABLE, column, value, condition: cellCondition(node, month), spread };
+}
+
 /* ---- The sheet ---------------------------------------------------------------------- */
 
 export function createSheet() {
@@ -71,7 +76,9 @@ export function noteSeq(sheet, seq) {
   if (seq != null && compareSeq(seq, sheet.seq) > 0) sheet.seq = String(seq);
 }
 
-// The stored cell ({ quantity, net_amount, by }) of a cell key, or undefined.
+// The stored cell ({ quantity, net_amount, by, changedBy, changedAt }) of a cell key, or
+// undefined. `by` are the users of the last `updates` frame that changed it; changedBy and
+// changedAt (ISO time) come from the row itself, undefined when the server sends neither.
 export function cellOf(sheet, cellKey) {
   const { nodeKey, month } = splitCellKey(cellKey);
   return sheet.nodes.get(nodeKey)?.cells.get(month);
@@ -111,7 +118,7 @@ function ensureNode(sheet, level, supplier, brand, family) {
   const node = {
     key, level, supplier, brand, family,
     label: labelOf(level, supplier, brand, family),
-    cells: new Map(),        // month ("" = all months) -> { quantity, net_amount, by }
+    cells: new Map(),        // month ("" = all months) -> cell, see cellOf
     children: [],
     sorted: true,
     parent: null,
@@ -215,7 +222,13 @@ function applyRow(sheet, row, by, changes) {
     if (!sheet.nodes.has(nodeKey)) changes.structure = true;
     const node = ensureNode(sheet, levelOf(row), supplier, brand, family);
     if (!node.cells.has(month)) countMonth(sheet, month, +1, changes);
-    node.cells.set(month, { quantity: row.quantity, net_amount: row.net_amount, by });
+    node.cells.set(month, {
+      quantity: row.quantity,
+      net_amount: row.net_amount,
+      by,
+      changedBy: row.changed_by,
+      changedAt: row.changed_at,
+    });
   }
   changes.cells.push(cellKeyOf(nodeKey, month));
 }

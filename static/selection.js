@@ -1,20 +1,26 @@
 /*
- * ducksheet — the grid's selection (state.selection = { key: node key, col }) and the
- * keyboard and mouse handling of #grid. Created by grid.js with the rendered grid's view
- * (see `rendered` there), `changed` (the selection moved) and `toggleHold`.
+ * ducksheet — the grid's selection and the keyboard and mouse handling of #grid. The
+ * selection is a cell (state.selection = { key: node key, col }), and Shift+click or
+ * Shift+arrows make it the anchor of a range of value cells whose other corner is
+ * state.range ({ key, col }, null for no range); a plain click or arrow drops the range.
+ * Created by grid.js with the rendered grid's view (see `rendered` there), `changed` (the
+ * selection moved), `toggleHold` and `fill` (Ctrl+D: 'down', Ctrl+R: 'right').
  */
 
 import { NAME_COL, TOTAL_COL, columns, expandAncestors, splitCellKey } from './model.js';
+import { rangeRect, rectCells, rectSize, valueColumns } from './range.js';
 import { clamp } from './util.js';
 
 export function createSelection(ctx) {
   const { state, scroller } = ctx;
   let selectedTd = null;
+  let rangeTds = [];
   let editor = null;
 
   function select(nodeKey, col) {
     state.selection = { key: nodeKey, col };
-    scrollIntoView();
+    state.range = null;
+    scrollIntoView(state.selection);
     paint();
     ctx.changed();
   }
@@ -31,6 +37,73 @@ export function createSelection(ctx) {
       td.classList.add('selected');
       td.setAttribute('aria-selected', 'true');
     }
+    paintRange();
+  }
+
+  /* ---- The range -------------------------------------------------------------------- */
+
+  // The range as positions in the visible list and value columns, or null; a plain
+  // selection of a value cell is a range of one cell.
+  function rect() {
+    const sel = state.selection;
+    if (!sel || (!state.range && sel.col === NAME_COL)) return null;
+    return rangeRect(ctx.indexOf, valueColumns(state), sel, state.range);
+  }
+
+  // The nodes and months of the range ({ nodes, months, rect }), or null.
+  function cells() {
+    const r = rect();
+    return r ? { ...rectCells(r, ctx.list(), valueColumns(state)), rect: r } : null;
+  }
+
+  // Paints the rendered cells of a range of more than one cell (td.in-range).
+  function paintRange() {
+    rangeTds.forEach((td) => {
+      td.classList.remove('in-range');
+      if (td !== selectedTd) td.removeAttribute('aria-selected');
+    });
+    rangeTds = [];
+    const r = state.range && rect();
+    if (!r || rectSize(r) < 2) return;
+    const list = ctx.list();
+    const cols = valueColumns(state);
+    const [from, to] = ctx.renderedRows();
+    for (let i = Math.max(r.top, from); i <= Math.min(r.bottom, to - 1); i++) {
+      for (let c = r.left; c <= r.right; c++) {
+        const td = ctx.td(list[i].key, cols[c]);
+        if (!td) continue;
+        td.classList.add('in-range');
+        td.setAttribute('aria-selected', 'true');
+        rangeTds.push(td);
+      }
+    }
+  }
+
+  function setExtent(nodeKey, col) {
+    if (!state.selection) return;
+    state.range = { key: nodeKey, col: col === NAME_COL ? valueColumns(state)[0] : col };
+    scrollIntoView(state.range);
+    paintRange();
+  }
+
+  // Shift+arrows: moves the range's far corner (the selection itself when there is none).
+  function extend(rowDelta, colDelta) {
+    const sel = state.selection;
+    if (!sel) return;
+    const corner = state.range || sel;
+    const list = ctx.list();
+    const cols = valueColumns(state);
+    const row = clamp((ctx.indexOf(corner.key) ?? 0) + rowDelta, 0, list.length - 1);
+    const col = clamp(Math.max(0, cols.indexOf(corner.col)) + colDelta, 0, cols.length - 1);
+    setExtent(list[row].key, cols[col]);
+  }
+
+  // Selects a rectangle given as positions (e.g. the cells a paste changed).
+  function selectRect(r) {
+    const list = ctx.list();
+    const cols = valueColumns(state);
+    select(list[r.top].key, cols[r.left]);
+    if (rectSize(r) > 1) setExtent(list[r.bottom].key, cols[r.right]);
   }
 
   // After collapse/removal, moves the selection to the nearest visible ancestor.
@@ -41,11 +114,13 @@ export function createSelection(ctx) {
     while (node && ctx.indexOf(node.key) === undefined) node = node.parent;
     const col = columns(state).includes(sel.col) ? sel.col : TOTAL_COL;
     state.selection = node ? { key: node.key, col } : null;
+    const range = state.range;
+    if (range && (ctx.indexOf(range.key) === undefined || !columns(state).includes(range.col))) state.range = null;
     if (!node || node.key !== sel.key || col !== sel.col) ctx.changed();
   }
 
-  function scrollIntoView() {
-    const sel = state.selection;
+  // Scrolls the cell { key, col } into view.
+  function scrollIntoView(sel) {
     const index = sel ? ctx.indexOf(sel.key) : undefined;
     if (index === undefined) return;
     const rowHeight = ctx.rowHeight();
@@ -106,8 +181,13 @@ export function createSelection(ctx) {
       ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1],
       PageUp: [-pageRows(), 0], PageDown: [pageRows(), 0], Home: [0, -Infinity], End: [0, Infinity],
     };
-    if (moves[event.key]) {
+    const shortcut = (event.ctrlKey || event.metaKey) && !event.altKey && !event.shiftKey;
+    if (moves[event.key] && event.shiftKey && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      extend(...moves[event.key]);
+    } else if (moves[event.key]) {
       move(...moves[event.key]);
+    } else if (shortcut && (event.key === 'd' || event.key === 'r')) {
+      ctx.fill(event.key === 'd' ? 'down' : 'right');
     } else if (event.key === 'Tab' && sel && plain) {
       const edge = event.shiftKey ? NAME_COL : TOTAL_COL;
       if (sel.col === edge) return;     // let Tab leave the grid at the row edge
@@ -140,9 +220,18 @@ export function createSelection(ctx) {
   function onClick(event) {
     const target = cellTarget(event);
     if (!target) return;
-    if (event.target.closest('.toggle')) ctx.toggleNode(target.nodeKey);
-    select(target.nodeKey, target.col);
+    if (event.shiftKey && state.selection && !event.target.closest('.toggle')) {
+      setExtent(target.nodeKey, target.col);
+    } else {
+      if (event.target.closest('.toggle')) ctx.toggleNode(target.nodeKey);
+      select(target.nodeKey, target.col);
+    }
     scroller.focus({ preventScroll: true });
+  }
+
+  // Shift+click extends the range: keep the browser from selecting the page's text.
+  function onMouseDown(event) {
+    if (event.shiftKey && cellTarget(event)) event.preventDefault();
   }
 
   function onDoubleClick(event) {
@@ -153,6 +242,7 @@ export function createSelection(ctx) {
   }
 
   scroller.addEventListener('keydown', onKeyDown);
+  scroller.addEventListener('mousedown', onMouseDown);
   scroller.addEventListener('click', onClick);
   scroller.addEventListener('dblclick', onDoubleClick);
 
@@ -161,7 +251,9 @@ export function createSelection(ctx) {
     keepVisible,
     move,
     reveal,
-    forget: () => { selectedTd = null; },
+    cells,
+    selectRect,
+    forget: () => { selectedTd = null; rangeTds = []; },
     setEditor: (e) => { editor = e; },
   };
 }

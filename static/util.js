@@ -141,6 +141,19 @@ export function parseValue(text, kind) {
   return { value: kind === 'integer' ? value || 0 : Number(value.toFixed(2)) || 0 };
 }
 
+// "just now", "5 min ago", "3 h ago", "2 days ago", then the date, for an ISO time;
+// '' when it is missing or not a time. A time ahead of this clock counts as now.
+export function relativeTime(iso, now = Date.now()) {
+  const at = iso ? Date.parse(iso) : NaN;
+  if (!Number.isFinite(at)) return '';
+  const seconds = Math.max(0, (now - at) / 1000);
+  if (seconds < 45) return 'just now';
+  if (seconds < 3600) return `${Math.max(1, Math.floor(seconds / 60))} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  if (seconds < 7 * 86400) return `${plural(Math.floor(seconds / 86400), 'day')} ago`;
+  return new Date(at).toISOString().slice(0, 10);
+}
+
 export function monthLabel(month) {
   const m = /^(\d{4})-(\d{2})$/.exec(month);
   const name = m && MONTH_NAMES[Number(m[2]) - 1];

@@ -80,6 +80,7 @@ class Users:
     async def open(self, name: str, viewport: dict | None = None, token: str = "") -> Page:
         context = await self.browser.new_context(viewport=viewport or VIEWPORT)
         context.set_default_timeout(TIMEOUT_MS)
+        await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=self.base)
         await context.add_init_script(f"localStorage.setItem('ducksheet.name', {json.dumps(name)})")
         self.contexts.append(context)
         page = await context.new_page()
@@ -666,3 +667,134 @@ async def test_download_saves_the_view_as_a_workbook(server, users, tmp_path):
     assert not sheet.row_dimensions[brand_row].hidden
     assert not sheet.row_dimensions[brand_row + 1].hidden  # its families: brand expanded
     assert sheet.row_dimensions[brand_row + 1].outline_level == 3
+
+
+# -- ranges, the clipboard, fill, undo and history ---------------------------------------------
+
+
+async def clipboard_text(page: Page) -> str:
+    return await page.evaluate("navigator.clipboard.readText()")
+
+
+async def paste_keys(page: Page, text: str) -> None:
+    """Put `text` on the system clipboard and press Ctrl+V in the grid."""
+    await page.evaluate("(text) => navigator.clipboard.writeText(text)", text)
+    await page.keyboard.press("ControlOrMeta+v")
+
+
+async def paste_event(page: Page, text: str) -> None:
+    """Dispatch a `paste` event carrying `text` at the grid, as a browser does."""
+    await page.evaluate(
+        """(text) => {
+            const data = new DataTransfer();
+            data.setData('text/plain', text);
+            const init = { clipboardData: data, bubbles: true, cancelable: true };
+            document.querySelector('#grid').dispatchEvent(new ClipboardEvent('paste', init));
+        }""",
+        text,
+    )
+
+
+def sent_types(page: Page) -> list[str]:
+    """The types of the frames the page sends from now on (its next sockets included)."""
+    types: list[str] = []
+    page.on(
+        "websocket",
+        lambda ws: ws.on("framesent", lambda payload: types.append(json.loads(payload)["type"])),
+    )
+    return types
+
+
+TSV_CASES = {
+    "crlf": ("parseTsv", ["1\t2\r\n3\t4\r\n"]),
+    "lf": ("parseTsv", ["1\t2\n3\t4\n"]),
+    "quoted": ("parseTsv", ['"a\tb"\t"say ""hi"""\nx"y\t"']),
+    "empty": ("parseTsv", [""]),
+    "blank_lines": ("parseTsv", ["\t\n\n"]),
+    "money": ("parseNumbers", [[["1,234.50", " 2 000 ", "", "-7"]], "money"]),
+    "bad": ("parseNumbers", [[["1", "2"], ["3", "x y"]], "money"]),
+    "decimals": ("parseNumbers", [[["12.345"]], "money"]),
+    "whole": ("parseNumbers", [[["1.5"]], "integer"]),
+    "format": ("formatTsv", [[["1234.50", "7"], ["a\tb", ""]]]),
+}
+
+
+async def test_tsv_parsing_and_formatting(server, users):
+    ann = await users.open("ann")
+    result = await ann.evaluate(
+        """async (cases) => {
+            const tsv = await import('/static/tsv.js');
+            const out = {};
+            for (const [name, [fn, args]] of Object.entries(cases)) out[name] = tsv[fn](...args);
+            return out;
+        }""",
+        TSV_CASES,
+    )
+    assert result["crlf"] == result["lf"] == [["1", "2"], ["3", "4"]]
+    assert result["quoted"] == [["a\tb", 'say "hi"'], ['x"y', '"']]
+    assert result["empty"] == result["blank_lines"] == []
+    assert result["money"] == {"values": [[1234.5, 2000, None, -7]]}
+    assert result["bad"]["error"] == {
+        "row": 2,
+        "col": 2,
+        "text": "x y",
+        "message": '"x y" is not a number (use e.g. 1,234.50).',
+    }
+    assert result["decimals"]["error"]["message"] == "Amounts allow at most 2 decimals."
+    assert result["whole"]["error"]["message"] == "Quantity must be a whole number."
+    assert result["format"] == '1234.50\t7\n"a\tb"\t'
+
+
+def node_parts(key: str) -> tuple:
+    return tuple(None if p == "" else p for p in key.split("|"))
+
+
+async def test_a_range_is_painted_and_copied_as_tsv(server, users):
+    ann = await users.open("ann")
+    nodes = [
+        node_parts(key)
+        for key in await ann.locator("tbody tr[data-node]").evaluate_all(
+            "(rows) => rows.slice(0, 4).map((r) => r.dataset.node)"
+        )
+    ]
+    months = ("2024-02", "2024-03", "2024-04")
+    await cell(ann, *nodes[0], months[0]).click()  # the grand total
+    await cell(ann, *nodes[3], months[2]).click(modifiers=["Shift"])
+    await expect(ann.locator("td.in-range")).to_have_count(12)
+    await expect(cell(ann, *nodes[0], months[0])).to_have_class(klass("selected"))
+
+    await ann.keyboard.press("ControlOrMeta+c")
+    expected = []
+    for node in nodes:
+        values = [await summary(server, "net_amount", *node, m) for m in months]
+        expected.append("\t".join(f"{v:.2f}" for v in values))
+    assert await clipboard_text(ann) == "\n".join(expected)
+
+    # Shift+arrows move the far corner; the measure shown is what is copied.
+    await ann.keyboard.press("Shift+ArrowUp")
+    await ann.keyboard.press("Shift+ArrowLeft")
+    await expect(ann.locator("td.in-range")).to_have_count(6)
+    await ann.locator("[data-measure='quantity']").click()
+    await ann.locator("#grid").focus()
+    await ann.keyboard.press("ControlOrMeta+c")
+    rows = (await clipboard_text(ann)).split("\n")
+    assert len(rows) == 3 and all(re.fullmatch(r"\d+\t\d+", r) for r in rows), rows
+    # A plain arrow drops the range and moves the selection.
+    await ann.keyboard.press("ArrowRight")
+    await expect(ann.locator("td.in-range")).to_have_count(0)
+    await expect(cell(ann, *nodes[0], months[1])).to_have_class(klass("selected"))
+
+
+async def test_a_paste_with_a_non_number_changes_nothing(server, users):
+    ann = await users.open("ann")
+    supplier, brand = await first_brand(ann)
+    target = cell(ann, supplier, brand, None, "2024-05")
+    before = await target.inner_text()
+    await target.click()
+    types = sent_types(ann)
+    await paste_event(ann, "100\t200\n300\tabc\n")
+    await toast(ann, 'Nothing pasted — row 2, column 2 of the pasted block: "abc" is not a number')
+    await paste_keys(ann, "1,000.123")
+    await toast(ann, 'row 1, column 1 of the pasted block ("1,000.123"): Amounts allow at most 2')
+    await expect(target).to_have_text(before)
+    assert "edit_many" not in types
