@@ -98,6 +98,7 @@ class State:
     summary: dict[Cell, list[int]]  # cell -> [quantity, cents, line_count]
     holds: dict[Coords, Hold]
     applied: str | None  # the last request id DuckDB holds the effects of
+    writers: dict[Cell, tuple[str, dt.datetime]] = field(default_factory=dict)  # changed by, at
     held_nodes: np.ndarray = field(init=False)  # bool per node: below some hold
     _order: np.ndarray = field(init=False)  # row positions sorted by node
     _starts: np.ndarray = field(init=False)  # _order[_starts[k]:_starts[k+1]]: rows of node k
@@ -240,7 +241,7 @@ def load(con: Conn) -> State:
         con.execute("DROP TABLE _nodes")
         summary_rows = con.execute(
             f"SELECT supplier, brand, family, month, level, quantity::BIGINT, "
-            f"(net_amount * 100)::BIGINT, line_count FROM {SUMMARY}"
+            f"(net_amount * 100)::BIGINT, line_count, changed_by, changed_at FROM {SUMMARY}"
         ).fetchall()
         hold_rows = con.execute(
             "SELECT supplier, brand, family, month, level, held_by, held_at FROM holds"
@@ -269,7 +270,8 @@ def load(con: Conn) -> State:
         under=under,
         products=products,  # type: ignore[arg-type]
         customers=customers,
-        summary={tuple(row[:5]): list(row[5:]) for row in summary_rows},  # type: ignore[misc]
+        summary={tuple(row[:5]): list(row[5:8]) for row in summary_rows},  # type: ignore[misc]
         holds={tuple(row[:4]): Hold(row[4], row[5], row[6]) for row in hold_rows},  # type: ignore[misc]
         applied=applied_row[0] if applied_row else None,
+        writers={tuple(row[:5]): (row[8], row[9]) for row in summary_rows if row[8] is not None},  # type: ignore[misc]
     )
