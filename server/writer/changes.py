@@ -59,17 +59,17 @@ class Change:
         for i, node in reversed(self.moves):
             state.move_row(i, node)
 
-    def positions(self) -> set[int]:
-        return {int(i) for chunks in self.rows.values() for at, _ in chunks for i in at}
-
     def row_changes(self, state: State) -> dict[str, RowChange]:
         """Per column, the rows whose value now differs from before the request."""
         out = {}
         for column, chunks in self.rows.items():
             at = np.concatenate([c[0] for c in chunks])
             before = np.concatenate([c[1] for c in chunks])
-            unique, first = np.unique(at, return_index=True)  # the first write: the before
-            before, after = before[first], state.sales.column(column)[unique]
+            # the first write of each position holds its value before the request
+            first = np.full(len(state.sales.sale_id), -1, dtype=np.int64)
+            first[at[::-1]] = np.arange(len(at) - 1, -1, -1)
+            unique = np.flatnonzero(first >= 0)
+            before, after = before[first[unique]], state.sales.column(column)[unique]
             moved = before != after
             if moved.any():
                 unique = unique[moved]
@@ -114,6 +114,11 @@ class Step:
         if len(sale_ids) == 1:
             return len(sale_ids[0])
         return len(np.unique(np.concatenate(sale_ids))) if sale_ids else 0
+
+    @property
+    def values(self) -> int:
+        """Row values kept (a row changed in two columns counts twice)."""
+        return sum(len(change.sale_ids) for change in self.rows.values())
 
     def inverted(self) -> dict[str, RowChange]:
         """The rows as undo writes them: after -> before."""

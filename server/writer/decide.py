@@ -25,7 +25,7 @@ from protocol.edits import Edit, EditMany, Hold, is_cell_edit
 from protocol.errors import ProtocolError
 from protocol.rollup import Cell, Delta, Node, add, roll_up
 from protocol.values import max_abs
-from server.writer.apportion import Overflow, proportional
+from server.writer.apportion import Overflow, proportional, proportional_many
 from server.writer.batch import Limits
 from server.writer.changes import Change, RowChange, Step
 from server.writer.effects import Effects, HoldChange
@@ -74,7 +74,7 @@ class Tracker:
     """What one batch changed: each touched cell's value before it, the touched rows."""
 
     cells_before: dict[Cell, list[int] | None] = field(default_factory=dict)
-    rows: dict[str, set[int]] = field(default_factory=dict)  # column -> positions
+    rows: dict[str, list[np.ndarray]] = field(default_factory=dict)  # column -> positions
     holds: list[dict[str, Any]] = field(default_factory=list)  # as announced
     hold_changes: list[HoldChange] = field(default_factory=list)  # as persisted
     steps: list[Step] = field(default_factory=list)
@@ -83,9 +83,7 @@ class Tracker:
         for cell, before in change.cells.items():
             self.cells_before.setdefault(cell, before)
         for column, chunks in change.rows.items():
-            touched = self.rows.setdefault(column, set())
-            for at, _ in chunks:
-                touched.update(at.tolist())
+            self.rows.setdefault(column, []).extend(at for at, _ in chunks)
 
 
 class Decider:
@@ -162,12 +160,7 @@ class Decider:
             self._edit(action, change)
         elif isinstance(action, EditMany):
             kind = "edit_many"
-            for index, edit in enumerate(action.edits):
-                try:
-                    self._edit(edit, change)
-                except ProtocolError as exc:
-                    message = f"edit {index}: {exc.message}"
-                    raise ProtocolError(exc.code, message, **exc.details, index=index) from exc
+            self._edit_many(action.edits, change)
         elif isinstance(action, Undo):
             kind = "redo" if action.redo else "undo"
             undoes = self._undo(request.user, action.redo, change)
@@ -197,6 +190,25 @@ class Decider:
             return  # not a change of value: "changed by" stays
         for cell in step.cells:
             self.state.writers[cell] = (step.user, step.time)
+
+    def _edit_many(self, edits: tuple[Edit, ...], change: Change) -> None:
+        """A block in order: runs of spreads of disjoint cells go at once when nothing
+        special (holds in the way, zeros, ranges) makes one differ from the others;
+        everything else one by one, an error naming the edit's index."""
+        i = 0
+        peak: list[float] = []  # a bound on every total's magnitude, once needed
+        while i < len(edits):
+            end = _spread_run(edits, i)
+            if end - i > 1 and self._spread_many(edits[i:end], change, peak):
+                i = end
+                continue
+            for index in range(i, max(end, i + 1)):
+                try:
+                    self._edit(edits[index], change)
+                except ProtocolError as exc:
+                    message = f"edit {index}: {exc.message}"
+                    raise ProtocolError(exc.code, message, **exc.details, index=index) from exc
+            i = max(end, i + 1)
 
     def _edit(self, edit: Edit, change: Change) -> None:
         if TABLES[edit.table].summary:
@@ -394,13 +406,17 @@ class Decider:
 
     def _changed_rows(self, track: Tracker, effects: Effects) -> dict[str, Any]:
         sales = self.state.sales
-        touched: set[int] = set()
-        for column, positions in track.rows.items():
-            at = np.fromiter(sorted(positions), dtype=np.int64, count=len(positions))
+        touched = []
+        for column, chunks in track.rows.items():
+            at = distinct(np.concatenate(chunks), len(sales.sale_id))
             effects.sales[column] = [(sales.sale_id[at].copy(), sales.column(column)[at].copy())]
-            touched |= positions
+            touched.append(at)
         cap = self.limits.base_rows_broadcast
-        first = sorted(touched)[: cap + 1]
+        first = (
+            distinct(np.concatenate(touched), len(sales.sale_id))[: cap + 1].tolist()
+            if touched
+            else []
+        )
         rows = [{"table": "sales", **sales.row(i)} for i in first[:cap]]
         return {"base": rows, "base_truncated": len(first) > cap}
 
@@ -442,6 +458,75 @@ class Decider:
         check_shares(column, int(new_values.min()), int(new_values.max()), scale)
         self._set_rows(column, changed_at, new_values, change)
 
+    def _spread_many(self, edits: tuple[Edit, ...], change: Change, peak: list[float]) -> bool:
+        """Proportional spreads of distinct cells of one shape (so their rows are
+        disjoint) in one vectorized step, exactly as one after the other would do them.
+        False, with nothing changed, when any of them needs the one-by-one path."""
+        state = self.state
+        scale = 100 if edits[0].column == "net_amount" else 1
+        units_of = state.sales.cents if scale == 100 else state.sales.quantity
+        parts: list[np.ndarray] = []
+        depth = len(_depth_columns(coords_of(edits[0].condition)))
+        groups: list[list[np.ndarray]] = [[] for _ in range(depth)]
+        offsets = [0] * depth
+        amounts = []
+        for edit in edits:
+            coords = coords_of(edit.condition)
+            if coords in state.holds:
+                return False
+            found = state.rows_in_path_order(coords)
+            if found is None:
+                return False
+            rows, row_groups = found
+            held_units = 0
+            if state.holds and len(rows):
+                held = state.held_nodes[state.row_node[rows]]
+                if held.any():
+                    held_units = int(units_of[rows[held]].sum())
+                    rows, row_groups = rows[~held], [_renumbered(g[~held]) for g in row_groups]
+            if not len(rows) or int(units_of[rows].sum()) == 0:
+                return False  # nothing to spread, all held, or not proportionally
+            amounts.append(_target(edit.value, scale) - held_units)
+            for d, group in enumerate(row_groups):
+                groups[d].append(group + offsets[d])
+                offsets[d] += int(group[-1]) + 1
+            parts.append(rows)
+        at = np.concatenate(parts)
+        roots = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+        try:
+            shares = proportional_many(
+                roots,
+                [np.concatenate(g) for g in groups],
+                units_of[at],
+                np.array(amounts, dtype=np.int64),
+            )
+        except (Overflow, OverflowError):
+            return False
+        moved = shares != units_of[at]
+        at, shares = at[moved], shares[moved]
+        if not len(at):
+            return True
+        column = "net_price" if scale == 100 else "quantity"
+        try:
+            check_shares(column, int(shares.min()), int(shares.max()), scale)
+        except OutOfRange:
+            return False
+        if not self._stays_in_range(shares - units_of[at], scale, peak):
+            return False
+        self._set_rows(column, at, shares, change)
+        return True
+
+    def _stays_in_range(self, diff: np.ndarray, scale: int, peak: list[float]) -> bool:
+        """Would every total stay in range at every step of doing the spreads one by one?
+        Each total moves by at most the sum of all changes; `peak` (per measure) bounds
+        the totals' magnitudes so far in this block."""
+        index, limit = (1, CENTS_MAX) if scale == 100 else (0, QUANTITY_MAX)
+        if not peak:
+            values = self.state.summary.values()
+            peak += [float(max((abs(v[i]) for v in values), default=0)) for i in (0, 1)]
+        peak[index] += float(np.abs(diff.astype(np.float64)).sum())
+        return peak[index] < limit
+
     def _node_deltas(self, nodes: np.ndarray, diff: np.ndarray, scale: int) -> dict[Node, Delta]:
         """Per node, the change of its rows' units (rows of no node count nowhere)."""
         known = nodes != NO_NODE
@@ -462,9 +547,7 @@ class Decider:
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """For the distinct `nodes` below a cell: each node's rank in path order, and per
         depth below the cell each node's group (numbered in path order)."""
-        depth_columns = [i for i, name in enumerate(HIERARCHY) if coords[i] is None]
-        if coords[3] is None:
-            depth_columns.append(3)
+        depth_columns = _depth_columns(coords)
         paths = [tuple(self.state.nodes[k][c] for c in depth_columns) for k in nodes.tolist()]
         order = sorted(range(len(paths)), key=paths.__getitem__)
         rank = np.empty(len(paths), dtype=np.int64)
@@ -549,6 +632,55 @@ class Decider:
             {key: (value, value)},
             held=hold.on,  # type: ignore[dict-item]
         )
+
+
+def _renumbered(groups: np.ndarray) -> np.ndarray:
+    """Contiguous group numbers again 0, 1, ... (after some rows were left out)."""
+    if not len(groups):
+        return groups
+    return np.cumsum(np.r_[0, groups[1:] != groups[:-1]]).astype(np.int64)
+
+
+def distinct(positions: np.ndarray, size: int) -> np.ndarray:
+    """The distinct row positions, ascending (a mask: linear, unlike sorting)."""
+    mask = np.zeros(size, dtype=bool)
+    mask[positions] = True
+    return np.flatnonzero(mask)
+
+
+def _depth_columns(coords: tuple[Any, ...]) -> list[int]:
+    """The coordinates below a cell, top down: the hierarchy levels it leaves open,
+    then the month when it is an all-months cell."""
+    columns = [i for i, name in enumerate(HIERARCHY) if coords[i] is None]
+    if coords[3] is None:
+        columns.append(3)
+    return columns
+
+
+def _spread_run(edits: tuple[Edit, ...], start: int) -> int:
+    """Where the run of edits from `start` that `_spread_many` may take ends: plain
+    proportional spreads of one column, of distinct cells of one shape."""
+    first = edits[start]
+    if not _plain_spread(first):
+        return start + 1
+    shape = (first.column, first.condition["level"], first.condition["month"] is None)
+    seen = set()
+    end = start
+    while end < len(edits):
+        edit = edits[end]
+        if not _plain_spread(edit):
+            break
+        key = tuple(edit.condition.values())
+        shaped = (edit.column, edit.condition["level"], edit.condition["month"] is None)
+        if shaped != shape or key in seen:
+            break
+        seen.add(key)
+        end += 1
+    return end
+
+
+def _plain_spread(edit: Edit) -> bool:
+    return TABLES[edit.table].summary and edit.spread == "proportional" and edit.expect is None
 
 
 def _moves(at: np.ndarray, old: np.ndarray, new: np.ndarray) -> list[tuple[int, int, int]]:

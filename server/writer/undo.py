@@ -1,5 +1,8 @@
 """Per-user undo and redo stacks (DESIGN §12): each entry is the step of an applied edit,
-block edit or spread of that user, with every row it changed before and after."""
+block edit or spread of that user, with every row it changed before and after.
+
+A user's stacks keep `depth` steps, and fewer when their steps hold more than
+`max_rows` changed row values (about 24 bytes each in memory): then the oldest go."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ class Stack:
 @dataclass
 class UndoStacks:
     depth: int = 100
+    max_rows: int = 2_000_000
     users: dict[str, Stack] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)  # users whose stacks are to persist
 
@@ -32,6 +36,9 @@ class UndoStacks:
         stack = self.stack(step.user)
         stack.done.append(step)
         stack.undone.clear()
+        held = sum(s.values for s in stack.done)
+        while held > self.max_rows and len(stack.done) > 1:
+            held -= stack.done.popleft().values
         self.changed.add(step.user)
 
     def top(self, user: str, redo: bool) -> Step | None:
