@@ -107,9 +107,12 @@ class Step:
     cells: dict[Cell, tuple[CellValue, CellValue]]
     undoes: str | None = None  # undo/redo: the request undone or redone
     held: bool | None = None  # hold: held (True) or released (False)
+    count: int | None = None  # rows changed, when `rows` does not list them (imports)
 
     @property
     def row_count(self) -> int:
+        if self.count is not None:
+            return self.count
         sale_ids = [change.sale_ids for change in self.rows.values()]
         if len(sale_ids) == 1:
             return len(sale_ids[0])

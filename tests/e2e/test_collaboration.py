@@ -175,3 +175,42 @@ async def test_sales_row_history_and_snapshot_remember_who_changed_what(server):
     changed = [r for r in snapshot["rows"] if r.get("changed_by") == "rest"]
     assert {r["level"] for r in changed} == {0, 1, 3, 7}
     await ann.close()
+
+
+async def test_a_condition_edit_is_in_the_history_of_the_cells_it_moved(server):
+    sale_ids = await some_sales(server, 2)
+    (supplier, brand, family, month) = (
+        await read(
+            server,
+            "SELECT p.supplier, p.brand, p.family, strftime(s.invoice_date, '%Y-%m') "
+            "FROM sales s JOIN product p USING (product_id) WHERE s.sale_id = ?",
+            sale_ids[0],
+        )
+    )[0]
+    async with server.client() as http:
+        edit = {
+            "table": "sales",
+            "column": "quantity",
+            "value": 3,
+            "condition": f"sale_id IN ({sale_ids[0]}, {sale_ids[1]})",
+        }
+        r = await http.post("/update_cell?wait=10", json={"data": edit})
+        assert r.json()["data"]["status"] == "applied", r.text
+        cell = {"supplier": supplier, "brand": brand, "family": family, "month": month}
+        r = await http.get("/history", params={"table": SUMMARY, "condition": json.dumps(cell)})
+        (event,) = r.json()["data"]["events"]
+        assert event["action"] == "edit" and event["old"] is None and event["rows"] == 2
+        assert (
+            event["new"]["quantity"]
+            == (
+                await read(
+                    server,
+                    f"SELECT quantity FROM {SUMMARY} WHERE level = 0 AND supplier = ? "
+                    "AND brand = ? AND family = ? AND month = ?",
+                    supplier,
+                    brand,
+                    family,
+                    month,
+                )
+            )[0][0]
+        )
