@@ -84,6 +84,11 @@ def parse_edit_many(message: Any, max_edits: int | None = MAX_EDITS_PER_REQUEST)
     parsed = []
     for index, raw in enumerate(edits):
         try:
+            if isinstance(raw, dict) and isinstance(raw.get("condition"), str):
+                # text goes through DuckDB's parser: 10,000 of them would stall the edge
+                raise ProtocolError(
+                    "bad_condition", "a block edit names each cell with an object condition"
+                )
             edit = parse_edit(raw)
             if not is_cell_edit(edit):
                 raise ProtocolError(
