@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from itertools import count
 from typing import Any
 
+import duckdb
 from helpers import a_brand_month, assert_exact, assert_state_matches_database, summary_edit
 
 from protocol.actions import Undo
@@ -253,3 +255,35 @@ def test_a_new_edit_clears_redo_and_stacks_survive_a_restart(con):
     )
     assert code(result(restarted, undo(redo=True))) == "nothing_to_redo"
     assert_state_matches_database(restarted)
+
+
+def test_a_pasted_block_spreads_around_holds_exactly_like_single_edits(con, db_path, tmp_path):
+    """Brand-month cells of one block go through the vectorized path; a held family
+    below one of them keeps its rows, as it does for the same edits one by one."""
+    twin_path = tmp_path / "twin.duckdb"
+    shutil.copy(db_path, twin_path)
+    twin = duckdb.connect(str(twin_path))
+    supplier, brand, month = a_brand_month(con)
+    family = family_months(con, supplier, brand, month)[0]
+    months = [
+        r[0]
+        for r in con.execute(
+            f"SELECT month FROM {SUMMARY} WHERE level = 1 AND supplier = ? AND brand = ? "
+            "AND month IS NOT NULL AND month <> ? ORDER BY month LIMIT 3",
+            [supplier, brand, month],
+        ).fetchall()
+    ]
+    months.insert(1, month)  # the held family's month, amid others
+    edits = [
+        summary_edit(f"{2000 + 10 * i}.00", supplier=supplier, brand=brand, month=m)
+        for i, m in enumerate(months)
+    ]
+    results = []
+    for database, requests in ((con, [block(edits)]), (twin, [edit(e) for e in edits])):
+        writer = DirectWriter(database, Limits())
+        writer.apply([hold("bob", supplier=supplier, brand=brand, family=family, month=month)])
+        results.append(writer.apply(requests)["results"])
+    assert [r["status"] for r in results[0] + results[1]] == ["applied"] * (1 + len(edits))
+    assert image(con) == image(twin)
+    assert_exact(con)
+    twin.close()
