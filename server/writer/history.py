@@ -82,16 +82,19 @@ def _write_rows(con: Conn, steps: list[Step]) -> None:
     if not parts:
         return
     sizes = [len(change.sale_ids) for *_, change in parts]
+    # numbers only per row (strings per part): no million-object arrays under the GIL
     rows = {  # noqa: F841 (scanned by name below)
-        "request": np.repeat(np.array([p[0] for p in parts], dtype=object), sizes),
-        "ord": np.repeat(np.array([p[1] for p in parts], dtype=np.int64), sizes),
+        "part": np.repeat(np.arange(len(parts), dtype=np.int64), sizes),
         "sale_id": np.concatenate([c.sale_ids for *_, c in parts]).astype(np.int64),
-        "column_name": np.repeat(np.array([p[2] for p in parts], dtype=object), sizes),
         "old": np.concatenate([c.before for *_, c in parts]).astype(np.int64),
         "new": np.concatenate([c.after for *_, c in parts]).astype(np.int64),
     }
     con.execute(
-        "INSERT INTO history_rows SELECT request, ord, sale_id, column_name, old, new FROM rows"
+        "INSERT INTO history_rows SELECT p.request, p.ord, r.sale_id, p.column_name, r.old, r.new "
+        "FROM rows r JOIN (SELECT unnest($1::VARCHAR[]) AS request, unnest($2::BIGINT[]) AS ord, "
+        "unnest($3::VARCHAR[]) AS column_name, generate_subscripts($1::VARCHAR[], 1) - 1 AS part) "
+        "p USING (part)",
+        [[p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts]],
     )
 
 
@@ -141,4 +144,5 @@ def load_stacks(con: Conn, depth: int) -> UndoStacks:
         step = Step(request, seq, user, action, at, rows.get(request, {}), {})
         stack = stacks.stack(user)
         (stack.undone if undone else stack.done).append(step)
+    stacks.recount()
     return stacks

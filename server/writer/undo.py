@@ -1,8 +1,9 @@
 """Per-user undo and redo stacks (DESIGN §12): each entry is the step of an applied edit,
 block edit or spread of that user, with every row it changed before and after.
 
-A user's stacks keep `depth` steps, and fewer when their steps hold more than
-`max_rows` changed row values (about 24 bytes each in memory): then the oldest go."""
+A user's stacks keep `depth` steps; all stacks together hold at most `max_values`
+changed row values (about 24 bytes each in memory): past that, the oldest step of
+whoever holds the most goes (a user's newest step always stays)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,17 @@ class Stack:
     done: deque[Step]  # undoable, newest last
     undone: deque[Step]  # redoable, newest last
 
+    @property
+    def values(self) -> int:
+        return sum(s.values for s in self.done) + sum(s.values for s in self.undone)
+
 
 @dataclass
 class UndoStacks:
     depth: int = 100
-    max_rows: int = 2_000_000
+    max_values: int = 4_000_000
     users: dict[str, Stack] = field(default_factory=dict)
+    total: int = 0  # row values held by all stacks
     changed: set[str] = field(default_factory=set)  # users whose stacks are to persist
 
     def stack(self, user: str) -> Stack:
@@ -34,12 +40,31 @@ class UndoStacks:
     def pushed(self, step: Step) -> None:
         """A new edit: undoable, and the user's redo steps are gone."""
         stack = self.stack(step.user)
-        stack.done.append(step)
+        self._append(stack.done, step)
+        self.total -= sum(s.values for s in stack.undone)
         stack.undone.clear()
-        held = sum(s.values for s in stack.done)
-        while held > self.max_rows and len(stack.done) > 1:
-            held -= stack.done.popleft().values
         self.changed.add(step.user)
+        while self.total > self.max_values:
+            heaviest = max(  # rare: only past the budget
+                (u for u, s in self.users.items() if len(s.done) + len(s.undone) > 1),
+                key=lambda u: (self.users[u].values, u),
+                default=None,
+            )
+            if heaviest is None:
+                return
+            dropped = self.users[heaviest]
+            oldest = dropped.done if dropped.done else dropped.undone
+            self.total -= oldest.popleft().values
+            self.changed.add(heaviest)
+
+    def _append(self, steps: deque[Step], step: Step) -> None:
+        if len(steps) == steps.maxlen:
+            self.total -= steps[0].values  # the deque drops it
+        steps.append(step)
+        self.total += step.values
+
+    def recount(self) -> None:
+        self.total = sum(stack.values for stack in self.users.values())
 
     def top(self, user: str, redo: bool) -> Step | None:
         stack = self.users.get(user)
@@ -52,7 +77,9 @@ class UndoStacks:
         """The top step was undone (redo=False) or redone: it moves to the other stack."""
         stack = self.stack(user)
         source, target = (stack.undone, stack.done) if redo else (stack.done, stack.undone)
-        target.append(source.pop())
+        step = source.pop()
+        self.total -= step.values
+        self._append(target, step)
         self.changed.add(user)
 
     def listing(self, user: str) -> tuple[list[str], list[str]]:

@@ -287,3 +287,29 @@ def test_a_pasted_block_spreads_around_holds_exactly_like_single_edits(con, db_p
     assert image(con) == image(twin)
     assert_exact(con)
     twin.close()
+
+
+def test_the_stacks_keep_within_their_memory_budget(con):
+    writer = DirectWriter(con, Limits())
+    writer.decider.stacks.max_values = 3
+    low = con.execute("SELECT min(sale_id) FROM sales").fetchone()[0]
+    for i, user in enumerate(["ann", "ann", "bob", "ann", "bob"]):
+        writer.apply(
+            [
+                edit(
+                    {
+                        "table": "sales",
+                        "column": "quantity",
+                        "value": 40 + i,
+                        "condition": {"sale_id": low + i},
+                    },
+                    user,
+                )
+            ]
+        )
+    stacks = writer.decider.stacks
+    assert stacks.total == 3 == sum(s.values for s in stacks.users.values())
+    assert [len(stacks.users[u].done) for u in ("ann", "bob")] == [2, 1]  # tie: later name
+    restarted = DirectWriter(con, Limits())
+    assert restarted.decider.stacks.listing("ann") == stacks.listing("ann")
+    assert restarted.decider.stacks.total == 3
