@@ -192,17 +192,56 @@ class Decider:
             self.state.writers[cell] = (step.user, step.time)
 
     def _edit_many(self, edits: tuple[Edit, ...], change: Change) -> None:
-        """A block in order: runs of spreads of disjoint cells go at once when nothing
-        special (holds in the way, zeros, ranges) makes one differ from the others;
-        everything else one by one, an error naming the edit's index."""
-        i = 0
+        """A block, with the effect of its edits one after the other: spreads of
+        disjoint cells of one shape go at once (in waves that never pass an earlier
+        edit of an overlapping cell) unless something special (holds in the way,
+        zeros, ranges) makes one differ; everything else one by one, in order, an error
+        naming the edit's index."""
         peak: list[float] = []  # a bound on every total's magnitude, once needed
-        while i < len(edits):
-            end = _spread_run(edits, i)
-            if end - i > 1 and self._spread_many(edits[i:end], change, peak):
+        todo = list(range(len(edits)))
+        if all(_plain_spread(e) for e in edits):
+            while todo:
+                wave, rest = self._wave(edits, todo)
+                if len(wave) < 2 or not self._spread_many([edits[i] for i in wave], change, peak):
+                    break
+                todo = rest
+        self._edit_in_order(edits, todo, change, peak)
+
+    def _wave(self, edits: tuple[Edit, ...], todo: list[int]) -> tuple[list[int], list[int]]:
+        """The edits (of `todo`, in order) of the first one's shape that no earlier
+        edit still to do overlaps, and the rest. Disjoint edits commute, so doing the
+        wave first changes nothing."""
+        under = self.state.under
+        first = edits[todo[0]]
+        shape = (first.column, first.condition["level"], first.condition["month"] is None)
+        taken: set[int] = set()
+        blocked: set[int] = set()
+        wave, rest = [], []
+        for i in todo:
+            edit = edits[i]
+            nodes = under.get(coords_of(edit.condition), ())
+            same = (edit.column, edit.condition["level"], edit.condition["month"] is None)
+            if same == shape and not any(k in blocked or k in taken for k in nodes):
+                wave.append(i)
+                taken.update(nodes)
+            else:
+                rest.append(i)
+                blocked.update(nodes)
+        return wave, rest
+
+    def _edit_in_order(
+        self, edits: tuple[Edit, ...], todo: list[int], change: Change, peak: list[float]
+    ) -> None:
+        """The edits `todo` (ascending) in order: consecutive plain spreads of one
+        shape at once, when they can be."""
+        i = 0
+        while i < len(todo):
+            end = _spread_run([edits[k] for k in todo], i)
+            run = [edits[k] for k in todo[i:end]]
+            if end - i > 1 and self._spread_many(run, change, peak):
                 i = end
                 continue
-            for index in range(i, max(end, i + 1)):
+            for index in todo[i : max(end, i + 1)]:
                 try:
                     self._edit(edits[index], change)
                 except ProtocolError as exc:
@@ -458,7 +497,7 @@ class Decider:
         check_shares(column, int(new_values.min()), int(new_values.max()), scale)
         self._set_rows(column, changed_at, new_values, change)
 
-    def _spread_many(self, edits: tuple[Edit, ...], change: Change, peak: list[float]) -> bool:
+    def _spread_many(self, edits: list[Edit], change: Change, peak: list[float]) -> bool:
         """Proportional spreads of distinct cells of one shape (so their rows are
         disjoint) in one vectorized step, exactly as one after the other would do them.
         False, with nothing changed, when any of them needs the one-by-one path."""
@@ -657,7 +696,7 @@ def _depth_columns(coords: tuple[Any, ...]) -> list[int]:
     return columns
 
 
-def _spread_run(edits: tuple[Edit, ...], start: int) -> int:
+def _spread_run(edits: list[Edit], start: int) -> int:
     """Where the run of edits from `start` that `_spread_many` may take ends: plain
     proportional spreads of one column, of distinct cells of one shape."""
     first = edits[start]

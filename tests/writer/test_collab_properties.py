@@ -109,15 +109,10 @@ def image(con: duckdb.DuckDBPyConnection) -> tuple[list[tuple], ...]:
     )
 
 
-def pushed(con: duckdb.DuckDBPyConnection, request: str) -> bool:
+def pushed(writer: DirectWriter, user: str, request: str) -> bool:
     """Did the request leave an undo step (an applied edit that changed rows)?"""
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM history WHERE request = ? AND rows > 0 "
-            "AND action IN ('edit', 'edit_many', 'spread')",
-            [request],
-        ).fetchone()[0]
-    )
+    done, _ = writer.decider.stacks.listing(user)
+    return done[-1:] == [request]
 
 
 @settings(
@@ -144,7 +139,7 @@ def test_undo_redo_and_blocks_keep_everything_exact(fresh, ops):
         if isinstance(action, Undo) and not action.redo and last is not None and last[0] == name:
             assert code == "applied"
             assert image(con) == last[1]  # every row and cell as before the request
-        last = (name, before) if code == "applied" and pushed(con, request.id) else None
+        last = (name, before) if pushed(writer, name, request.id) else None
     assert summary_drift(con) == []
     assert footing_errors(con) == []
     assert_state_matches_database(writer)
