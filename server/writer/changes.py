@@ -65,11 +65,8 @@ class Change:
         for column, chunks in self.rows.items():
             at = np.concatenate([c[0] for c in chunks])
             before = np.concatenate([c[1] for c in chunks])
-            # the first write of each position holds its value before the request
-            first = np.full(len(state.sales.sale_id), -1, dtype=np.int64)
-            first[at[::-1]] = np.arange(len(at) - 1, -1, -1)
-            unique = np.flatnonzero(first >= 0)
-            before, after = before[first[unique]], state.sales.column(column)[unique]
+            unique, first = first_writes(at, len(state.sales.sale_id))
+            before, after = before[first], state.sales.column(column)[unique]
             moved = before != after
             if moved.any():
                 unique = unique[moved]
@@ -85,6 +82,18 @@ class Change:
             if after != before:
                 out[cell] = (before, None if after is None else list(after))
         return out
+
+
+def first_writes(at: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct positions of `at` (ascending) and where each first occurs in it
+    (the first write holds the value before the request). A position mask is linear
+    but costs `size`: only for writes to a good part of the rows."""
+    if len(at) * 16 < size:
+        return np.unique(at, return_index=True)  # type: ignore[return-value]
+    first = np.full(size, -1, dtype=np.int64)
+    first[at[::-1]] = np.arange(len(at) - 1, -1, -1)
+    unique = np.flatnonzero(first >= 0)
+    return unique, first[unique]
 
 
 @dataclass(frozen=True)

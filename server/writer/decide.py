@@ -681,7 +681,9 @@ def _renumbered(groups: np.ndarray) -> np.ndarray:
 
 
 def distinct(positions: np.ndarray, size: int) -> np.ndarray:
-    """The distinct row positions, ascending (a mask: linear, unlike sorting)."""
+    """The distinct row positions, ascending (for many, a mask: linear, unlike sorting)."""
+    if len(positions) * 16 < size:
+        return np.unique(positions)
     mask = np.zeros(size, dtype=bool)
     mask[positions] = True
     return np.flatnonzero(mask)
