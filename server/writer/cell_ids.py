@@ -60,12 +60,14 @@ class CellIds:
         ]
         if changed:
             ids, by, at = zip(*changed, strict=True)
+            w = {  # noqa: F841 (scanned by name below; numpy, not bound lists: faster)
+                "cell_id": np.array(ids, dtype=np.int64),
+                "changed_by": np.array(by, dtype=object),
+                "changed_at": np.array(at, dtype="datetime64[us]"),
+            }
             con.execute(
                 f"UPDATE {SUMMARY} SET changed_by = w.changed_by, changed_at = w.changed_at "
-                "FROM (SELECT unnest($1::BIGINT[]) AS cell_id, "
-                "unnest($2::VARCHAR[]) AS changed_by, unnest($3::TIMESTAMP[]) AS changed_at) w "
-                f"WHERE {SUMMARY}.cell_id = w.cell_id",
-                [list(ids), list(by), list(at)],
+                f"FROM w WHERE {SUMMARY}.cell_id = w.cell_id"
             )
         if not new:
             return []

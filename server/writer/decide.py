@@ -306,6 +306,10 @@ class Decider:
             for i, old, new in _moves(at, old_nodes, new_nodes):
                 self._row_delta(deltas, i, old, -1)
                 self._row_delta(deltas, i, new, 1)
+        elif len(at) == 1:  # a point edit: no array work
+            node, units = int(old_nodes[0]), int(values[0]) - int(state.sales.column(column)[at[0]])
+            measure = [0, units, 0] if column == "net_price" else [units, 0, 0]
+            deltas = {} if node == NO_NODE else {state.nodes[node]: measure}
         else:
             scale = 100 if column == "net_price" else 1
             diff = values.astype(np.int64) - state.sales.column(column)[at]
