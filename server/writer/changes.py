@@ -63,10 +63,13 @@ class Change:
         """Per column, the rows whose value now differs from before the request."""
         out = {}
         for column, chunks in self.rows.items():
-            at = np.concatenate([c[0] for c in chunks])
-            before = np.concatenate([c[1] for c in chunks])
-            unique, first = first_writes(at, len(state.sales.sale_id))
-            before, after = before[first], state.sales.column(column)[unique]
+            if len(chunks) == 1:  # one write (of distinct positions): nothing to merge
+                unique, before = chunks[0]
+            else:
+                at = np.concatenate([c[0] for c in chunks])
+                unique, first = first_writes(at, len(state.sales.sale_id))
+                before = np.concatenate([c[1] for c in chunks])[first]
+            after = state.sales.column(column)[unique]
             moved = before != after
             if moved.any():
                 unique = unique[moved]

@@ -430,6 +430,7 @@ class Decider:
         """The cells whose value differs from before the batch, as rows to send: by
         level (grand total first), node, then month (all-months last)."""
         summary, writers = self.state.summary, self.state.writers
+        shown: dict[Any, tuple[str | None, str | None]] = {}  # writer -> its fields, once
         rows = []
         for cell in sorted(track.cells_before, key=_cell_order):
             now = summary.get(cell)
@@ -443,7 +444,9 @@ class Decider:
                 rows.append(summary_row((*cell, 0, 0), deleted=True))
             else:
                 row = summary_row((*cell, now[0], Decimal(now[1]).scaleb(-2)))
-                row["changed_by"], row["changed_at"] = _writer_fields(writer)
+                if writer not in shown:
+                    shown[writer] = _writer_fields(writer)
+                row["changed_by"], row["changed_at"] = shown[writer]
                 rows.append(row)
         return rows
 
