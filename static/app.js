@@ -45,6 +45,7 @@ const state = Object.assign(createSheet(), {
   compact: false,            // values shown as 14.46M / 12.5K (full value in the tooltip)
   spread: 'proportional',    // proportional | equal: default spread of parent edits
   selection: null,           // { key: node key, col: NAME_COL | month | TOTAL_COL }
+  anchor: null,              // the selected range's other corner (like selection), or null
   peers: new Map(),          // presence id -> { id, name, cell, color } of other users
   pending: new Map(),        // client request id -> request awaiting applied/rejected
 });
@@ -135,7 +136,9 @@ const toolbar = createToolbar({
   },
 });
 
-const panel = createPanel({ submit, notify, beginAction, dataSeq: () => state.dataSeq });
+const panel = createPanel({ state, submit, notify, beginAction, dataSeq: () => state.dataSeq });
+document.querySelector('#undo-button').addEventListener('click', () => grid.undo(false));
+document.querySelector('#redo-button').addEventListener('click', () => grid.undo(true));
 
 grid.renderAll();
 toolbar.updateHoldButton();

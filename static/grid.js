@@ -24,7 +24,10 @@ import {
 import { INDENT_PX, createColumns } from './columns.js';
 import { createEditor } from './editor.js';
 import { createSelection } from './selection.js';
-import { KIND, Overlays, clamp, el, formatCompact, formatValue, monthLabel, plural } from './util.js';
+import { createBlocks } from './blocks.js';
+import {
+  KIND, Overlays, clamp, el, formatCompact, formatValue, monthLabel, plural, timeAgo,
+} from './util.js';
 
 const WINDOW_THRESHOLD = 300;
 const OVERSCAN = 20;
@@ -270,8 +273,9 @@ export function createGrid(ctx) {
     if (hold) lines.push(`held by ${hold.by}${mayRelease(hold, state.user, state.overridesHolds) ? ' (H releases)' : ''}; read-only`);
     const peers = ctx.peersOn(cellKey);
     if (peers) lines.push(`${peers.map((p) => p.name).join(', ')} here`);
-    const by = cellOf(state, cellKey)?.by;
-    if (by && by.length) lines.push(`changed by ${by.join(', ')}`);
+    const cell = cellOf(state, cellKey);
+    if (cell?.changedBy) lines.push(`changed by ${cell.changedBy}${cell.changedAt ? ` · ${timeAgo(cell.changedAt)}` : ''}`);
+    else if (cell?.by && cell.by.length) lines.push(`changed by ${cell.by.join(', ')}`);
     return lines.join('\n');
   }
 
@@ -368,7 +372,26 @@ export function createGrid(ctx) {
     displayedValue,
     isHeld,
   };
-  const selection = createSelection({ ...rendered, changed: ctx.selectionChanged, toggleHold: ctx.toggleHold });
+  let blocks = null;
+  const selection = createSelection({
+    ...rendered,
+    changed: ctx.selectionChanged,
+    toggleHold: ctx.toggleHold,
+    blocks: {  // created below: it needs the selection's range
+      copyText: () => blocks.copyText(),
+      paste: (text) => blocks.paste(text),
+      fill: (direction) => blocks.fill(direction),
+      undo: (redo) => blocks.undo(redo),
+    },
+  });
+  blocks = createBlocks({
+    ...rendered,
+    range: selection.range,
+    overlays,
+    notify: ctx.notify,
+    submit: ctx.submit,
+    beginAction: ctx.beginAction,
+  });
   const editor = createEditor({
     ...rendered,
     overlays,
@@ -381,6 +404,10 @@ export function createGrid(ctx) {
 
   dom.grid.addEventListener('scroll', onScroll, { passive: true });
   dom.tbody.addEventListener('animationend', onFlashEnd);
+  dom.tbody.addEventListener('mouseover', (event) => {  // "2 min ago" as of now
+    const td = event.target.closest('td[data-key]');
+    if (td && td.firstChild) td.title = cellTitle(td.dataset.key, td.firstChild.textContent);
+  });
   new ResizeObserver(onScroll).observe(dom.grid);   // window resize and the panel opening
   window.addEventListener('resize', () => widths.fitAll(false));   // the name column follows the screen
 
@@ -395,6 +422,7 @@ export function createGrid(ctx) {
       view.cells.forEach(paintCell);
     },
     isHeld,
+    undo: blocks.undo,
     reveal: selection.reveal,
     closeEditor: editor.close,
     focus: () => dom.grid.focus({ preventScroll: true }),

@@ -215,7 +215,13 @@ function applyRow(sheet, row, by, changes) {
     if (!sheet.nodes.has(nodeKey)) changes.structure = true;
     const node = ensureNode(sheet, levelOf(row), supplier, brand, family);
     if (!node.cells.has(month)) countMonth(sheet, month, +1, changes);
-    node.cells.set(month, { quantity: row.quantity, net_amount: row.net_amount, by });
+    node.cells.set(month, {
+      quantity: row.quantity,
+      net_amount: row.net_amount,
+      by,
+      changedBy: row.changed_by ?? null,   // who last changed it, and when (ISO time)
+      changedAt: row.changed_at ?? null,
+    });
   }
   changes.cells.push(cellKeyOf(nodeKey, month));
 }

@@ -141,6 +141,16 @@ export function parseValue(text, kind) {
   return { value: kind === 'integer' ? value || 0 : Number(value.toFixed(2)) || 0 };
 }
 
+// "just now", "2 min ago", "3 h ago", "5 days ago" for an ISO time.
+export function timeAgo(iso, now = Date.now()) {
+  const seconds = Math.max(0, (now - Date.parse(iso)) / 1000);
+  if (!Number.isFinite(seconds)) return '';
+  if (seconds < 45) return 'just now';
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+  return plural(Math.round(seconds / 86400), 'day') + ' ago';
+}
+
 export function monthLabel(month) {
   const m = /^(\d{4})-(\d{2})$/.exec(month);
   const name = m && MONTH_NAMES[Number(m[2]) - 1];

@@ -394,7 +394,7 @@ class Decider:
         who = " and ".join(by) if by else "someone"
         return ProtocolError(
             "undo_conflict",
-            f"cannot {word}: {who} changed {names} since",
+            f"{who} changed {names} since; nothing was {word}ne",
             cells=cells[:CONFLICTS_NAMED],
             by=by,
             undoes=step.request,
