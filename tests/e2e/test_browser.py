@@ -669,3 +669,91 @@ async def test_download_saves_the_view_as_a_workbook(server, users, tmp_path):
     assert not sheet.row_dimensions[brand_row].hidden
     assert not sheet.row_dimensions[brand_row + 1].hidden  # its families: brand expanded
     assert sheet.row_dimensions[brand_row + 1].outline_level == 3
+
+
+async def paste_into(page: Page, text: str) -> None:
+    """Paste `text` into the focused grid as a spreadsheet puts it on the clipboard: the
+    browser's paste event, carrying it as text/plain (headless Chromium does not run its
+    own Ctrl+V on an element that is not editable)."""
+    await page.locator("#grid").focus()
+    await page.evaluate(
+        """(text) => {
+            const data = new DataTransfer();
+            data.setData('text/plain', text);
+            document.activeElement.dispatchEvent(
+                new ClipboardEvent('paste', { clipboardData: data, bubbles: true }));
+        }""",
+        text,
+    )
+
+
+async def test_paste_a_block_undo_it_and_see_both_in_the_history(server, users):
+    ann, bob = await users.open("ann"), await users.open("bob")
+    # three rows in display order from the first brand: brands, then the next supplier
+    keys = [
+        await r.get_attribute("data-node") for r in await ann.locator("tbody tr[data-node]").all()
+    ]
+    first = next(
+        i
+        for i, k in enumerate(keys)
+        if k.count("|") == 2 and k.split("|")[1] and not k.split("|")[2]
+    )
+    nodes = [tuple(p or None for p in k.split("|")) for k in keys[first : first + 3]]
+    months = (await ann.evaluate("window.ducksheet.state.months"))[:12]
+    assert len(nodes) == 3 and len(months) == 12
+    before = {(n, m): await summary(server, "net_amount", *n, m) for n in nodes for m in months}
+    values = {
+        (n, m): Decimal(f"{1000 + 100 * r + c}.50")
+        for r, n in enumerate(nodes)
+        for c, m in enumerate(months)
+    }
+    tsv = "\r\n".join("\t".join(f"{values[(n, m)]:,}" for m in months) for n in nodes) + "\r\n"
+    await cell(ann, *nodes[0], months[0]).click()
+    await paste_into(ann, tsv)
+    for (n, m), value in values.items():
+        await expect(cell(bob, *n, m)).to_have_text(money(value))
+        await expect(cell(ann, *n, m)).to_have_text(money(value))
+    for (n, m), value in values.items():
+        assert await summary(server, "net_amount", *n, m) == value
+
+    # copy a 2x2 range: TSV with the numbers as typed
+    await cell(ann, *nodes[1], months[1]).click(modifiers=["Shift"])
+    copied = await ann.evaluate(
+        """() => {
+            const data = new DataTransfer();
+            document.querySelector('#grid').dispatchEvent(
+                new ClipboardEvent('copy', { clipboardData: data, bubbles: true }));
+            return data.getData('text/plain');
+        }"""
+    )
+    assert copied == "\n".join(
+        "\t".join(f"{values[(n, m)]:.2f}" for m in months[:2]) for n in nodes[:2]
+    )
+
+    # Ctrl+Z takes the whole block back, for everyone
+    await cell(ann, *nodes[0], months[0]).click()
+    await ann.keyboard.press("Control+Z")
+    for (n, m), value in before.items():
+        await expect(cell(bob, *n, m)).to_have_text(money(value))
+    for (n, m), value in before.items():
+        assert await summary(server, "net_amount", *n, m) == value
+
+    # the history pane of the top-left cell shows both events
+    await ann.locator("button[data-panel='history']").click()
+    history = ann.locator("#history-table tbody tr")
+    await expect(history).to_have_count(2)
+    await expect(history.nth(0)).to_contain_text("undo")
+    await expect(history.nth(1)).to_contain_text("block edit")
+    await expect(history.nth(1)).to_contain_text("ann")
+    await expect(history.nth(1).locator("td").nth(4)).to_have_text(
+        money(values[(nodes[0], months[0])])
+    )
+
+    # a block with something that is not a number: a clear message, nothing sent
+    await cell(ann, *nodes[0], months[0]).click()
+    await paste_into(ann, "12\tabc\n")
+    await toast(ann, "is not a number")
+    await toast(ann, "Nothing was sent")
+    assert (
+        await summary(server, "net_amount", *nodes[0], months[0]) == before[(nodes[0], months[0])]
+    )
