@@ -50,7 +50,9 @@ def parser() -> argparse.ArgumentParser:
         default=[1_000_000],
         help="sales rows, comma-separated for several sizes (default 1000000)",
     )
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per load run (10)")
+    p.add_argument(
+        "--duration", type=float, default=None, help="seconds per load run (10; paste 20)"
+    )
     p.add_argument(
         "--rate",
         type=_floats,

@@ -3,6 +3,10 @@
 * `leaf`: a sales cell (`quantity` of a random `sale_id`).
 * `brand_month`: a brand's month total (`net_amount`), spread down to its sales rows.
 * `supplier_total`: a supplier's all-months total (`net_amount`), spread down.
+* `undo`: the editor undoes its own last request.
+* `paste`: one block edit (`edit_many`) of PASTE_CELLS cells: the brand and family rows'
+  month cells of the expanded grid in display order, each brand row then its
+  families' rows (so every sales row is spread twice), values within ±10 %.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.server import view_rows
+from bench.server import view_all_rows, view_rows
 
 SUMMARY = "sales_summary_by_product_family"
 SPREAD_MONTH = "2024-05"
-KINDS = ("leaf", "brand_month", "supplier_total")
+KINDS = ("leaf", "brand_month", "supplier_total", "undo", "paste")
+PASTE_CELLS = 5000
 
 
 @dataclass(frozen=True)
@@ -47,25 +52,34 @@ class Mix:
         return out
 
     def make(self, kind: str, rng: random.Random) -> dict[str, Any]:
-        """The edit fields (everything but `type` and `id`) of one edit of `kind`."""
+        """The message (everything but its `id`) of one request of `kind`."""
+        if kind == "undo":
+            return {"type": "undo"}
+        if kind == "paste":
+            return {"type": "edit_many", "edits": [_spread(t, rng) for t in self.targets["paste"]]}
         if kind == "leaf":
             return {
+                "type": "edit",
                 "table": "sales",
                 "column": "quantity",
                 "value": rng.randint(1, 50),
                 "condition": {"sale_id": rng.randint(1, self.sales)},
             }
-        target = rng.choice(self.targets[kind])
-        return {
-            "table": SUMMARY,
-            "column": "net_amount",
-            "value": round(target.value * rng.uniform(0.9, 1.1), 2),
-            "condition": target.condition,
-        }
+        return _spread(rng.choice(self.targets[kind]), rng)
 
     def describe(self) -> str:
         total = sum(self.weights.values())
         return ", ".join(f"{k} {100 * w / total:g}%" for k, w in self.weights.items())
+
+
+def _spread(target: SpreadTarget, rng: random.Random) -> dict[str, Any]:
+    return {
+        "type": "edit",
+        "table": SUMMARY,
+        "column": "net_amount",
+        "value": round(target.value * rng.uniform(0.9, 1.1), 2),
+        "condition": target.condition,
+    }
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -102,12 +116,27 @@ def spread_targets(base: str, kinds: list[str]) -> dict[str, list[SpreadTarget]]
             for r in rows
             if float(r["net_amount"]) > 0
         ]
+    if "paste" in kinds:
+        rows = view_all_rows(base, SUMMARY, "level IN (0, 1) AND month IS NOT NULL")
+        rows.sort(key=_display_order)
+        targets["paste"] = [
+            SpreadTarget(
+                {k: r[k] for k in ("supplier", "brand", "family", "month")},
+                float(r["net_amount"]),
+            )
+            for r in rows[:PASTE_CELLS]
+        ]
     for kind, found in targets.items():
         if not found:
             raise RuntimeError(f"no {kind} cells to spread on")
     return targets
 
 
+def _display_order(row: dict[str, Any]) -> tuple[Any, ...]:
+    """The expanded grid's order: each brand row, then its families' rows; months."""
+    return (row["supplier"], row["brand"], -row["level"], row["family"] or "", row["month"])
+
+
 def build_mix(base: str, weights: dict[str, float], sales: int) -> Mix:
-    kinds = [k for k in weights if k != "leaf"]
+    kinds = [k for k in weights if k not in ("leaf", "undo")]
     return Mix(weights, sales, spread_targets(base, kinds) if kinds else {})

@@ -155,7 +155,7 @@ class Editor(Participant):
             if delay > 0:
                 await asyncio.sleep(delay)
             kind = cycle[i % len(cycle)]
-            body = {"type": "edit", "id": f"{self.index}-{k}", **plan.mix.make(kind, rng)}
+            body = {"id": f"{self.index}-{k}", **plan.mix.make(kind, rng)}
             log.kinds.append(kind)
             log.due.append(due)
             log.queued.append(0.0)
@@ -400,7 +400,7 @@ async def _warmup(ws_url: str, mix: Mix, count: int, limit_s: float, seed: int) 
         rng = random.Random(seed)
         cycle = mix.cycle()
         for k in range(count):
-            body = {"type": "edit", "id": f"w-{k}", **mix.make(cycle[k % len(cycle)], rng)}
+            body = {"id": f"w-{k}", **mix.make(cycle[k % len(cycle)], rng)}
             sock.send_text(orjson.dumps(body))
         if count:
             async with asyncio.timeout(limit_s):

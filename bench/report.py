@@ -147,6 +147,8 @@ def checks(report: Report) -> list[Check]:
             "spread 1M: brand-month p99 <= 100 ms at 20 spreads/s", spread, 100, kind="brand_month"
         )
     )
+    paste = _runs(report, "paste")
+    out.append(_p99_check("paste 1M: one 5,000-cell edit_many, p99 <= 300 ms", paste, 300))
     base = [b for b in report.baseline if b["sales"] == MILLION]
     peak = peak_leaf_throughput(report)
     target = "baseline ratio (leaf max throughput, 1M) >= 100x"

@@ -18,19 +18,25 @@ from bench.profile import Profiler
 from bench.server import SERVER_CLI, ServerProcess, cached_dataset, http_json, scratch_copy
 from bench.stats import analyze
 
-SCENARIOS = ("all", "leaf", "spread", "mixed", "fanout", "max", "baseline", "coldstart")
+SCENARIOS = (
+    "all", "leaf", "spread", "mixed", "paste", "fanout", "max", "baseline", "coldstart"
+)  # fmt: skip
 DEFAULT_RATES: dict[str, list[float]] = {
     "leaf": [1000, 5000],
     "spread": [20],
     "mixed": [1000],
+    "paste": [0.5],
     "fanout": [200],
     "max": [500],
 }
 DEFAULT_VIEWERS = {"fanout": 1000}
+DEFAULT_DURATION = {"paste": 20.0}  # 10 pastes at the default rate
+WARMUP = {"paste": 2}  # requests sent (and waited for) before measuring
 DEFAULT_MIX = {
     "leaf": {"leaf": 1.0},
     "spread": {"brand_month": 1.0},
-    "mixed": {"leaf": 0.979, "brand_month": 0.02, "supplier_total": 0.001},
+    "mixed": {"leaf": 0.974, "brand_month": 0.02, "supplier_total": 0.001, "undo": 0.005},
+    "paste": {"paste": 1.0},
     "fanout": {"leaf": 1.0},
     "max": {"leaf": 1.0},
 }
@@ -40,7 +46,7 @@ DEFAULT_MIX = {
 class Options:
     results: Path
     sales: int = 1_000_000
-    duration: float = 10.0
+    duration: float | None = None  # seconds per load phase (scenario default: 10)
     rates: list[float] | None = None
     editors: int = 10
     viewers: int | None = None
@@ -121,10 +127,15 @@ class Session:
             if quiet["waited_s"] >= 1.5:
                 print(f"  (waited {quiet['waited_s']} s for the machine to quiet down)")
         self.phases += 1
-        warm = warmup(server.ws_url, mix, seed=-(opts.seed * 1000 + self.phases))
+        warm = warmup(
+            server.ws_url,
+            mix,
+            count=WARMUP.get(scenario, 20),
+            seed=-(opts.seed * 1000 + self.phases),
+        )
         plan = LoadPlan(
             rate=rate,
-            duration=duration or opts.duration,
+            duration=duration or opts.duration or DEFAULT_DURATION.get(scenario, 10.0),
             editors=opts.editors,
             viewers=viewers,
             workers=opts.workers or auto_workers(rate, viewers),
@@ -223,7 +234,7 @@ def _k(sales: int) -> str:
 
 
 def run_simple(opts: Options, scenario: str, report: Report) -> None:
-    """leaf, mixed, fanout: one server, one phase per rate."""
+    """leaf, mixed, paste, fanout: one server, one phase per rate."""
     viewers = _viewers(opts, scenario)
     with Session(opts, scenario) as session:
         for rate in _rates(opts, scenario):
@@ -359,9 +370,9 @@ def run(scenario: str, opts: Options, report: Report) -> None:
     if scenario == "all":
         run_coldstart(opts, report)
         run_baseline_scenario(opts, report)
-        for name in ("leaf", "spread", "mixed", "fanout", "max"):
+        for name in ("leaf", "spread", "mixed", "paste", "fanout", "max"):
             run(name, replace(opts, rates=None), report)
-    elif scenario in ("leaf", "mixed", "fanout"):
+    elif scenario in ("leaf", "mixed", "paste", "fanout"):
         run_simple(opts, scenario, report)
     elif scenario == "spread":
         run_spread(opts, report)

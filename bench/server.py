@@ -227,8 +227,22 @@ class ServerProcess:
         self.stop()
 
 
-def view_rows(base: str, table: str, condition: dict[str, Any], limit: int = 1000) -> list[Any]:
-    query = urllib.parse.urlencode({"condition": json.dumps(condition), "limit": limit})
+def view_all_rows(base: str, table: str, condition: dict[str, Any] | str) -> list[Any]:
+    """Every row matching, a page of 1000 at a time."""
+    rows: list[Any] = []
+    while True:
+        page = view_rows(base, table, condition, offset=len(rows))
+        rows += page
+        if len(page) < 1000:
+            return rows
+
+
+def view_rows(
+    base: str, table: str, condition: dict[str, Any] | str, limit: int = 1000, offset: int = 0
+) -> list[Any]:
+    query = urllib.parse.urlencode(
+        {"condition": json.dumps(condition), "limit": limit, "offset": offset}
+    )
     status, body = http_json(f"{base}/view_table/{table}?{query}")
     if status != 200 or body is None:
         raise ServerError(f"/view_table/{table} answered {status}")

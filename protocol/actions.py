@@ -1,4 +1,5 @@
-"""The requests the journal carries (edits, holds, imports) and their stream body.
+"""The requests the journal carries (edits, block edits, holds, undo/redo, imports) and
+their stream body.
 
 Pure: what the edge XADDs to request_duck and what the writer reads back are the same
 validated objects, encoded and parsed here."""
@@ -12,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from protocol.codec import dumps, loads
-from protocol.edits import Edit, Hold, parse_edit, parse_hold
+from protocol.edits import Edit, EditMany, Hold, parse_edit, parse_edit_many, parse_hold
 from protocol.errors import ProtocolError
 
 IMPORT_TABLES = ("sales", "product", "customer")
@@ -61,8 +62,24 @@ def new_import_id() -> str:
     return f"imp-{uuid.uuid4().hex}"
 
 
-Action = Edit | Hold | ImportSpec
-_KINDS: dict[type, str] = {Edit: "edit", Hold: "hold", ImportSpec: "import"}
+@dataclass(frozen=True)
+class Undo:
+    """Undo (redo=False) the sender's last applied request, or redo their last undone."""
+
+    redo: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"redo": self.redo}
+
+
+Action = Edit | EditMany | Hold | ImportSpec | Undo
+_KINDS: dict[type, str] = {
+    Edit: "edit",
+    EditMany: "edit_many",
+    Hold: "hold",
+    ImportSpec: "import",
+    Undo: "undo",
+}
 
 
 @dataclass(frozen=True)
@@ -92,10 +109,16 @@ def parse_request_body(raw: bytes) -> tuple[Action, Sender]:
         action: Action = parse_edit(body["edit"])
     elif "hold" in body:
         action = parse_hold(body["hold"])
+    elif "edit_many" in body:
+        action = parse_edit_many(body["edit_many"], max_edits=None)  # the edge capped it
     elif "import" in body:
         action = ImportSpec.parse(body["import"])
+    elif "undo" in body and isinstance(body["undo"], dict):
+        action = Undo(body["undo"].get("redo") is True)
     else:
-        raise ProtocolError("bad_message", "a request holds an edit, a hold or an import")
+        raise ProtocolError(
+            "bad_message", "a request holds an edit, a block edit, a hold, an undo or an import"
+        )
     ref = body.get("ref")
     sender = Sender(body["user"], ref if isinstance(ref, str) else None, body.get("admin") is True)
     return action, sender

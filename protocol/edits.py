@@ -21,6 +21,7 @@ from protocol.errors import ProtocolError
 from protocol.values import Scalar, check_written, coerce_value
 
 SPREAD_METHODS = ("proportional", "equal")
+MAX_EDITS_PER_REQUEST = 10_000  # DUCKSHEET_MAX_EDITS_PER_REQUEST
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,58 @@ class Hold:
 
     def as_dict(self) -> dict[str, Any]:
         return {"condition": self.cell, "on": self.on}
+
+
+@dataclass(frozen=True)
+class EditMany:
+    """A block of edits (a paste, a fill) applied in order as one request, atomically."""
+
+    edits: tuple[Edit, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"edits": [edit.as_dict() for edit in self.edits]}
+
+
+def parse_edit_many(message: Any, max_edits: int | None = MAX_EDITS_PER_REQUEST) -> EditMany:
+    """A block edit: 1..max_edits edits, each a summary cell or a sales row by sale_id
+    (what a grid paste produces). A bad edit is reported with its `index`."""
+    edits = message.get("edits") if isinstance(message, dict) else None
+    if not isinstance(edits, list) or not edits:
+        raise ProtocolError("bad_message", "'edits' must be a non-empty list of edits")
+    if max_edits is not None and len(edits) > max_edits:
+        raise ProtocolError(
+            "too_many_edits", f"a block edit holds at most {max_edits:,} edits, not {len(edits):,}"
+        )
+    parsed = []
+    for index, raw in enumerate(edits):
+        try:
+            if isinstance(raw, dict) and isinstance(raw.get("condition"), str):
+                # text goes through DuckDB's parser: 10,000 of them would stall the edge
+                raise ProtocolError(
+                    "bad_condition", "a block edit names each cell with an object condition"
+                )
+            edit = parse_edit(raw)
+            if not is_cell_edit(edit):
+                raise ProtocolError(
+                    "not_a_cell",
+                    "a block edit changes summary cells and sales rows named by sale_id",
+                )
+        except ProtocolError as exc:
+            message = f"edit {index}: {exc.message}"
+            raise ProtocolError(exc.code, message, **exc.details, index=index) from exc
+        parsed.append(edit)
+    return EditMany(tuple(parsed))
+
+
+def is_cell_edit(edit: Edit) -> bool:
+    """A summary-cell edit, or an edit of one sales row named by its sale_id."""
+    if TABLES[edit.table].summary:
+        return True
+    return (
+        edit.table == "sales"
+        and list(edit.condition) == ["sale_id"]
+        and edit.condition["sale_id"] is not None
+    )
 
 
 def parse_hold(message: Any) -> Hold:
@@ -193,4 +246,14 @@ def node_level(cell: dict[str, Scalar]) -> int:
     return LEVEL_TOTAL
 
 
-__all__ = ["SPREAD_METHODS", "SUMMARY", "Edit", "Hold", "parse_edit", "parse_hold", "summary_cell"]
+__all__ = [
+    "SPREAD_METHODS",
+    "SUMMARY",
+    "Edit",
+    "EditMany",
+    "Hold",
+    "parse_edit",
+    "parse_edit_many",
+    "parse_hold",
+    "summary_cell",
+]

@@ -35,6 +35,10 @@ HTTP_STATUS: dict[str, int] = {
     "all_held": 409,
     "held": 409,
     "invalid_import": 422,
+    "too_many_edits": 413,
+    "nothing_to_undo": 409,
+    "nothing_to_redo": 409,
+    "undo_conflict": 409,
     "internal": 500,
 }
 

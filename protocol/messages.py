@@ -5,9 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from protocol.actions import Undo
 from protocol.catalog import SUMMARY, TABLES
 from protocol.codec import loads, parse_seq
-from protocol.edits import Edit, Hold, parse_condition, parse_edit, parse_hold, summary_cell
+from protocol.edits import (
+    MAX_EDITS_PER_REQUEST,
+    Edit,
+    EditMany,
+    Hold,
+    parse_condition,
+    parse_edit,
+    parse_edit_many,
+    parse_hold,
+    summary_cell,
+)
 from protocol.errors import ProtocolError
 
 MAX_NAME = 40
@@ -28,6 +39,18 @@ class EditMessage:
 
 
 @dataclass(frozen=True)
+class EditManyMessage:
+    id: str
+    block: EditMany
+
+
+@dataclass(frozen=True)
+class UndoMessage:
+    id: str
+    undo: Undo
+
+
+@dataclass(frozen=True)
 class HoldMessage:
     id: str
     hold: Hold
@@ -45,10 +68,10 @@ class Ping:
     pass
 
 
-Message = Hello | EditMessage | HoldMessage | Cursor | Ping
+Message = Hello | EditMessage | EditManyMessage | UndoMessage | HoldMessage | Cursor | Ping
 
 
-def parse_message(data: str | bytes) -> Message:
+def parse_message(data: str | bytes, max_edits: int = MAX_EDITS_PER_REQUEST) -> Message:
     raw = loads(data)
     if not isinstance(raw, dict):
         raise ProtocolError("bad_message", "a message must be a JSON object")
@@ -57,6 +80,10 @@ def parse_message(data: str | bytes) -> Message:
         return _hello(raw)
     if kind == "edit":
         return EditMessage(_client_id(raw), parse_edit(raw))
+    if kind == "edit_many":
+        return EditManyMessage(_client_id(raw), parse_edit_many(raw, max_edits))
+    if kind in ("undo", "redo"):
+        return UndoMessage(_client_id(raw), Undo(redo=kind == "redo"))
     if kind == "hold":
         return HoldMessage(_client_id(raw), parse_hold(raw))
     if kind == "cursor":

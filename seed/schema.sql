@@ -46,6 +46,10 @@ CREATE SEQUENCE IF NOT EXISTS summary_cell_ids;
 ALTER TABLE sales_summary_by_product_family
     ADD COLUMN IF NOT EXISTS cell_id BIGINT DEFAULT nextval('summary_cell_ids');
 
+-- Who last changed each cell and when (the grid's "changed by ann · 2 min ago").
+ALTER TABLE sales_summary_by_product_family ADD COLUMN IF NOT EXISTS changed_by VARCHAR;
+ALTER TABLE sales_summary_by_product_family ADD COLUMN IF NOT EXISTS changed_at TIMESTAMP;
+
 -- The last request id applied, written in the same transaction as the edits.
 CREATE TABLE IF NOT EXISTS _applied (
     singleton BOOLEAN PRIMARY KEY DEFAULT TRUE,
@@ -87,4 +91,53 @@ CREATE TABLE IF NOT EXISTS validation_logs (
     value      VARCHAR,
     reason     VARCHAR NOT NULL,
     logged_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
+);
+
+-- History (DESIGN §12): one event per applied request that changed something, written
+-- in the same group commit as its effects. `ord` orders events like their request ids.
+CREATE TABLE IF NOT EXISTS history (
+    request   VARCHAR NOT NULL,
+    seq       VARCHAR NOT NULL,  -- the response entry that published it
+    ord       BIGINT NOT NULL,
+    user_name VARCHAR NOT NULL,
+    action    VARCHAR NOT NULL,  -- edit, edit_many, spread, undo, redo, hold
+    changed_at TIMESTAMP NOT NULL,
+    rows      BIGINT NOT NULL,   -- sales rows changed
+    cells     BIGINT NOT NULL,   -- summary cells changed
+    undoes    VARCHAR,           -- undo/redo: the request undone or redone
+    held      BOOLEAN            -- hold: held or released
+);
+
+-- Every summary cell an event changed, before and after.
+CREATE TABLE IF NOT EXISTS history_cells (
+    request        VARCHAR NOT NULL,
+    ord            BIGINT NOT NULL,
+    supplier       VARCHAR,
+    brand          VARCHAR,
+    family         VARCHAR,
+    month          VARCHAR,
+    level          INTEGER NOT NULL,
+    old_quantity   BIGINT,
+    old_net_amount DECIMAL(18, 2),
+    new_quantity   BIGINT,
+    new_net_amount DECIMAL(18, 2)
+);
+
+-- Every sales row value an event changed, in units (cents, days since 1970-01-01):
+-- the row history, and what undo and redo restore.
+CREATE TABLE IF NOT EXISTS history_rows (
+    request     VARCHAR NOT NULL,
+    ord         BIGINT NOT NULL,
+    sale_id     BIGINT NOT NULL,
+    column_name VARCHAR NOT NULL,
+    old         BIGINT NOT NULL,
+    new         BIGINT NOT NULL
+);
+
+-- Each user's undo (undone = false) and redo stacks, oldest first.
+CREATE TABLE IF NOT EXISTS undo_stacks (
+    user_name VARCHAR NOT NULL,
+    undone    BOOLEAN NOT NULL,
+    position  INTEGER NOT NULL,
+    request   VARCHAR NOT NULL
 );

@@ -78,6 +78,10 @@ def create_app(settings: Settings, role: Role = "all") -> Starlette:
     routes = [
         Route("/", index),
         Route("/update_cell", rest.update_cell, methods=["POST"]),
+        Route("/update_cells", rest.update_cells, methods=["POST"]),
+        Route("/undo", rest.post_undo, methods=["POST"]),
+        Route("/redo", rest.post_redo, methods=["POST"]),
+        Route("/history", rest.get_history),
         Route("/holds", rest.post_hold, methods=["POST"]),
         Route("/holds", rest.get_holds, methods=["GET"]),
         Route("/requests/{request_id}", rest.get_request),

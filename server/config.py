@@ -33,6 +33,9 @@ class Settings:
     edit_rate: int = 200  # edits and holds per second per connection (token bucket)
     edit_burst: int = 400
     max_body: int = 1 << 20  # REST request bodies (413 above)
+    max_edits_per_request: int = 10_000  # edits in one block edit (edit_many)
+    max_block_body: int = 2 << 20  # POST /update_cells bodies and WebSocket frames
+    undo_depth: int = 100  # undo steps kept per user (redo steps too)
     ws_compression: bool = False  # permessage-deflate (costs CPU per socket and frame)
     web_workers: int = 1  # `serve`: web processes beside one data process; 0 = one process
     data_listen: str = ""  # data process's internal API "host:port"; "" = unix socket

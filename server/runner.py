@@ -21,7 +21,6 @@ from server.listen import inherited
 from server.services import Role
 
 log = logging.getLogger("ducksheet")
-WS_MAX_SIZE = 64 * 1024  # larger frames close the socket with 1009
 GRACEFUL_SECONDS = 10  # longest wait for open connections on shutdown
 
 
@@ -130,7 +129,7 @@ def make_server(
         app,
         host=settings.host,
         port=settings.port,
-        ws_max_size=WS_MAX_SIZE,
+        ws_max_size=settings.max_block_body,
         # permessage-deflate would compress every frame once per socket: with many
         # viewers that dominates the CPU (the fan-out bench), so frames go uncompressed.
         ws_per_message_deflate=settings.ws_compression,

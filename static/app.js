@@ -8,9 +8,11 @@
  *   grid.js        rendering and windowing (selection.js, editor.js: selecting, editing)
  *   presence.js    who is connected and where their cursors are
  *   toolbar.js     status, name, measure, spread and the Hold button
+ *   undo.js        the Undo / Redo buttons and keys
  *   download.js    the Download button: this view as an xlsx workbook
  *   toasts.js      notifications
- *   panel.js       the panel under the grid (sales.js: sales rows, reports.js: reports)
+ *   panel.js       the panel under the grid (sales.js: sales rows, reports.js: reports,
+ *                  history.js: what changed the selected cell)
  *   util.js        pure helpers (formatting, parsing, seq comparison, fetching, overlays)
  *
  * Test / debugging hooks (stable; browser tests rely on them; the DOM attributes and
@@ -33,6 +35,7 @@ import { createPresence } from './presence.js';
 import { createToasts } from './toasts.js';
 import { createToolbar } from './toolbar.js';
 import { createDownload } from './download.js';
+import { createUndo } from './undo.js';
 
 // The sheet (see model.js) and this session, exposed as window.ducksheet.state.
 const state = Object.assign(createSheet(), {
@@ -66,6 +69,7 @@ const connection = createConnection({
       state.role = msg.role ?? null;
       state.overridesHolds = msg.overrides_holds === true; // an admin by token
       toolbar.showRole();
+      undo.showRole();
       toolbar.updateHoldButton();
       toolbar.setStatus('live');
       presence.welcome(Array.isArray(msg.presence) ? msg.presence : []);
@@ -133,10 +137,12 @@ const toolbar = createToolbar({
   measureChanged() {
     grid.closeEditor(false);
     grid.repaintAll();
+    panel.measureChanged();
   },
 });
 
-const panel = createPanel({ submit, notify, beginAction, dataSeq: () => state.dataSeq });
+const undo = createUndo({ state, notify, submit, beginAction, focusGrid: () => grid.focus() });
+const panel = createPanel({ state, submit, notify, beginAction, dataSeq: () => state.dataSeq });
 
 grid.renderAll();
 toolbar.updateHoldButton();

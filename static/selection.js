@@ -186,8 +186,8 @@ export function createSelection(ctx) {
       extend(...moves[event.key]);
     } else if (moves[event.key]) {
       move(...moves[event.key]);
-    } else if (shortcut && (event.key === 'd' || event.key === 'r')) {
-      ctx.fill(event.key === 'd' ? 'down' : 'right');
+    } else if (shortcut && /^[dr]$/i.test(event.key)) {
+      ctx.fill(event.key.toLowerCase() === 'd' ? 'down' : 'right');
     } else if (event.key === 'Tab' && sel && plain) {
       const edge = event.shiftKey ? NAME_COL : TOTAL_COL;
       if (sel.col === edge) return;     // let Tab leave the grid at the row edge

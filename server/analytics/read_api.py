@@ -25,6 +25,7 @@ from protocol.catalog import TABLES
 from protocol.codec import dumps, loads
 from protocol.edits import parse_condition
 from protocol.errors import ProtocolError
+from protocol.history import parse_history_query
 from server.analytics.exporter import MEDIA_TYPES, check_request, temp_export_path
 from server.analytics.reports import get_report, parse_params
 from server.analytics.xlsx_export import MEASURES
@@ -69,6 +70,10 @@ async def view_table(request: Request) -> Response:
 
 async def holds(request: Request) -> Response:
     return _reply(await _reads(request).holds())
+
+
+async def history(request: Request) -> Response:
+    return _reply(await _reads(request).history(parse_history_query(await _args(request))))
 
 
 async def request_status(request: Request) -> Response:
@@ -178,6 +183,7 @@ def create_read_api(reads: LocalReads, secret: str) -> Starlette:
         Route("/snapshot", snapshot, methods=["POST"]),
         Route("/view_table", view_table, methods=["POST"]),
         Route("/holds", holds, methods=["POST"]),
+        Route("/history", history, methods=["POST"]),
         Route("/request_status", request_status, methods=["POST"]),
         Route("/report", report, methods=["POST"]),
         Route("/export", export, methods=["POST"]),

@@ -28,13 +28,22 @@ def snapshot(cur: Conn) -> dict[str, Any]:
     try:
         seq = _seq(cur)
         rows = cur.execute(
-            f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM {SUMMARY} "
+            f"SELECT {', '.join(SUMMARY_COLUMNS)}, changed_by, changed_at FROM {SUMMARY} "
             "ORDER BY level DESC, supplier, brand, family, month NULLS LAST"
         ).fetchall()
         holds = current_holds(cur)
     finally:
         cur.execute("COMMIT")
-    return {"seq": seq, "rows": [summary_row(row) for row in rows], "holds": holds}
+    return {"seq": seq, "rows": [_snapshot_row(row) for row in rows], "holds": holds}
+
+
+def _snapshot_row(values: tuple[Any, ...]) -> dict[str, Any]:
+    """A summary row with who last changed it and when (ISO-8601 UTC), as updates carry."""
+    row = summary_row(values[:-2])
+    by, at = values[-2:]
+    row["changed_by"] = by
+    row["changed_at"] = None if at is None else at.isoformat(timespec="milliseconds") + "Z"
+    return row
 
 
 def view_table(

@@ -72,6 +72,26 @@ HOLD = {
     "type": "object",
     "properties": {"condition": CONDITION, "on": {"type": "boolean"}},
 }
+BLOCK = {
+    "type": "object",
+    "required": ["edits"],
+    "properties": {"edits": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": EDIT}},
+}
+EVENT = _object(
+    {
+        "seq": {"type": "string"},
+        "request": {"type": "string"},
+        "time": {"type": "string", "format": "date-time"},
+        "user": {"type": "string"},
+        "action": {"enum": ["edit", "edit_many", "spread", "undo", "redo", "import", "hold"]},
+        "old": {"type": ["object", "null"]},
+        "new": {"type": ["object", "null"]},
+        "rows": {"type": "integer", "minimum": 0},
+        "cells": {"type": "integer", "minimum": 0},
+    },
+    {"undoes": {"type": "string"}, "held": {"type": "boolean"}},
+)
+HISTORY = _object({"events": {"type": "array", "items": EVENT}})
 WAIT = _query("wait", {"type": "number", "minimum": 0, "maximum": 30}, "wait for the outcome")
 STRING = {"type": "string"}
 TEXT_OR_NULL = {"type": ["string", "null"]}
@@ -173,6 +193,54 @@ def spec() -> dict[str, Any]:
                     **_json({"type": "object", "required": ["data"], "properties": {"data": EDIT}}),
                 },
                 "responses": SUBMITTED,
+            }
+        },
+        "/update_cells": {
+            "post": {
+                "summary": "Queue a block edit: every edit applies in order, or none (a paste)",
+                "parameters": [WAIT],
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {"type": "object", "required": ["data"], "properties": {"data": BLOCK}}
+                    ),
+                },
+                "responses": SUBMITTED,
+            }
+        },
+        "/undo": {
+            "post": {
+                "summary": "Undo the caller's last edit, block edit or spread (body: {})",
+                "parameters": [WAIT],
+                "responses": SUBMITTED,
+            }
+        },
+        "/redo": {
+            "post": {
+                "summary": "Redo the caller's last undone request (body: {})",
+                "parameters": [WAIT],
+                "responses": SUBMITTED,
+            }
+        },
+        "/history": {
+            "get": {
+                "summary": "What changed a cell or a sales row, or what a user did; newest first",
+                "parameters": [
+                    _query(
+                        "table",
+                        {"type": "string", "enum": ["sales", "sales_summary_by_product_family"]},
+                        "with condition: whose history",
+                    ),
+                    _query(
+                        "condition",
+                        {"type": "string"},
+                        'JSON object naming one summary cell, or {"sale_id": n}',
+                    ),
+                    _query("user", {"type": "string", "maxLength": 40}, "a user's requests"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "events"),
+                    _query("before", SEQ, "only events before this seq (paging)"),
+                ],
+                "responses": {"200": _ok("events", HISTORY), **_errors(400, 401, 404, 422)},
             }
         },
         "/holds": {

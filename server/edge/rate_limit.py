@@ -16,7 +16,8 @@ class RateLimited(ProtocolError):
 
 
 class TokenBucket:
-    """`rate` tokens a second, at most `burst` saved up; each request takes one."""
+    """`rate` tokens a second, at most `burst` saved up; each request takes one (a block
+    edit more)."""
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
@@ -25,12 +26,15 @@ class TokenBucket:
         self._stamp = time.monotonic()
         self._refused = 0  # requests refused since the last one let through
 
-    def take(self) -> None:
+    def take(self, count: int = 1) -> None:
+        if count <= 0:
+            return
+        count = min(count, self.burst)  # a request the bucket can never hold still passes
         now = time.monotonic()
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
-        if self._tokens >= 1:
-            self._tokens -= 1
+        if self._tokens >= count:
+            self._tokens -= count
             self._refused = 0
             return
         self._refused += 1

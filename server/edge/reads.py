@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from protocol.history import HistoryQuery
 from server.analytics import validation_log, xlsx_import
 from server.analytics.exporter import export_table
+from server.analytics.history import history
 from server.analytics.reads import request_status, snapshot, view_table
 from server.analytics.reports import Report, run_report
 from server.analytics.xlsx_export import write_grid
@@ -38,6 +40,10 @@ class Reads(Protocol):
         ...
 
     async def holds(self) -> list[dict[str, Any]]: ...
+
+    async def history(self, query: HistoryQuery) -> dict[str, Any]:
+        """{events}: what changed a cell, a row or what a user did, newest first."""
+        ...
 
     async def request_status(self, request_id: str) -> dict[str, Any] | None:
         """The request's logged outcome, or None while no outcome is logged."""
@@ -99,6 +105,9 @@ class LocalReads:
 
     async def request_status(self, request_id: str) -> dict[str, Any] | None:
         return await self.db.read(request_status, request_id)
+
+    async def history(self, query: HistoryQuery) -> dict[str, Any]:
+        return await self.db.read(history, query)
 
     async def report(self, report: Report, params: dict[str, Any]) -> dict[str, Any]:
         return await self.db.read(run_report, report, params)

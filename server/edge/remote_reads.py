@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from protocol.codec import dumps, loads
 from protocol.errors import ProtocolError
+from protocol.history import HistoryQuery
 from server.analytics.read_api import SECRET_HEADER
 from server.analytics.reports import Report
 from server.edge.reads import Node, Order
@@ -56,6 +57,9 @@ class RemoteReads:
 
     async def holds(self) -> list[dict[str, Any]]:
         return await self._call("/holds")
+
+    async def history(self, query: HistoryQuery) -> dict[str, Any]:
+        return await self._call("/history", **query.as_dict())
 
     async def request_status(self, request_id: str) -> dict[str, Any] | None:
         return await self._call("/request_status", request_id=request_id)

@@ -9,10 +9,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from protocol.actions import Action, Undo
 from protocol.catalog import TABLES
 from protocol.codec import NO_SEQ, dumps, loads, parse_seq
-from protocol.edits import Edit, Hold, parse_condition, parse_edit, parse_hold
+from protocol.edits import parse_condition, parse_edit, parse_edit_many, parse_hold
 from protocol.errors import ProtocolError
+from protocol.history import HISTORY_LIMIT, parse_history_query
 from server.edge.auth import Identity
 from server.services import Services
 from server.store.streams import REDIS_ERRORS, REQUESTS, entries_after, latest_entries, newest_seq
@@ -52,9 +54,9 @@ async def wait_min_seq(request: Request) -> None:
         await services_of(request).hub.wait_persisted(raw, MIN_SEQ_WAIT)
 
 
-async def read_body(request: Request) -> bytes:
-    """The body, refused (413) past the configured limit without reading it all."""
-    limit = services_of(request).settings.max_body
+async def read_body(request: Request, limit: int | None = None) -> bytes:
+    """The body, refused (413) past the limit (the configured one) without reading it all."""
+    limit = limit or services_of(request).settings.max_body
     declared = request.headers.get("content-length", "")
     if re.fullmatch(r"[0-9]{1,20}", declared, re.ASCII) and int(declared) > limit:
         raise ProtocolError("too_big", f"request body above {limit} bytes")
@@ -73,6 +75,47 @@ async def update_cell(request: Request) -> Response:
     return await _submit(request, parse_edit(data), identity)
 
 
+async def update_cells(request: Request) -> Response:
+    """A block edit (DESIGN §12): every edit applies, or none."""
+    identity = authorize(request, "editor")
+    _wait_seconds(request)
+    settings = services_of(request).settings
+    data = await _body_data(request, "{edits: [edit, …]}", settings.max_block_body)
+    block = parse_edit_many(data, settings.max_edits_per_request)
+    return await _submit(request, block, identity)
+
+
+async def post_undo(request: Request) -> Response:
+    return await _undo(request, redo=False)
+
+
+async def post_redo(request: Request) -> Response:
+    return await _undo(request, redo=True)
+
+
+async def _undo(request: Request, redo: bool) -> Response:
+    """Undo (redo) the caller's last request; the body, if any, is ignored."""
+    identity = authorize(request, "editor")
+    _wait_seconds(request)
+    return await _submit(request, Undo(redo), identity)
+
+
+async def get_history(request: Request) -> Response:
+    authorize(request, "viewer")
+    params = request.query_params
+    raw: dict[str, Any] = {
+        "table": params.get("table"),
+        "user": params.get("user"),
+        "before": params.get("before"),
+        "limit": int_param(request, "limit", 50, 1, HISTORY_LIMIT),
+    }
+    if params.get("condition"):
+        raw["condition"] = _condition_param(params["condition"])
+    query = parse_history_query(raw)
+    await wait_min_seq(request)
+    return json_response({"data": await services_of(request).reads.history(query)})
+
+
 async def post_hold(request: Request) -> Response:
     identity = authorize(request, "editor")
     _wait_seconds(request)  # a bad ?wait= is refused before the body is read
@@ -87,14 +130,14 @@ async def get_holds(request: Request) -> Response:
     return json_response({"data": {"holds": holds}})
 
 
-async def _body_data(request: Request, shape: str) -> dict[str, Any]:
-    raw = loads(await read_body(request))
+async def _body_data(request: Request, shape: str, limit: int | None = None) -> dict[str, Any]:
+    raw = loads(await read_body(request, limit))
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
         raise ProtocolError("bad_message", f'the body must be {{"data": {shape}}}')
     return raw["data"]
 
 
-async def _submit(request: Request, action: Edit | Hold, identity: Identity) -> Response:
+async def _submit(request: Request, action: Action, identity: Identity) -> Response:
     """Enqueue; answer 202 queued, or with ?wait=S the outcome once the writer decided."""
     services = services_of(request)
     outcome = await services.submitter.submit(

@@ -9,10 +9,19 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from protocol.actions import Action
 from protocol.codec import dumps_text, loads
-from protocol.edits import Edit, Hold
 from protocol.errors import ProtocolError
-from protocol.messages import Cursor, EditMessage, Hello, HoldMessage, Ping, parse_message
+from protocol.messages import (
+    Cursor,
+    EditManyMessage,
+    EditMessage,
+    Hello,
+    HoldMessage,
+    Ping,
+    UndoMessage,
+    parse_message,
+)
 from server import metrics
 from server.edge.auth import Identity
 from server.edge.origins import origin_allowed
@@ -26,6 +35,7 @@ log = logging.getLogger("ducksheet.ws")
 HELLO_TIMEOUT = 5.0
 REPLAY_LIMIT = 10_000
 CLOSE_UNSUPPORTED, CLOSE_POLICY, CLOSE_TRY_AGAIN = 1003, 1008, 1013
+BLOCK_EDITS_PER_TOKEN = 100  # a block edit costs one rate token more per this many edits
 
 
 class Session:
@@ -216,9 +226,14 @@ class Session:
             data = await self._receive()
             try:
                 self.rate.take()
-                message = parse_message(data)
+                message = parse_message(data, self.services.settings.max_edits_per_request)
                 if isinstance(message, EditMessage):
                     await self._submit(message.id, message.edit)
+                elif isinstance(message, EditManyMessage):
+                    self.rate.take(len(message.block.edits) // BLOCK_EDITS_PER_TOKEN)
+                    await self._submit(message.id, message.block)
+                elif isinstance(message, UndoMessage):
+                    await self._submit(message.id, message.undo)
                 elif isinstance(message, HoldMessage):
                     await self._submit(message.id, message.hold)
                 elif isinstance(message, Cursor):
@@ -245,7 +260,7 @@ class Session:
                 {"type": "rejected", "id": client_id, "request": None, "error": exc.as_dict()}
             )
 
-    async def _submit(self, client_id: str, action: Edit | Hold) -> None:
+    async def _submit(self, client_id: str, action: Action) -> None:
         """XADD, answer `queued`, and later `applied`/`rejected` (never before `queued`)."""
         state: dict[str, Any] = {"ref": None, "result": None}
 
@@ -297,7 +312,7 @@ def _client_id_of(data: str) -> str | None:
         return None
     if (
         isinstance(raw, dict)
-        and raw.get("type") in ("edit", "hold")
+        and raw.get("type") in ("edit", "edit_many", "undo", "redo", "hold")
         and isinstance(raw.get("id"), str)
     ):
         return raw["id"][:64]

@@ -16,17 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from protocol.actions import ImportSpec
-from protocol.catalog import TABLES
+from protocol.catalog import CELL_KEY, SUMMARY, TABLES
 from protocol.codec import NO_SEQ, dumps_text
 from protocol.edits import Edit
 from protocol.errors import ProtocolError
+from protocol.rollup import Cell
 from server.analytics.csv_import import apply_import
 from server.store.sql import ident
 from server.writer.base_edits import apply_base_edit
 from server.writer.batch import Batch, Conn, Limits
-from server.writer.decide import Request, outcome
+from server.writer.changes import Step
+from server.writer.decide import Request, outcome, request_time
+from server.writer.history import write_history
 from server.writer.holds import has_holds
-from server.writer.upkeep import update_summary
+from server.writer.upkeep import SAME_CELL, update_summary
 
 
 def last_applied(con: Conn) -> str | None:
@@ -56,7 +59,9 @@ def apply_and_encode(
             error = _apply_request(con, request, batch, failed)
             results.append(outcome(request, seq, error, batch.stats.get(request.id)))
         base, truncated = changed_base_rows(con, batch)
+        moved = con.execute("SELECT count(*) FROM _before").fetchone()[0]  # type: ignore[index]
         rows = update_summary(con, batch)
+        _remember(con, requests, results, rows, seq, batch, moved)
         prev = prev or last_applied(con) or NO_SEQ
         payload = {
             "seq": seq,
@@ -99,6 +104,52 @@ def _apply_request(
     except ProtocolError as exc:
         return exc
     return None
+
+
+def _remember(
+    con: Conn,
+    requests: list[Request],
+    results: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    seq: str,
+    batch: Batch,
+    moved: int,
+) -> None:
+    """History events of the applied requests (the cells as they are now; their values
+    before are not kept for barrier requests), and who changed the cells when."""
+    applied = [r for r, res in zip(requests, results, strict=True) if res["status"] == "applied"]
+    if not applied:
+        return
+    cells: dict[Cell, tuple[None, list[int] | None]] = {
+        tuple(row[c] for c in CELL_KEY): (  # type: ignore[misc]
+            None,
+            None if row.get("deleted") else [row["quantity"], int(row["net_amount"] * 100), 0],
+        )
+        for row in rows
+    }
+    steps = []
+    for request in applied:
+        stats = batch.stats.get(request.id)
+        count = stats["inserted"] + stats["updated"] if stats else moved
+        action = "import" if isinstance(request.action, ImportSpec) else "edit"
+        at = request_time(request.id)
+        steps.append(Step(request.id, seq, request.user, action, at, {}, cells, count=count))
+    write_history(con, steps)
+    last = steps[-1]
+    kept = [cell for cell, (_, new) in cells.items() if new is not None]
+    if kept:
+        columns = [list(c) for c in zip(*kept, strict=True)]
+        con.execute(
+            f"UPDATE {SUMMARY} t SET changed_by = $by, changed_at = $at FROM (SELECT "
+            "unnest($supplier::VARCHAR[]) AS supplier, unnest($brand::VARCHAR[]) AS brand, "
+            "unnest($family::VARCHAR[]) AS family, unnest($month::VARCHAR[]) AS month, "
+            f"unnest($level::INTEGER[]) AS level) d WHERE {SAME_CELL}",
+            {**dict(zip(CELL_KEY, columns, strict=True)), "by": last.user, "at": last.time},
+        )
+    shown = (last.user, last.time.isoformat(timespec="milliseconds") + "Z")
+    for row in rows:
+        if not row.get("deleted"):
+            row["changed_by"], row["changed_at"] = shown
 
 
 def _forget_uploads(requests: list[Request]) -> None:

@@ -21,26 +21,46 @@ def proportional(groups: list[np.ndarray], weights: np.ndarray, amount: int) -> 
     edited cell, numbered 0, 1, ... in row order (so each level's groups are
     contiguous runs nested in the level above). Each row is its own last level.
     """
+    roots = np.zeros(len(weights), dtype=np.int64)
+    return proportional_many(roots, groups, weights, np.array([amount], dtype=np.int64))
+
+
+def proportional_many(
+    roots: np.ndarray, groups: list[np.ndarray], weights: np.ndarray, amounts: np.ndarray
+) -> np.ndarray:
+    """Several independent proportional spreads at once: rows of root r (numbered 0, 1,
+    ... in row order, contiguous) share amounts[r]; `groups` as for `proportional`,
+    numbered across all roots. Each root's weights must not sum to zero."""
     count = len(weights)
-    absolute = float(np.abs(weights.astype(np.float64)).sum())
-    exact_int64 = absolute * max(abs(amount), 1) < SAFE
-    total = int(weights.sum()) if absolute < SAFE else int(weights.astype(object).sum())
-    sign = 1 if total > 0 else -1
-    factor, den = amount * sign, abs(total)
-    shares = np.array([amount], dtype=np.int64)  # the root's rounded amount
-    parent = np.zeros(count, dtype=np.int64)  # each row's group one level up
+    starts = np.flatnonzero(np.r_[True, roots[1:] != roots[:-1]]) if count else roots
+    absolute = np.add.reduceat(np.abs(weights.astype(np.float64)), starts) if count else weights
+    exact_int64 = bool((absolute * np.maximum(np.abs(amounts.astype(np.float64)), 1) < SAFE).all())
+    if bool((absolute < SAFE).all()):
+        totals = np.add.reduceat(weights, starts) if count else weights
+    else:
+        totals = np.array(
+            [int(part.astype(object).sum()) for part in np.split(weights, starts[1:])],
+            dtype=object,
+        )
+    signs = np.where(totals > 0, 1, -1)
+    factors, dens = amounts * signs, np.abs(totals)
+    if not exact_int64:
+        factors, dens = factors.astype(object), dens.astype(object)
+    shares = amounts.astype(np.int64)  # each root's amount
+    parent = roots  # each row's group one level up
     for depth in range(len(groups) + 1):
         group = groups[depth] if depth < len(groups) else np.arange(count, dtype=np.int64)
         starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
         weight = np.add.reduceat(weights, starts) if count else weights
-        part, remainder = _floor_shares(weight, factor, den, exact_int64)
+        root = roots[starts]
+        part, remainder = _floor_shares(weight, factors[root], dens[root], exact_int64)
         shares = _add_left_over(part, remainder, parent[starts], shares)
         parent = group
     return shares
 
 
 def _floor_shares(
-    weight: np.ndarray, factor: int, den: int, exact_int64: bool
+    weight: np.ndarray, factor: np.ndarray, den: np.ndarray, exact_int64: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """floor(weight * factor / den) and its remainder in [0, den), exactly."""
     if exact_int64:
@@ -57,15 +77,26 @@ def _add_left_over(
     part: np.ndarray, remainder: np.ndarray, parent: np.ndarray, parent_share: np.ndarray
 ) -> np.ndarray:
     """Give each parent's left-over units to its children with the largest remainders
-    (ties: the child that comes first)."""
+    (ties: the child that comes first). `parent` is ascending and names every parent:
+    children come in contiguous runs, one per parent."""
     size = len(part)
-    floors = np.zeros(len(parent_share), dtype=np.int64)
-    np.add.at(floors, parent, part)
-    left_over = parent_share - floors
-    order = np.lexsort((np.arange(size), -remainder, parent))
-    sorted_parent = parent[order]
-    first = np.searchsorted(sorted_parent, sorted_parent)  # where each parent's run starts
-    rank = np.arange(size) - first
+    if not size:
+        return part
+    starts = np.flatnonzero(np.r_[True, parent[1:] != parent[:-1]])
+    left_over = parent_share - np.add.reduceat(part, starts)
+    order = _by_remainder(remainder, parent, len(parent_share))
+    lengths = np.diff(np.r_[starts, size])
+    rank = np.arange(size) - np.repeat(starts, lengths)
     part = part.copy()
-    part[order[rank < left_over[sorted_parent]]] += 1
+    part[order[rank < np.repeat(left_over, lengths)]] += 1
     return part
+
+
+def _by_remainder(remainder: np.ndarray, parent: np.ndarray, parents: int) -> np.ndarray:
+    """Row order by parent, then remainder descending, then row order: one stable sort
+    of a combined key when it fits 64 bits (it does for money), else lexsort."""
+    if remainder.dtype != object and len(remainder):
+        span = int(remainder.max()) + 1
+        if span * parents < 2**62:
+            return np.argsort(parent * span + (span - 1 - remainder), kind="stable")
+    return np.lexsort((-remainder, parent))  # stable: ties keep row order

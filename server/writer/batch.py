@@ -20,10 +20,11 @@ Measures = tuple[int, Decimal, int]  # quantity, net_amount, line_count
 class Limits:
     max_rows_per_edit: int = Settings.max_rows_per_edit
     base_rows_broadcast: int = Settings.base_rows_broadcast
+    undo_depth: int = Settings.undo_depth
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
-        return cls(settings.max_rows_per_edit, settings.base_rows_broadcast)
+        return cls(settings.max_rows_per_edit, settings.base_rows_broadcast, settings.undo_depth)
 
 
 @dataclass

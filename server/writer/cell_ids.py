@@ -3,6 +3,7 @@ cells in bulk (the hierarchy columns hold NULLs, so they cannot be one)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import duckdb
@@ -24,9 +25,16 @@ class CellIds:
         rows = con.execute(f"SELECT {', '.join(CELL_KEY)}, cell_id FROM {SUMMARY}").fetchall()
         return cls({tuple(row[:5]): row[5] for row in rows})  # type: ignore[misc]
 
-    def write(self, con: Conn, cells: dict[Cell, list[int] | None]) -> list[tuple[Any, ...]]:
-        """Set the cells to their values (None: delete), inside the caller's transaction;
-        returns the new cells' (cell key, cell_id) rows, to pass to `committed`."""
+    def write(
+        self,
+        con: Conn,
+        cells: dict[Cell, list[int] | None],
+        writers: dict[Cell, tuple[str, dt.datetime]] | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Set the cells to their values (None: delete) and who changed them when, inside
+        the caller's transaction; returns the new cells' (cell key, cell_id) rows, to
+        pass to `committed`."""
+        writers = writers or {}
         gone = [
             self.ids[cell] for cell, value in cells.items() if value is None and cell in self.ids
         ]
@@ -45,6 +53,22 @@ class CellIds:
                 f"UPDATE {SUMMARY} SET quantity = v.quantity, net_amount = {MONEY}, "
                 f"line_count = v.lines FROM v WHERE {SUMMARY}.cell_id = v.cell_id"
             )
+        changed = [
+            (self.ids[cell], *writers[cell])
+            for cell, value in cells.items()
+            if value and cell in self.ids and cell in writers
+        ]
+        if changed:
+            ids, by, at = zip(*changed, strict=True)
+            w = {  # noqa: F841 (scanned by name below; numpy, not bound lists: faster)
+                "cell_id": np.array(ids, dtype=np.int64),
+                "changed_by": np.array(by, dtype=object),
+                "changed_at": np.array(at, dtype="datetime64[us]"),
+            }
+            con.execute(
+                f"UPDATE {SUMMARY} SET changed_by = w.changed_by, changed_at = w.changed_at "
+                f"FROM w WHERE {SUMMARY}.cell_id = w.cell_id"
+            )
         if not new:
             return []
         params: dict[str, list[Any]] = {
@@ -52,15 +76,18 @@ class CellIds:
         }
         for i, name in enumerate(("quantity", "cents", "lines")):
             params[name] = [value[i] for _, value in new]
+        params["by"] = [writers.get(cell, (None, None))[0] for cell, _ in new]
+        params["at"] = [writers.get(cell, (None, None))[1] for cell, _ in new]
         return con.execute(
             f"""
             INSERT INTO {SUMMARY}
-                (supplier, brand, family, month, level, quantity, net_amount, line_count)
+                (supplier, brand, family, month, level, quantity, net_amount, line_count,
+                 changed_by, changed_at)
             SELECT unnest($supplier::VARCHAR[]), unnest($brand::VARCHAR[]),
                    unnest($family::VARCHAR[]), unnest($month::VARCHAR[]),
                    unnest($level::INTEGER[]), unnest($quantity::BIGINT[]),
                    (unnest($cents::BIGINT[])::DECIMAL(18, 0) * 0.01)::DECIMAL(18, 2),
-                   unnest($lines::BIGINT[])
+                   unnest($lines::BIGINT[]), unnest($by::VARCHAR[]), unnest($at::TIMESTAMP[])
             RETURNING {", ".join(CELL_KEY)}, cell_id
             """,
             params,

@@ -11,6 +11,7 @@ from server.writer.batch import Conn, Limits
 from server.writer.before_image import prepare
 from server.writer.cell_ids import CellIds
 from server.writer.decide import Decider, Request, is_interactive
+from server.writer.history import load_stacks
 from server.writer.persister import write_effects
 from server.writer.state import load
 
@@ -23,7 +24,7 @@ class DirectWriter:
         self.con = con
         self.limits = limits or Limits()
         prepare(con)
-        self.decider = Decider(load(con), self.limits)
+        self.decider = Decider(load(con), self.limits, load_stacks(con, self.limits.undo_depth))
         self.cell_ids = CellIds.load(con)
 
     def apply(
@@ -55,7 +56,7 @@ class DirectWriter:
         prev = self.decider.published
         payload, _ = apply_and_encode(self.con, [request], self.limits, failed, prev)
         self.con.execute("DELETE FROM _outbox")
-        self.decider = Decider(load(self.con), self.limits)
+        self.decider.state = load(self.con)
         self.cell_ids = CellIds.load(self.con)
         self.decider.published = payload["seq"]
         return payload

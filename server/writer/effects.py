@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from protocol.rollup import Cell
+from server.writer.changes import Step
 from server.writer.state import Coords
 
 LogRow = tuple[str, str, str, str | None, str | None, str]  # id, seq, status, code, message, user
@@ -22,8 +23,11 @@ class Effects:
     # column -> chunks of (sale_ids, values in units) in decision order; later wins
     sales: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     cells: dict[Cell, list[int] | None] = field(default_factory=dict)  # None: gone
+    writers: dict[Cell, tuple[str, dt.datetime]] = field(default_factory=dict)  # changed by, at
     holds: list[HoldChange] = field(default_factory=list)
     log: list[LogRow] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)  # history
+    stacks: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # undo, redo
 
     def merge(self, later: Effects) -> None:
         """Fold a later batch in: its values win."""
@@ -32,8 +36,11 @@ class Effects:
         for column, chunks in later.sales.items():
             self.sales.setdefault(column, []).extend(chunks)
         self.cells.update(later.cells)
+        self.writers.update(later.writers)
         self.holds += later.holds
         self.log += later.log
+        self.steps += later.steps
+        self.stacks.update(later.stacks)
 
     def sales_values(self, column: str) -> tuple[np.ndarray, np.ndarray]:
         """(sale_ids, values) of a column, one per row: the latest value of each."""

@@ -46,6 +46,7 @@ from server.writer.before_image import prepare
 from server.writer.cell_ids import CellIds
 from server.writer.decide import Decider, Request, is_interactive
 from server.writer.effects import Effects
+from server.writer.history import load_stacks
 from server.writer.persister import Persister
 from server.writer.ranges import OVERFLOWS, OutOfRange
 from server.writer.state import load
@@ -108,7 +109,8 @@ class Writer:
             f"{len(state.summary):,}",
             state.memory_bytes() / 1e6,
         )
-        self.decider = Decider(state, self.limits)
+        stacks = await self.db.write(load_stacks, self.limits.undo_depth)
+        self.decider = Decider(state, self.limits, stacks)
         self.decided = state.applied
         cell_ids = await self.db.write(CellIds.load)
         self.persister = Persister(self.db, self.redis, state.applied, cell_ids)

@@ -2,9 +2,9 @@
 commits, and acknowledges request_duck only up to what DuckDB holds.
 
 One transaction per flush covers many batches: the sales rows and summary cells as
-of the last batch, holds, every request's outcome and `_applied`. CHECKPOINT is run
-here, when idle or when the WAL grew, never in the writer's way (DuckDB's own
-auto-checkpoint is moved out of reach).
+of the last batch, holds, history, undo stacks, every request's outcome and
+`_applied`. CHECKPOINT is run here, when idle or when the WAL grew, never in the
+writer's way (DuckDB's own auto-checkpoint is moved out of reach).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from server.store.db import Database
 from server.store.streams import GROUP, PERSISTED, REDIS_ERRORS, REQUESTS
 from server.writer.cell_ids import CellIds
 from server.writer.effects import Effects
+from server.writer.history import write_history, write_stacks
 
 log = logging.getLogger("ducksheet.persister")
 Conn = duckdb.DuckDBPyConnection
@@ -54,13 +55,15 @@ def write_effects(con: Conn, effects: Effects, first: bool, cell_ids: CellIds) -
                 f"UPDATE sales SET {column} = {SALES_VALUE[column]} "
                 "FROM v WHERE sales.sale_id = v.sale_id"
             )
-        inserted = cell_ids.write(con, effects.cells)
+        inserted = cell_ids.write(con, effects.cells, effects.writers)
         for coords, level, on, by, at in effects.holds:
             con.execute(f"DELETE FROM holds WHERE {SAME_HOLD}", list(coords))
             if on:
                 con.execute(
                     "INSERT INTO holds VALUES (?, ?, ?, ?, ?, ?, ?)", [*coords, level, by, at]
                 )
+        write_history(con, effects.steps)
+        write_stacks(con, effects.stacks)
         _record(con, effects, first)
         con.execute("COMMIT")
     except BaseException:

@@ -10,6 +10,7 @@ plus the rows that moved node since). Summary cells are kept in integer units
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -98,10 +99,13 @@ class State:
     summary: dict[Cell, list[int]]  # cell -> [quantity, cents, line_count]
     holds: dict[Coords, Hold]
     applied: str | None  # the last request id DuckDB holds the effects of
+    writers: dict[Cell, tuple[str, dt.datetime]] = field(default_factory=dict)  # changed by, at
     held_nodes: np.ndarray = field(init=False)  # bool per node: below some hold
     _order: np.ndarray = field(init=False)  # row positions sorted by node
     _starts: np.ndarray = field(init=False)  # _order[_starts[k]:_starts[k+1]]: rows of node k
     _moved: set[int] = field(default_factory=set)  # rows whose node changed since indexing
+    # cell -> its nodes in path order and their group at each depth below it
+    _paths: dict[Coords, tuple[list[int], list[np.ndarray]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._index_rows()
@@ -125,6 +129,7 @@ class State:
         return found if found is not None else self._add_node(node)  # type: ignore[arg-type]
 
     def _add_node(self, node: Node) -> int:
+        self._paths.clear()
         k = len(self.nodes)
         self.nodes.append(node)
         self.node_ids[node] = k
@@ -157,6 +162,38 @@ class State:
         else:
             rows.sort()
         return rows
+
+    def rows_in_path_order(self, coords: Coords) -> tuple[np.ndarray, list[np.ndarray]] | None:
+        """The rows below a cell in path order (the nodes' paths below the cell, then
+        sale_id) and each row's group at each depth, numbered in that order; None while
+        rows moved node since the index was built (then callers sort themselves)."""
+        if self._moved:
+            return None
+        found = self._paths.get(coords)
+        if found is None:
+            found = self._paths[coords] = self._path_groups(coords)
+        nodes, groups = found
+        if not nodes:
+            return np.empty(0, dtype=np.int64), [np.empty(0, dtype=np.int64) for _ in groups]
+        starts, ends = self._starts[nodes], self._starts[np.array(nodes) + 1]
+        rows = np.concatenate([self._order[s:e] for s, e in zip(starts, ends, strict=True)])
+        lengths = ends - starts
+        return rows.astype(np.int64), [np.repeat(g, lengths) for g in groups]
+
+    def _path_groups(self, coords: Coords) -> tuple[list[int], list[np.ndarray]]:
+        depth_columns = [i for i in range(3) if coords[i] is None]
+        if coords[3] is None:
+            depth_columns.append(3)
+        paths = {
+            k: tuple(self.nodes[k][c] for c in depth_columns) for k in self.under.get(coords, [])
+        }
+        nodes = sorted(paths, key=paths.__getitem__)
+        groups = []
+        for depth in range(len(depth_columns)):
+            prefixes = [paths[k][: depth + 1] for k in nodes]
+            changes = [0] + [int(a != b) for a, b in itertools.pairwise(prefixes)]
+            groups.append(np.cumsum(changes, dtype=np.int64))
+        return nodes, groups
 
     # --- holds --------------------------------------------------------------------
 
@@ -240,7 +277,7 @@ def load(con: Conn) -> State:
         con.execute("DROP TABLE _nodes")
         summary_rows = con.execute(
             f"SELECT supplier, brand, family, month, level, quantity::BIGINT, "
-            f"(net_amount * 100)::BIGINT, line_count FROM {SUMMARY}"
+            f"(net_amount * 100)::BIGINT, line_count, changed_by, changed_at FROM {SUMMARY}"
         ).fetchall()
         hold_rows = con.execute(
             "SELECT supplier, brand, family, month, level, held_by, held_at FROM holds"
@@ -269,7 +306,8 @@ def load(con: Conn) -> State:
         under=under,
         products=products,  # type: ignore[arg-type]
         customers=customers,
-        summary={tuple(row[:5]): list(row[5:]) for row in summary_rows},  # type: ignore[misc]
+        summary={tuple(row[:5]): list(row[5:8]) for row in summary_rows},  # type: ignore[misc]
         holds={tuple(row[:4]): Hold(row[4], row[5], row[6]) for row in hold_rows},  # type: ignore[misc]
         applied=applied_row[0] if applied_row else None,
+        writers={tuple(row[:5]): (row[8], row[9]) for row in summary_rows if row[8] is not None},  # type: ignore[misc]
     )

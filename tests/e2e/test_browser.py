@@ -8,6 +8,7 @@ screenshots kept in docs/."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -115,6 +116,9 @@ async def users(server, browser) -> AsyncIterator[Users]:
 # -- helpers -------------------------------------------------------------------------------
 
 
+CHANGED_BY_ANN = re.compile(r"changed by ann · (just now|[0-9]+ min ago)")
+
+
 def money(value: Any) -> str:
     return f"{Decimal(value):,.2f}"
 
@@ -213,7 +217,7 @@ async def test_brand_edit_rebalances_families_in_the_other_browser(server, users
     for family, value in after.items():
         family_cell = cell(bob, supplier, brand, family, month)
         await expect(family_cell).to_have_text(money(value))
-        await expect(family_cell).to_have_attribute("title", "changed by ann")
+        await expect(family_cell).to_have_attribute("title", CHANGED_BY_ANN)
     await expect(cell(ann, supplier, brand, None, month)).not_to_have_class(klass("pending"))
 
 
@@ -462,9 +466,12 @@ HEADER_CONTROLS = (
     "button[data-measure='quantity']",
     "#compact-button",
     "#spread",
+    "#undo-button",
+    "#redo-button",
     "#hold-button",
     "button[data-panel='sales']",
     "button[data-panel='reports']",
+    "button[data-panel='history']",
 )
 
 
@@ -695,14 +702,30 @@ async def paste_event(page: Page, text: str) -> None:
     )
 
 
-def sent_types(page: Page) -> list[str]:
-    """The types of the frames the page sends from now on (its next sockets included)."""
-    types: list[str] = []
-    page.on(
-        "websocket",
-        lambda ws: ws.on("framesent", lambda payload: types.append(json.loads(payload)["type"])),
+async def watch_sent(page: Page) -> None:
+    """Record every frame the page sends from now on, on its open socket too."""
+    await page.evaluate(
+        """() => {
+            window.sentFrames = [];
+            const send = WebSocket.prototype.send;
+            WebSocket.prototype.send = function (data) {
+                window.sentFrames.push(JSON.parse(data));
+                return send.call(this, data);
+            };
+        }"""
     )
-    return types
+
+
+async def sent_frames(page: Page, kind: str) -> list[dict]:
+    return await page.evaluate("(t) => window.sentFrames.filter((f) => f.type === t)", kind)
+
+
+RECENT = re.compile(r"^(just now|\d+ min ago)$")
+ROWS = re.compile(r"^\d+$")
+
+
+def month_label(month: str) -> str:
+    return dt.datetime.strptime(month, "%Y-%m").strftime("%b %Y")
 
 
 TSV_CASES = {
@@ -791,10 +814,90 @@ async def test_a_paste_with_a_non_number_changes_nothing(server, users):
     target = cell(ann, supplier, brand, None, "2024-05")
     before = await target.inner_text()
     await target.click()
-    types = sent_types(ann)
+    await watch_sent(ann)
     await paste_event(ann, "100\t200\n300\tabc\n")
     await toast(ann, 'Nothing pasted — row 2, column 2 of the pasted block: "abc" is not a number')
     await paste_keys(ann, "1,000.123")
     await toast(ann, 'row 1, column 1 of the pasted block ("1,000.123"): Amounts allow at most 2')
     await expect(target).to_have_text(before)
-    assert "edit_many" not in types
+    assert await sent_frames(ann, "edit_many") == []
+
+
+async def test_paste_a_block_undo_it_and_see_both_in_the_history(server, users):
+    ann, bob = await users.open("ann"), await users.open("bob")
+    # three rows in display order from the first brand: its siblings, then the next supplier
+    keys = await ann.locator("tbody tr[data-node]").evaluate_all(
+        "(rows) => rows.map((r) => r.dataset.node)"
+    )
+    first = next(i for i, k in enumerate(keys) if k.split("|")[1] and not k.split("|")[2])
+    nodes = [node_parts(k) for k in keys[first : first + 3]]
+    months = (await ann.evaluate("window.ducksheet.state.months"))[:12]
+    assert len(nodes) == 3 and len(months) == 12
+    before = {(n, m): await summary(server, "net_amount", *n, m) for n in nodes for m in months}
+    values = {
+        (n, m): Decimal(f"{1000 + 100 * r + c}.50")
+        for r, n in enumerate(nodes)
+        for c, m in enumerate(months)
+    }
+    # as a spreadsheet puts it on the clipboard: thousands separators, CRLF, a last newline
+    tsv = "\r\n".join("\t".join(f"{values[(n, m)]:,}" for m in months) for n in nodes) + "\r\n"
+    await cell(ann, *nodes[0], months[0]).click()
+    await watch_sent(ann)
+    await paste_keys(ann, tsv)
+    for (n, m), value in values.items():
+        await expect(cell(bob, *n, m)).to_have_text(money(value))
+        await expect(cell(ann, *n, m)).to_have_text(money(value))
+    for (n, m), value in values.items():
+        assert await summary(server, "net_amount", *n, m) == value
+    blocks = await sent_frames(ann, "edit_many")
+    assert len(blocks) == 1 and len(blocks[0]["edits"]) == 36
+    assert await sent_frames(ann, "edit") == []
+    await expect(ann.locator("td.in-range")).to_have_count(36)  # the pasted block is selected
+
+    # copy a 2x2 range: TSV with the numbers as typed
+    await cell(ann, *nodes[0], months[0]).click()
+    await cell(ann, *nodes[1], months[1]).click(modifiers=["Shift"])
+    await ann.keyboard.press("ControlOrMeta+c")
+    assert await clipboard_text(ann) == "\n".join(
+        "\t".join(f"{values[(n, m)]:.2f}" for m in months[:2]) for n in nodes[:2]
+    )
+
+    # Ctrl+Z takes the whole block back, for everyone
+    await cell(ann, *nodes[0], months[0]).click()
+    await ann.keyboard.press("ControlOrMeta+z")
+    for (n, m), value in before.items():
+        await expect(cell(bob, *n, m)).to_have_text(money(value))
+    for (n, m), value in before.items():
+        assert await summary(server, "net_amount", *n, m) == value
+
+    # the history pane of the top-left cell shows both events, newest first
+    await ann.locator("button[data-panel='history']").click()
+    history = ann.locator("#history-table tbody tr")
+    await expect(history).to_have_count(2)
+    await expect(history.nth(0)).to_have_attribute("data-action", "undo")
+    await expect(history.nth(1)).to_have_attribute("data-action", "edit_many")
+    pasted, old = money(values[(nodes[0], months[0])]), money(before[(nodes[0], months[0])])
+    await expect(history.nth(0).locator("td")).to_have_text(
+        [RECENT, "ann", "undo", f"{pasted} → {old}", ROWS]
+    )
+    await expect(history.nth(1).locator("td")).to_have_text(
+        [RECENT, "ann", "block edit", f"{old} → {pasted}", ROWS]
+    )
+    # it follows the selection, and bob's edit of the cell shows up in ann's pane at once
+    await cell(ann, *nodes[0], months[1]).click()
+    await expect(ann.locator("#history-cell")).to_contain_text(month_label(months[1]))
+    await expect(history).to_have_count(2)
+    await type_into(bob, cell(bob, *nodes[0], months[1]), "4321")
+    await expect(history).to_have_count(3)
+    await expect(history.nth(0).locator("td").nth(1)).to_have_text("bob")
+    await expect(cell(ann, *nodes[0], months[1])).to_have_attribute(
+        "title", re.compile(r"changed by bob · just now")
+    )
+
+    # redoing the paste now would overwrite bob's change: refused in words, nothing changes
+    await ann.locator("#grid").focus()
+    await ann.keyboard.press("ControlOrMeta+Shift+z")
+    await toast(ann, f"Can't redo: bob changed {nodes[0][0]} \u203a {nodes[0][1]} \u203a ")
+    await toast(ann, f"{month_label(months[1])}")
+    await expect(cell(bob, *nodes[0], months[0])).to_have_text(money(before[(nodes[0], months[0])]))
+    await expect(history).to_have_count(3)

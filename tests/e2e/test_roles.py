@@ -119,11 +119,20 @@ async def test_reads_through_either_web_process_are_the_same(roles):
         httpx.AsyncClient(base_url=a.base, timeout=10) as http_a,
         httpx.AsyncClient(base_url=b.base, timeout=10) as http_b,
     ):
-        request = {"table": "sales", "column": "quantity", "value": 7, "condition": {"sale_id": 2}}
+        row = await http_a.get("/view_table/sales?condition=%7B%22sale_id%22%3A2%7D")
+        quantity = row.json()["data"]["rows"][0]["quantity"] + 1  # a change, so history has it
+        request = {
+            "table": "sales",
+            "column": "quantity",
+            "value": quantity,
+            "condition": {"sale_id": 2},
+        }
         posted = await http_a.post("/update_cell?wait=10", json={"data": request})
         assert posted.status_code == 200, posted.text
         request_id = posted.json()["data"]["request_id"]
         paths.append(f"/requests/{request_id}")
+        paths.append("/history?table=sales&condition=%7B%22sale_id%22%3A2%7D")
+        paths.append("/history?user=rest&limit=5")
         for path in paths:
             answer_a, answer_b = await http_a.get(path), await http_b.get(path)
             assert answer_a.status_code == answer_b.status_code == 200, (path, answer_a.text)
@@ -132,6 +141,8 @@ async def test_reads_through_either_web_process_are_the_same(roles):
         assert status["status"] == "applied"
         health = (await http_b.get("/healthz")).json()
         assert health["status"] == "ok" and health["last_applied"] is not None
+        (event,) = (await http_b.get(paths[-2])).json()["data"]["events"]
+        assert event["request"] == request_id and event["new"] == {"quantity": quantity}
         missing = await http_b.get("/view_table/nope")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_table"
 

@@ -205,11 +205,24 @@ def as_message(kind: str, body: str) -> str:
     return '{"type":"' + kind + '","id":"f",' + body[1:]
 
 
+def block_json(edits: list[str]) -> str:
+    return '{"edits":[' + ",".join(edits) + "]}"
+
+
+# a block of mostly well-formed edits with hostile fields, or a hostile `edits` value
 number_or_scalar = st.one_of(number_text, scalar_json)
+hostile_block = st.one_of(
+    st.lists(targeted_edit(), min_size=1, max_size=6).map(block_json),
+    st.one_of(number_or_scalar, hostile_text.map(json.dumps)).map(
+        lambda value: '{"edits":' + value + "}"
+    ),
+)
 frames = st.one_of(
     message_json(),
     targeted_edit().map(lambda body: as_message("edit", body)),
     targeted_hold().map(lambda body: as_message("hold", body)),
+    hostile_block.map(lambda body: as_message("edit_many", body)),
+    st.sampled_from(['{"type":"undo","id":"f"}', '{"type":"redo","id":"f"}', '{"type":"undo"}']),
 )
 
 
@@ -301,6 +314,8 @@ query_value = st.one_of(hostile_text, number_text, seq_like)
     st.one_of(
         targeted_edit().map(lambda body: ("/update_cell", body)),
         targeted_hold().map(lambda body: ("/holds", body)),
+        hostile_block.map(lambda body: ("/update_cells", body)),
+        st.sampled_from(["{}", "[]", '"x"']).map(lambda body: ("/undo", body)),
         message_json().map(lambda body: ("/update_cell", body)),
     ),
     st.one_of(st.none(), query_value),
@@ -319,7 +334,9 @@ def test_rest_answers_hostile_bodies_with_4xx(live, target, wait):
 
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(
-    st.sampled_from(["since", "limit", "request", "offset", "condition", "order", "report"]),
+    st.sampled_from(
+        ["since", "limit", "request", "offset", "condition", "order", "report", "history"]
+    ),
     query_value,
     st.sampled_from(sorted(TABLES)),
 )
@@ -334,6 +351,10 @@ def test_rest_answers_hostile_queries_with_4xx(live, name, value, table):
             response = http.get("/get_updates", params={"limit": value})
         elif name == "report":
             response = http.get("/reports/top-5-by-revenue", params={"limit": value})
+        elif name == "history":
+            params = {"table": table, "condition": value, "before": value, "user": value[:60]}
+            keys = ("table", "condition") if len(value) % 3 == 0 else ("user", "before", "table")
+            response = http.get("/history", params={k: params[k] for k in keys})
         elif name == "condition" and len(value) % 2:
             columns = sorted(TABLES[table].columns)
             column = columns[len(value) % len(columns)]

@@ -139,7 +139,7 @@ async def test_foreign_origin_is_refused_at_the_handshake(guarded):
 async def test_oversized_and_binary_frames_close_the_socket(guarded):
     ws = await hello(guarded, EDITOR)
     await ws.recv()
-    await ws.send("x" * (70 * 1024))
+    await ws.send("x" * (Settings.max_block_body + 1))
     _, code = await frames_until_close(ws)
     assert code == 1009
     ws = await hello(guarded, EDITOR)

@@ -6,7 +6,7 @@ import pytest
 
 from protocol.catalog import SUMMARY
 from protocol.codec import dumps, parse_seq
-from protocol.edits import parse_edit
+from protocol.edits import parse_edit, parse_edit_many
 from protocol.errors import ProtocolError
 from protocol.messages import EditMessage, Hello, Ping, parse_message
 
@@ -169,3 +169,40 @@ def test_string_conditions_are_parsed_by_duckdb_and_checked():
         "condition": "quantity > 5",
     }
     assert code_of(summary_range) == "not_a_cell"
+
+
+def test_block_edits_are_checked_edit_by_edit():
+    cell = {"supplier": "A", "brand": "B", "family": None, "month": "2024-03"}
+    edit = {"table": SUMMARY, "column": "net_amount", "value": "1.00", "condition": cell}
+    block = parse_edit_many({"edits": [edit, {**edit, "value": 2}]})
+    assert [e.value for e in block.edits] == ["1.00", "2.00"]
+    for bad, code, index in (
+        ({"edits": []}, "bad_message", None),
+        ({"edits": "x"}, "bad_message", None),
+        ({"edits": [edit] * 3}, "too_many_edits", None),
+        ({"edits": [edit, {**edit, "value": "1.001"}]}, "invalid_value", 1),
+        ({"edits": [{**edit, "condition": "supplier = 'A'"}]}, "bad_condition", 0),
+        (
+            {"edits": [edit, {**edit, "table": "product", "condition": {"supplier": "A"}}]},
+            "unknown_column",
+            1,
+        ),
+        (
+            {
+                "edits": [
+                    {
+                        "table": "sales",
+                        "column": "quantity",
+                        "value": 1,
+                        "condition": {"product_id": 1},
+                    }
+                ]
+            },
+            "not_a_cell",
+            0,
+        ),
+    ):
+        with pytest.raises(ProtocolError) as refused:
+            parse_edit_many(bad, max_edits=2)
+        assert refused.value.code == code
+        assert refused.value.details.get("index") == index

@@ -1,5 +1,6 @@
-"""Deciding is deterministic (DESIGN §6): the same requests give the same outcomes and
-the same DuckDB state however they are batched, and re-deciding after a crash that
+"""Deciding is deterministic (DESIGN §6): the same requests (edits, blocks, holds, undo
+and redo by several users) give the same outcomes and the same DuckDB state however they
+are batched, and re-deciding after a crash that
 lost unpersisted batches reproduces exactly what was published before it."""
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ from typing import Any
 import duckdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_properties import _ids, operation, to_message
+from test_collab_properties import collab_operation, requests_for
 
 from protocol.catalog import SUMMARY
-from protocol.edits import parse_edit, parse_hold
 from server.writer.batch import Limits
 from server.writer.cell_ids import CellIds
 from server.writer.decide import Decider, Request, is_interactive
@@ -22,15 +22,6 @@ from server.writer.persister import write_effects
 from server.writer.state import load
 
 Outcome = tuple[str, str | None]  # status, error code
-
-
-def requests_for(con: duckdb.DuckDBPyConnection, ops: list[tuple[Any, ...]]) -> list[Request]:
-    requests = []
-    for op in ops:
-        kind, message = to_message(con, op)
-        action = parse_edit(message) if kind == "edit" else parse_hold(message)
-        requests.append(Request(f"{1000 + next(_ids)}-0", action, "det"))
-    return requests
 
 
 def outcomes(payload: dict[str, Any]) -> dict[str, Outcome]:
@@ -46,6 +37,10 @@ def database(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]
             f"SELECT * EXCLUDE (cell_id) FROM {SUMMARY} ORDER BY ALL NULLS FIRST"
         ).fetchall(),
         "holds": con.execute("SELECT * FROM holds ORDER BY ALL NULLS FIRST").fetchall(),
+        "history": con.execute("SELECT * EXCLUDE (seq) FROM history ORDER BY ALL").fetchall(),
+        "history_cells": con.execute("SELECT * FROM history_cells ORDER BY ALL").fetchall(),
+        "history_rows": con.execute("SELECT * FROM history_rows ORDER BY ALL").fetchall(),
+        "undo_stacks": con.execute("SELECT * FROM undo_stacks ORDER BY ALL").fetchall(),
         "log": con.execute(
             "SELECT request_id, status, code, message, user_name FROM request_log ORDER BY ALL"
         ).fetchall(),
@@ -76,7 +71,7 @@ def one_by_one(con: duckdb.DuckDBPyConnection, requests: list[Request]) -> dict[
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    st.lists(operation, min_size=1, max_size=14),
+    st.lists(collab_operation, min_size=1, max_size=14),
     st.lists(st.integers(1, 6), min_size=1, max_size=14),
 )
 def test_batching_does_not_change_outcomes_or_state(fresh, ops, sizes):
@@ -96,7 +91,7 @@ def test_batching_does_not_change_outcomes_or_state(fresh, ops, sizes):
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    st.lists(operation, min_size=1, max_size=14),
+    st.lists(collab_operation, min_size=1, max_size=14),
     st.lists(st.integers(1, 5), min_size=1, max_size=14),
     st.lists(st.booleans(), min_size=1, max_size=14),
     st.integers(0, 14),

@@ -1,0 +1,162 @@
+"""History and undo stacks in DuckDB: steps are written in the persister's group commit
+(inside its transaction), and the undo stacks are loaded back at start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from protocol.catalog import CELL_KEY
+from protocol.codec import parse_seq
+from server.writer.changes import RowChange, Step
+from server.writer.undo import UndoStacks
+
+Conn = duckdb.DuckDBPyConnection
+MONEY = "({name}::DECIMAL(18, 0) * 0.01)::DECIMAL(18, 2)"
+NO_VALUE = (0, 0, -1)  # a cell that did not (or no longer) exist: line count -1
+
+
+def order_key(request_id: str) -> int:
+    """A stream id as one BIGINT that sorts like it (ms * 10^6 + sequence)."""
+    ms, n = parse_seq(request_id)
+    return ms * 1_000_000 + min(n, 999_999)
+
+
+def write_history(con: Conn, steps: list[Step]) -> None:
+    """Inside the caller's transaction. Columns go to DuckDB as numpy arrays it scans
+    (Python lists bound as parameters cost about 10 µs a value)."""
+    if not steps:
+        return
+    events = {  # noqa: F841 (scanned by name below)
+        "request": _strings([s.request for s in steps]),
+        "seq": _strings([s.seq for s in steps]),
+        "ord": np.array([order_key(s.request) for s in steps], dtype=np.int64),
+        "user_name": _strings([s.user for s in steps]),
+        "action": _strings([s.action for s in steps]),
+        "changed_at": np.array([s.time for s in steps], dtype="datetime64[us]"),
+        "rows": np.array([s.row_count for s in steps], dtype=np.int64),
+        "cells": np.array([len(s.cells) for s in steps], dtype=np.int64),
+        "undoes": _strings([s.undoes for s in steps]),
+        "held": _strings([None if s.held is None else str(s.held).lower() for s in steps]),
+    }
+    con.execute(
+        "INSERT INTO history SELECT request, seq, ord, user_name, action, changed_at, rows, "
+        "cells, undoes, held::BOOLEAN FROM events"
+    )
+    _write_cells(con, steps)
+    _write_rows(con, steps)
+
+
+def _write_cells(con: Conn, steps: list[Step]) -> None:
+    requests, keys, cells, old, new = [], [], [], [], []
+    for step in steps:
+        key = order_key(step.request)
+        for cell, (before, after) in step.cells.items():
+            requests.append(step.request)
+            keys.append(key)
+            cells.append(cell)
+            old.append(before or NO_VALUE)
+            new.append(after or NO_VALUE)
+    if not cells:
+        return
+    olds, news = np.array(old, dtype=np.int64), np.array(new, dtype=np.int64)
+    coordinates = list(zip(*cells, strict=True))
+    v = {  # noqa: F841 (scanned by name below)
+        "request": _strings(requests),
+        "ord": np.array(keys, dtype=np.int64),
+        **{name: _strings(coordinates[i]) for i, name in enumerate(CELL_KEY[:4])},
+        "level": np.array(coordinates[4], dtype=np.int32),
+        "oq": olds[:, 0],
+        "oc": olds[:, 1],
+        "ol": olds[:, 2],
+        "nq": news[:, 0],
+        "nc": news[:, 1],
+        "nl": news[:, 2],
+    }
+    con.execute(
+        "INSERT INTO history_cells SELECT request, ord, supplier, brand, family, month, level, "
+        "CASE WHEN ol >= 0 THEN oq END, CASE WHEN ol >= 0 THEN "
+        f"{MONEY.format(name='oc')} END, CASE WHEN nl >= 0 THEN nq END, "
+        f"CASE WHEN nl >= 0 THEN {MONEY.format(name='nc')} END FROM v"
+    )
+
+
+def _strings(values: Any) -> np.ndarray:
+    return np.array(values, dtype=object)
+
+
+def _write_rows(con: Conn, steps: list[Step]) -> None:
+    parts = [
+        (step.request, order_key(step.request), column, change)
+        for step in steps
+        for column, change in step.rows.items()
+    ]
+    if not parts:
+        return
+    sizes = [len(change.sale_ids) for *_, change in parts]
+    # numbers only per row (strings per part): no million-object arrays under the GIL
+    rows = {  # noqa: F841 (scanned by name below)
+        "part": np.repeat(np.arange(len(parts), dtype=np.int64), sizes),
+        "sale_id": np.concatenate([c.sale_ids for *_, c in parts]).astype(np.int64),
+        "old": np.concatenate([c.before for *_, c in parts]).astype(np.int64),
+        "new": np.concatenate([c.after for *_, c in parts]).astype(np.int64),
+    }
+    con.execute(
+        "INSERT INTO history_rows SELECT p.request, p.ord, r.sale_id, p.column_name, r.old, r.new "
+        "FROM rows r JOIN (SELECT unnest($1::VARCHAR[]) AS request, unnest($2::BIGINT[]) AS ord, "
+        "unnest($3::VARCHAR[]) AS column_name, generate_subscripts($1::VARCHAR[], 1) - 1 AS part) "
+        "p USING (part)",
+        [[p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts]],
+    )
+
+
+def write_stacks(con: Conn, stacks: dict[str, tuple[list[str], list[str]]]) -> None:
+    """Replace the stacks of the users named (done and undone request ids, oldest first)."""
+    if not stacks:
+        return
+    users = list(stacks)
+    con.execute("DELETE FROM undo_stacks WHERE user_name IN (SELECT unnest(?::VARCHAR[]))", [users])
+    entries = [
+        (user, undone, position, request)
+        for user, lists in stacks.items()
+        for undone, requests in enumerate(lists)
+        for position, request in enumerate(requests)
+    ]
+    if entries:
+        columns = [list(c) for c in zip(*entries, strict=True)]
+        columns[1] = [bool(u) for u in columns[1]]
+        con.execute(
+            "INSERT INTO undo_stacks SELECT unnest($1::VARCHAR[]), unnest($2::BOOLEAN[]), "
+            "unnest($3::INTEGER[]), unnest($4::VARCHAR[])",
+            columns,
+        )
+
+
+def load_stacks(con: Conn, depth: int) -> UndoStacks:
+    """The undo stacks as DuckDB holds them, each step with the rows it changed."""
+    stacks = UndoStacks(depth)
+    entries = con.execute(
+        "SELECT u.user_name, u.undone, u.request, h.seq, h.action, h.changed_at "
+        "FROM undo_stacks u JOIN history h USING (request) "
+        "ORDER BY u.user_name, u.undone, u.position"
+    ).fetchall()
+    if not entries:
+        return stacks
+    rows: dict[str, dict[str, RowChange]] = {}
+    found = con.execute(
+        "SELECT request, column_name, list(sale_id ORDER BY sale_id), "
+        "list(old ORDER BY sale_id), list(new ORDER BY sale_id) FROM history_rows "
+        "WHERE request IN (SELECT request FROM undo_stacks) GROUP BY request, column_name"
+    ).fetchall()
+    for request, column, sale_ids, old, new in found:
+        rows.setdefault(request, {})[column] = RowChange(
+            np.array(sale_ids, dtype=np.int64), np.array(old), np.array(new)
+        )
+    for user, undone, request, seq, action, at in entries:
+        step = Step(request, seq, user, action, at, rows.get(request, {}), {})
+        stack = stacks.stack(user)
+        (stack.undone if undone else stack.done).append(step)
+    stacks.recount()
+    return stacks
