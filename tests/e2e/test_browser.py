@@ -901,3 +901,60 @@ async def test_paste_a_block_undo_it_and_see_both_in_the_history(server, users):
     await toast(ann, f"{month_label(months[1])}")
     await expect(cell(bob, *nodes[0], months[0])).to_have_text(money(before[(nodes[0], months[0])]))
     await expect(history).to_have_count(3)
+
+
+async def test_fill_a_single_value_clipping_and_the_undo_button(server, users):
+    ann = await users.open("ann")
+    keys = await ann.locator("tbody tr[data-node]").evaluate_all(
+        "(rows) => rows.map((r) => r.dataset.node)"
+    )
+    first = next(i for i, k in enumerate(keys) if k.split("|")[1] and not k.split("|")[2])
+    nodes = [node_parts(k) for k in keys[first : first + 3]]
+    months = await ann.evaluate("window.ducksheet.state.months")
+
+    # one value pasted into a 3x2 range fills it
+    await cell(ann, *nodes[0], months[0]).click()
+    await cell(ann, *nodes[2], months[1]).click(modifiers=["Shift"])
+    await paste_event(ann, "77\n")
+    for n in nodes:
+        for m in months[:2]:
+            await expect(cell(ann, *n, m)).to_have_text("77.00")
+            await expect(cell(ann, *n, m)).not_to_have_class(klass("pending"))
+
+    # Ctrl+D copies the top row down the range, Ctrl+R a left column right
+    await type_into(ann, cell(ann, *nodes[0], months[2]), "11")
+    await type_into(ann, cell(ann, *nodes[0], months[3]), "22")
+    await expect(cell(ann, *nodes[0], months[3])).not_to_have_class(klass("pending"))
+    await cell(ann, *nodes[0], months[2]).click()
+    await cell(ann, *nodes[2], months[3]).click(modifiers=["Shift"])
+    await ann.keyboard.press("ControlOrMeta+d")
+    for n in nodes[1:]:
+        await expect(cell(ann, *n, months[2])).to_have_text("11.00")
+        await expect(cell(ann, *n, months[3])).to_have_text("22.00")
+    await cell(ann, *nodes[1], months[4]).click()  # one cell: from the one left of it
+    await ann.keyboard.press("ControlOrMeta+r")
+    await expect(cell(ann, *nodes[1], months[4])).to_have_text("22.00")
+    assert await summary(server, "net_amount", *nodes[2], months[3]) == 22
+    assert ann.url.endswith("/")  # Ctrl+R did not reload the page
+
+    # a block hanging over the last row: what fits is pasted, the rest is counted
+    last = node_parts(keys[-1])
+    before = await cell(ann, *last, months[0]).inner_text()
+    await cell(ann, *last, months[0]).click()
+    await paste_event(ann, "5\t6\n7\t8\n9\t10\n")
+    await toast(ann, "4 values fell outside the grid and were not pasted.")
+    await expect(cell(ann, *last, months[0])).to_have_text("5.00")
+    await expect(cell(ann, *last, months[1])).to_have_text("6.00")
+    await expect(cell(ann, *last, months[1])).not_to_have_class(klass("pending"))
+
+    # the Undo button takes back the last block; the snapshot keeps who changed a cell
+    await ann.locator("#undo-button").click()
+    await expect(cell(ann, *last, months[0])).to_have_text(before)
+    await expect(ann.locator("#grid")).to_be_focused()
+    bob = await users.open("bob")
+    await expect(cell(bob, *nodes[2], months[3])).to_have_attribute(
+        "title", re.compile(r"changed by ann · (just now|\d+ min ago)")
+    )
+    await bob.locator("#grid").focus()
+    await bob.keyboard.press("ControlOrMeta+z")
+    await toast(bob, "Nothing to undo")
