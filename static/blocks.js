@@ -13,6 +13,7 @@ import { formatTsv, parseNumbers, parseTsv } from './tsv.js';
 import { KIND, plural, rawValue } from './util.js';
 
 export const MAX_BLOCK = 10000;      // edits in one edit_many (DUCKSHEET_MAX_EDITS_PER_REQUEST)
+const MAX_FRAME_BYTES = 2 << 20;     // the server's default WebSocket frame limit (max_block_body)
 
 export function createBlocks(ctx) {
   const { state, overlays } = ctx;
@@ -156,6 +157,12 @@ export function createBlocks(ctx) {
     }
     const column = state.measure;
     const edits = targets.map((t) => cellEdit(t.node, t.month, column, t.value, state.spread));
+    // A frame over the limit would cost the connection (close 1009), not just the paste.
+    const bytes = new TextEncoder().encode(JSON.stringify(edits)).length;
+    if (bytes > MAX_FRAME_BYTES - 1024) {
+      ctx.notify('error', `${what} not sent: ${(bytes / 1e6).toFixed(1)} MB is more than one message may carry; send fewer cells at a time.`);
+      return false;
+    }
     // One overlay entry per cell, each following the one request.
     const entries = targets.map((t) => ({
       key: `${cellKeyOf(t.node.key, t.month)}#${column}`, value: t.value, status: 'sent', request: null, seq: null,

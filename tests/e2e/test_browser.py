@@ -958,3 +958,23 @@ async def test_fill_a_single_value_clipping_and_the_undo_button(server, users):
     await bob.locator("#grid").focus()
     await bob.keyboard.press("ControlOrMeta+z")
     await toast(bob, "Nothing to undo")
+
+
+async def test_a_block_the_server_rejects_names_the_cell_and_changes_nothing(server, users):
+    ann = await users.open("ann")
+    supplier, brand = await first_brand(ann)
+    await expand(ann, supplier, brand)
+    month = "2024-09"
+    names = await families(server, supplier, brand, month)
+    for family in names:  # every family below the brand held: nothing left to spread over
+        await cell(ann, supplier, brand, family, month).click()
+        await ann.keyboard.press("h")
+        await expect(cell(ann, supplier, brand, family, month)).to_have_class(klass("held"))
+    before = await summary(server, "net_amount", supplier, None, None, month)
+    # a 2x1 block: the supplier (fine alone) and its first brand (refused): neither applies
+    await cell(ann, supplier, None, None, month).click()
+    await paste_event(ann, "123\n456\n")
+    await toast(ann, f"Paste of 2 values rejected at {brand} · {month_label(month)}: ")
+    await toast(ann, "Nothing was changed.")
+    await expect(cell(ann, supplier, None, None, month)).to_have_text(money(before))
+    assert await summary(server, "net_amount", supplier, None, None, month) == before
