@@ -516,7 +516,10 @@ class Decider:
         groups: list[list[np.ndarray]] = [[] for _ in range(depth)]
         offsets = [0] * depth
         amounts = []
-        for edit in edits:
+        leaves = self._leaf_cells(edits, units_of, scale) if depth == 0 else None
+        if leaves is not None:
+            parts, amounts = leaves
+        for edit in edits if leaves is None else ():
             coords = coords_of(edit.condition)
             if coords in state.holds:
                 return False
@@ -562,6 +565,36 @@ class Decider:
         self._set_rows(column, at, shares, change)
         return True
 
+    def _leaf_cells(
+        self, edits: list[Edit], units_of: np.ndarray, scale: int
+    ) -> tuple[list[np.ndarray], list[int]] | None:
+        """For family-month cells (one node each, no levels below): their rows and
+        amounts without a per-cell Python pass over arrays; None when one of them needs
+        the general loop (a hold on it or above it, no rows, zeros, moved rows)."""
+        state = self.state
+        if state._moved or (
+            state.holds and any(coords_of(e.condition) in state.holds for e in edits)
+        ):
+            return None
+        nodes = [state.node_ids.get(coords_of(e.condition)) for e in edits]  # type: ignore[arg-type]
+        if None in nodes:
+            return None
+        ks = np.array(nodes, dtype=np.int64)
+        if state.holds and state.held_nodes[ks].any():
+            return None
+        starts, ends = state._starts[ks], state._starts[ks + 1]
+        if (ends == starts).any():
+            return None
+        parts = [
+            state._order[s:e].astype(np.int64)
+            for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+        ]
+        offsets = np.r_[0, np.cumsum(ends - starts)[:-1]]
+        totals = np.add.reduceat(units_of[np.concatenate(parts)], offsets)
+        if not totals.all():
+            return None
+        return parts, [_target(e.value, scale) for e in edits]
+
     def _stays_in_range(self, diff: np.ndarray, scale: int, peak: list[float]) -> bool:
         """Would every total stay in range at every step of doing the spreads one by one?
         Each total moves by at most the sum of all changes; `peak` (per measure) bounds
@@ -577,11 +610,17 @@ class Decider:
         """Per node, the change of its rows' units (rows of no node count nowhere)."""
         known = nodes != NO_NODE
         nodes, diff = nodes[known], diff[known]
-        if float(np.abs(diff.astype(np.float64)).sum()) >= 2.0**62:
+        moved = float(np.abs(diff.astype(np.float64)).sum())
+        if moved >= 2.0**62:
             raise OutOfRange("the change would take a summary total out of range")
-        unique, local = np.unique(nodes, return_inverse=True)
-        sums = np.zeros(len(unique), dtype=np.int64)
-        np.add.at(sums, local, diff)
+        if moved < 2.0**52:  # every partial sum exact in float64: one linear pass
+            totals = np.bincount(nodes, weights=diff.astype(np.float64))
+            unique = np.flatnonzero(totals)
+            sums = totals[unique].astype(np.int64)
+        else:
+            unique, local = np.unique(nodes, return_inverse=True)
+            sums = np.zeros(len(unique), dtype=np.int64)
+            np.add.at(sums, local, diff)
         deltas: dict[Node, Delta] = {}
         for node, units in zip(unique.tolist(), sums.tolist(), strict=True):
             key = self.state.nodes[node]
