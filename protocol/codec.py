@@ -54,6 +54,29 @@ def loads(data: str | bytes) -> Any:
         raise ProtocolError("bad_json", "not valid JSON: a number or nesting too large") from exc
 
 
+EXACT_FLOAT = 1e13  # a decimal of at most 15 digits (cents up to here) survives a double
+
+
+def loads_published(data: str | bytes) -> Any:
+    """Parse a payload the writer published, for passing on: numbers stay doubles when
+    every one is small enough that a double prints back as the same decimal (money below
+    10^13 with its cents); otherwise exactly, as `loads`."""
+    value = orjson.loads(data)
+    if _floats_exact(value):
+        return value
+    return loads(data)
+
+
+def _floats_exact(value: Any) -> bool:
+    if isinstance(value, float):
+        return -EXACT_FLOAT < value < EXACT_FLOAT
+    if isinstance(value, dict):
+        return all(_floats_exact(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_floats_exact(v) for v in value)
+    return True
+
+
 def _exact_int(text: str) -> int | Decimal:
     # beyond any storage type anyway: kept as Decimal so a 4,000-digit integer is cheap
     return int(text) if len(text) <= 40 else Decimal(text)

@@ -17,7 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from protocol.catalog import CELL_KEY, TABLES
-from protocol.codec import dumps_text, loads, parse_seq
+from protocol.codec import dumps_text, loads_published, parse_seq
 from server import metrics
 from server.hub.presence import Presence
 from server.hub.wire import WriteFrame, text_frame
@@ -195,7 +195,7 @@ class Hub:
                     self._note_persisted(entries[-1][1][b"seq"].decode())
                 elif entries:
                     self.last_seq = entries[-1][0].decode()
-                    self.dispatch([loads(fields[FIELD]) for _, fields in entries])
+                    self.dispatch([loads_published(fields[FIELD]) for _, fields in entries])
 
     def _note_persisted(self, seq: str) -> None:
         self.persisted = seq

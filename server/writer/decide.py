@@ -17,19 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from protocol import spread as spreading
 from protocol.actions import Action, Undo
-from protocol.catalog import HIERARCHY, LEVEL_FAMILY, SUMMARY, TABLES
+from protocol.catalog import LEVEL_FAMILY, TABLES
 from protocol.codec import NO_SEQ
 from protocol.edits import Edit, EditMany, Hold, is_cell_edit
 from protocol.errors import ProtocolError
 from protocol.rollup import Cell, Delta, Node, add, roll_up
-from protocol.values import max_abs
-from server.writer.apportion import Overflow, proportional, proportional_many
 from server.writer.batch import Limits
+from server.writer.blocks import BlockDecisions
 from server.writer.changes import Change, RowChange, Step
 from server.writer.effects import Effects, HoldChange
-from server.writer.ranges import OutOfRange, check_shares
+from server.writer.ranges import SUMMARY_CENTS, SUMMARY_QUANTITY, OutOfRange
+from server.writer.spreads import SpreadDecisions
 from server.writer.state import EPOCH, NO_NODE, State, coords_of
 from server.writer.state import Hold as HeldCell
 from server.writer.undo import UndoStacks
@@ -41,8 +40,6 @@ SUMMARY_INPUTS = ("invoice_date", "product_id", "quantity", "net_price")  # move
 NODE_INPUTS = ("invoice_date", "product_id")  # move a row to another node
 UNDOABLE = ("edit", "edit_many", "spread")
 CONFLICTS_NAMED = 20  # cells an undo_conflict names at most
-QUANTITY_MAX = max_abs(TABLES[SUMMARY].columns["quantity"])
-CENTS_MAX = int(max_abs(TABLES[SUMMARY].columns["net_amount"]) * 100)
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ class Tracker:
             self.rows.setdefault(column, []).extend(at for at, _ in chunks)
 
 
-class Decider:
+class Decider(BlockDecisions, SpreadDecisions):
     def __init__(self, state: State, limits: Limits, stacks: UndoStacks | None = None) -> None:
         self.state = state
         self.limits = limits
@@ -190,64 +187,6 @@ class Decider:
             return  # not a change of value: "changed by" stays
         for cell in step.cells:
             self.state.writers[cell] = (step.user, step.time)
-
-    def _edit_many(self, edits: tuple[Edit, ...], change: Change) -> None:
-        """A block, with the effect of its edits one after the other: spreads of
-        disjoint cells of one shape go at once (in waves that never pass an earlier
-        edit of an overlapping cell) unless something special (holds in the way,
-        zeros, ranges) makes one differ; everything else one by one, in order, an error
-        naming the edit's index."""
-        peak: list[float] = []  # a bound on every total's magnitude, once needed
-        todo = list(range(len(edits)))
-        if all(_plain_spread(e) for e in edits):
-            while todo:
-                wave, rest = self._wave(edits, todo)
-                if len(wave) < 2 or not self._spread_many([edits[i] for i in wave], change, peak):
-                    break
-                todo = rest
-        self._edit_in_order(edits, todo, change, peak)
-
-    def _wave(self, edits: tuple[Edit, ...], todo: list[int]) -> tuple[list[int], list[int]]:
-        """The edits (of `todo`, in order) of the first one's shape that no earlier
-        edit still to do overlaps, and the rest. Disjoint edits commute, so doing the
-        wave first changes nothing."""
-        under = self.state.under
-        first = edits[todo[0]]
-        shape = (first.column, first.condition["level"], first.condition["month"] is None)
-        taken: set[int] = set()
-        blocked: set[int] = set()
-        wave, rest = [], []
-        for i in todo:
-            edit = edits[i]
-            nodes = under.get(coords_of(edit.condition), ())
-            same = (edit.column, edit.condition["level"], edit.condition["month"] is None)
-            if same == shape and not any(k in blocked or k in taken for k in nodes):
-                wave.append(i)
-                taken.update(nodes)
-            else:
-                rest.append(i)
-                blocked.update(nodes)
-        return wave, rest
-
-    def _edit_in_order(
-        self, edits: tuple[Edit, ...], todo: list[int], change: Change, peak: list[float]
-    ) -> None:
-        """The edits `todo` (ascending) in order: consecutive plain spreads of one
-        shape at once, when they can be."""
-        i = 0
-        while i < len(todo):
-            end = _spread_run([edits[k] for k in todo], i)
-            run = [edits[k] for k in todo[i:end]]
-            if end - i > 1 and self._spread_many(run, change, peak):
-                i = end
-                continue
-            for index in todo[i : max(end, i + 1)]:
-                try:
-                    self._edit(edits[index], change)
-                except ProtocolError as exc:
-                    message = f"edit {index}: {exc.message}"
-                    raise ProtocolError(exc.code, message, **exc.details, index=index) from exc
-            i = max(end, i + 1)
 
     def _edit(self, edit: Edit, change: Change) -> None:
         if TABLES[edit.table].summary:
@@ -412,14 +351,14 @@ class Decider:
                 continue
             row = summary.get(cell, [0, 0, 0])
             value = [row[0] + dq, row[1] + dc, row[2] + dl]
-            if abs(value[0]) > QUANTITY_MAX:
+            if abs(value[0]) > SUMMARY_QUANTITY:
                 raise OutOfRange(
-                    f"the change would take a quantity total past {QUANTITY_MAX:,}",
+                    f"the change would take a quantity total past {SUMMARY_QUANTITY:,}",
                     column="quantity",
                 )
-            if abs(value[1]) > CENTS_MAX:
+            if abs(value[1]) > SUMMARY_CENTS:
                 raise OutOfRange(
-                    f"the change would take a net_amount total past {CENTS_MAX // 100:,}",
+                    f"the change would take a net_amount total past {SUMMARY_CENTS // 100:,}",
                     column="net_amount",
                 )
             new[cell] = value if value[2] else None
@@ -466,182 +405,26 @@ class Decider:
         rows = [{"table": "sales", **sales.row(i)} for i in first[:cap]]
         return {"base": rows, "base_truncated": len(first) > cap}
 
-    # --- spreads --------------------------------------------------------------------
-
-    def _spread(self, edit: Edit, change: Change) -> None:
-        state, cell = self.state, edit.condition
-        coords = coords_of(cell)
-        if coords in state.holds:
-            raise ProtocolError("held", "this cell is held; release the hold to change it")
-        scale = 100 if edit.column == "net_amount" else 1
-        units_of = state.sales.cents if scale == 100 else state.sales.quantity
-        rows = state.rows_below(coords)
-        held = state.held_nodes[state.row_node[rows]] if state.holds else np.zeros(len(rows), bool)
-        units = units_of[rows]
-        held_units = int(units[held].sum())
-        free_units = int(units[~held].sum())
-        if edit.expect is not None and held_units + free_units != _target(edit.expect, scale):
-            shown = _shown_units(held_units + free_units, scale)
-            raise ProtocolError(
-                "conflict", f"the cell is {shown}, not the expected {edit.expect}", current=shown
-            )
-        target = _target(edit.value, scale)
-        free = rows[~held]
-        if edit.spread == "proportional" and free_units != 0:
-            new_units = self._proportional(coords, free, units_of[free], target - held_units)
-            changed_at, new_values = free, new_units
-        else:
-            leaves = self._leaves(coords, rows, units, held)
-            values = spreading.spread(leaves, target, edit.spread)
-            changed_at = np.fromiter(values, dtype=np.int64, count=len(values))
-            new_values = np.fromiter(values.values(), dtype=np.int64, count=len(values))
-            changed_at = state.sales.sale_id.searchsorted(changed_at)
-        moved = new_values != units_of[changed_at]
-        changed_at, new_values = changed_at[moved], new_values[moved]
-        if not len(changed_at):
-            return
-        column = "net_price" if scale == 100 else "quantity"
-        check_shares(column, int(new_values.min()), int(new_values.max()), scale)
-        self._set_rows(column, changed_at, new_values, change)
-
-    def _spread_many(self, edits: list[Edit], change: Change, peak: list[float]) -> bool:
-        """Proportional spreads of distinct cells of one shape (so their rows are
-        disjoint) in one vectorized step, exactly as one after the other would do them.
-        False, with nothing changed, when any of them needs the one-by-one path."""
-        state = self.state
-        scale = 100 if edits[0].column == "net_amount" else 1
-        units_of = state.sales.cents if scale == 100 else state.sales.quantity
-        parts: list[np.ndarray] = []
-        depth = len(_depth_columns(coords_of(edits[0].condition)))
-        groups: list[list[np.ndarray]] = [[] for _ in range(depth)]
-        offsets = [0] * depth
-        amounts = []
-        for edit in edits:
-            coords = coords_of(edit.condition)
-            if coords in state.holds:
-                return False
-            found = state.rows_in_path_order(coords)
-            if found is None:
-                return False
-            rows, row_groups = found
-            held_units = 0
-            if state.holds and len(rows):
-                held = state.held_nodes[state.row_node[rows]]
-                if held.any():
-                    held_units = int(units_of[rows[held]].sum())
-                    rows, row_groups = rows[~held], [_renumbered(g[~held]) for g in row_groups]
-            if not len(rows) or int(units_of[rows].sum()) == 0:
-                return False  # nothing to spread, all held, or not proportionally
-            amounts.append(_target(edit.value, scale) - held_units)
-            for d, group in enumerate(row_groups):
-                groups[d].append(group + offsets[d])
-                offsets[d] += int(group[-1]) + 1
-            parts.append(rows)
-        at = np.concatenate(parts)
-        roots = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
-        try:
-            shares = proportional_many(
-                roots,
-                [np.concatenate(g) for g in groups],
-                units_of[at],
-                np.array(amounts, dtype=np.int64),
-            )
-        except (Overflow, OverflowError):
-            return False
-        moved = shares != units_of[at]
-        at, shares = at[moved], shares[moved]
-        if not len(at):
-            return True
-        column = "net_price" if scale == 100 else "quantity"
-        try:
-            check_shares(column, int(shares.min()), int(shares.max()), scale)
-        except OutOfRange:
-            return False
-        if not self._stays_in_range(shares - units_of[at], scale, peak):
-            return False
-        self._set_rows(column, at, shares, change)
-        return True
-
-    def _stays_in_range(self, diff: np.ndarray, scale: int, peak: list[float]) -> bool:
-        """Would every total stay in range at every step of doing the spreads one by one?
-        Each total moves by at most the sum of all changes; `peak` (per measure) bounds
-        the totals' magnitudes so far in this block."""
-        index, limit = (1, CENTS_MAX) if scale == 100 else (0, QUANTITY_MAX)
-        if not peak:
-            values = self.state.summary.values()
-            peak += [float(max((abs(v[i]) for v in values), default=0)) for i in (0, 1)]
-        peak[index] += float(np.abs(diff.astype(np.float64)).sum())
-        return peak[index] < limit
-
     def _node_deltas(self, nodes: np.ndarray, diff: np.ndarray, scale: int) -> dict[Node, Delta]:
         """Per node, the change of its rows' units (rows of no node count nowhere)."""
         known = nodes != NO_NODE
         nodes, diff = nodes[known], diff[known]
-        if float(np.abs(diff.astype(np.float64)).sum()) >= 2.0**62:
+        moved = float(np.abs(diff.astype(np.float64)).sum())
+        if moved >= 2.0**62:
             raise OutOfRange("the change would take a summary total out of range")
-        unique, local = np.unique(nodes, return_inverse=True)
-        sums = np.zeros(len(unique), dtype=np.int64)
-        np.add.at(sums, local, diff)
+        if moved < 2.0**52:  # every partial sum exact in float64: one linear pass
+            totals = np.bincount(nodes, weights=diff.astype(np.float64))
+            unique = np.flatnonzero(totals)
+            sums = totals[unique].astype(np.int64)
+        else:
+            unique, local = np.unique(nodes, return_inverse=True)
+            sums = np.zeros(len(unique), dtype=np.int64)
+            np.add.at(sums, local, diff)
         deltas: dict[Node, Delta] = {}
         for node, units in zip(unique.tolist(), sums.tolist(), strict=True):
             key = self.state.nodes[node]
             deltas[key] = [0, units, 0] if scale == 100 else [units, 0, 0]
         return deltas
-
-    def _path_ranks(
-        self, coords: tuple[Any, ...], nodes: np.ndarray
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """For the distinct `nodes` below a cell: each node's rank in path order, and per
-        depth below the cell each node's group (numbered in path order)."""
-        depth_columns = _depth_columns(coords)
-        paths = [tuple(self.state.nodes[k][c] for c in depth_columns) for k in nodes.tolist()]
-        order = sorted(range(len(paths)), key=paths.__getitem__)
-        rank = np.empty(len(paths), dtype=np.int64)
-        rank[order] = np.arange(len(paths))
-        groups = []
-        for depth in range(len(depth_columns)):
-            group = np.empty(len(paths), dtype=np.int64)
-            number, last = -1, None
-            for k in order:
-                prefix = paths[k][: depth + 1]
-                if prefix != last:
-                    number, last = number + 1, prefix
-                group[k] = number
-            groups.append(group)
-        return rank, groups
-
-    def _proportional(
-        self, coords: tuple[Any, ...], free: np.ndarray, weights: np.ndarray, amount: int
-    ) -> np.ndarray:
-        """New units of the free rows (in the order given: ascending positions)."""
-        nodes, local = np.unique(self.state.row_node[free], return_inverse=True)
-        rank, groups = self._path_ranks(coords, nodes)
-        order = np.lexsort((free, rank[local]))  # path order, then sale_id
-        try:
-            shares = proportional([g[local[order]] for g in groups], weights[order], amount)
-        except Overflow as exc:
-            raise OutOfRange("spreading this value would overflow a sales row") from exc
-        out = np.empty_like(shares)
-        out[order] = shares
-        return out
-
-    def _leaves(
-        self, coords: tuple[Any, ...], rows: np.ndarray, units: np.ndarray, held: np.ndarray
-    ) -> list[spreading.Leaf]:
-        """The rows below a cell as spread leaves, ordered by (path, sale_id)."""
-        nodes, local = np.unique(self.state.row_node[rows], return_inverse=True)
-        rank, groups = self._path_ranks(coords, nodes)
-        order = np.lexsort((rows, rank[local]))
-        sale_ids = self.state.sales.sale_id
-        return [
-            spreading.Leaf(
-                int(sale_ids[rows[j]]),
-                tuple(int(g[local[j]]) for g in groups),
-                int(units[j]),
-                bool(held[j]),
-            )
-            for j in order.tolist()
-        ]
 
     # --- holds --------------------------------------------------------------------
 
@@ -680,13 +463,6 @@ class Decider:
         )
 
 
-def _renumbered(groups: np.ndarray) -> np.ndarray:
-    """Contiguous group numbers again 0, 1, ... (after some rows were left out)."""
-    if not len(groups):
-        return groups
-    return np.cumsum(np.r_[0, groups[1:] != groups[:-1]]).astype(np.int64)
-
-
 def distinct(positions: np.ndarray, size: int) -> np.ndarray:
     """The distinct row positions, ascending (for many, a mask: linear, unlike sorting)."""
     if len(positions) * 16 < size:
@@ -694,41 +470,6 @@ def distinct(positions: np.ndarray, size: int) -> np.ndarray:
     mask = np.zeros(size, dtype=bool)
     mask[positions] = True
     return np.flatnonzero(mask)
-
-
-def _depth_columns(coords: tuple[Any, ...]) -> list[int]:
-    """The coordinates below a cell, top down: the hierarchy levels it leaves open,
-    then the month when it is an all-months cell."""
-    columns = [i for i, name in enumerate(HIERARCHY) if coords[i] is None]
-    if coords[3] is None:
-        columns.append(3)
-    return columns
-
-
-def _spread_run(edits: list[Edit], start: int) -> int:
-    """Where the run of edits from `start` that `_spread_many` may take ends: plain
-    proportional spreads of one column, of distinct cells of one shape."""
-    first = edits[start]
-    if not _plain_spread(first):
-        return start + 1
-    shape = (first.column, first.condition["level"], first.condition["month"] is None)
-    seen = set()
-    end = start
-    while end < len(edits):
-        edit = edits[end]
-        if not _plain_spread(edit):
-            break
-        key = tuple(edit.condition.values())
-        shaped = (edit.column, edit.condition["level"], edit.condition["month"] is None)
-        if shaped != shape or key in seen:
-            break
-        seen.add(key)
-        end += 1
-    return end
-
-
-def _plain_spread(edit: Edit) -> bool:
-    return TABLES[edit.table].summary and edit.spread == "proportional" and edit.expect is None
 
 
 def _moves(at: np.ndarray, old: np.ndarray, new: np.ndarray) -> list[tuple[int, int, int]]:
@@ -791,11 +532,3 @@ def _writer_fields(writer: tuple[str, dt.datetime] | None) -> tuple[str | None, 
     if writer is None:
         return None, None
     return writer[0], writer[1].isoformat(timespec="milliseconds") + "Z"
-
-
-def _target(value: Any, scale: int) -> int:
-    return int(Decimal(str(value)) * scale)
-
-
-def _shown_units(units: int, scale: int) -> str | int:
-    return str(Decimal(units) / scale) if scale != 1 else units

@@ -22,6 +22,7 @@ from protocol.values import max_abs
 
 SUMMARY_QUANTITY = max_abs(TABLES[SUMMARY].columns["quantity"])
 SUMMARY_NET = max_abs(TABLES[SUMMARY].columns["net_amount"])
+SUMMARY_CENTS = int(SUMMARY_NET * 100)
 # The overflow errors DuckDB raises when a result does not fit its type.
 OVERFLOWS = (duckdb.OutOfRangeException, duckdb.ConversionException)
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from protocol.catalog import SUMMARY
-from protocol.codec import dumps, parse_seq
+from protocol.codec import dumps, loads_published, parse_seq
 from protocol.edits import parse_edit, parse_edit_many
 from protocol.errors import ProtocolError
 from protocol.messages import EditMessage, Hello, Ping, parse_message
@@ -206,3 +211,13 @@ def test_block_edits_are_checked_edit_by_edit():
             parse_edit_many(bad, max_edits=2)
         assert refused.value.code == code
         assert refused.value.details.get("index") == index
+
+
+@given(st.integers(-(10**17) + 1, 10**17 - 1))
+def test_published_payloads_pass_on_every_amount_exactly(cents):
+    """The hub reads the writer's payloads with doubles where a double prints back as
+    the same decimal, exactly otherwise: what a viewer gets is the amount published."""
+    amount = Decimal(cents) / 100
+    text = dumps({"rows": [{"net_amount": amount}]})
+    passed_on = json.loads(dumps(loads_published(text)), parse_float=Decimal)
+    assert passed_on["rows"][0]["net_amount"] == amount

@@ -1,0 +1,215 @@
+"""Block edits (DESIGN §12) decided in memory, with the effect of their edits one after
+the other: plain proportional spreads of disjoint cells of one shape go together in one
+vectorized step (`proportional_many`), in waves that never pass an earlier edit of an
+overlapping cell; anything special goes one by one, in order. A mixin of the Decider
+(server/writer/decide.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from protocol.catalog import TABLES
+from protocol.edits import Edit
+from protocol.errors import ProtocolError
+from server.writer.apportion import Overflow, proportional_many
+from server.writer.changes import Change
+from server.writer.ranges import SUMMARY_CENTS, SUMMARY_QUANTITY, OutOfRange, check_shares
+from server.writer.spreads import depth_columns, target_units
+from server.writer.state import State, coords_of
+
+
+class BlockDecisions:
+    state: State
+
+    def _edit_many(self, edits: tuple[Edit, ...], change: Change) -> None:
+        """A block, with the effect of its edits one after the other: spreads of
+        disjoint cells of one shape go at once (in waves that never pass an earlier
+        edit of an overlapping cell) unless something special (holds in the way,
+        zeros, ranges) makes one differ; everything else one by one, in order, an error
+        naming the edit's index."""
+        peak: list[float] = []  # a bound on every total's magnitude, once needed
+        todo = list(range(len(edits)))
+        if all(_plain_spread(e) for e in edits):
+            while todo:
+                wave, rest = self._wave(edits, todo)
+                if len(wave) < 2 or not self._spread_many([edits[i] for i in wave], change, peak):
+                    break
+                todo = rest
+        self._edit_in_order(edits, todo, change, peak)
+
+    def _wave(self, edits: tuple[Edit, ...], todo: list[int]) -> tuple[list[int], list[int]]:
+        """The edits (of `todo`, in order) of the first one's shape that no earlier
+        edit still to do overlaps, and the rest. Disjoint edits commute, so doing the
+        wave first changes nothing."""
+        under = self.state.under
+        first = edits[todo[0]]
+        shape = (first.column, first.condition["level"], first.condition["month"] is None)
+        taken: set[int] = set()
+        blocked: set[int] = set()
+        wave, rest = [], []
+        for i in todo:
+            edit = edits[i]
+            nodes = under.get(coords_of(edit.condition), ())
+            same = (edit.column, edit.condition["level"], edit.condition["month"] is None)
+            if same == shape and not any(k in blocked or k in taken for k in nodes):
+                wave.append(i)
+                taken.update(nodes)
+            else:
+                rest.append(i)
+                blocked.update(nodes)
+        return wave, rest
+
+    def _edit_in_order(
+        self, edits: tuple[Edit, ...], todo: list[int], change: Change, peak: list[float]
+    ) -> None:
+        """The edits `todo` (ascending) in order: consecutive plain spreads of one
+        shape at once, when they can be."""
+        i = 0
+        while i < len(todo):
+            end = _spread_run([edits[k] for k in todo], i)
+            run = [edits[k] for k in todo[i:end]]
+            if end - i > 1 and self._spread_many(run, change, peak):
+                i = end
+                continue
+            for index in todo[i : max(end, i + 1)]:
+                try:
+                    self._edit(edits[index], change)
+                except ProtocolError as exc:
+                    message = f"edit {index}: {exc.message}"
+                    raise ProtocolError(exc.code, message, **exc.details, index=index) from exc
+            i = max(end, i + 1)
+
+    def _spread_many(self, edits: list[Edit], change: Change, peak: list[float]) -> bool:
+        """Proportional spreads of distinct cells of one shape (so their rows are
+        disjoint) in one vectorized step, exactly as one after the other would do them.
+        False, with nothing changed, when any of them needs the one-by-one path."""
+        state = self.state
+        scale = 100 if edits[0].column == "net_amount" else 1
+        units_of = state.sales.cents if scale == 100 else state.sales.quantity
+        parts: list[np.ndarray] = []
+        depth = len(depth_columns(coords_of(edits[0].condition)))
+        groups: list[list[np.ndarray]] = [[] for _ in range(depth)]
+        offsets = [0] * depth
+        amounts = []
+        leaves = self._leaf_cells(edits, units_of, scale) if depth == 0 else None
+        if leaves is not None:
+            parts, amounts = leaves
+        for edit in edits if leaves is None else ():
+            coords = coords_of(edit.condition)
+            if coords in state.holds:
+                return False
+            found = state.rows_in_path_order(coords)
+            if found is None:
+                return False
+            rows, row_groups = found
+            held_units = 0
+            if state.holds and len(rows):
+                held = state.held_nodes[state.row_node[rows]]
+                if held.any():
+                    held_units = int(units_of[rows[held]].sum())
+                    rows, row_groups = rows[~held], [_renumbered(g[~held]) for g in row_groups]
+            if not len(rows) or int(units_of[rows].sum()) == 0:
+                return False  # nothing to spread, all held, or not proportionally
+            amounts.append(target_units(edit.value, scale) - held_units)
+            for d, group in enumerate(row_groups):
+                groups[d].append(group + offsets[d])
+                offsets[d] += int(group[-1]) + 1
+            parts.append(rows)
+        at = np.concatenate(parts)
+        roots = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+        try:
+            shares = proportional_many(
+                roots,
+                [np.concatenate(g) for g in groups],
+                units_of[at],
+                np.array(amounts, dtype=np.int64),
+            )
+        except (Overflow, OverflowError):
+            return False
+        moved = shares != units_of[at]
+        at, shares = at[moved], shares[moved]
+        if not len(at):
+            return True
+        column = "net_price" if scale == 100 else "quantity"
+        try:
+            check_shares(column, int(shares.min()), int(shares.max()), scale)
+        except OutOfRange:
+            return False
+        if not self._stays_in_range(shares - units_of[at], scale, peak):
+            return False
+        self._set_rows(column, at, shares, change)
+        return True
+
+    def _leaf_cells(
+        self, edits: list[Edit], units_of: np.ndarray, scale: int
+    ) -> tuple[list[np.ndarray], list[int]] | None:
+        """For family-month cells (one node each, no levels below): their rows and
+        amounts without a per-cell Python pass over arrays; None when one of them needs
+        the general loop (a hold on it or above it, no rows, zeros, moved rows)."""
+        state = self.state
+        if state._moved or (
+            state.holds and any(coords_of(e.condition) in state.holds for e in edits)
+        ):
+            return None
+        nodes = [state.node_ids.get(coords_of(e.condition)) for e in edits]  # type: ignore[arg-type]
+        if None in nodes:
+            return None
+        ks = np.array(nodes, dtype=np.int64)
+        if state.holds and state.held_nodes[ks].any():
+            return None
+        starts, ends = state._starts[ks], state._starts[ks + 1]
+        if (ends == starts).any():
+            return None
+        parts = [
+            state._order[s:e].astype(np.int64)
+            for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+        ]
+        offsets = np.r_[0, np.cumsum(ends - starts)[:-1]]
+        totals = np.add.reduceat(units_of[np.concatenate(parts)], offsets)
+        if not totals.all():
+            return None
+        return parts, [target_units(e.value, scale) for e in edits]
+
+    def _stays_in_range(self, diff: np.ndarray, scale: int, peak: list[float]) -> bool:
+        """Would every total stay in range at every step of doing the spreads one by one?
+        Each total moves by at most the sum of all changes; `peak` (per measure) bounds
+        the totals' magnitudes so far in this block."""
+        index, limit = (1, SUMMARY_CENTS) if scale == 100 else (0, SUMMARY_QUANTITY)
+        if not peak:
+            values = self.state.summary.values()
+            peak += [float(max((abs(v[i]) for v in values), default=0)) for i in (0, 1)]
+        peak[index] += float(np.abs(diff.astype(np.float64)).sum())
+        return peak[index] < limit
+
+
+def _renumbered(groups: np.ndarray) -> np.ndarray:
+    """Contiguous group numbers again 0, 1, ... (after some rows were left out)."""
+    if not len(groups):
+        return groups
+    return np.cumsum(np.r_[0, groups[1:] != groups[:-1]]).astype(np.int64)
+
+
+def _spread_run(edits: list[Edit], start: int) -> int:
+    """Where the run of edits from `start` that `_spread_many` may take ends: plain
+    proportional spreads of one column, of distinct cells of one shape."""
+    first = edits[start]
+    if not _plain_spread(first):
+        return start + 1
+    shape = (first.column, first.condition["level"], first.condition["month"] is None)
+    seen = set()
+    end = start
+    while end < len(edits):
+        edit = edits[end]
+        if not _plain_spread(edit):
+            break
+        key = tuple(edit.condition.values())
+        shaped = (edit.column, edit.condition["level"], edit.condition["month"] is None)
+        if shaped != shape or key in seen:
+            break
+        seen.add(key)
+        end += 1
+    return end
+
+
+def _plain_spread(edit: Edit) -> bool:
+    return TABLES[edit.table].summary and edit.spread == "proportional" and edit.expect is None

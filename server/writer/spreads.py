@@ -1,0 +1,133 @@
+"""Spreading a summary cell's new value over the sales rows below it, in memory: the
+proportional rule vectorized (server/writer/apportion.py), equal spreads and the edge
+cases through the pure reference (protocol/spread.py), rows in path order below the
+cell. A mixin of the Decider (server/writer/decide.py), which owns the state and
+`_set_rows`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from protocol import spread as spreading
+from protocol.catalog import HIERARCHY
+from protocol.edits import Edit
+from protocol.errors import ProtocolError
+from server.writer.apportion import Overflow, proportional
+from server.writer.changes import Change
+from server.writer.ranges import OutOfRange, check_shares
+from server.writer.state import State, coords_of
+
+
+class SpreadDecisions:
+    state: State
+
+    def _spread(self, edit: Edit, change: Change) -> None:
+        state, cell = self.state, edit.condition
+        coords = coords_of(cell)
+        if coords in state.holds:
+            raise ProtocolError("held", "this cell is held; release the hold to change it")
+        scale = 100 if edit.column == "net_amount" else 1
+        units_of = state.sales.cents if scale == 100 else state.sales.quantity
+        rows = state.rows_below(coords)
+        held = state.held_nodes[state.row_node[rows]] if state.holds else np.zeros(len(rows), bool)
+        units = units_of[rows]
+        held_units = int(units[held].sum())
+        free_units = int(units[~held].sum())
+        if edit.expect is not None and held_units + free_units != target_units(edit.expect, scale):
+            shown = _shown_units(held_units + free_units, scale)
+            raise ProtocolError(
+                "conflict", f"the cell is {shown}, not the expected {edit.expect}", current=shown
+            )
+        target = target_units(edit.value, scale)
+        free = rows[~held]
+        if edit.spread == "proportional" and free_units != 0:
+            new_units = self._proportional(coords, free, units_of[free], target - held_units)
+            changed_at, new_values = free, new_units
+        else:
+            leaves = self._leaves(coords, rows, units, held)
+            values = spreading.spread(leaves, target, edit.spread)
+            changed_at = np.fromiter(values, dtype=np.int64, count=len(values))
+            new_values = np.fromiter(values.values(), dtype=np.int64, count=len(values))
+            changed_at = state.sales.sale_id.searchsorted(changed_at)
+        moved = new_values != units_of[changed_at]
+        changed_at, new_values = changed_at[moved], new_values[moved]
+        if not len(changed_at):
+            return
+        column = "net_price" if scale == 100 else "quantity"
+        check_shares(column, int(new_values.min()), int(new_values.max()), scale)
+        self._set_rows(column, changed_at, new_values, change)
+
+    def _path_ranks(
+        self, coords: tuple[Any, ...], nodes: np.ndarray
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """For the distinct `nodes` below a cell: each node's rank in path order, and per
+        depth below the cell each node's group (numbered in path order)."""
+        columns = depth_columns(coords)
+        paths = [tuple(self.state.nodes[k][c] for c in columns) for k in nodes.tolist()]
+        order = sorted(range(len(paths)), key=paths.__getitem__)
+        rank = np.empty(len(paths), dtype=np.int64)
+        rank[order] = np.arange(len(paths))
+        groups = []
+        for depth in range(len(columns)):
+            group = np.empty(len(paths), dtype=np.int64)
+            number, last = -1, None
+            for k in order:
+                prefix = paths[k][: depth + 1]
+                if prefix != last:
+                    number, last = number + 1, prefix
+                group[k] = number
+            groups.append(group)
+        return rank, groups
+
+    def _proportional(
+        self, coords: tuple[Any, ...], free: np.ndarray, weights: np.ndarray, amount: int
+    ) -> np.ndarray:
+        """New units of the free rows (in the order given: ascending positions)."""
+        nodes, local = np.unique(self.state.row_node[free], return_inverse=True)
+        rank, groups = self._path_ranks(coords, nodes)
+        order = np.lexsort((free, rank[local]))  # path order, then sale_id
+        try:
+            shares = proportional([g[local[order]] for g in groups], weights[order], amount)
+        except Overflow as exc:
+            raise OutOfRange("spreading this value would overflow a sales row") from exc
+        out = np.empty_like(shares)
+        out[order] = shares
+        return out
+
+    def _leaves(
+        self, coords: tuple[Any, ...], rows: np.ndarray, units: np.ndarray, held: np.ndarray
+    ) -> list[spreading.Leaf]:
+        """The rows below a cell as spread leaves, ordered by (path, sale_id)."""
+        nodes, local = np.unique(self.state.row_node[rows], return_inverse=True)
+        rank, groups = self._path_ranks(coords, nodes)
+        order = np.lexsort((rows, rank[local]))
+        sale_ids = self.state.sales.sale_id
+        return [
+            spreading.Leaf(
+                int(sale_ids[rows[j]]),
+                tuple(int(g[local[j]]) for g in groups),
+                int(units[j]),
+                bool(held[j]),
+            )
+            for j in order.tolist()
+        ]
+
+
+def depth_columns(coords: tuple[Any, ...]) -> list[int]:
+    """The coordinates below a cell, top down: the hierarchy levels it leaves open,
+    then the month when it is an all-months cell."""
+    columns = [i for i, name in enumerate(HIERARCHY) if coords[i] is None]
+    if coords[3] is None:
+        columns.append(3)
+    return columns
+
+
+def target_units(value: Any, scale: int) -> int:
+    return int(Decimal(str(value)) * scale)
+
+
+def _shown_units(units: int, scale: int) -> str | int:
+    return str(Decimal(units) / scale) if scale != 1 else units
