@@ -26,7 +26,7 @@ from types import FrameType
 from server import metrics
 from server.config import Settings
 from server.listen import bind_public, public_url
-from server.store.embedded_redis import EmbeddedRedis, EmbeddedRedisError, die_with_parent_preexec
+from server.store.embedded_redis import EmbeddedRedis, EmbeddedRedisError, die_with_parent_prefix
 
 log = logging.getLogger("ducksheet")
 READY_TIMEOUT = 120.0  # seconds a child may take to start (a first start seeds the data)
@@ -128,12 +128,12 @@ class Supervisor:
         """Start `child`; the read end of the pipe it reports readiness on."""
         ready_read, ready_write = os.pipe()
         try:
+            argv = [*_python(), "serve", *child.args, "--ready-fd", str(ready_write)]
             child.process = subprocess.Popen(
-                [*_python(), "serve", *child.args, "--ready-fd", str(ready_write)],
+                [*die_with_parent_prefix(), *argv],
                 env=self.env,
                 pass_fds=(*child.pass_fds, ready_write),
                 process_group=0,  # a terminal's CTRL+C reaches only us; we stop them in order
-                preexec_fn=die_with_parent_preexec(),
             )
         except BaseException:
             os.close(ready_read)

@@ -13,18 +13,17 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
@@ -47,7 +46,6 @@ AOF_NAME = "appendonly.aof"
 
 _TCP_HOST = "127.0.0.1"
 _TCP_START_ATTEMPTS = 5
-_PR_SET_PDEATHSIG = 1
 _POLL_INTERVAL = 0.05
 _LOG_TAIL_LINES = 20
 
@@ -176,31 +174,24 @@ def _clear_stale_state(data_dir: Path, timeout: float) -> None:
     (data_dir / SOCK_NAME).unlink(missing_ok=True)
 
 
-def die_with_parent_preexec() -> Callable[[], None] | None:
-    """A preexec_fn that makes the child get SIGTERM when we die, or None if unsupported.
+def die_with_parent_prefix() -> list[str]:
+    """An argv prefix that makes the child get SIGTERM when we die ([] if unsupported).
 
-    PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only armed when
-    starting from the main thread; otherwise a finishing worker thread would kill redis.
+    util-linux ``setpriv`` sets PR_SET_PDEATHSIG and execs the command, so no Python
+    runs between fork and exec: a ``preexec_fn`` in a process with DuckDB or numpy
+    threads can crash the child. The signal fires when the *thread* that forked exits,
+    so it is only armed when starting from the main thread.
     """
     if not sys.platform.startswith("linux"):
-        return None
+        return []
     if threading.current_thread() is not threading.main_thread():
         log.debug("not on the main thread; relying on pidfile cleanup for orphans")
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent_pid = os.getpid()
-    sigterm = int(signal.SIGTERM)
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, sigterm)
-        # The parent may have died between fork() and prctl(); then nobody would signal us.
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return preexec
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        log.debug("setpriv not found; relying on pidfile cleanup for orphans")
+        return []
+    return [setpriv, "--pdeathsig", "TERM", "--"]
 
 
 class EmbeddedRedis:
@@ -358,12 +349,11 @@ class EmbeddedRedis:
         # logfile directive takes effect.
         with open(self.log_path, "ab") as log_file:
             self._proc = subprocess.Popen(
-                [str(binary), str(conf)],
+                [*die_with_parent_prefix(), str(binary), str(conf)],
                 cwd=self.data_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
-                preexec_fn=die_with_parent_preexec(),
             )
 
     def _wait_ready(self, client_kwargs: dict[str, object], deadline: float) -> None:

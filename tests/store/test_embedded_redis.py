@@ -146,6 +146,48 @@ def test_orphan_from_earlier_run_is_terminated(tmp_path: Path, make_redis: MakeR
     assert (tmp_path / PID_NAME).read_text().strip() == str(second.pid)
 
 
+OWNER_WITH_BUSY_THREADS = """
+import sys, threading
+from pathlib import Path
+import duckdb
+from server.store.embedded_redis import EmbeddedRedis
+
+connection = duckdb.connect()
+def busy() -> None:
+    cursor = connection.cursor()
+    while True:
+        cursor.execute("SELECT sum(range) FROM range(1000000)").fetchall()
+for _ in range(3):
+    threading.Thread(target=busy, daemon=True).start()
+for _ in range(5):  # every start forks beside running DuckDB threads
+    redis = EmbeddedRedis(Path(sys.argv[1]))
+    redis.start()
+    redis.stop()
+redis.start()
+print(redis.pid, flush=True)
+threading.Event().wait()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+def test_redis_started_beside_duckdb_threads_dies_with_its_owner(tmp_path: Path) -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER_WITH_BUSY_THREADS, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        line = owner.stdout.readline()
+        assert line.strip().isdigit(), f"owner failed to start redis: {line!r}"
+        redis_pid = int(line)
+        assert not _pid_gone(redis_pid)
+    finally:
+        owner.kill()
+        owner.wait(timeout=STOP_TIMEOUT)
+    assert _wait_until(lambda: _pid_gone(redis_pid), STOP_TIMEOUT)
+
+
 async def test_long_data_dir_falls_back_to_tcp_with_password(
     tmp_path: Path, make_redis: MakeRedis
 ) -> None:
