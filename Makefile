@@ -4,6 +4,10 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
+# pytest-xdist workers for make test: the suite mostly waits on servers, so 3 beat 2
+# on two cores (measured: 1 worker 655 s, 2 workers 369 s, 3 workers 284 s)
+TEST_WORKERS ?= 3
+XDIST  := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 .PHONY: run test test-slow mutation-check lint format seed check bench clean
 
@@ -28,12 +32,12 @@ node_modules/.installed: package.json package-lock.json
 # `coverage report` fails below [tool.coverage.report] fail_under.
 test: $(STAMP) $(NODE_STAMP)  ## the whole test suite (real Redis, real DuckDB), with coverage; SLOW=1 adds the slow set
 	rm -f .coverage .coverage.*
-	$(PY) -m coverage run -m pytest $(ARGS)
+	$(PY) -m coverage run -m pytest $(XDIST) $(ARGS)
 	$(PY) -m coverage combine -q
 	$(PY) -m coverage report
 
 test-slow: $(STAMP) $(NODE_STAMP)  ## the suite plus the slow set (20 kill -9 / SIGTERM cycles per Redis mode)
-	SLOW=1 $(PY) -m pytest $(ARGS)
+	SLOW=1 $(PY) -m pytest $(XDIST) $(ARGS)
 
 mutation-check: $(STAMP)  ## break each behaviour in scripts/mutations.toml, expect its tests to fail
 	$(PY) scripts/mutation_check.py $(ARGS)
