@@ -14,7 +14,7 @@ from protocol.errors import ProtocolError
 from server.writer.apportion import Overflow, proportional_many
 from server.writer.changes import Change
 from server.writer.ranges import SUMMARY_CENTS, SUMMARY_QUANTITY, OutOfRange, check_shares
-from server.writer.spreads import depth_columns, target_units
+from server.writer.spreads import target_units
 from server.writer.state import State, coords_of
 
 
@@ -86,47 +86,31 @@ class BlockDecisions:
         state = self.state
         scale = 100 if edits[0].column == "net_amount" else 1
         units_of = state.sales.cents if scale == 100 else state.sales.quantity
-        parts: list[np.ndarray] = []
-        depth = len(depth_columns(coords_of(edits[0].condition)))
-        groups: list[list[np.ndarray]] = [[] for _ in range(depth)]
-        offsets = [0] * depth
-        amounts = []
-        leaves = self._leaf_cells(edits, units_of, scale) if depth == 0 else None
-        if leaves is not None:
-            parts, amounts = leaves
-        for edit in edits if leaves is None else ():
-            coords = coords_of(edit.condition)
-            if coords in state.holds:
-                return False
-            found = state.rows_in_path_order(coords)
-            if found is None:
-                return False
-            rows, row_groups = found
-            held_units = 0
-            if state.holds and len(rows):
-                held = state.held_nodes[state.row_node[rows]]
-                if held.any():
-                    held_units = int(units_of[rows[held]].sum())
-                    rows, row_groups = rows[~held], [_renumbered(g[~held]) for g in row_groups]
-            if not len(rows) or int(units_of[rows].sum()) == 0:
-                return False  # nothing to spread, all held, or not proportionally
-            amounts.append(target_units(edit.value, scale) - held_units)
-            for d, group in enumerate(row_groups):
-                groups[d].append(group + offsets[d])
-                offsets[d] += int(group[-1]) + 1
-            parts.append(rows)
-        at = np.concatenate(parts)
-        roots = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+        cells = [coords_of(edit.condition) for edit in edits]
+        if state.holds and any(c in state.holds for c in cells):
+            return False
+        found = state.cells_in_path_order(cells)
+        if found is None:
+            return False
+        at, roots, groups = found.rows, found.cell, found.groups
+        units = units_of[at]
+        held_units = np.zeros(len(edits), dtype=np.int64)
+        if state.holds:
+            held = state.held_nodes[state.row_node[at]]
+            if held.any():
+                held_units = _per_cell(units[held], roots[held], len(edits))
+                free = ~held
+                at, roots, units = at[free], roots[free], units[free]
+                groups = [_renumbered(g[free]) for g in groups]
+        rows_per_cell = np.bincount(roots, minlength=len(edits))
+        if not rows_per_cell.all() or not _per_cell(units, roots, len(edits)).all():
+            return False  # nothing to spread, all held, or not proportionally
+        amounts = np.array([target_units(e.value, scale) for e in edits], dtype=np.int64)
         try:
-            shares = proportional_many(
-                roots,
-                [np.concatenate(g) for g in groups],
-                units_of[at],
-                np.array(amounts, dtype=np.int64),
-            )
+            shares = proportional_many(roots, groups, units, amounts - held_units)
         except (Overflow, OverflowError):
             return False
-        moved = shares != units_of[at]
+        moved = shares != units
         at, shares = at[moved], shares[moved]
         if not len(at):
             return True
@@ -135,40 +119,10 @@ class BlockDecisions:
             check_shares(column, int(shares.min()), int(shares.max()), scale)
         except OutOfRange:
             return False
-        if not self._stays_in_range(shares - units_of[at], scale, peak):
+        if not self._stays_in_range(shares - units[moved], scale, peak):
             return False
         self._set_rows(column, at, shares, change)
         return True
-
-    def _leaf_cells(
-        self, edits: list[Edit], units_of: np.ndarray, scale: int
-    ) -> tuple[list[np.ndarray], list[int]] | None:
-        """For family-month cells (one node each, no levels below): their rows and
-        amounts without a per-cell Python pass over arrays; None when one of them needs
-        the general loop (a hold on it or above it, no rows, zeros, moved rows)."""
-        state = self.state
-        if state._moved or (
-            state.holds and any(coords_of(e.condition) in state.holds for e in edits)
-        ):
-            return None
-        nodes = [state.node_ids.get(coords_of(e.condition)) for e in edits]  # type: ignore[arg-type]
-        if None in nodes:
-            return None
-        ks = np.array(nodes, dtype=np.int64)
-        if state.holds and state.held_nodes[ks].any():
-            return None
-        starts, ends = state._starts[ks], state._starts[ks + 1]
-        if (ends == starts).any():
-            return None
-        parts = [
-            state._order[s:e].astype(np.int64)
-            for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
-        ]
-        offsets = np.r_[0, np.cumsum(ends - starts)[:-1]]
-        totals = np.add.reduceat(units_of[np.concatenate(parts)], offsets)
-        if not totals.all():
-            return None
-        return parts, [target_units(e.value, scale) for e in edits]
 
     def _stays_in_range(self, diff: np.ndarray, scale: int, peak: list[float]) -> bool:
         """Would every total stay in range at every step of doing the spreads one by one?
@@ -180,6 +134,15 @@ class BlockDecisions:
             peak += [float(max((abs(v[i]) for v in values), default=0)) for i in (0, 1)]
         peak[index] += float(np.abs(diff.astype(np.float64)).sum())
         return peak[index] < limit
+
+
+def _per_cell(values: np.ndarray, cell: np.ndarray, count: int) -> np.ndarray:
+    """Exact int64 sums of `values` per cell (`cell` ascending), zero for cells absent."""
+    sums = np.zeros(count, dtype=np.int64)
+    if len(values):
+        starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
+        sums[cell[starts]] = np.add.reduceat(values, starts)
+    return sums
 
 
 def _renumbered(groups: np.ndarray) -> np.ndarray:

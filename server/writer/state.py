@@ -87,6 +87,15 @@ class Sales:
         return self.cents if name == "net_price" else getattr(self, name)
 
 
+@dataclass(frozen=True)
+class PathRows:
+    """Rows below several cells, as `State.cells_in_path_order` gathers them."""
+
+    rows: np.ndarray  # positions, cell after cell, each cell's rows in path order
+    cell: np.ndarray  # per row, the index of its cell
+    groups: list[np.ndarray]  # per depth below the cells, each row's group (across cells)
+
+
 @dataclass
 class State:
     sales: Sales
@@ -163,22 +172,32 @@ class State:
             rows.sort()
         return rows
 
-    def rows_in_path_order(self, coords: Coords) -> tuple[np.ndarray, list[np.ndarray]] | None:
-        """The rows below a cell in path order (the nodes' paths below the cell, then
-        sale_id) and each row's group at each depth, numbered in that order; None while
-        rows moved node since the index was built (then callers sort themselves)."""
+    def cells_in_path_order(self, cells: list[Coords]) -> PathRows | None:
+        """The rows below each of `cells` (of one shape), cell after cell, each cell's
+        rows in path order (the nodes' paths below it, then sale_id); None while rows
+        moved node since the index was built (then callers sort themselves). One
+        gather for all of them: a paste names thousands of cells."""
         if self._moved:
             return None
-        found = self._paths.get(coords)
-        if found is None:
-            found = self._paths[coords] = self._path_groups(coords)
-        nodes, groups = found
-        if not nodes:
-            return np.empty(0, dtype=np.int64), [np.empty(0, dtype=np.int64) for _ in groups]
-        starts, ends = self._starts[nodes], self._starts[np.array(nodes) + 1]
-        rows = np.concatenate([self._order[s:e] for s, e in zip(starts, ends, strict=True)])
-        lengths = ends - starts
-        return rows.astype(np.int64), [np.repeat(g, lengths) for g in groups]
+        paths = [
+            self._paths.get(c) or self._paths.setdefault(c, self._path_groups(c)) for c in cells
+        ]
+        nodes = np.fromiter(itertools.chain.from_iterable(p[0] for p in paths), dtype=np.int64)
+        per_cell = np.fromiter((len(p[0]) for p in paths), dtype=np.int64, count=len(paths))
+        starts = self._starts[nodes]
+        lengths = self._starts[nodes + 1] - starts
+        ends = np.cumsum(lengths)
+        total = int(ends[-1]) if len(ends) else 0
+        rows = self._order[np.arange(total) + np.repeat(starts - (ends - lengths), lengths)]
+        node_cell = np.repeat(np.arange(len(cells)), per_cell)
+        groups = []
+        for depth in range(len(paths[0][1]) if paths else 0):
+            numbered = [p[1][depth] for p in paths]
+            counts = [int(g[-1]) + 1 if len(g) else 0 for g in numbered]
+            offsets = np.cumsum(counts) - counts
+            node_groups = np.concatenate(numbered) + offsets[node_cell]
+            groups.append(np.repeat(node_groups, lengths))
+        return PathRows(rows.astype(np.int64), np.repeat(node_cell, lengths), groups)
 
     def _path_groups(self, coords: Coords) -> tuple[list[int], list[np.ndarray]]:
         depth_columns = [i for i in range(3) if coords[i] is None]
