@@ -240,24 +240,39 @@ class Decider(BlockDecisions, SpreadDecisions):
             )
         if state.holds and (self._any_held(old_nodes) or self._any_held(new_nodes)):
             raise ProtocolError("held", HELD)
+        cells = self._cell_deltas(column, at, values, old_nodes, new_nodes)
+        self._apply_cells(cells, change)  # raises before anything changed
+        change.write(state, column, at, values)
+        if column in NODE_INPUTS:
+            for i, _, new in _moves(at, old_nodes, new_nodes):
+                change.move(state, i, new)
+
+    def _cell_deltas(
+        self,
+        column: str,
+        at: np.ndarray,
+        values: np.ndarray,
+        old_nodes: np.ndarray,
+        new_nodes: np.ndarray,
+    ) -> dict[Cell, Delta]:
+        """How setting `column` to `values` at `at` moves every summary cell."""
+        state = self.state
         if column in NODE_INPUTS:
             deltas: dict[Node, Delta] = {}
             for i, old, new in _moves(at, old_nodes, new_nodes):
                 self._row_delta(deltas, i, old, -1)
                 self._row_delta(deltas, i, new, 1)
-        elif len(at) == 1:  # a point edit: no array work
-            node, units = int(old_nodes[0]), int(values[0]) - int(state.sales.column(column)[at[0]])
+            return roll_up(deltas)
+        if len(at) == 1:  # a point edit: no array work
+            node = int(old_nodes[0])
+            if node == NO_NODE:
+                return {}
+            units = int(values[0]) - int(state.sales.column(column)[at[0]])
             measure = [0, units, 0] if column == "net_price" else [units, 0, 0]
-            deltas = {} if node == NO_NODE else {state.nodes[node]: measure}
-        else:
-            scale = 100 if column == "net_price" else 1
-            diff = values.astype(np.int64) - state.sales.column(column)[at]
-            deltas = self._node_deltas(old_nodes, diff, scale)
-        self._apply_cells(roll_up(deltas), change)  # raises before anything changed
-        change.write(state, column, at, values)
-        if column in NODE_INPUTS:
-            for i, _, new in _moves(at, old_nodes, new_nodes):
-                change.move(state, i, new)
+            return dict.fromkeys(state.cells_of(node), measure)
+        scale = 100 if column == "net_price" else 1
+        diff = values.astype(np.int64) - state.sales.column(column)[at]
+        return roll_up(self._node_deltas(old_nodes, diff, scale))
 
     def _any_held(self, nodes: np.ndarray) -> bool:
         known = nodes[nodes != NO_NODE]

@@ -115,6 +115,7 @@ class State:
     _moved: set[int] = field(default_factory=set)  # rows whose node changed since indexing
     # cell -> its nodes in path order and their group at each depth below it
     _paths: dict[Coords, tuple[list[int], list[np.ndarray]]] = field(default_factory=dict)
+    _node_cells: dict[int, tuple[Cell, ...]] = field(default_factory=dict)  # see cells_of
 
     def __post_init__(self) -> None:
         self._index_rows()
@@ -213,6 +214,24 @@ class State:
             changes = [0] + [int(a != b) for a, b in itertools.pairwise(prefixes)]
             groups.append(np.cumsum(changes, dtype=np.int64))
         return nodes, groups
+
+    def cells_of(self, node: int) -> tuple[Cell, ...]:
+        """The eight cells a node's rows count in: its family, brand, supplier and the
+        grand total, each by its month and over all months (what roll_up yields)."""
+        found = self._node_cells.get(node)
+        if found is None:
+            supplier, brand, family, month = self.nodes[node]
+            found = self._node_cells[node] = (
+                (supplier, brand, family, month, 0),
+                (supplier, brand, family, None, 0),
+                (supplier, brand, None, month, 1),
+                (supplier, brand, None, None, 1),
+                (supplier, None, None, month, 3),
+                (supplier, None, None, None, 3),
+                (None, None, None, month, 7),
+                (None, None, None, None, 7),
+            )
+        return found
 
     # --- holds --------------------------------------------------------------------
 
