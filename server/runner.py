@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -43,6 +44,10 @@ class NotifyingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        if self.started:
+            # What startup built (the writer's working state, modules, the app) lives as
+            # long as the process: keep it out of every later full collection's scan.
+            gc.freeze()
         if self.started and self.ready_fd is not None:
             os.write(self.ready_fd, b"r")
             os.close(self.ready_fd)
