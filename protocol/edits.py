@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from protocol.catalog import (
@@ -20,7 +21,10 @@ from protocol.conditions import WHERE, equalities, parse_text_condition
 from protocol.errors import ProtocolError
 from protocol.values import Scalar, check_written, coerce_value
 
-SPREAD_METHODS = ("proportional", "equal")
+SPREAD_METHODS = ("proportional", "equal", "percent")
+# `percent`: the value is a change in percent of the cell's current value (5 = +5 %),
+# with up to 4 decimal places; -100 empties the cell.
+PERCENT = Column("percent", "decimal", scale=4, max_abs=10_000, min_value=-100)
 MAX_EDITS_PER_REQUEST = 10_000  # DUCKSHEET_MAX_EDITS_PER_REQUEST
 
 
@@ -131,20 +135,37 @@ def parse_edit(message: Any) -> Edit:
     column = _editable_column(table, message.get("column"))
     if "value" not in message:
         raise ProtocolError("invalid_value", "missing 'value'")
-    value = coerce_value(column, message["value"])
-    check_written(column, value)
-    condition = parse_condition(table, message.get("condition"))
     spread = message.get("spread") or "proportional"
     if spread not in SPREAD_METHODS:
         raise ProtocolError(
             "unknown_spread", f"spread must be one of {', '.join(SPREAD_METHODS)}, got {spread!r}"
         )
+    if spread == "percent":
+        if not table.summary:
+            raise ProtocolError("unknown_spread", "spread 'percent' changes summary cells only")
+        value = _percent(message["value"])
+    else:
+        value = coerce_value(column, message["value"])
+        check_written(column, value)
+    condition = parse_condition(table, message.get("condition"))
     expect = message.get("expect")
     if expect is not None:
         expect = coerce_value(column, expect, what="expect")
     if table.summary:
         condition = summary_cell(condition)
     return Edit(table.name, column.name, value, condition, spread, expect)
+
+
+def _percent(value: Any) -> str:
+    """A percent change: a number from -100 to 10,000 with at most 4 decimal places."""
+    percent = coerce_value(PERCENT, value)
+    if Decimal(percent) < PERCENT.min_value:  # type: ignore[arg-type, operator]
+        raise ProtocolError(
+            "invalid_value",
+            f"value for a percent spread: {percent} takes the cell below zero; -100 empties it",
+            column="percent",
+        )
+    return percent  # type: ignore[return-value]
 
 
 def _table(name: Any) -> Table:

@@ -12,6 +12,7 @@ equal values get equal shares whenever the amount divides.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from decimal import Decimal
 from typing import NamedTuple
 
 from protocol.errors import ProtocolError
@@ -52,6 +53,15 @@ def largest_remainder(weights: Sequence[int], total: int) -> list[int]:
     for i in by_remainder[:left_over]:
         parts[i] += 1
     return parts
+
+
+def percent_target(current: int, percent: str) -> int:
+    """The units a cell of `current` units reaches when changed by `percent` (at most 4
+    decimal places), rounded half away from zero: +5 % of 10.01 is 10.51."""
+    per_million = int(Decimal(percent).scaleb(4))  # exact: 4 decimal places at most
+    quotient, remainder = divmod(abs(current) * (1_000_000 + per_million), 1_000_000)
+    rounded = quotient + (2 * remainder >= 1_000_000)
+    return rounded if current >= 0 else -rounded
 
 
 def split_equally(count: int, total: int) -> list[int]:

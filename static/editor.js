@@ -6,7 +6,7 @@
  */
 
 import { NAME_COL, cellEdit, cellKeyOf, cellLabel } from './model.js';
-import { KIND, el, parseValue, rawValue } from './util.js';
+import { KIND, afterPercent, el, parsePercent, parseValue, rawValue } from './util.js';
 
 const SPREAD_LABEL = Object.freeze({ proportional: 'Proportional', equal: 'Equal' });
 
@@ -65,6 +65,7 @@ export function createEditor(ctx) {
       button.addEventListener('click', () => commit(0, false, spread));
       box.append(button);
     }
+    box.append(el('span', 'spread-hint', 'or type +5%'));
     return box;
   }
 
@@ -89,14 +90,20 @@ export function createEditor(ctx) {
   function commit(colDelta, fromBlur, spread = state.spread) {
     const text = editor.input.value;
     if (text.trim() !== editor.initial) {
-      const parsed = parseValue(text, KIND[editor.column]);
+      const percent = parsePercent(text);
+      const parsed = percent ?? parseValue(text, KIND[editor.column]);
       if (parsed.error) {
         ctx.notify('error', fromBlur ? `${parsed.error} Edit discarded.` : parsed.error);
         if (fromBlur) close(false);
         else editor.input.select();
         return;
       }
-      send(editor, parsed.value, spread);
+      if (percent) {
+        const now = ctx.displayedValue(editor.key);
+        send(editor, percent.value, 'percent', afterPercent(now, percent.value, KIND[editor.column]));
+      } else {
+        send(editor, parsed.value, spread);
+      }
     }
     close(!fromBlur);
     if (colDelta) ctx.move(colDelta);
@@ -128,7 +135,8 @@ export function createEditor(ctx) {
     if (document.activeElement !== editor.input) editor.input.focus({ preventScroll: true });
   }
 
-  function send(target, value, spread) {
+  // `shown`: what the cell shows until the outcome arrives (a percent's result).
+  function send(target, value, spread, shown = value) {
     const node = state.nodes.get(target.nodeKey);
     if (!node) return;
     const key = `${target.key}#${target.column}`;
@@ -138,7 +146,7 @@ export function createEditor(ctx) {
       (r) => overlays.follow(key, r),
     );
     if (!request) return;
-    request.value = value;
+    request.value = shown;
     overlays.show(key, request);
   }
 

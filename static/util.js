@@ -141,6 +141,26 @@ export function parseValue(text, kind) {
   return { value: kind === 'integer' ? value || 0 : Number(value.toFixed(2)) || 0 };
 }
 
+// "+5%", "-3.5 %", "5%": a change in percent of a cell (spread 'percent'); null when the
+// text is not a percent, { error } when it is one the server would refuse.
+export function parsePercent(text) {
+  const m = /^([-+]?)\s*(\d+(?:\.\d*)?)\s*%$/.exec(text.trim());
+  if (!m) return null;
+  if ((m[2].split('.')[1] || '').length > 4) return { error: 'A percent allows at most 4 decimals.' };
+  const value = Number(m[2]) * (m[1] === '-' ? -1 : 1);
+  if (value < -100) return { error: 'A cell can go down by 100 % at most.' };
+  if (value > 10000) return { error: 'A cell can go up by 10,000 % at most.' };
+  return { value };
+}
+
+// What a cell of `current` shows after a change of `percent` (the server's rounding:
+// half away from zero), while the edit is on its way.
+export function afterPercent(current, percent, kind) {
+  const units = kind === 'integer' ? 1 : 100;
+  const exact = Number(current || 0) * units * (1 + percent / 100);
+  return (Math.sign(exact) * Math.round(Math.abs(exact))) / units;
+}
+
 // "just now", "5 min ago", "3 h ago", "2 days ago", then the date, for an ISO time;
 // '' when it is missing or not a time. A time ahead of this clock counts as now.
 export function relativeTime(iso, now = Date.now()) {

@@ -64,7 +64,7 @@ EDIT = {
         "column": {"type": "string"},
         "value": {"type": ["string", "number"]},
         "condition": CONDITION,
-        "spread": {"type": "string", "enum": ["proportional", "equal"]},
+        "spread": {"type": "string", "enum": ["proportional", "equal", "percent"]},
         "expect": {"type": ["string", "number"]},
     },
 }

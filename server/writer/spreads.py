@@ -41,14 +41,19 @@ class SpreadDecisions:
             raise ProtocolError(
                 "conflict", f"the cell is {shown}, not the expected {edit.expect}", current=shown
             )
-        target = target_units(edit.value, scale)
+        method = edit.spread
+        if method == "percent":  # a change of the current value, then spread like it
+            target = spreading.percent_target(held_units + free_units, str(edit.value))
+            method = "proportional"
+        else:
+            target = target_units(edit.value, scale)
         free = rows[~held]
-        if edit.spread == "proportional" and free_units != 0:
+        if method == "proportional" and free_units != 0:
             new_units = self._proportional(coords, free, units_of[free], target - held_units)
             changed_at, new_values = free, new_units
         else:
             leaves = self._leaves(coords, rows, units, held)
-            values = spreading.spread(leaves, target, edit.spread)
+            values = spreading.spread(leaves, target, method)
             changed_at = np.fromiter(values, dtype=np.int64, count=len(values))
             new_values = np.fromiter(values.values(), dtype=np.int64, count=len(values))
             changed_at = state.sales.sale_id.searchsorted(changed_at)

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from protocol.catalog import SUMMARY
+from protocol.spread import percent_target
 from server.config import Settings
 from tests import conftest
 from tests.helpers import read
@@ -259,6 +260,36 @@ async def test_keyboard_editing_and_an_invalid_value(server, users):
 
     await ann.keyboard.press("ArrowDown")  # the grid has the focus back
     await expect(target).not_to_have_class(klass("selected"))
+
+
+async def test_typing_a_percent_changes_a_brand_by_it_in_both_browsers(server, users):
+    ann, bob = await users.open("ann"), await users.open("bob")
+    supplier, brand = await first_brand(bob)
+    month = "2024-04"
+    before = await summary(server, "net_amount", supplier, brand, None, month)
+    expected = Decimal(percent_target(int(before * 100), "10")) / 100
+
+    await type_into(ann, cell(ann, supplier, brand, None, month), "+10%")
+
+    await expect(cell(bob, supplier, brand, None, month)).to_have_text(money(expected))
+    await expect(cell(ann, supplier, brand, None, month)).to_have_text(money(expected))
+    await expect(cell(ann, supplier, brand, None, month)).not_to_have_class(klass("pending"))
+    assert await summary(server, "net_amount", supplier, brand, None, month) == expected
+    assert sum((await families(server, supplier, brand, month)).values()) == expected
+
+    parsed = await ann.evaluate(
+        """async (texts) => {
+            const util = await import('/static/util.js');
+            return texts.map((t) => util.parsePercent(t));
+        }""",
+        ["+5%", "-3.5 %", "5%", "12", "+1.23456%", "-150%", "20000%"],
+    )
+    assert parsed[:4] == [{"value": 5}, {"value": -3.5}, {"value": 5}, None]
+    assert [p["error"] for p in parsed[4:]] == [
+        "A percent allows at most 4 decimals.",
+        "A cell can go down by 100 % at most.",
+        "A cell can go up by 10,000 % at most.",
+    ]
 
 
 async def test_hold_appears_for_everyone_and_rejects_edits(server, users):

@@ -61,6 +61,40 @@ def test_bad_edits_get_precise_codes(overrides, code):
     assert code_of(edit(**overrides)) == code
 
 
+def percent_edit(value, **overrides):
+    cell = {"supplier": "A", "brand": "B", "month": "2024-03"}
+    message = {"table": SUMMARY, "column": "net_amount", "condition": cell, "value": value}
+    return {**message, "spread": "percent", **overrides}
+
+
+def test_a_percent_spread_carries_the_percent_exactly():
+    assert parse_edit(percent_edit(5)).value == "5.0000"
+    assert parse_edit(percent_edit("-3.25")).value == "-3.2500"
+    assert parse_edit(percent_edit(-100)).value == "-100.0000"
+    assert parse_edit(percent_edit(10_000, column="quantity")).value == "10000.0000"
+
+
+@pytest.mark.parametrize(
+    ("value", "overrides", "code"),
+    [
+        (-100.01, {}, "invalid_value"),  # below zero
+        (10_000.01, {}, "invalid_value"),
+        ("0.00001", {}, "invalid_value"),  # 5 decimal places
+        ("1e400", {}, "invalid_value"),
+        ("5%", {}, "invalid_value"),  # the grid turns "+5%" into 5; the API takes numbers
+        ("\u0665", {}, "invalid_value"),  # an Arabic-Indic five
+        (None, {}, "invalid_value"),
+        (
+            5,
+            {"table": "sales", "column": "quantity", "condition": {"sale_id": 1}},
+            "unknown_spread",
+        ),
+    ],
+)
+def test_bad_percent_spreads_are_refused(value, overrides, code):
+    assert code_of(percent_edit(value, **overrides)) == code
+
+
 def test_text_values_are_bounded_and_clean():
     product = {"table": "product", "column": "brand", "condition": {"product_id": 1}}
     assert parse_edit({**product, "value": "Nova"}).value == "Nova"

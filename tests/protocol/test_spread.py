@@ -12,6 +12,7 @@ from protocol.spread import (
     Leaf,
     SpreadError,
     largest_remainder,
+    percent_target,
     split_equally,
     spread,
 )
@@ -153,3 +154,29 @@ def test_equal_siblings_stay_equal_when_the_total_divides(families, total, split
         for family in range(families)
     ]
     assert per_family == [share] * families
+
+
+def _percent_reference(current: int, percent: str) -> int:
+    """current * (1 + percent / 100), rounded half away from zero, in exact fractions."""
+    exact = Fraction(current) * (1 + Fraction(percent) / 100)
+    magnitude = abs(exact)
+    rounded = int(magnitude) + (magnitude - int(magnitude) >= Fraction(1, 2))
+    return rounded if exact >= 0 else -rounded
+
+
+def test_percent_target_rounds_half_away_from_zero():
+    assert percent_target(1001, "5") == 1051  # 10.01 + 5 % = 10.5105 -> 10.51
+    assert percent_target(10, "5") == 11  # 10.5 -> 11
+    assert percent_target(-10, "5") == -11  # -10.5 -> -11
+    assert percent_target(12345, "-100") == 0
+    assert percent_target(0, "250") == 0
+    assert percent_target(3, "-50") == 2  # 1.5 -> 2
+
+
+@given(
+    st.integers(-(10**17), 10**17),
+    st.decimals(min_value=-100, max_value=10_000, places=4, allow_nan=False),
+)
+def test_percent_target_matches_the_exact_reference(current, percent):
+    text = str(percent)
+    assert percent_target(current, text) == _percent_reference(current, text)

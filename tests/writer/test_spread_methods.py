@@ -1,0 +1,140 @@
+"""Spreading methods beyond proportional and equal (DESIGN §13), decided in memory."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from helpers import a_brand_month, assert_exact, cell, families_of, request, summary_edit
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from protocol.actions import Undo
+from protocol.catalog import SUMMARY
+from protocol.edits import parse_hold
+from protocol.spread import percent_target
+from server.writer.batch import Limits
+from server.writer.decide import Request
+from server.writer.direct import DirectWriter
+
+
+def percent(value: Any, **condition: Any) -> dict[str, Any]:
+    return {**summary_edit(value, **condition), "spread": "percent"}
+
+
+def code(payload: dict[str, Any]) -> str:
+    result = payload["results"][0]
+    return result["status"] if result["status"] == "applied" else result["error"]["code"]
+
+
+def sales(con) -> list[tuple]:
+    return con.execute("SELECT sale_id, quantity, net_price FROM sales ORDER BY ALL").fetchall()
+
+
+def cents(amount: Decimal) -> int:
+    return int(amount * 100)
+
+
+def test_percent_is_a_proportional_spread_to_the_changed_value(fresh):
+    by_percent, by_value = fresh(), fresh()
+    supplier, brand, month = a_brand_month(by_percent)
+    where = {"supplier": supplier, "brand": brand, "month": month}
+    _, before = cell(by_percent, **where)
+    target = Decimal(percent_target(cents(before), "7.5")) / 100
+
+    payload = DirectWriter(by_percent, Limits()).apply([request(percent("7.5", **where))])
+    assert code(payload) == "applied"
+    DirectWriter(by_value, Limits()).apply([request(summary_edit(str(target), **where))])
+
+    assert cell(by_percent, **where)[1] == target
+    assert sales(by_percent) == sales(by_value)
+    assert_exact(by_percent)
+
+
+def test_percent_leaves_held_children_alone_and_moves_the_rest(fresh):
+    con = fresh()
+    supplier, brand, month = a_brand_month(con)
+    where = {"supplier": supplier, "brand": brand, "month": month}
+    families = families_of(con, supplier, brand, month)
+    kept = next(iter(families))
+    writer = DirectWriter(con, Limits())
+    hold = parse_hold({"condition": {**where, "family": kept}, "on": True})
+    writer.apply([Request(request(summary_edit(0)).id, hold, "ann")])
+    _, before = cell(con, **where)
+
+    assert code(writer.apply([request(percent(10, **where))])) == "applied"
+
+    after = families_of(con, supplier, brand, month)
+    assert after[kept] == families[kept]
+    assert cell(con, **where)[1] == Decimal(percent_target(cents(before), "10")) / 100
+    assert_exact(con)
+
+
+def test_minus_100_percent_empties_a_cell_and_a_zero_cell_stays_zero(fresh):
+    con = fresh()
+    supplier, brand, month = a_brand_month(con)
+    where = {"supplier": supplier, "brand": brand, "month": month}
+    writer = DirectWriter(con, Limits())
+    assert code(writer.apply([request(percent(-100, **where))])) == "applied"
+    assert cell(con, **where)[1] == 0
+    assert code(writer.apply([request(percent(50, **where))])) == "applied"
+    assert cell(con, **where)[1] == 0
+    assert_exact(con)
+
+
+def test_a_percent_spread_of_a_held_cell_is_refused(fresh):
+    con = fresh()
+    supplier, brand, month = a_brand_month(con)
+    where = {"supplier": supplier, "brand": brand, "month": month}
+    writer = DirectWriter(con, Limits())
+    hold = parse_hold({"condition": where, "on": True})
+    writer.apply([Request(request(summary_edit(0)).id, hold, "ann")])
+    before = sales(con)
+    assert code(writer.apply([request(percent(5, **where))])) == "held"
+    assert sales(con) == before
+
+
+def test_a_percent_spread_is_undone_exactly(fresh):
+    con = fresh()
+    supplier, brand, month = a_brand_month(con)
+    where = {"supplier": supplier, "brand": brand, "month": month}
+    writer = DirectWriter(con, Limits())
+    before = sales(con)
+    assert code(writer.apply([request(percent("-12.5", **where))])) == "applied"
+    assert code(writer.apply([Request(request(summary_edit(0)).id, Undo(False), "ann")])) == (
+        "applied"
+    )
+    assert sales(con) == before
+    assert_exact(con)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    level=st.sampled_from(["total", "supplier", "brand", "family"]),
+    all_months=st.booleans(),
+    change=st.decimals(min_value=-100, max_value=300, places=2, allow_nan=False),
+    column=st.sampled_from(["net_amount", "quantity"]),
+)
+def test_any_percent_lands_on_the_changed_value_and_keeps_everything_exact(
+    fresh, level, all_months, change, column
+):
+    con = fresh()
+    supplier, brand, family, month = con.execute(
+        f"SELECT supplier, brand, family, month FROM {SUMMARY} WHERE level = 0 "
+        "AND month IS NOT NULL ORDER BY line_count DESC, supplier, brand, family, month LIMIT 1"
+    ).fetchone()
+    depth = ["total", "supplier", "brand", "family"].index(level)
+    where = dict(list({"supplier": supplier, "brand": brand, "family": family}.items())[:depth])
+    if not all_months:
+        where["month"] = month
+    quantity, amount = cell(con, **where)
+    before = cents(amount) if column == "net_amount" else quantity
+    message = {**percent(str(change), **where), "column": column}
+    payload = DirectWriter(con, Limits()).apply([request(message)])
+    after_quantity, after_amount = cell(con, **where)
+    after = cents(after_amount) if column == "net_amount" else after_quantity
+    assert code(payload) == "applied"
+    assert after == percent_target(before, str(change))
+    assert_exact(con)
