@@ -21,9 +21,10 @@ from protocol.conditions import WHERE, equalities, parse_text_condition
 from protocol.errors import ProtocolError
 from protocol.values import Scalar, check_written, coerce_value
 
-SPREAD_METHODS = ("proportional", "equal", "percent")
+SPREAD_METHODS = ("proportional", "equal", "percent", "like")
 # `percent`: the value is a change in percent of the cell's current value (5 = +5 %),
 # with up to 4 decimal places; -100 empties the cell.
+MONTH = Column("period", "month")
 PERCENT = Column("percent", "decimal", scale=4, max_abs=10_000, min_value=-100)
 MAX_EDITS_PER_REQUEST = 10_000  # DUCKSHEET_MAX_EDITS_PER_REQUEST
 
@@ -39,6 +40,7 @@ class Edit:
     condition: dict[str, Scalar]
     spread: str = "proportional"
     expect: Scalar = None
+    like: str | None = None  # spread "like": the month whose mix the children take
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -51,6 +53,8 @@ class Edit:
             out["spread"] = self.spread
         if self.expect is not None:
             out["expect"] = self.expect
+        if self.like is not None:
+            out["like"] = {"period": self.like}
         return out
 
 
@@ -140,9 +144,9 @@ def parse_edit(message: Any) -> Edit:
         raise ProtocolError(
             "unknown_spread", f"spread must be one of {', '.join(SPREAD_METHODS)}, got {spread!r}"
         )
+    if spread in ("percent", "like") and not table.summary:
+        raise ProtocolError("unknown_spread", f"spread {spread!r} changes summary cells only")
     if spread == "percent":
-        if not table.summary:
-            raise ProtocolError("unknown_spread", "spread 'percent' changes summary cells only")
         value = _percent(message["value"])
     else:
         value = coerce_value(column, message["value"])
@@ -153,7 +157,29 @@ def parse_edit(message: Any) -> Edit:
         expect = coerce_value(column, expect, what="expect")
     if table.summary:
         condition = summary_cell(condition)
-    return Edit(table.name, column.name, value, condition, spread, expect)
+    like = _like(message.get("like"), condition) if spread == "like" else None
+    return Edit(table.name, column.name, value, condition, spread, expect, like)
+
+
+def _like(reference: Any, cell: dict[str, Scalar]) -> str:
+    """The month a `like` spread takes its mix from: {"period": "YYYY-MM"}, another month
+    of the edited cell's node."""
+    if not isinstance(reference, dict) or set(reference) != {"period"}:
+        if isinstance(reference, dict) and "version" in reference:
+            raise ProtocolError(
+                "bad_message", "versions are not available yet: 'like' names a month"
+            )
+        raise ProtocolError(
+            "bad_message", "spread 'like' needs 'like': {\"period\": \"YYYY-MM\"}, another month"
+        )
+    period = coerce_value(MONTH, reference["period"], what="like.period")
+    if cell.get("month") is None:
+        raise ProtocolError(
+            "bad_message", "spread 'like' changes a month cell, not an all-months total"
+        )
+    if period == cell["month"]:
+        raise ProtocolError("bad_message", "spread 'like' takes the mix of another month")
+    return period  # type: ignore[return-value]
 
 
 def _percent(value: Any) -> str:

@@ -31,6 +31,7 @@ HTTP_STATUS: dict[str, int] = {
     "unknown_reference": 422,
     "conflict": 409,
     "cannot_spread_proportionally": 422,
+    "cannot_spread_like": 422,
     "nothing_to_spread": 422,
     "all_held": 409,
     "held": 409,

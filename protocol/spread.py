@@ -11,7 +11,7 @@ equal values get equal shares whenever the amount divides.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -20,7 +20,7 @@ from protocol.errors import ProtocolError
 
 class SpreadError(ProtocolError):
     """A spread that cannot be done: code is cannot_spread_proportionally,
-    nothing_to_spread or all_held."""
+    cannot_spread_like, nothing_to_spread or all_held."""
 
 
 class Leaf(NamedTuple):
@@ -131,6 +131,57 @@ def proportional_by_level(free: Sequence[Leaf], amount: int) -> dict[int, int]:
                 split(group, part, depth + 1)
 
     split(free, amount, 0)
+    return result
+
+
+def spread_like(
+    leaves: Sequence[Leaf], target: int, weights: Mapping[Hashable, int]
+) -> dict[int, int]:
+    """New values of the free leaves so that all leaves sum to `target`, the cell's
+    children (each leaf's path[0]) taking the mix of a reference cell: `weights` holds
+    each child's value there (missing: zero). Children entirely held keep their value;
+    held rows inside a child count toward that child's share (as in `equal`). Within a
+    child its share goes proportionally over its free rows (equally when they are all
+    zero)."""
+    if not leaves:
+        raise SpreadError("nothing_to_spread", "there are no rows below this cell to spread over")
+    if all(leaf.held for leaf in leaves):
+        raise SpreadError(
+            "all_held", "every row below this cell is held; release a hold to change it"
+        )
+    if not leaves[0].path:
+        raise SpreadError(
+            "cannot_spread_like",
+            "a family-month has no child cells to take a mix from; spread it proportionally",
+        )
+    amount = target - sum(leaf.value for leaf in leaves if leaf.held)
+    children: dict[Hashable, list[Leaf]] = {}
+    for leaf in leaves:
+        children.setdefault(leaf.path[0], []).append(leaf)
+    open_children = [(c, rows) for c, rows in children.items() if not all(r.held for r in rows)]
+    mix = [weights.get(child, 0) for child, _ in open_children]
+    if sum(mix) == 0:
+        raise SpreadError(
+            "cannot_spread_like",
+            "the reference cell's children have no values here (or they sum to zero), so "
+            "there is no mix to take; spread proportionally or equally",
+        )
+    held_in_open = [sum(r.value for r in rows if r.held) for _, rows in open_children]
+    shares = largest_remainder(mix, amount + sum(held_in_open))
+    result: dict[int, int] = {}
+    for (_, rows), share, held in zip(open_children, shares, held_in_open, strict=True):
+        free = [Leaf(r.key, r.path[1:], r.value) for r in rows if not r.held]
+        values = [leaf.value for leaf in free]
+        if any(values):
+            if sum(values) == 0:
+                raise SpreadError(
+                    "cannot_spread_proportionally",
+                    "the values below a child of this cell sum to zero, so proportions "
+                    "within it are undefined; spread it equally",
+                )
+            result.update(proportional_by_level(free, share - held))
+        else:
+            result.update(_spread_equal(free, share - held, depth=0))
     return result
 
 

@@ -5,10 +5,10 @@
  * selection sideways). Held cells are read-only: no editor opens on them.
  */
 
-import { NAME_COL, cellEdit, cellKeyOf, cellLabel } from './model.js';
+import { LEVEL, NAME_COL, TOTAL_COL, cellEdit, cellKeyOf, cellLabel } from './model.js';
 import { KIND, afterPercent, el, parsePercent, parseValue, rawValue } from './util.js';
 
-const SPREAD_LABEL = Object.freeze({ proportional: 'Proportional', equal: 'Equal' });
+const SPREAD_LABEL = Object.freeze({ proportional: 'Proportional', equal: 'Equal', like: 'Like last year' });
 
 export function createEditor(ctx) {
   const { state, scroller, overlays } = ctx;
@@ -42,7 +42,7 @@ export function createEditor(ctx) {
     input.value = seedText === null ? initial : seedText;
     input.addEventListener('keydown', onKeyDown);
     input.addEventListener('blur', onBlur);
-    const choice = spreadChoice();
+    const choice = spreadChoice(lastYear(sel.key, sel.col));
     editor = { key, nodeKey: sel.key, month: sel.col, column: state.measure, input, choice, initial };
     td.classList.add('editing');
     td.append(input, choice);
@@ -52,17 +52,27 @@ export function createEditor(ctx) {
 
   // The buttons under the editor choosing how this edit spreads to the rows below the
   // cell; Enter uses the header's default, Shift+Enter always spreads equally.
-  function spreadChoice() {
+  // `like`: the month a year before, when the cell is a month of a node with child cells
+  // and the sheet has that month; null otherwise.
+  function lastYear(nodeKey, month) {
+    const node = state.nodes.get(nodeKey);
+    if (!node || node.level === LEVEL.FAMILY || month === TOTAL_COL) return null;
+    const earlier = `${Number(month.slice(0, 4)) - 1}${month.slice(4)}`;
+    return state.months.includes(earlier) ? earlier : null;
+  }
+
+  function spreadChoice(like) {
     const box = el('div', 'spread-choice');
     box.append(el('span', 'spread-label', 'Spread'));
-    for (const spread of ['proportional', 'equal']) {
+    for (const spread of like ? ['proportional', 'equal', 'like'] : ['proportional', 'equal']) {
       const button = el('button', spread === state.spread ? 'default' : '', SPREAD_LABEL[spread]);
       button.type = 'button';
       button.dataset.spread = spread;
       const keys = [spread === state.spread ? '↵' : '', spread === 'equal' ? '⇧↵' : ''].filter(Boolean);
       if (keys.length) button.append(el('kbd', '', keys.join(' ')));
       button.addEventListener('mousedown', (event) => event.preventDefault());  // keep focus
-      button.addEventListener('click', () => commit(0, false, spread));
+      if (spread === 'like') button.title = `Give the children the mix they had in ${like}`;
+      button.addEventListener('click', () => commit(0, false, spread, spread === 'like' ? like : null));
       box.append(button);
     }
     box.append(el('span', 'spread-hint', 'or type +5%'));
@@ -87,7 +97,7 @@ export function createEditor(ctx) {
     }, 0);
   }
 
-  function commit(colDelta, fromBlur, spread = state.spread) {
+  function commit(colDelta, fromBlur, spread = state.spread, like = null) {
     const text = editor.input.value;
     if (text.trim() !== editor.initial) {
       const percent = parsePercent(text);
@@ -102,7 +112,7 @@ export function createEditor(ctx) {
         const now = ctx.displayedValue(editor.key);
         send(editor, percent.value, 'percent', afterPercent(now, percent.value, KIND[editor.column]));
       } else {
-        send(editor, parsed.value, spread);
+        send(editor, parsed.value, spread, parsed.value, like);
       }
     }
     close(!fromBlur);
@@ -136,12 +146,16 @@ export function createEditor(ctx) {
   }
 
   // `shown`: what the cell shows until the outcome arrives (a percent's result).
-  function send(target, value, spread, shown = value) {
+  function send(target, value, spread, shown = value, like = null) {
     const node = state.nodes.get(target.nodeKey);
     if (!node) return;
     const key = `${target.key}#${target.column}`;
     const request = ctx.submit(
-      { type: 'edit', ...cellEdit(node, target.month, target.column, value, spread) },
+      {
+        type: 'edit',
+        ...cellEdit(node, target.month, target.column, value, spread),
+        ...(like ? { like: { period: like } } : {}),
+      },
       `Edit of ${cellLabel(state, target.key)}`,
       (r) => overlays.follow(key, r),
     );

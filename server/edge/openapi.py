@@ -64,8 +64,13 @@ EDIT = {
         "column": {"type": "string"},
         "value": {"type": ["string", "number"]},
         "condition": CONDITION,
-        "spread": {"type": "string", "enum": ["proportional", "equal", "percent"]},
+        "spread": {"type": "string", "enum": ["proportional", "equal", "percent", "like"]},
         "expect": {"type": ["string", "number"]},
+        "like": {  # spread "like": the month whose mix the children take
+            "type": "object",
+            "required": ["period"],
+            "properties": {"period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}},
+        },
     },
 }
 HOLD = {

@@ -20,6 +20,11 @@ from server.writer.changes import Change
 from server.writer.ranges import OutOfRange, check_shares
 from server.writer.state import State, coords_of
 
+# The level of a month cell's children, by how many hierarchy columns lie below the
+# cell: a brand's children are families (0), a supplier's brands (1), the total's
+# suppliers (3).
+CHILD_LEVEL = (0, 1, 3)
+
 
 class SpreadDecisions:
     state: State
@@ -53,7 +58,11 @@ class SpreadDecisions:
             changed_at, new_values = free, new_units
         else:
             leaves = self._leaves(coords, rows, units, held)
-            values = spreading.spread(leaves, target, method)
+            if method == "like":
+                mix = self._reference_mix(coords, rows, edit.like, scale)  # type: ignore[arg-type]
+                values = spreading.spread_like(leaves, target, mix)
+            else:
+                values = spreading.spread(leaves, target, method)
             changed_at = np.fromiter(values, dtype=np.int64, count=len(values))
             new_values = np.fromiter(values.values(), dtype=np.int64, count=len(values))
             changed_at = state.sales.sale_id.searchsorted(changed_at)
@@ -101,6 +110,27 @@ class SpreadDecisions:
         out = np.empty_like(shares)
         out[order] = shares
         return out
+
+    def _reference_mix(
+        self, coords: tuple[Any, ...], rows: np.ndarray, month: str, scale: int
+    ) -> dict[int, int]:
+        """For `like`: each child of the cell (by its group number at depth 0, as
+        `_leaves` numbers them) -> that child's value in `month`."""
+        state = self.state
+        below = depth_columns(coords)
+        if not below:
+            return {}  # a family-month: no children (spread_like says so)
+        nodes = np.unique(state.row_node[rows])
+        _, groups = self._path_ranks(coords, nodes)
+        column, level = below[0], CHILD_LEVEL[len(below) - 1]
+        measure = 1 if scale == 100 else 0
+        mix: dict[int, int] = {}
+        for node, group in zip(nodes.tolist(), groups[0].tolist(), strict=True):
+            child = list(coords[:3])
+            child[column] = state.nodes[node][column]
+            value = state.summary.get((*child, month, level))  # type: ignore[arg-type]
+            mix[group] = value[measure] if value else 0
+        return mix
 
     def _leaves(
         self, coords: tuple[Any, ...], rows: np.ndarray, units: np.ndarray, held: np.ndarray

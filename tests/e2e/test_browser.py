@@ -292,6 +292,32 @@ async def test_typing_a_percent_changes_a_brand_by_it_in_both_browsers(server, u
     ]
 
 
+async def test_like_last_year_gives_a_brand_last_years_family_mix(server, users):
+    ann, bob = await users.open("ann"), await users.open("bob")
+    supplier, brand = await first_brand(bob)
+    reference = await families(server, supplier, brand, "2024-03")
+    target = cell(ann, supplier, brand, None, "2025-03")
+    await target.dblclick()
+    await ann.keyboard.press("ControlOrMeta+a")
+    await ann.keyboard.type("25000")
+    await target.locator(".spread-choice button", has_text="Like last year").click()
+
+    await expect(cell(bob, supplier, brand, None, "2025-03")).to_have_text("25,000.00")
+    await expect(target).not_to_have_class(klass("pending"))
+    after = await families(server, supplier, brand, "2025-03")
+    assert sum(after.values()) == 25000
+    total = sum(reference[f] for f in after)
+    for family, value in after.items():
+        assert abs(value - Decimal(25000) * reference[family] / total) <= Decimal("0.01")
+    # a family has no child cells to take a mix from: no such button there
+    await expand(ann, supplier, brand)
+    family = next(iter(after))
+    await cell(ann, supplier, brand, family, "2025-03").dblclick()
+    choice = cell(ann, supplier, brand, family, "2025-03").locator(".spread-choice")
+    await expect(choice).to_be_visible()
+    await expect(choice.locator("button", has_text="Like last year")).to_have_count(0)
+
+
 async def test_hold_appears_for_everyone_and_rejects_edits(server, users):
     ann, bob = await users.open("ann"), await users.open("bob")
     supplier, brand = await first_brand(ann)

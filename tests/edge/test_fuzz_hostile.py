@@ -137,7 +137,9 @@ FIELDS = {
     "expect": scalar_json,
     "condition": condition_json,
     "cell": condition_json,
-    "spread": st.one_of(st.sampled_from(['"equal"', '"proportional"', '"percent"']), scalar_json),
+    "spread": st.one_of(
+        st.sampled_from(['"equal"', '"proportional"', '"percent"', '"like"']), scalar_json
+    ),
     "name": scalar_json,
     "since": st.one_of(seq_like.map(json.dumps), scalar_json),
     "token": scalar_json,

@@ -95,6 +95,33 @@ def test_bad_percent_spreads_are_refused(value, overrides, code):
     assert code_of(percent_edit(value, **overrides)) == code
 
 
+def like_edit(like, **cell):
+    cell = cell or {"supplier": "A", "brand": "B", "month": "2024-03"}
+    message = {"table": SUMMARY, "column": "net_amount", "condition": cell, "value": 10}
+    return {**message, "spread": "like", "like": like}
+
+
+def test_a_like_spread_names_another_month_and_round_trips():
+    parsed = parse_edit(like_edit({"period": "2023-03"}))
+    assert (parsed.spread, parsed.like) == ("like", "2023-03")
+    assert parse_edit(parsed.as_dict()) == parsed
+
+
+@pytest.mark.parametrize(
+    ("like", "cell", "code"),
+    [
+        (None, {}, "bad_message"),
+        ({"version": "budget"}, {}, "bad_message"),
+        ({"period": "2023-03", "extra": 1}, {}, "bad_message"),
+        ({"period": "2023-13"}, {}, "invalid_value"),
+        ({"period": "2024-03"}, {}, "bad_message"),  # its own month
+        ({"period": "2023-03"}, {"supplier": "A", "brand": "B"}, "bad_message"),  # all months
+    ],
+)
+def test_bad_like_spreads_are_refused(like, cell, code):
+    assert code_of(like_edit(like, **cell)) == code
+
+
 def test_text_values_are_bounded_and_clean():
     product = {"table": "product", "column": "brand", "condition": {"product_id": 1}}
     assert parse_edit({**product, "value": "Nova"}).value == "Nova"

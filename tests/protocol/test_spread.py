@@ -15,6 +15,7 @@ from protocol.spread import (
     percent_target,
     split_equally,
     spread,
+    spread_like,
 )
 
 
@@ -180,3 +181,58 @@ def test_percent_target_rounds_half_away_from_zero():
 def test_percent_target_matches_the_exact_reference(current, percent):
     text = str(percent)
     assert percent_target(current, text) == _percent_reference(current, text)
+
+
+def test_like_gives_the_children_the_reference_mix():
+    # two families now (path[0] 0 and 1), the reference had them 1 : 3
+    leaves = [Leaf(1, (0,), 50), Leaf(2, (0,), 50), Leaf(3, (1,), 100)]
+    assert spread_like(leaves, 400, {0: 10, 1: 30}) == {1: 50, 2: 50, 3: 300}
+
+
+def test_like_keeps_held_children_and_counts_held_rows_in_their_child():
+    leaves = [Leaf(1, (0,), 70, held=True), Leaf(2, (0,), 30), Leaf(3, (1,), 100, held=True)]
+    # child 1 is held whole; child 0 takes all of the mix: 1000 - 100 held in child 1
+    assert spread_like(leaves, 1000, {0: 1, 1: 1}) == {2: 830}
+
+
+def test_like_with_no_reference_values_or_no_children_is_refused():
+    leaves = [Leaf(1, (0,), 5), Leaf(2, (1,), 5)]
+    for mix in ({}, {0: 0, 1: 0}, {0: 4, 1: -4}, {7: 10}):
+        with pytest.raises(SpreadError) as refused:
+            spread_like(leaves, 100, mix)
+        assert refused.value.code == "cannot_spread_like"
+    with pytest.raises(SpreadError) as refused:
+        spread_like([Leaf(1, (), 5)], 100, {})
+    assert refused.value.code == "cannot_spread_like"
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(-500, 5000), st.booleans()),
+        min_size=1,
+        max_size=12,
+    ),
+    st.dictionaries(st.integers(0, 4), st.integers(0, 10_000), max_size=5),
+    st.integers(-(10**6), 10**7),
+)
+def test_like_lands_on_target_with_the_reference_mix(rows, mix, target):
+    leaves = [Leaf(i, (c, f), v, held) for i, (c, f, v, held) in enumerate(rows)]
+    try:
+        values = spread_like(leaves, target, mix)
+    except SpreadError as refused:
+        assert refused.code in {"all_held", "cannot_spread_like", "cannot_spread_proportionally"}
+        return
+    final = {leaf.key: values.get(leaf.key, leaf.value) for leaf in leaves}
+    assert sum(final.values()) == target
+    assert all(final[leaf.key] == leaf.value for leaf in leaves if leaf.held)
+    # each child not held whole ends within one unit of its exact share of the mix
+    children = {}
+    for leaf in leaves:
+        children.setdefault(leaf.path[0], []).append(leaf)
+    open_children = {c: ls for c, ls in children.items() if not all(x.held for x in ls)}
+    weight = sum(mix.get(c, 0) for c in open_children)
+    shared = target - sum(x.value for ls in children.values() for x in ls if x.held)
+    shared += sum(x.value for ls in open_children.values() for x in ls if x.held)
+    for child, child_leaves in open_children.items():
+        exact = Fraction(shared * mix.get(child, 0), weight)
+        assert abs(sum(final[x.key] for x in child_leaves) - exact) < 1

@@ -32,7 +32,7 @@ CELL_OPS = st.one_of(
         near,
         st.sampled_from(["net_amount", "quantity"]),
         money,
-        st.sampled_from(["proportional", "equal", "percent"]),
+        st.sampled_from(["proportional", "equal", "percent", "like"]),
         st.sampled_from([0, 1]),
         st.booleans(),
     ),

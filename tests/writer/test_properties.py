@@ -38,7 +38,7 @@ operation = st.one_of(
         st.integers(0, 10**6),
         st.sampled_from(["net_amount", "quantity"]),
         money,
-        st.sampled_from(["proportional", "equal", "percent"]),
+        st.sampled_from(["proportional", "equal", "percent", "like"]),
         st.sampled_from([0, 1, 3, 7]),
         st.booleans(),
     ),
@@ -119,13 +119,18 @@ def to_message(con: duckdb.DuckDBPyConnection, op: tuple[Any, ...]) -> tuple[str
     value = op[3] if op[2] == "net_amount" else abs(int(Decimal(op[3])))
     if op[4] == "percent":  # the amount as a change from -100 % to +149.99 %
         value = f"{(int(Decimal(op[3]) * 100) % 25_000 - 10_000) / 100:.2f}"
-    return "edit", {
-        "table": SUMMARY,
-        "column": op[2],
-        "value": value,
-        "condition": cell,
-        "spread": op[4],
-    }
+    message = {"table": SUMMARY, "column": op[2], "value": value, "condition": cell}
+    spread = op[4]
+    if spread == "like" and cell["month"] is None:
+        spread = "proportional"  # refused before it reaches a writer (tests/protocol)
+    if spread == "like":  # another month's mix
+        months = con.execute(
+            f"SELECT DISTINCT month FROM {SUMMARY} WHERE month IS NOT NULL "
+            f"AND month IS DISTINCT FROM ? ORDER BY 1",
+            [cell["month"]],
+        ).fetchall()
+        message["like"] = {"period": months[op[1] % len(months)][0]}
+    return "edit", {**message, "spread": spread}
 
 
 def held_values(con: duckdb.DuckDBPyConnection) -> dict[tuple, tuple]:

@@ -138,3 +138,82 @@ def test_any_percent_lands_on_the_changed_value_and_keeps_everything_exact(
     assert code(payload) == "applied"
     assert after == percent_target(before, str(change))
     assert_exact(con)
+
+
+def like(value: Any, period: str, **condition: Any) -> dict[str, Any]:
+    return {**summary_edit(value, **condition), "spread": "like", "like": {"period": period}}
+
+
+def a_brand_with_two_months(con) -> tuple[str, str, str, str]:
+    """A brand and two of its months whose families all have sales in both."""
+    return con.execute(
+        f"""
+        WITH m AS (
+            SELECT supplier, brand, month, count(*) AS families, min(net_amount) AS least
+            FROM {SUMMARY} WHERE level = 0 AND month IS NOT NULL GROUP BY ALL
+        )
+        SELECT a.supplier, a.brand, a.month, b.month FROM m a JOIN m b
+            ON a.supplier = b.supplier AND a.brand = b.brand AND a.month > b.month
+            AND a.families = b.families
+        WHERE a.families >= 2 AND a.least > 0 AND b.least > 0
+        ORDER BY a.families DESC, a.supplier, a.brand, a.month, b.month LIMIT 1
+        """
+    ).fetchone()
+
+
+def test_like_gives_a_brand_month_the_families_mix_of_another_month(fresh):
+    con = fresh()
+    supplier, brand, month, reference = a_brand_with_two_months(con)
+    mix = families_of(con, supplier, brand, reference)
+    assert set(mix) == set(families_of(con, supplier, brand, month))
+    payload = DirectWriter(con, Limits()).apply(
+        [request(like("50000.00", reference, supplier=supplier, brand=brand, month=month))]
+    )
+    assert code(payload) == "applied"
+    after = families_of(con, supplier, brand, month)
+    assert sum(after.values()) == Decimal("50000.00")
+    total = sum(mix.values())
+    for family, value in after.items():  # the reference's shares, to the cent
+        assert abs(value - Decimal("50000.00") * mix[family] / total) <= Decimal("0.01")
+    assert families_of(con, supplier, brand, reference) == mix  # the reference is unchanged
+    assert_exact(con)
+
+
+def test_like_refuses_what_has_no_mix_and_changes_nothing(fresh):
+    con = fresh()
+    supplier, brand, month, reference = a_brand_with_two_months(con)
+    family = next(iter(families_of(con, supplier, brand, month)))
+    writer = DirectWriter(con, Limits())
+    before = sales(con)
+    empty_month = "1999-01"  # no sales then: every child of the reference is zero
+    for message in (
+        like(100, empty_month, supplier=supplier, brand=brand, month=month),
+        like(100, reference, supplier=supplier, brand=brand, family=family, month=month),
+    ):
+        assert code(writer.apply([request(message)])) == "cannot_spread_like"
+    assert sales(con) == before
+
+
+def test_like_is_undone_exactly_and_respects_holds(fresh):
+    con = fresh()
+    supplier, brand, month, reference = a_brand_with_two_months(con)
+    families = families_of(con, supplier, brand, month)
+    kept = next(iter(families))
+    writer = DirectWriter(con, Limits())
+    hold = parse_hold(
+        {
+            "condition": {"supplier": supplier, "brand": brand, "family": kept, "month": month},
+            "on": True,
+        }
+    )
+    writer.apply([Request(request(summary_edit(0)).id, hold, "ann")])
+    before = sales(con)
+    where = {"supplier": supplier, "brand": brand, "month": month}
+    assert code(writer.apply([request(like("12345.67", reference, **where))])) == "applied"
+    after = families_of(con, supplier, brand, month)
+    assert after[kept] == families[kept] and sum(after.values()) == Decimal("12345.67")
+    assert code(writer.apply([Request(request(summary_edit(0)).id, Undo(False), "ann")])) == (
+        "applied"
+    )
+    assert sales(con) == before
+    assert_exact(con)
