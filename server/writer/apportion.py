@@ -34,7 +34,6 @@ def proportional_many(
     count = len(weights)
     starts = np.flatnonzero(np.r_[True, roots[1:] != roots[:-1]]) if count else roots
     absolute = np.add.reduceat(np.abs(weights.astype(np.float64)), starts) if count else weights
-    exact_int64 = bool((absolute * np.maximum(np.abs(amounts.astype(np.float64)), 1) < SAFE).all())
     if bool((absolute < SAFE).all()):
         totals = np.add.reduceat(weights, starts) if count else weights
     else:
@@ -44,8 +43,9 @@ def proportional_many(
         )
     signs = np.where(totals > 0, 1, -1)
     factors, dens = amounts * signs, np.abs(totals)
-    if not exact_int64:
-        factors, dens = factors.astype(object), dens.astype(object)
+    # the largest |factor|, to decide level by level whether weight * factor fits int64
+    # (the few groups of the top levels may need Python integers, the rows rarely do)
+    largest_factor = float(np.abs(amounts.astype(np.float64)).max()) if len(amounts) else 0.0
     shares = amounts.astype(np.int64)  # each root's amount
     parent = roots  # each row's group one level up
     for depth in range(len(groups) + 1):
@@ -53,6 +53,8 @@ def proportional_many(
         starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
         weight = np.add.reduceat(weights, starts) if count else weights
         root = roots[starts]
+        largest_weight = float(np.abs(weight.astype(np.float64)).max()) if len(weight) else 0.0
+        exact_int64 = largest_weight * max(largest_factor, 1.0) < SAFE and dens.dtype != object
         part, remainder = _floor_shares(weight, factors[root], dens[root], exact_int64)
         shares = _add_left_over(part, remainder, parent[starts], shares)
         parent = group
@@ -66,8 +68,9 @@ def _floor_shares(
     if exact_int64:
         numerator = weight * factor
         return numerator // den, numerator % den
-    numerator = weight.astype(object) * factor
+    numerator = weight.astype(object) * factor.astype(object)
     try:
+        den = den.astype(object)
         return (numerator // den).astype(np.int64), (numerator % den).astype(np.int64)
     except OverflowError as exc:
         raise Overflow("a share does not fit 64 bits") from exc
