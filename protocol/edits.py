@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,8 @@ SPREAD_METHODS = ("proportional", "equal", "percent", "like")
 # `percent`: the value is a change in percent of the cell's current value (5 = +5 %),
 # with up to 4 decimal places; -100 empties the cell.
 MONTH = Column("period", "month")
+_MONTH_TEXT = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])", re.ASCII)
+_PERIOD_TEXT = re.compile(r"[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?", re.ASCII)
 PERCENT = Column("percent", "decimal", scale=4, max_abs=10_000, min_value=-100)
 MAX_EDITS_PER_REQUEST = 10_000  # DUCKSHEET_MAX_EDITS_PER_REQUEST
 
@@ -151,14 +154,46 @@ def parse_edit(message: Any) -> Edit:
     else:
         value = coerce_value(column, message["value"])
         check_written(column, value)
-    condition = parse_condition(table, message.get("condition"))
+    condition, period = _period_of(table, message.get("condition"))
+    condition = parse_condition(table, condition)
     expect = message.get("expect")
     if expect is not None:
         expect = coerce_value(column, expect, what="expect")
     if table.summary:
         condition = summary_cell(condition)
+        if period is not None and _MONTH_TEXT.fullmatch(period):
+            condition["month"] = period  # a month named as a period
+        elif period is not None:
+            condition["period"] = period
     like = _like(message.get("like"), condition) if spread == "like" else None
     return Edit(table.name, column.name, value, condition, spread, expect, like)
+
+
+def _period_of(table: Table, condition: Any) -> tuple[Any, str | None]:
+    """A summary condition's `period` (a year "2025", a quarter "2025-Q1" or a month),
+    taken out of it: the cell is the all-months cell of the node, restricted to those
+    months."""
+    if not (table.summary and isinstance(condition, dict) and "period" in condition):
+        return condition, None
+    rest = {k: v for k, v in condition.items() if k != "period"}
+    period = condition["period"]
+    if not isinstance(period, str) or not _PERIOD_TEXT.fullmatch(period):
+        raise ProtocolError(
+            "bad_condition", "period is a year (2025), a quarter (2025-Q1) or a month (2025-03)"
+        )
+    if rest.get("month") is not None:
+        raise ProtocolError("bad_condition", "name a period or a month, not both")
+    rest.pop("month", None)
+    return rest, period
+
+
+def period_months(period: str | None) -> frozenset[str] | None:
+    """The months of a year or quarter period; None for no period."""
+    if period is None:
+        return None
+    year, _, quarter = period.partition("-Q")
+    first, last = (1, 12) if not quarter else (3 * int(quarter) - 2, 3 * int(quarter))
+    return frozenset(f"{year}-{m:02d}" for m in range(first, last + 1))
 
 
 def _like(reference: Any, cell: dict[str, Scalar]) -> str:
@@ -302,5 +337,6 @@ __all__ = [
     "parse_edit",
     "parse_edit_many",
     "parse_hold",
+    "period_months",
     "summary_cell",
 ]

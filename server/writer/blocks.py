@@ -175,4 +175,9 @@ def _spread_run(edits: list[Edit], start: int) -> int:
 
 
 def _plain_spread(edit: Edit) -> bool:
-    return TABLES[edit.table].summary and edit.spread == "proportional" and edit.expect is None
+    return (
+        TABLES[edit.table].summary
+        and edit.spread == "proportional"
+        and edit.expect is None
+        and "period" not in edit.condition  # a quarter or year: its own rows, one by one
+    )

@@ -13,7 +13,7 @@ import numpy as np
 
 from protocol import spread as spreading
 from protocol.catalog import HIERARCHY
-from protocol.edits import Edit
+from protocol.edits import Edit, period_months
 from protocol.errors import ProtocolError
 from server.writer.apportion import Overflow, proportional
 from server.writer.changes import Change
@@ -36,7 +36,7 @@ class SpreadDecisions:
             raise ProtocolError("held", "this cell is held; release the hold to change it")
         scale = 100 if edit.column == "net_amount" else 1
         units_of = state.sales.cents if scale == 100 else state.sales.quantity
-        rows = state.rows_below(coords)
+        rows = state.rows_below(coords, period_months(cell.get("period")))  # type: ignore[arg-type]
         held = state.held_nodes[state.row_node[rows]] if state.holds else np.zeros(len(rows), bool)
         units = units_of[rows]
         held_units = int(units[held].sum())

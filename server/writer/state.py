@@ -156,9 +156,12 @@ class State:
         if len(self._moved) > REINDEX_AFTER:
             self._index_rows()
 
-    def rows_below(self, coords: Coords) -> np.ndarray:
-        """Positions (ascending) of the rows below a summary cell."""
+    def rows_below(self, coords: Coords, months: frozenset[str] | None = None) -> np.ndarray:
+        """Positions (ascending) of the rows below a summary cell; with `months`, of the
+        rows of those months only (a quarter or year of an all-months cell)."""
         node_list = self.under.get(coords, [])
+        if months is not None:
+            node_list = [k for k in node_list if self.nodes[k][3] in months]
         if not node_list:
             return np.empty(0, dtype=np.int64)
         parts = [self._order[self._starts[k] : self._starts[k + 1]] for k in node_list]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from protocol.catalog import SUMMARY
 from protocol.codec import dumps, loads_published, parse_seq
-from protocol.edits import parse_edit, parse_edit_many
+from protocol.edits import parse_edit, parse_edit_many, period_months
 from protocol.errors import ProtocolError
 from protocol.messages import EditMessage, Hello, Ping, parse_message
 
@@ -120,6 +120,39 @@ def test_a_like_spread_names_another_month_and_round_trips():
 )
 def test_bad_like_spreads_are_refused(like, cell, code):
     assert code_of(like_edit(like, **cell)) == code
+
+
+def period_edit(period, **extra):
+    cell = {"supplier": "A", "brand": "B", "period": period, **extra}
+    return {"table": SUMMARY, "column": "net_amount", "condition": cell, "value": 10}
+
+
+def test_a_period_names_a_quarter_a_year_or_a_month():
+    quarter = parse_edit(period_edit("2025-Q1"))
+    assert (quarter.condition["month"], quarter.condition["period"]) == (None, "2025-Q1")
+    assert parse_edit(quarter.as_dict()) == quarter
+    assert parse_edit(period_edit("2025")).condition["period"] == "2025"
+    month = parse_edit(period_edit("2025-03")).condition
+    assert month["month"] == "2025-03" and "period" not in month
+    assert period_months("2025-Q2") == {"2025-04", "2025-05", "2025-06"}
+    assert len(period_months("2025")) == 12 and period_months(None) is None
+
+
+@pytest.mark.parametrize(
+    ("period", "extra"),
+    [
+        ("2025-Q5", {}),
+        ("2025-Q0", {}),
+        ("25", {}),
+        ("2025-13", {}),
+        (2025, {}),
+        (None, {}),
+        ("2025-Q1", {"month": "2025-01"}),
+        ("\u0662025", {}),
+    ],
+)
+def test_bad_periods_are_refused(period, extra):
+    assert code_of(period_edit(period, **extra)) == "bad_condition"
 
 
 def test_text_values_are_bounded_and_clean():

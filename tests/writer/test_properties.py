@@ -65,7 +65,9 @@ def pick(con: duckdb.DuckDBPyConnection, sql: str, index: int) -> tuple[Any, ...
     return rows[index % len(rows)]
 
 
-def to_message(con: duckdb.DuckDBPyConnection, op: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+def to_message(
+    con: duckdb.DuckDBPyConnection, op: tuple[Any, ...], periods: bool = True
+) -> tuple[str, dict[str, Any]]:
     kind = op[0]
     if kind == "leaf":
         (sale_id,) = pick(con, "SELECT sale_id FROM sales ORDER BY 1", op[1])
@@ -130,6 +132,9 @@ def to_message(con: duckdb.DuckDBPyConnection, op: tuple[Any, ...]) -> tuple[str
             [cell["month"]],
         ).fetchall()
         message["like"] = {"period": months[op[1] % len(months)][0]}
+    if periods and cell["month"] is None and spread != "like" and op[1] % 3 == 0:  # a year/quarter
+        period = ("2024", "2024-Q2", "2025-Q4", "2025-Q1")[op[1] % 4]
+        message["condition"] = {**cell, "month": None, "period": period}
     return "edit", {**message, "spread": spread}
 
 
@@ -174,12 +179,14 @@ def test_any_sequence_keeps_the_summary_exact(fresh, batches):
                 assert still_held[key] == value, key
         # (d) a spread that is the last request of its batch lands exactly on its value
         (kind, message), result = messages[-1], payload["results"][-1]
-        # (a percent's target depends on the value before it: tests/writer/test_spread_methods.py)
+        # (a percent's target depends on the value before it, and a period is no stored
+        # cell: tests/writer/test_spread_methods.py checks both)
         spread = message.get("spread")
         if (
             kind == "edit"
             and message["table"] == SUMMARY
             and spread != "percent"
+            and "period" not in message["condition"]  # the cell is the months it sums
             and (result["status"] == "applied")
         ):
             expected = Decimal(str(message["value"]))
@@ -229,7 +236,7 @@ def test_proportional_spread_in_sql_matches_the_reference(
         held = to_message(con, ("hold", held_index, True, 0, False))[1]
         apply_batch(con, [Request(f"6-{next(_ids)}", parse_hold(held), "p")], Limits())
     op = ("spread", index, column, value, "proportional", level, all_months)
-    _, message = to_message(con, op)
+    _, message = to_message(con, op, periods=False)
     condition = message["condition"]
     units = "CAST(s.net_price * 100 AS BIGINT)" if column == "net_amount" else "s.quantity"
     where = " AND ".join(

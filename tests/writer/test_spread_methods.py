@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from protocol.actions import Undo
 from protocol.catalog import SUMMARY
-from protocol.edits import parse_hold
+from protocol.edits import parse_edit_many, parse_hold
 from protocol.spread import percent_target
 from server.writer.batch import Limits
 from server.writer.decide import Request
@@ -216,4 +216,64 @@ def test_like_is_undone_exactly_and_respects_holds(fresh):
         "applied"
     )
     assert sales(con) == before
+    assert_exact(con)
+
+
+def months_of(con, supplier: str, brand: str) -> dict[str, Decimal]:
+    return dict(
+        con.execute(
+            f"SELECT month, net_amount FROM {SUMMARY} WHERE level = 1 AND supplier = ? "
+            "AND brand = ? AND month IS NOT NULL ORDER BY month",
+            [supplier, brand],
+        ).fetchall()
+    )
+
+
+def test_a_quarter_spreads_over_its_months_and_no_others(fresh):
+    con = fresh()
+    supplier, brand, _ = a_brand_month(con)
+    before = months_of(con, supplier, brand)
+    year = min(before)[:4]
+    quarter = {f"{year}-{m:02d}" for m in (4, 5, 6)} & set(before)
+    assert quarter, "the seed has no Q2 months for this brand"
+    where = {"supplier": supplier, "brand": brand, "period": f"{year}-Q2"}
+    payload = DirectWriter(con, Limits()).apply([request(summary_edit("77777.77", **where))])
+    assert code(payload) == "applied"
+    after = months_of(con, supplier, brand)
+    assert sum(after[m] for m in quarter) == Decimal("77777.77")
+    assert {m: v for m, v in after.items() if m not in quarter} == {
+        m: v for m, v in before.items() if m not in quarter
+    }
+    shares = {m: before[m] / sum(before[m] for m in quarter) for m in quarter}
+    for month in quarter:  # proportionally to the months' values, to the cent
+        assert abs(after[month] - Decimal("77777.77") * shares[month]) <= Decimal("0.01")
+    assert_exact(con)
+
+
+def test_a_year_changes_by_a_percent_and_a_block_of_quarters_applies(fresh):
+    con = fresh()
+    supplier, brand, _ = a_brand_month(con)
+    before = months_of(con, supplier, brand)
+    year = min(before)[:4]
+    in_year = [m for m in before if m.startswith(year)]
+    total = sum(before[m] for m in in_year)
+    writer = DirectWriter(con, Limits())
+    where = {"supplier": supplier, "brand": brand, "period": year}
+    assert code(writer.apply([request(percent(10, **where))])) == "applied"
+    expected = Decimal(percent_target(cents(total), "10")) / 100
+    assert sum(months_of(con, supplier, brand)[m] for m in in_year) == expected
+
+    quarters = [f"{year}-Q{q}" for q in (1, 2, 3, 4)]
+    edits = [
+        summary_edit(f"{1000 * q}.00", supplier=supplier, brand=brand, period=p)
+        for q, p in enumerate(quarters, 1)
+    ]
+    payload = writer.apply(
+        [Request(request(summary_edit(0)).id, parse_edit_many({"edits": edits}), "ann")]
+    )
+    assert code(payload) == "applied"
+    after = months_of(con, supplier, brand)
+    for q in (1, 2, 3, 4):
+        months = [f"{year}-{m:02d}" for m in range(3 * q - 2, 3 * q + 1)]
+        assert sum(after.get(m, 0) for m in months) == Decimal(1000 * q)
     assert_exact(con)
