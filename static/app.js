@@ -139,6 +139,10 @@ const toolbar = createToolbar({
     grid.repaintAll();
     panel.measureChanged();
   },
+  columnsChanged() {
+    grid.closeEditor(false);
+    grid.renderAll();
+  },
 });
 
 const undo = createUndo({ state, notify, submit, beginAction, focusGrid: () => grid.focus() });

@@ -5,7 +5,7 @@
  * selection sideways). Held cells are read-only: no editor opens on them.
  */
 
-import { LEVEL, NAME_COL, TOTAL_COL, cellEdit, cellKeyOf, cellLabel } from './model.js';
+import { LEVEL, NAME_COL, TOTAL_COL, cellEdit, cellKeyOf, cellLabel, isPeriod } from './model.js';
 import { KIND, afterPercent, el, parsePercent, parseValue, rawValue } from './util.js';
 
 const SPREAD_LABEL = Object.freeze({ proportional: 'Proportional', equal: 'Equal', like: 'Like last year' });
@@ -56,7 +56,7 @@ export function createEditor(ctx) {
   // and the sheet has that month; null otherwise.
   function lastYear(nodeKey, month) {
     const node = state.nodes.get(nodeKey);
-    if (!node || node.level === LEVEL.FAMILY || month === TOTAL_COL) return null;
+    if (!node || node.level === LEVEL.FAMILY || month === TOTAL_COL || isPeriod(month)) return null;
     const earlier = `${Number(month.slice(0, 4)) - 1}${month.slice(4)}`;
     return state.months.includes(earlier) ? earlier : null;
   }

@@ -19,8 +19,8 @@
  */
 
 import {
-  DEPTH, NAME_COL, TOTAL_COL, cellKeyOf, cellOf, columns, isExpandable, isExpanded, mayRelease,
-  toggleExpanded, visibleNodes,
+  DEPTH, NAME_COL, TOTAL_COL, cellKeyOf, cellOf, columns, isExpandable, isExpanded, isPeriod,
+  mayRelease, toggleExpanded, visibleNodes, withPeriodKeys,
 } from './model.js';
 import { createBlocks } from './blocks.js';
 import { INDENT_PX, createColumns } from './columns.js';
@@ -80,7 +80,7 @@ export function createGrid(ctx) {
       return th;
     }
     const isTotal = col === TOTAL_COL;
-    const th = el('th', isTotal ? 'num total' : 'num', isTotal ? 'Total' : monthLabel(col));
+    const th = el('th', isTotal ? 'num total' : isPeriod(col) ? 'num period' : 'num', isTotal ? 'Total' : monthLabel(col));
     th.dataset.month = col;
     th.scope = 'col';
     if (!isTotal) th.title = col;
@@ -160,8 +160,8 @@ export function createGrid(ctx) {
     head.append(toggle, el('span', 'label', node.label));
     tr.append(head);
     const tds = new Map([[NAME_COL, head]]);
-    for (const month of [...state.months, TOTAL_COL]) {
-      const td = el('td', month === TOTAL_COL ? 'num total' : 'num');
+    for (const month of columns(state).slice(1)) {
+      const td = el('td', month === TOTAL_COL ? 'num total' : isPeriod(month) ? 'num period' : 'num');
       td.dataset.key = cellKeyOf(node.key, month);
       td.append(el('span'));
       paintCell(td);
@@ -363,10 +363,11 @@ export function createGrid(ctx) {
     if (changes.columns) renderAll();
     else if (changes.structure) refreshStructure();
     else renderSummary();
-    widths.grow(changes.cells);
-    changes.cells.forEach(paintCellByKey);
+    const cells = withPeriodKeys(state, changes.cells);  // a month moves its quarter and year
+    widths.grow(cells);
+    cells.forEach(paintCellByKey);
     changes.holds.forEach(paintCellByKey);
-    flashCells(changes.cells, changes.by.filter((name) => name !== state.user));
+    flashCells(cells, changes.by.filter((name) => name !== state.user));
   }
 
   /* ---- Selection and editing -------------------------------------------------------- */

@@ -8,7 +8,7 @@
  * panel.js with `state`, `dataSeq()` (seq of the data shown) and `isOpen()`.
  */
 
-import { TABLE, cellCondition, cellKeyOf, cellKeyOfCell, cellLabel } from './model.js';
+import { TABLE, cellCondition, cellKeyOf, cellKeyOfCell, cellLabel, isPeriod } from './model.js';
 import { KIND, el, errorText, fetchJson, formatValue, relativeTime, setMessage, tableHead } from './util.js';
 
 const PAGE = 50;
@@ -67,6 +67,12 @@ export function createHistory(ctx) {
       return;
     }
     dom.cell.textContent = cellLabel(ctx.state, target.key);
+    if (isPeriod(target.month)) {
+      history.shownKey = null;
+      showEvents([], false);
+      setMessage(dom.message, 'A quarter or year keeps no history of its own: select one of its months.');
+      return;
+    }
     const params = {
       table: TABLE, condition: cellCondition(target.node, target.month), limit: PAGE, min_seq: ctx.dataSeq(),
     };

@@ -31,6 +31,7 @@ export function splitCellKey(cellKey) {
 
 // The condition naming one summary cell, as the server expects it.
 export function cellCondition(node, month) {
+  if (isPeriod(month)) return { supplier: node.supplier, brand: node.brand, family: node.family, period: month };
   return {
     supplier: node.supplier,
     brand: node.brand,
@@ -53,6 +54,7 @@ export function createSheet() {
     nodes: new Map(),          // node key -> node (see ensureNode)
     root: null,                // grand-total node
     months: [],                // sorted "YYYY-MM" columns present in the data
+    showPeriods: false,        // quarter and year columns after each year's months
     monthCount: new Map(),     // month -> number of cells, to notice columns appearing/vanishing
     expanded: new Set(),       // node keys of expanded suppliers/brands; survives snapshots
     expandedInitialised: false,
@@ -70,7 +72,73 @@ export function resetSheet(sheet) {
   sheet.root = ensureNode(sheet, LEVEL.TOTAL, null, null, null);
 }
 
-export const columns = (sheet) => [NAME_COL, ...sheet.months, TOTAL_COL];
+export const columns = (sheet) => [
+  NAME_COL, ...(sheet.showPeriods ? withPeriods(sheet.months) : sheet.months), TOTAL_COL,
+];
+
+/* ---- Quarters and years -------------------------------------------------------------- */
+
+// Quarter ("2025-Q1") and year ("2025") columns: the sums of their month cells, shown
+// after the months of each year; edits of them spread over those months (`period`).
+export const isPeriod = (col) => /^\d{4}(-Q[1-4])?$/.test(col);
+
+export function periodMonths(period) {
+  const [year, quarter] = period.split('-Q');
+  const first = quarter ? 3 * Number(quarter) - 2 : 1;
+  const count = quarter ? 3 : 12;
+  return Array.from({ length: count }, (_, i) => `${year}-${String(first + i).padStart(2, '0')}`);
+}
+
+function withPeriods(months) {
+  const out = [];
+  let year = null;
+  const quarters = new Set();
+  const close = () => {
+    if (year === null) return;
+    [...quarters].sort().forEach((q) => out.push(`${year}-Q${q}`));
+    out.push(year);
+    quarters.clear();
+  };
+  for (const month of months) {
+    if (month.slice(0, 4) !== year) {
+      close();
+      year = month.slice(0, 4);
+    }
+    out.push(month);
+    quarters.add(Math.ceil(Number(month.slice(5)) / 3));
+  }
+  close();
+  return out;
+}
+
+// A quarter's or year's value, summed in cents so that it is exact; undefined when the
+// node has no month cell in it.
+function periodCell(node, period) {
+  let quantity = 0;
+  let cents = 0;
+  let found = false;
+  for (const month of periodMonths(period)) {
+    const cell = node.cells.get(month);
+    if (!cell) continue;
+    found = true;
+    quantity += Number(cell.quantity);
+    cents += Math.round(Number(cell.net_amount) * 100);
+  }
+  return found ? { quantity, net_amount: cents / 100 } : undefined;
+}
+
+// With the quarter and year columns shown, the cells of theirs that `monthCellKeys` change.
+export function withPeriodKeys(sheet, monthCellKeys) {
+  if (!sheet.showPeriods) return monthCellKeys;
+  const keys = new Set(monthCellKeys);
+  for (const cellKey of monthCellKeys) {
+    const { nodeKey, month } = splitCellKey(cellKey);
+    if (!/^\d{4}-\d{2}$/.test(month)) continue;
+    keys.add(cellKeyOf(nodeKey, `${month.slice(0, 4)}-Q${Math.ceil(Number(month.slice(5)) / 3)}`));
+    keys.add(cellKeyOf(nodeKey, month.slice(0, 4)));
+  }
+  return [...keys];
+}
 
 export function noteSeq(sheet, seq) {
   if (seq != null && compareSeq(seq, sheet.seq) > 0) sheet.seq = String(seq);
@@ -81,7 +149,9 @@ export function noteSeq(sheet, seq) {
 // changedAt (ISO time) come from the row itself, undefined when the server sends neither.
 export function cellOf(sheet, cellKey) {
   const { nodeKey, month } = splitCellKey(cellKey);
-  return sheet.nodes.get(nodeKey)?.cells.get(month);
+  const node = sheet.nodes.get(nodeKey);
+  if (node && isPeriod(month)) return periodCell(node, month);
+  return node?.cells.get(month);
 }
 
 // "Coach · Mar 2024" for messages and tooltips.

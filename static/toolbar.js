@@ -15,7 +15,7 @@
  *   beginAction    () a new action starts (older toasts go)
  */
 
-import { NAME_COL, cellCondition, cellKeyOf, cellLabel, mayRelease } from './model.js';
+import { NAME_COL, cellCondition, cellKeyOf, cellLabel, isPeriod, mayRelease } from './model.js';
 
 const STORAGE_NAME = 'ducksheet.name';
 const STATUS_TEXT = Object.freeze({
@@ -37,6 +37,7 @@ export function createToolbar(ctx) {
     status: $('#status'), statusText: $('#status-text'), role: $('#role'),
     holdButton: $('#hold-button'), holdButtonText: $('#hold-button-text'),
     name: $('#name'), spread: $('#spread'), compact: $('#compact-button'),
+    periods: $('#periods-button'),
     measureButtons: [...document.querySelectorAll('[data-measure]')],
   };
 
@@ -86,6 +87,13 @@ export function createToolbar(ctx) {
     ctx.measureChanged();
   }
 
+  function togglePeriods() {
+    ctx.beginAction();
+    state.showPeriods = !state.showPeriods;
+    dom.periods.setAttribute('aria-pressed', String(state.showPeriods));
+    ctx.columnsChanged();
+  }
+
   /* ---- Holds ------------------------------------------------------------------------ */
 
   // Holds (or releases) the selected value cell for everyone.
@@ -95,6 +103,10 @@ export function createToolbar(ctx) {
     if (!node || sel.col === NAME_COL) return;
     if (state.role === 'viewer') {
       ctx.notify('warn', 'Read-only: your role cannot hold cells.');
+      return;
+    }
+    if (isPeriod(sel.col)) {
+      ctx.notify('warn', 'A quarter or year is the sum of its months: hold the months instead.');
       return;
     }
     ctx.beginAction();
@@ -119,7 +131,7 @@ export function createToolbar(ctx) {
 
   function updateHoldButton() {
     const sel = state.selection;
-    const usable = Boolean(sel) && sel.col !== NAME_COL;
+    const usable = Boolean(sel) && sel.col !== NAME_COL && !isPeriod(sel.col);
     const cellKey = usable ? cellKeyOf(sel.key, sel.col) : null;
     const held = usable && ctx.isHeld(cellKey);
     const hold = held ? state.holds.get(cellKey) : null;
@@ -144,6 +156,7 @@ export function createToolbar(ctx) {
   });
   dom.measureButtons.forEach((b) => b.addEventListener('click', () => setMeasure(b.dataset.measure)));
   dom.compact.addEventListener('click', toggleCompact);
+  dom.periods.addEventListener('click', togglePeriods);
 
   return { setStatus, showRole, toggleHold, updateHoldButton };
 }

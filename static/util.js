@@ -175,6 +175,9 @@ export function relativeTime(iso, now = Date.now()) {
 }
 
 export function monthLabel(month) {
+  const quarter = /^(\d{4})-(Q[1-4])$/.exec(month);
+  if (quarter) return `${quarter[2]} ${quarter[1]}`;
+  if (/^\d{4}$/.test(month)) return `FY ${month}`;
   const m = /^(\d{4})-(\d{2})$/.exec(month);
   const name = m && MONTH_NAMES[Number(m[2]) - 1];
   return name ? `${name} ${m[1]}` : month;

@@ -318,6 +318,42 @@ async def test_like_last_year_gives_a_brand_last_years_family_mix(server, users)
     await expect(choice.locator("button", has_text="Like last year")).to_have_count(0)
 
 
+async def brand_months(server, supplier: str, brand: str) -> dict[str, Decimal]:
+    rows = await read(
+        server,
+        f"SELECT month, net_amount FROM {SUMMARY} WHERE level = 1 AND supplier = ? "
+        "AND brand = ? AND month IS NOT NULL",
+        supplier,
+        brand,
+    )
+    return dict(rows)
+
+
+async def test_quarter_and_year_columns_sum_their_months_and_spread_over_them(server, users):
+    ann, bob = await users.open("ann"), await users.open("bob")
+    supplier, brand = await first_brand(bob)
+    for page in (ann, bob):
+        await page.locator("#periods-button").click()
+        await expect(page.locator("#periods-button")).to_have_attribute("aria-pressed", "true")
+    await expect(ann.locator('th[data-month="2025-Q1"]')).to_have_text("Q1 2025")
+    await expect(ann.locator('th[data-month="2025"]')).to_have_text("FY 2025")
+    months = await brand_months(server, supplier, brand)
+    q2 = sum(v for m, v in months.items() if m in ("2025-04", "2025-05", "2025-06"))
+    await expect(cell(bob, supplier, brand, None, "2025-Q2")).to_have_text(money(q2))
+
+    await type_into(ann, cell(ann, supplier, brand, None, "2025-Q1"), "30000")
+
+    await expect(cell(bob, supplier, brand, None, "2025-Q1")).to_have_text("30,000.00")
+    after = await brand_months(server, supplier, brand)
+    q1 = {"2025-01", "2025-02", "2025-03"}
+    assert sum(v for m, v in after.items() if m in q1) == 30000
+    outside = {m: v for m, v in months.items() if m not in q1}
+    assert {m: v for m, v in after.items() if m not in q1} == outside
+    fy = sum(v for m, v in after.items() if m.startswith("2025"))
+    await expect(cell(bob, supplier, brand, None, "2025")).to_have_text(money(fy))
+    await expect(cell(ann, supplier, brand, None, "2025-Q1")).not_to_have_class(klass("pending"))
+
+
 async def test_hold_appears_for_everyone_and_rejects_edits(server, users):
     ann, bob = await users.open("ann"), await users.open("bob")
     supplier, brand = await first_brand(ann)
