@@ -25,7 +25,6 @@ from protocol.values import Scalar, check_written, coerce_value
 SPREAD_METHODS = ("proportional", "equal", "percent", "like")
 # `percent`: the value is a change in percent of the cell's current value (5 = +5 %),
 # with up to 4 decimal places; -100 empties the cell.
-MONTH = Column("period", "month")
 _MONTH_TEXT = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])", re.ASCII)
 _PERIOD_TEXT = re.compile(r"[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?", re.ASCII)
 PERCENT = Column("percent", "decimal", scale=4, max_abs=10_000, min_value=-100)
@@ -197,8 +196,9 @@ def period_months(period: str | None) -> frozenset[str] | None:
 
 
 def _like(reference: Any, cell: dict[str, Scalar]) -> str:
-    """The month a `like` spread takes its mix from: {"period": "YYYY-MM"}, another month
-    of the edited cell's node."""
+    """The period a `like` spread takes its mix from: {"period": …}, another period of the
+    edited cell's kind (a month for a month cell, a quarter for a quarter, a year for a
+    year)."""
     if not isinstance(reference, dict) or set(reference) != {"period"}:
         if isinstance(reference, dict) and "version" in reference:
             raise ProtocolError(
@@ -207,14 +207,29 @@ def _like(reference: Any, cell: dict[str, Scalar]) -> str:
         raise ProtocolError(
             "bad_message", "spread 'like' needs 'like': {\"period\": \"YYYY-MM\"}, another month"
         )
-    period = coerce_value(MONTH, reference["period"], what="like.period")
-    if cell.get("month") is None:
+    period = reference["period"]
+    own = cell.get("period") or cell.get("month")
+    if own is None:
         raise ProtocolError(
-            "bad_message", "spread 'like' changes a month cell, not an all-months total"
+            "bad_message",
+            "spread 'like' changes a month, quarter or year, not the all-months total",
         )
-    if period == cell["month"]:
-        raise ProtocolError("bad_message", "spread 'like' takes the mix of another month")
-    return period  # type: ignore[return-value]
+    if not isinstance(period, str) or _period_kind(period) != _period_kind(own):  # type: ignore[arg-type]
+        raise ProtocolError(
+            "bad_message",
+            f"'like' names a period of the same kind as {own}: a month, a quarter or a year",
+        )
+    if period == own:
+        raise ProtocolError("bad_message", "spread 'like' takes the mix of another period")
+    return period
+
+
+def _period_kind(period: str) -> str | None:
+    if _MONTH_TEXT.fullmatch(period):
+        return "month"
+    if _PERIOD_TEXT.fullmatch(period):
+        return "quarter" if "-Q" in period else "year"
+    return None
 
 
 def _percent(value: Any) -> str:

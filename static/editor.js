@@ -52,12 +52,14 @@ export function createEditor(ctx) {
 
   // The buttons under the editor choosing how this edit spreads to the rows below the
   // cell; Enter uses the header's default, Shift+Enter always spreads equally.
-  // `like`: the month a year before, when the cell is a month of a node with child cells
-  // and the sheet has that month; null otherwise.
+  // `like`: the same period a year before (a month of a node with child cells, or any
+  // node's quarter or year) when the sheet has it; null otherwise.
   function lastYear(nodeKey, month) {
     const node = state.nodes.get(nodeKey);
-    if (!node || node.level === LEVEL.FAMILY || month === TOTAL_COL || isPeriod(month)) return null;
+    if (!node || month === TOTAL_COL) return null;
     const earlier = `${Number(month.slice(0, 4)) - 1}${month.slice(4)}`;
+    if (isPeriod(month)) return state.months.some((m) => m.startsWith(earlier.slice(0, 4))) ? earlier : null;
+    if (node.level === LEVEL.FAMILY) return null;
     return state.months.includes(earlier) ? earlier : null;
   }
 

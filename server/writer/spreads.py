@@ -57,11 +57,18 @@ class SpreadDecisions:
             new_units = self._proportional(coords, free, units_of[free], target - held_units)
             changed_at, new_values = free, new_units
         else:
-            leaves = self._leaves(coords, rows, units, held)
-            if method == "like":
+            period = cell.get("period")
+            if method == "like" and period is not None:  # the months take the reference's
+                columns = [3, *(c for c in depth_columns(coords) if c != 3)]
+                leaves = self._leaves(coords, rows, units, held, columns)
+                mix = self._months_mix(cell, rows, edit.like, scale, columns)  # type: ignore[arg-type]
+                values = spreading.spread_like(leaves, target, mix)
+            elif method == "like":
+                leaves = self._leaves(coords, rows, units, held)
                 mix = self._reference_mix(coords, rows, edit.like, scale)  # type: ignore[arg-type]
                 values = spreading.spread_like(leaves, target, mix)
             else:
+                leaves = self._leaves(coords, rows, units, held)
                 values = spreading.spread(leaves, target, method)
             changed_at = np.fromiter(values, dtype=np.int64, count=len(values))
             new_values = np.fromiter(values.values(), dtype=np.int64, count=len(values))
@@ -75,11 +82,12 @@ class SpreadDecisions:
         self._set_rows(column, changed_at, new_values, change)
 
     def _path_ranks(
-        self, coords: tuple[Any, ...], nodes: np.ndarray
+        self, coords: tuple[Any, ...], nodes: np.ndarray, columns: list[int] | None = None
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """For the distinct `nodes` below a cell: each node's rank in path order, and per
-        depth below the cell each node's group (numbered in path order)."""
-        columns = depth_columns(coords)
+        depth below the cell each node's group (numbered in path order). `columns`: the
+        coordinates of the path, top down (default: the cell's depth_columns)."""
+        columns = depth_columns(coords) if columns is None else columns
         paths = [tuple(self.state.nodes[k][c] for c in columns) for k in nodes.tolist()]
         order = sorted(range(len(paths)), key=paths.__getitem__)
         rank = np.empty(len(paths), dtype=np.int64)
@@ -132,12 +140,47 @@ class SpreadDecisions:
             mix[group] = value[measure] if value else 0
         return mix
 
+    def _months_mix(
+        self,
+        cell: dict[str, Any],
+        rows: np.ndarray,
+        reference: str,
+        scale: int,
+        columns: list[int],
+    ) -> dict[int, int]:
+        """For `like` on a quarter or year: each month of it (by its group number at
+        depth 0 of `columns`) -> the cell's node's value in the reference period's month
+        at the same place (January for January, the quarter's second for its second)."""
+        state = self.state
+        coords = coords_of(cell)
+        nodes = np.unique(state.row_node[rows])
+        _, groups = self._path_ranks(coords, nodes, columns)
+        aligned = dict(
+            zip(
+                sorted(period_months(cell["period"])),  # type: ignore[arg-type]
+                sorted(period_months(reference)),  # type: ignore[arg-type]
+                strict=True,
+            )
+        )
+        measure = 1 if scale == 100 else 0
+        mix: dict[int, int] = {}
+        for node, group in zip(nodes.tolist(), groups[0].tolist(), strict=True):
+            month = aligned[state.nodes[node][3]]
+            value = state.summary.get((*coords[:3], month, cell["level"]))  # type: ignore[arg-type]
+            mix[group] = value[measure] if value else 0
+        return mix
+
     def _leaves(
-        self, coords: tuple[Any, ...], rows: np.ndarray, units: np.ndarray, held: np.ndarray
+        self,
+        coords: tuple[Any, ...],
+        rows: np.ndarray,
+        units: np.ndarray,
+        held: np.ndarray,
+        columns: list[int] | None = None,
     ) -> list[spreading.Leaf]:
         """The rows below a cell as spread leaves, ordered by (path, sale_id)."""
         nodes, local = np.unique(self.state.row_node[rows], return_inverse=True)
-        rank, groups = self._path_ranks(coords, nodes)
+        rank, groups = self._path_ranks(coords, nodes, columns)
         order = np.lexsort((rows, rank[local]))
         sale_ids = self.state.sales.sale_id
         return [

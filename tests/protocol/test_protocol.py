@@ -113,7 +113,8 @@ def test_a_like_spread_names_another_month_and_round_trips():
         (None, {}, "bad_message"),
         ({"version": "budget"}, {}, "bad_message"),
         ({"period": "2023-03", "extra": 1}, {}, "bad_message"),
-        ({"period": "2023-13"}, {}, "invalid_value"),
+        ({"period": "2023-13"}, {}, "bad_message"),
+        ({"period": "2023-Q1"}, {}, "bad_message"),  # a quarter for a month
         ({"period": "2024-03"}, {}, "bad_message"),  # its own month
         ({"period": "2023-03"}, {"supplier": "A", "brand": "B"}, "bad_message"),  # all months
     ],

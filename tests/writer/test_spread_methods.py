@@ -140,8 +140,8 @@ def test_any_percent_lands_on_the_changed_value_and_keeps_everything_exact(
     assert_exact(con)
 
 
-def like(value: Any, period: str, **condition: Any) -> dict[str, Any]:
-    return {**summary_edit(value, **condition), "spread": "like", "like": {"period": period}}
+def like(value: Any, reference: str, **condition: Any) -> dict[str, Any]:
+    return {**summary_edit(value, **condition), "spread": "like", "like": {"period": reference}}
 
 
 def a_brand_with_two_months(con) -> tuple[str, str, str, str]:
@@ -276,4 +276,36 @@ def test_a_year_changes_by_a_percent_and_a_block_of_quarters_applies(fresh):
     for q in (1, 2, 3, 4):
         months = [f"{year}-{m:02d}" for m in range(3 * q - 2, 3 * q + 1)]
         assert sum(after.get(m, 0) for m in months) == Decimal(1000 * q)
+    assert_exact(con)
+
+
+def test_a_year_spread_like_last_year_takes_its_months_mix(fresh):
+    con = fresh()
+    supplier, brand, _ = a_brand_month(con)
+    before = months_of(con, supplier, brand)
+    last = {m[5:]: v for m, v in before.items() if m.startswith("2024")}
+    where = {"supplier": supplier, "brand": brand, "period": "2025"}
+    payload = DirectWriter(con, Limits()).apply([request(like("120000.00", "2024", **where))])
+    assert code(payload) == "applied"
+    after = months_of(con, supplier, brand)
+    this_year = {m[5:]: v for m, v in after.items() if m.startswith("2025")}
+    assert sum(this_year.values()) == Decimal("120000.00")
+    total = sum(last.get(month, 0) for month in this_year)
+    for month, value in this_year.items():  # January like January (none: 0), to the cent
+        share = Decimal("120000.00") * last.get(month, 0) / total
+        assert abs(value - share) <= Decimal("0.01")
+    assert {m: v for m, v in after.items() if m.startswith("2024")} == {
+        m: v for m, v in before.items() if m.startswith("2024")
+    }
+    assert_exact(con)
+
+
+def test_a_quarter_spread_like_another_quarter(fresh):
+    con = fresh()
+    supplier, brand, _ = a_brand_month(con)
+    writer = DirectWriter(con, Limits())
+    where = {"supplier": supplier, "brand": brand, "period": "2025-Q3"}
+    assert code(writer.apply([request(like("9000.00", "2024-Q3", **where))])) == "applied"
+    after = months_of(con, supplier, brand)
+    assert sum(after.get(m, 0) for m in ("2025-07", "2025-08", "2025-09")) == Decimal("9000.00")
     assert_exact(con)
