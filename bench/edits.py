@@ -2,6 +2,8 @@
 
 * `leaf`: a sales cell (`quantity` of a random `sale_id`).
 * `brand_month`: a brand's month total (`net_amount`), spread down to its sales rows.
+* `brand_quarter_like`: a brand's LIKE_QUARTER total (`net_amount`) spread `like` the
+  same quarter a year before (its months take that quarter's monthly mix).
 * `supplier_total`: a supplier's all-months total (`net_amount`), spread down.
 * `undo`: the editor undoes its own last request.
 * `paste`: one block edit (`edit_many`) of PASTE_CELLS cells: the brand and family rows'
@@ -16,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.server import view_all_rows, view_rows
+from protocol.edits import period_months
 
 SUMMARY = "sales_summary_by_product_family"
 SPREAD_MONTH = "2024-05"
-KINDS = ("leaf", "brand_month", "supplier_total", "undo", "paste")
+KINDS = ("leaf", "brand_month", "brand_quarter_like", "supplier_total", "undo", "paste")
+LIKE_QUARTER, LIKE_REFERENCE = "2025-Q2", "2024-Q2"
 PASTE_CELLS = 5000
 
 
@@ -65,7 +69,10 @@ class Mix:
                 "value": rng.randint(1, 50),
                 "condition": {"sale_id": rng.randint(1, self.sales)},
             }
-        return _spread(rng.choice(self.targets[kind]), rng)
+        message = _spread(rng.choice(self.targets[kind]), rng)
+        if kind == "brand_quarter_like":
+            message["spread"], message["like"] = "like", {"period": LIKE_REFERENCE}
+        return message
 
     def describe(self) -> str:
         total = sum(self.weights.values())
@@ -108,6 +115,18 @@ def spread_targets(base: str, kinds: list[str]) -> dict[str, list[SpreadTarget]]
             )
             for r in rows
             if float(r["net_amount"]) > 0
+        ]
+    if "brand_quarter_like" in kinds:
+        quarter = set(period_months(LIKE_QUARTER))  # type: ignore[arg-type]
+        totals: dict[tuple[str, str], float] = {}
+        for r in view_all_rows(base, SUMMARY, "level = 1 AND month IS NOT NULL"):
+            if r["month"] in quarter:
+                key = (r["supplier"], r["brand"])
+                totals[key] = totals.get(key, 0.0) + float(r["net_amount"])
+        targets["brand_quarter_like"] = [
+            SpreadTarget({"supplier": s, "brand": b, "period": LIKE_QUARTER}, value)
+            for (s, b), value in sorted(totals.items())
+            if value > 0
         ]
     if "supplier_total" in kinds:
         rows = view_rows(base, SUMMARY, {"level": 3, "month": None})

@@ -147,6 +147,15 @@ def checks(report: Report) -> list[Check]:
             "spread 1M: brand-month p99 <= 100 ms at 20 spreads/s", spread, 100, kind="brand_month"
         )
     )
+    like = [r for r in _runs(report, "spread") if "brand_quarter_like" in r["edits"]["by_kind"]]
+    out.append(
+        _p99_check(
+            "spread 1M: brand-quarter like p99 <= 50 ms at 20 spreads/s",
+            like,
+            50,
+            kind="brand_quarter_like",
+        )
+    )
     paste = _runs(report, "paste")
     out.append(_p99_check("paste 1M: one 5,000-cell edit_many, p99 <= 300 ms", paste, 300))
     base = [b for b in report.baseline if b["sales"] == MILLION]

@@ -243,12 +243,17 @@ def run_simple(opts: Options, scenario: str, report: Report) -> None:
 
 
 def run_spread(opts: Options, report: Report) -> None:
-    """Brand-month spreads at the target rate, then supplier-total spreads."""
+    """Brand-month spreads at the target rate, brand-quarter `like` spreads at the same
+    rate, then supplier-total spreads."""
     viewers = _viewers(opts, "spread")
     with Session(opts, "spread") as session:
         for rate in _rates(opts, "spread"):
             label = f"spread brand-month {rate:g}/s {_k(opts.sales)}{_tag(opts)}"
             report.runs.append(session.load("spread", label, rate, _mix(opts, "spread"), viewers))
+        for rate in _rates(opts, "spread") if opts.mix is None else ():
+            label = f"spread brand-quarter like {rate:g}/s {_k(opts.sales)}{_tag(opts)}"
+            weights = {"brand_quarter_like": 1.0}
+            report.runs.append(session.load("spread", label, rate, weights, viewers))
         if opts.mix is None and opts.supplier_rate > 0:
             label = f"spread supplier-total {opts.supplier_rate:g}/s {_k(opts.sales)}{_tag(opts)}"
             weights = {"supplier_total": 1.0}
