@@ -87,15 +87,18 @@ def spread(leaves: Sequence[Leaf], target: int, method: str = "proportional") ->
         values = [leaf.value for leaf in free]
         if any(values):
             if sum(values) == 0:
-                raise SpreadError(
-                    "cannot_spread_proportionally",
-                    "the values below this cell sum to zero, so proportions are undefined; "
-                    "use spread 'equal'",
-                )
+                raise _sums_to_zero("this cell", "use spread 'equal'")
             return proportional_by_level(free, amount)
     elif method != "equal":
         raise ValueError(f"unknown spread method {method!r}")
     return _spread_equal(leaves, amount, depth=0)
+
+
+def _sums_to_zero(below: str, instead: str) -> SpreadError:
+    return SpreadError(
+        "cannot_spread_proportionally",
+        f"the values below {below} sum to zero, so proportions are undefined; {instead}",
+    )
 
 
 def proportional_by_level(free: Sequence[Leaf], amount: int) -> dict[int, int]:
@@ -174,11 +177,7 @@ def spread_like(
         values = [leaf.value for leaf in free]
         if any(values):
             if sum(values) == 0:
-                raise SpreadError(
-                    "cannot_spread_proportionally",
-                    "the values below a child of this cell sum to zero, so proportions "
-                    "within it are undefined; spread it equally",
-                )
+                raise _sums_to_zero("a child of this cell", "spread the cell equally")
             result.update(proportional_by_level(free, share - held))
         else:
             result.update(_spread_equal(free, share - held, depth=0))

@@ -35,6 +35,15 @@ def cents(amount: Decimal) -> int:
     return int(amount * 100)
 
 
+def hold_cell(writer: DirectWriter, **condition: Any) -> None:
+    hold = parse_hold({"condition": condition, "on": True})
+    writer.apply([Request(request(summary_edit(0)).id, hold, "ann")])
+
+
+def undo(writer: DirectWriter) -> str:
+    return code(writer.apply([Request(request(summary_edit(0)).id, Undo(False), "ann")]))
+
+
 def test_percent_is_a_proportional_spread_to_the_changed_value(fresh):
     by_percent, by_value = fresh(), fresh()
     supplier, brand, month = a_brand_month(by_percent)
@@ -58,8 +67,7 @@ def test_percent_leaves_held_children_alone_and_moves_the_rest(fresh):
     families = families_of(con, supplier, brand, month)
     kept = next(iter(families))
     writer = DirectWriter(con, Limits())
-    hold = parse_hold({"condition": {**where, "family": kept}, "on": True})
-    writer.apply([Request(request(summary_edit(0)).id, hold, "ann")])
+    hold_cell(writer, **where, family=kept)
     _, before = cell(con, **where)
 
     assert code(writer.apply([request(percent(10, **where))])) == "applied"
@@ -87,8 +95,7 @@ def test_a_percent_spread_of_a_held_cell_is_refused(fresh):
     supplier, brand, month = a_brand_month(con)
     where = {"supplier": supplier, "brand": brand, "month": month}
     writer = DirectWriter(con, Limits())
-    hold = parse_hold({"condition": where, "on": True})
-    writer.apply([Request(request(summary_edit(0)).id, hold, "ann")])
+    hold_cell(writer, **where)
     before = sales(con)
     assert code(writer.apply([request(percent(5, **where))])) == "held"
     assert sales(con) == before
@@ -101,9 +108,7 @@ def test_a_percent_spread_is_undone_exactly(fresh):
     writer = DirectWriter(con, Limits())
     before = sales(con)
     assert code(writer.apply([request(percent("-12.5", **where))])) == "applied"
-    assert code(writer.apply([Request(request(summary_edit(0)).id, Undo(False), "ann")])) == (
-        "applied"
-    )
+    assert undo(writer) == "applied"
     assert sales(con) == before
     assert_exact(con)
 
@@ -200,21 +205,13 @@ def test_like_is_undone_exactly_and_respects_holds(fresh):
     families = families_of(con, supplier, brand, month)
     kept = next(iter(families))
     writer = DirectWriter(con, Limits())
-    hold = parse_hold(
-        {
-            "condition": {"supplier": supplier, "brand": brand, "family": kept, "month": month},
-            "on": True,
-        }
-    )
-    writer.apply([Request(request(summary_edit(0)).id, hold, "ann")])
+    hold_cell(writer, supplier=supplier, brand=brand, family=kept, month=month)
     before = sales(con)
     where = {"supplier": supplier, "brand": brand, "month": month}
     assert code(writer.apply([request(like("12345.67", reference, **where))])) == "applied"
     after = families_of(con, supplier, brand, month)
     assert after[kept] == families[kept] and sum(after.values()) == Decimal("12345.67")
-    assert code(writer.apply([Request(request(summary_edit(0)).id, Undo(False), "ann")])) == (
-        "applied"
-    )
+    assert undo(writer) == "applied"
     assert sales(con) == before
     assert_exact(con)
 
