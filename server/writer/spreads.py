@@ -57,19 +57,7 @@ class SpreadDecisions:
             new_units = self._proportional(coords, free, units_of[free], target - held_units)
             changed_at, new_values = free, new_units
         else:
-            period = cell.get("period")
-            if method == "like" and period is not None:  # the months take the reference's
-                columns = [3, *(c for c in depth_columns(coords) if c != 3)]
-                leaves = self._leaves(coords, rows, units, held, columns)
-                mix = self._months_mix(cell, rows, edit.like, scale, columns)  # type: ignore[arg-type]
-                values = spreading.spread_like(leaves, target, mix)
-            elif method == "like":
-                leaves = self._leaves(coords, rows, units, held)
-                mix = self._reference_mix(coords, rows, edit.like, scale)  # type: ignore[arg-type]
-                values = spreading.spread_like(leaves, target, mix)
-            else:
-                leaves = self._leaves(coords, rows, units, held)
-                values = spreading.spread(leaves, target, method)
+            values = self._spread_leaves(edit, method, target, rows, units, held, scale)
             changed_at = np.fromiter(values, dtype=np.int64, count=len(values))
             new_values = np.fromiter(values.values(), dtype=np.int64, count=len(values))
             changed_at = state.sales.sale_id.searchsorted(changed_at)
@@ -80,6 +68,32 @@ class SpreadDecisions:
         column = "net_price" if scale == 100 else "quantity"
         check_shares(column, int(new_values.min()), int(new_values.max()), scale)
         self._set_rows(column, changed_at, new_values, change)
+
+    def _spread_leaves(
+        self,
+        edit: Edit,
+        method: str,
+        target: int,
+        rows: np.ndarray,
+        units: np.ndarray,
+        held: np.ndarray,
+        scale: int,
+    ) -> dict[int, int]:
+        """New values by sale_id through the pure rules of protocol/spread.py: equal,
+        like, and proportional spreads over rows that are all zero."""
+        cell = edit.condition
+        coords = coords_of(cell)
+        if method != "like":
+            return spreading.spread(self._leaves(coords, rows, units, held), target, method)
+        reference: str = edit.like  # type: ignore[assignment]
+        if cell.get("period") is None:  # the children take the reference month's mix
+            mix = self._reference_mix(coords, rows, reference, scale)
+            return spreading.spread_like(self._leaves(coords, rows, units, held), target, mix)
+        # a quarter or year: its months take the reference period's months' mix
+        columns = [3, *(c for c in depth_columns(coords) if c != 3)]
+        mix = self._months_mix(cell, rows, reference, scale, columns)
+        leaves = self._leaves(coords, rows, units, held, columns)
+        return spreading.spread_like(leaves, target, mix)
 
     def _path_ranks(
         self, coords: tuple[Any, ...], nodes: np.ndarray, columns: list[int] | None = None
