@@ -50,10 +50,8 @@ export function createEditor(ctx) {
     if (seedText === null) input.select();
   }
 
-  // The buttons under the editor choosing how this edit spreads to the rows below the
-  // cell; Enter uses the header's default, Shift+Enter always spreads equally.
-  // `like`: the same period a year before (a month of a node with child cells, or any
-  // node's quarter or year) when the sheet has it; null otherwise.
+  // `like`'s reference: the same period a year before (a month of a node with child
+  // cells, or any node's quarter or year) when the sheet has it; null otherwise.
   function lastYear(nodeKey, month) {
     const node = state.nodes.get(nodeKey);
     if (!node || month === TOTAL_COL) return null;
@@ -63,6 +61,8 @@ export function createEditor(ctx) {
     return state.months.includes(earlier) ? earlier : null;
   }
 
+  // The buttons under the editor choosing how this edit spreads to the rows below the
+  // cell; Enter uses the header's default, Shift+Enter always spreads equally.
   function spreadChoice(like) {
     const box = el('div', 'spread-choice');
     box.append(el('span', 'spread-label', 'Spread'));
