@@ -397,10 +397,31 @@ class StuckClient:
         self.received = b""
         while b"\r\n\r\n" not in self.received:  # the handshake response
             self.received += self.sock.recv(4096)
-        payload = b'{"type":"hello","name":"stuck"}'
+        self._scanned = self.received.index(b"\r\n\r\n") + 4  # frames read up to here
+        self._send(0x1, b'{"type":"hello","name":"stuck"}')
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        """A masked client frame of at most 125 bytes."""
         mask = b"\x01\x02\x03\x04"
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+        self.sock.sendall(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked)
+
+    def _answer_pings(self) -> None:
+        """Pong every ping received so far, as a live client does: a reader that only
+        lags must not be closed for missing pings on a slow day."""
+        data = self.received
+        while len(data) - self._scanned >= 2:
+            at = self._scanned
+            opcode, length, offset = data[at] & 0x0F, data[at + 1] & 0x7F, 2
+            if length == 126:
+                length, offset = int.from_bytes(data[at + 2 : at + 4], "big"), 4
+            elif length == 127:
+                length, offset = int.from_bytes(data[at + 2 : at + 10], "big"), 10
+            if len(data) < at + offset + length:
+                return
+            if opcode == 0x9:
+                self._send(0xA, data[at + offset : at + offset + length])
+            self._scanned = at + offset + length
 
     def trickle(self, behind: threading.Event, stop: threading.Event) -> None:
         """Once the server has had to queue frames (`behind`), read in short bursts until
@@ -411,13 +432,18 @@ class StuckClient:
             with contextlib.suppress(TimeoutError):
                 for _ in range(4):
                     self.received += self.sock.recv(1 << 16)
+            self._answer_pings()
             time.sleep(0.02)
 
-    def frames(self, timeout: float) -> list[tuple[int, bytes]]:
-        """Read everything now: (opcode, payload) of each frame received."""
-        self.sock.settimeout(timeout)
+    def frames(self, timeout: float, until: bytes | None = None) -> list[tuple[int, bytes]]:
+        """Read everything now: (opcode, payload) of each frame received, until nothing
+        came for `timeout` seconds; with `until`, first wait up to 60 s for those bytes."""
         data = self.received
         with contextlib.suppress(TimeoutError, ConnectionResetError):
+            self.sock.settimeout(60)
+            while until is not None and until not in data and (chunk := self.sock.recv(1 << 20)):
+                data += chunk
+            self.sock.settimeout(timeout)
             while chunk := self.sock.recv(1 << 20):
                 data += chunk
         self.sock.close()
@@ -498,7 +524,8 @@ async def test_a_slow_reader_gets_every_update_in_order(server):
         await asyncio.to_thread(trickle.join)
     last = response.json()["data"]["seq"]
     assert max(queued) > 0, "the slow socket never fell behind: the test shows nothing"
-    frames = await asyncio.to_thread(slow.frames, 3)
+    # the updates frame that carries the last seq, however long the slow socket takes
+    frames = await asyncio.to_thread(slow.frames, 3, f'"seq":"{last}"'.encode())
     seqs = [
         parse_seq(message["seq"])
         for message in (orjson.loads(payload) for opcode, payload in frames if opcode == 0x1)
