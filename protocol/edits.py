@@ -20,12 +20,11 @@ from protocol.catalog import (
 )
 from protocol.conditions import WHERE, equalities, parse_text_condition
 from protocol.errors import ProtocolError
-from protocol.values import Scalar, check_written, coerce_value
+from protocol.values import MONTH_TEXT, Scalar, check_written, coerce_value
 
 SPREAD_METHODS = ("proportional", "equal", "percent", "like")
 # `percent`: the value is a change in percent of the cell's current value (5 = +5 %),
 # with up to 4 decimal places; -100 empties the cell.
-_MONTH_TEXT = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])", re.ASCII)
 _PERIOD_TEXT = re.compile(r"[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?", re.ASCII)
 PERCENT = Column("percent", "decimal", scale=4, max_abs=10_000, min_value=-100)
 MAX_EDITS_PER_REQUEST = 10_000  # DUCKSHEET_MAX_EDITS_PER_REQUEST
@@ -42,7 +41,7 @@ class Edit:
     condition: dict[str, Scalar]
     spread: str = "proportional"
     expect: Scalar = None
-    like: str | None = None  # spread "like": the month whose mix the children take
+    like: str | None = None  # spread "like": the period whose mix to take
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -160,7 +159,7 @@ def parse_edit(message: Any) -> Edit:
         expect = coerce_value(column, expect, what="expect")
     if table.summary:
         condition = summary_cell(condition)
-        if period is not None and _MONTH_TEXT.fullmatch(period):
+        if period is not None and MONTH_TEXT.fullmatch(period):
             condition["month"] = period  # a month named as a period
         elif period is not None:
             condition["period"] = period
@@ -225,7 +224,7 @@ def _like(reference: Any, cell: dict[str, Scalar]) -> str:
 
 
 def _period_kind(period: str) -> str | None:
-    if _MONTH_TEXT.fullmatch(period):
+    if MONTH_TEXT.fullmatch(period):
         return "month"
     if _PERIOD_TEXT.fullmatch(period):
         return "quarter" if "-Q" in period else "year"

@@ -13,7 +13,7 @@ from protocol.errors import ProtocolError
 
 MAX_TEXT = 200
 # ASCII digits only: \d and str.isdigit() also accept superscripts and Arabic-Indic digits.
-_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])", re.ASCII)
+MONTH_TEXT = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])", re.ASCII)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _DECIMAL_TEXT = re.compile(r"-?[0-9]{1,40}(\.[0-9]{1,40})?", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f]")
@@ -68,7 +68,7 @@ def coerce_value(column: Column, value: Any, what: str = "value") -> Scalar:
     if kind == "date":
         return _date(value, bad)
     if kind == "month":
-        if not _MONTH.fullmatch(value):
+        if not MONTH_TEXT.fullmatch(value):
             raise bad(f"{value!r} is not a month 'YYYY-MM'")
         return value
     if len(value) > MAX_TEXT:

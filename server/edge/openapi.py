@@ -66,10 +66,12 @@ EDIT = {
         "condition": CONDITION,
         "spread": {"type": "string", "enum": ["proportional", "equal", "percent", "like"]},
         "expect": {"type": ["string", "number"]},
-        "like": {  # spread "like": the month whose mix the children take
+        "like": {  # spread "like": the period (month, quarter, year) whose mix to take
             "type": "object",
             "required": ["period"],
-            "properties": {"period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}},
+            "properties": {
+                "period": {"type": "string", "pattern": "^[0-9]{4}(-Q[1-4]|-[0-9]{2})?$"}
+            },
         },
     },
 }

@@ -6,6 +6,7 @@ cell. A mixin of the Decider (server/writer/decide.py), which owns the state and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +16,7 @@ from protocol import spread as spreading
 from protocol.catalog import HIERARCHY
 from protocol.edits import Edit, period_months
 from protocol.errors import ProtocolError
+from protocol.rollup import Cell, Node
 from server.writer.apportion import Overflow, proportional
 from server.writer.changes import Change
 from server.writer.ranges import OutOfRange, check_shares
@@ -138,21 +140,17 @@ class SpreadDecisions:
     ) -> dict[int, int]:
         """For `like`: each child of the cell (by its group number at depth 0, as
         `_leaves` numbers them) -> that child's value in `month`."""
-        state = self.state
         below = depth_columns(coords)
         if not below:
             return {}  # a family-month: no children (spread_like says so)
-        nodes = np.unique(state.row_node[rows])
-        _, groups = self._path_ranks(coords, nodes)
         column, level = below[0], CHILD_LEVEL[len(below) - 1]
-        measure = 1 if scale == 100 else 0
-        mix: dict[int, int] = {}
-        for node, group in zip(nodes.tolist(), groups[0].tolist(), strict=True):
+
+        def child_in_month(node: Node) -> Cell:
             child = list(coords[:3])
-            child[column] = state.nodes[node][column]
-            value = state.summary.get((*child, month, level))  # type: ignore[arg-type]
-            mix[group] = value[measure] if value else 0
-        return mix
+            child[column] = node[column]
+            return (*child, month, level)  # type: ignore[return-value]
+
+        return self._mix(coords, rows, scale, None, child_in_month)
 
     def _months_mix(
         self,
@@ -165,10 +163,7 @@ class SpreadDecisions:
         """For `like` on a quarter or year: each month of it (by its group number at
         depth 0 of `columns`) -> the cell's node's value in the reference period's month
         at the same place (January for January, the quarter's second for its second)."""
-        state = self.state
         coords = coords_of(cell)
-        nodes = np.unique(state.row_node[rows])
-        _, groups = self._path_ranks(coords, nodes, columns)
         aligned = dict(
             zip(
                 sorted(period_months(cell["period"])),  # type: ignore[arg-type]
@@ -176,11 +171,28 @@ class SpreadDecisions:
                 strict=True,
             )
         )
+
+        def same_place(node: Node) -> Cell:
+            return (*coords[:3], aligned[node[3]], cell["level"])  # type: ignore[return-value]
+
+        return self._mix(coords, rows, scale, columns, same_place)
+
+    def _mix(
+        self,
+        coords: tuple[Any, ...],
+        rows: np.ndarray,
+        scale: int,
+        columns: list[int] | None,
+        reference_of: Callable[[Node], Cell],
+    ) -> dict[int, int]:
+        """Each depth-0 group of the rows' nodes -> the value of its reference cell."""
+        state = self.state
+        nodes = np.unique(state.row_node[rows])
+        _, groups = self._path_ranks(coords, nodes, columns)
         measure = 1 if scale == 100 else 0
         mix: dict[int, int] = {}
         for node, group in zip(nodes.tolist(), groups[0].tolist(), strict=True):
-            month = aligned[state.nodes[node][3]]
-            value = state.summary.get((*coords[:3], month, cell["level"]))  # type: ignore[arg-type]
+            value = state.summary.get(reference_of(state.nodes[node]))
             mix[group] = value[measure] if value else 0
         return mix
 
