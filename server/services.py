@@ -111,6 +111,9 @@ class Services:
             await _open_database(db, settings)
             redis = connect(url, settings.redis_connections)
             await ensure_group(redis)
+            hub = Hub(redis) if role == "all" else None
+            if hub is not None:
+                await hub.prime()
         except BaseException:
             db.close()
             if embedded is not None:
@@ -118,7 +121,6 @@ class Services:
             raise
         limits = Limits.of(settings)
         writer = Writer(db, redis, limits, settings.batch_size, settings.response_retention)
-        hub = Hub(redis) if role == "all" else None
         writing = asyncio.create_task(writer.run(), name="writer")
         reads = LocalReads(db, settings.data_dir, lambda: writer_status(writer, writing))
         services = cls(settings, db, redis, hub, writer, reads, role, auth, embedded)
@@ -152,6 +154,7 @@ class Services:
         services = cls(settings, None, redis, hub, None, reads, "web", auth)
         services.data_watch = DataWatch(reads)
         await services.data_watch.refresh()  # a data process that runs is known at once
+        await hub.prime()
         services.tasks = [
             asyncio.create_task(hub.run(), name="hub"),
             asyncio.create_task(services.data_watch.run(services._stopping), name="data-watch"),

@@ -167,10 +167,23 @@ class Hub:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def prime(self) -> None:
+        """Learn where the tail starts (the newest response entry) before any socket is
+        served: a socket replays what came before that point and takes the rest live, so
+        a tail that began later than a socket's replay would skip the entries between."""
+        newest = await self.redis.xrevrange(RESPONSES, count=1)
+        self.last_seq = newest[0][0].decode() if newest else "0-0"
+        newest = await self.redis.xrevrange(PERSISTED, count=1)
+        if newest:
+            self._persisted_id = newest[0][0].decode()
+            self._note_persisted(newest[0][1][b"seq"].decode())
+
     async def run(self) -> None:
         backoff = 0.1
         while not self._stopping.is_set():
             try:
+                if self.last_seq is None:  # not primed: Redis was away when serving began
+                    await self.prime()
                 await self._tail()
             except REDIS_ERRORS as exc:
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
@@ -179,14 +192,7 @@ class Hub:
                 backoff = min(backoff * 2, 5.0)
 
     async def _tail(self) -> None:
-        if self.last_seq is None:
-            newest = await self.redis.xrevrange(RESPONSES, count=1)
-            self.last_seq = newest[0][0].decode() if newest else "0-0"
-        if self.persisted is None:
-            newest = await self.redis.xrevrange(PERSISTED, count=1)
-            if newest:
-                self._persisted_id = newest[0][0].decode()
-                self._note_persisted(newest[0][1][b"seq"].decode())
+        assert self.last_seq is not None
         while not self._stopping.is_set():
             streams = {RESPONSES: self.last_seq, PERSISTED: self._persisted_id}
             for name, entries in await self.redis.xread(streams, count=500, block=BLOCK_MS):

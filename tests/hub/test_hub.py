@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 
+from server.config import Settings
+from server.edge.auth import Authenticator
 from server.hub.fanout import Hub, Subscriber, updates_frame
 from server.hub.wire import text_frame
+from server.services import Services
+from server.store.streams import FIELD, RESPONSES, connect, entries_after
 
 SUMMARY = "sales_summary_by_product_family"
 
@@ -177,3 +182,40 @@ def test_text_frame_lengths() -> None:
         frame = text_frame("x" * size)
         assert frame.startswith(header) and frame.endswith(b"x" * size)
     assert len(text_frame("x" * 70_000)) == 2 + 8 + 70_000
+
+
+async def test_a_primed_hub_delivers_what_came_after_a_socket_replay(redis_url: str) -> None:
+    """The race of a fresh web process: a socket resumes (its replay reads the stream)
+    before the hub's task first ran, and the writer publishes in between. The hub must
+    know its start before serving, or it starts after that entry and the socket skips it."""
+    redis = connect(redis_url)
+
+    async def publish(seq: str, prev: str) -> None:
+        payload = entry(seq, base=[sale(3, int(seq[0]))]) | {"prev": prev}
+        await redis.xadd(RESPONSES, {FIELD: orjson.dumps(payload)}, id=seq)
+
+    await publish("1-0", "0-0")
+    hub = Hub(redis)
+    await hub.prime()  # as Services.start does before the server accepts a socket
+    subscriber = Subscriber(limit=10, on_overflow=lambda: None)
+    hub.subscribers.add(subscriber)
+    assert await entries_after(redis, "1-0", 10) == []  # the socket was up to date
+    await publish("2-0", "1-0")  # the writer publishes after the replay was read
+    subscriber.start("1-0")
+    running = asyncio.create_task(hub.run())
+    try:
+        frame = orjson.loads(await asyncio.wait_for(subscriber.queue.get(), 10))
+        assert (frame["seq"], frame["base"]) == ("2-0", [sale(3, 2)])
+    finally:
+        hub.stop()
+        await asyncio.wait_for(running, 10)
+        await redis.aclose()
+
+
+async def test_a_web_process_primes_its_hub_before_it_serves(tmp_path, redis_url: str) -> None:
+    settings = Settings(data_dir=tmp_path, redis_url=redis_url, port=0)
+    services = await Services.start(settings, Authenticator({}), "web")
+    try:
+        assert services.hub is not None and services.hub.last_seq == "0-0"
+    finally:
+        await services.stop()
