@@ -90,6 +90,7 @@ class Writer:
         self._replay_until: str | None = None  # published before a restart: decide silently
         self._silent: Effects | None = None  # effects of silently re-decided requests
         self._persisting: asyncio.Task[None] | None = None
+        self._unpublished: tuple[str, str, Effects] | None = None  # decided, not yet published
 
     @property
     def last_applied(self) -> str | None:
@@ -156,6 +157,10 @@ class Writer:
         assert self.decider is not None
         await ensure_group(self.redis)
         await self._republish_outbox()
+        if self._unpublished is not None:  # Redis failed while it was being published
+            await self._publish_decided()
+        assert self.persister is not None
+        await self.persister.resume()
         newest = await newest_seq(self.redis)
         if self.decider.published is None or (
             newest is not None and later(newest, self.decider.published)
@@ -255,7 +260,18 @@ class Writer:
             },
         )
         await self._finish_publishing()
-        self._publishing = asyncio.create_task(self._publish([(payload["seq"], encoded)]))
+        self._unpublished = (payload["seq"], encoded, effects)
+        self._publishing = asyncio.create_task(self._publish_decided())
+
+    async def _publish_decided(self) -> None:
+        """Publish the batch decided last, then hand it to the persister: DuckDB never
+        holds a decision response_duck lacks (recovery re-decides only after `_applied`,
+        so one persisted unpublished would never reach a socket). A batch whose publish
+        failed is published again before anything else is read."""
+        assert self._unpublished is not None and self.persister is not None
+        seq, encoded, effects = self._unpublished
+        await self._publish([(seq, encoded)])
+        self._unpublished = None
         self.persister.add(effects)
 
     def _collect_silent(self, effects: Effects) -> None:

@@ -179,6 +179,20 @@ class Persister:
             with metrics.checkpoint_timer():
                 self.checkpoints.append(await self.db.write(checkpoint))
 
+    async def resume(self) -> None:
+        """XACK the journal entries DuckDB already holds and say how far it is: the
+        process before may have persisted them while Redis was away, and the web
+        processes wait on this before `?wait` and `min_seq` answer."""
+        if self.persisted is None:
+            return
+        while pending := await self.redis.xpending_range(
+            REQUESTS, GROUP, min="-", max=self.persisted, count=1000
+        ):
+            await self.redis.xack(REQUESTS, GROUP, *[p["message_id"] for p in pending])
+        await self.redis.xadd(
+            PERSISTED, {b"seq": self.persisted.encode()}, maxlen=100, approximate=True
+        )
+
     async def covered(self, seq: str) -> None:
         """DuckDB holds `seq` through a transaction of its own (a barrier request)."""
         self.persisted = seq

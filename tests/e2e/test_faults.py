@@ -247,6 +247,23 @@ class Viewer:
                 await asyncio.sleep(0.05)
 
 
+async def settled(redis_url: str, base: str) -> tuple[list[Any], dict[str, Any]]:
+    """The published entries and the summary page once nothing more is published: the
+    requests in flight at a kill (never acknowledged) are decided after the restart,
+    possibly after the acknowledged ones were all applied."""
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        async with asyncio.timeout(DEADLINE):
+            while True:
+                with redis_sync.Redis.from_url(redis_url) as r:
+                    entries = r.xrange(RESPONSES)
+                newest = entries[-1][0].decode()
+                params = {"limit": 1000, "min_seq": newest}
+                page = (await http.get(f"/view_table/{SUMMARY}", params=params)).json()
+                if page["data"]["seq"] == newest:
+                    return entries, page
+                await asyncio.sleep(0.1)
+
+
 async def kill_and_restart_under_load(
     data_dir: Path, redis_url: str, embedded: bool, cycles: int
 ) -> None:
@@ -277,12 +294,9 @@ async def kill_and_restart_under_load(
         base = server.start()
     await wait_applied(base, list(load.acknowledged))
     url = redis_url if not embedded else f"unix://{data_dir / 'redis.sock'}"
-    with redis_sync.Redis.from_url(url) as r:
-        entries = r.xrange(RESPONSES)
+    entries, page = await settled(url, base)
     published = [entry_id.decode() for entry_id, _ in entries]
     await until(lambda: viewer.last == published[-1], "the viewer never caught up")
-    async with httpx.AsyncClient(base_url=base) as http:
-        page = await http.get(f"/view_table/{SUMMARY}", params={"limit": 1000})
     stop_viewer.set()
     viewing.cancel()
     server.stop(signal.SIGTERM)
@@ -297,7 +311,7 @@ async def kill_and_restart_under_load(
     if not viewer.resyncs:
         assert viewer.seqs == [seq for seq in published if parse_seq(seq) > parse_seq(viewer.first)]
     # resynced or not, what the viewer was shown adds up to the summary as it is
-    body = page.json()["data"]
+    body = page["data"]
     assert body["total"] == len(body["rows"]) and body["seq"] == published[-1]
     table = {cell_key(row): (row["quantity"], row["net_amount"]) for row in body["rows"]}
     assert viewer.cells == table
