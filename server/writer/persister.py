@@ -14,9 +14,11 @@ import logging
 import os
 import time
 from collections import deque
+from typing import Any
 
 import duckdb
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from protocol.catalog import CELL_KEY
 from server import metrics
@@ -84,6 +86,11 @@ def _record(con: Conn, effects: Effects, first: bool) -> None:
         con.execute("INSERT OR REPLACE INTO _applied VALUES (TRUE, ?)", [effects.last_id])
     else:  # an UPDATE costs a fraction of INSERT OR REPLACE on a keyed table
         con.execute("UPDATE _applied SET last_id = ?", [effects.last_id])
+
+
+def announce(r: aioredis.Redis | Pipeline, seq: str) -> Any:
+    """Tell the web processes (persisted_duck) that DuckDB holds everything up to `seq`."""
+    return r.xadd(PERSISTED, {b"seq": seq.encode()}, maxlen=100, approximate=True)
 
 
 def checkpoint(con: Conn) -> float:
@@ -189,14 +196,12 @@ class Persister:
             REQUESTS, GROUP, min="-", max=self.persisted, count=1000
         ):
             await self.redis.xack(REQUESTS, GROUP, *[p["message_id"] for p in pending])
-        await self.redis.xadd(
-            PERSISTED, {b"seq": self.persisted.encode()}, maxlen=100, approximate=True
-        )
+        await announce(self.redis, self.persisted)
 
     async def covered(self, seq: str) -> None:
         """DuckDB holds `seq` through a transaction of its own (a barrier request)."""
         self.persisted = seq
-        await self.redis.xadd(PERSISTED, {b"seq": seq.encode()}, maxlen=100, approximate=True)
+        await announce(self.redis, seq)
 
     async def _acknowledge(self) -> None:
         """XACK and trim what DuckDB holds, and tell the web processes how far it is."""
@@ -206,7 +211,7 @@ class Persister:
             pipe = self.redis.pipeline(transaction=False)
             pipe.xack(REQUESTS, GROUP, *self._unacknowledged)
             pipe.xtrim(REQUESTS, minid=self.persisted, approximate=True)
-            pipe.xadd(PERSISTED, {b"seq": self.persisted.encode()}, maxlen=100, approximate=True)
+            announce(pipe, self.persisted)
             await pipe.execute()
         except REDIS_ERRORS as exc:
             log.warning("could not acknowledge persisted requests yet: %s", exc)
