@@ -299,10 +299,30 @@ def parse_condition(table: Table, condition: Any) -> dict[str, Scalar]:
         if isinstance(value, dict | list):
             raise ProtocolError("bad_condition", f"condition value for {name!r} must be a scalar")
         try:
-            parsed[name] = coerce_value(column, value, what="condition value")
+            parsed[name] = (
+                _condition_text(column, value)
+                if isinstance(value, str) and column.type in ("varchar", "month")
+                else coerce_value(column, value, what="condition value")
+            )
         except ProtocolError as exc:
             raise ProtocolError("bad_condition", exc.message, column=name) from exc
     return parsed
+
+
+_CHECKED_TEXT: dict[tuple[str, str], Scalar] = {}  # (column type, text) -> its value
+
+
+def _condition_text(column: Column, value: str) -> Scalar:
+    """A text condition value, checked once: a paste names the same suppliers, brands
+    and months again and again. (The checks of text and months depend on the column's type alone.)"""
+    key = (column.type, value)
+    found = _CHECKED_TEXT.get(key)
+    if found is None:
+        found = coerce_value(column, value, what="condition value")
+        if len(_CHECKED_TEXT) >= 65_536:
+            _CHECKED_TEXT.clear()
+        _CHECKED_TEXT[key] = found
+    return found
 
 
 def summary_cell(condition: dict[str, Scalar]) -> dict[str, Scalar]:

@@ -2,20 +2,30 @@
 the other: plain proportional spreads of disjoint cells of one shape go together in one
 vectorized step (`proportional_many`), in waves that never pass an earlier edit of an
 overlapping cell; anything special goes one by one, in order. A mixin of the Decider
-(server/writer/decide.py)."""
+(server/writer/decide.py).
+
+A month cell's edit that later edits of the same block wholly re-set (each of its
+child cells is edited after it, and nothing else of that month and measure comes in
+between) is superseded: its only lasting effect would be the rounding of the mix its
+children then spread over, so it is left out. A pasted region of the expanded grid
+(each brand row, then its families' rows) thus spreads every sales row once, by its
+family, and every brand ends as the sum of its pasted families, as it would anyway."""
 
 from __future__ import annotations
 
+import bisect
+from typing import Any
+
 import numpy as np
 
-from protocol.catalog import TABLES
+from protocol.catalog import LEVEL_FAMILY, TABLES
 from protocol.edits import Edit
 from protocol.errors import ProtocolError
 from server.writer.apportion import Overflow, proportional_many
 from server.writer.changes import Change
 from server.writer.ranges import SUMMARY_CENTS, SUMMARY_QUANTITY, OutOfRange, check_shares
 from server.writer.spreads import target_units
-from server.writer.state import State, coords_of
+from server.writer.state import Coords, State, coords_of
 
 
 class BlockDecisions:
@@ -28,7 +38,8 @@ class BlockDecisions:
         zeros, ranges) makes one differ; everything else one by one, in order, an error
         naming the edit's index."""
         peak: list[float] = []  # a bound on every total's magnitude, once needed
-        todo = list(range(len(edits)))
+        superseded = self._superseded(edits)
+        todo = [i for i in range(len(edits)) if i not in superseded]
         if all(_plain_spread(e) for e in edits):
             while todo:
                 wave, rest = self._wave(edits, todo)
@@ -36,6 +47,57 @@ class BlockDecisions:
                     break
                 todo = rest
         self._edit_in_order(edits, todo, change, peak)
+
+    def _superseded(self, edits: tuple[Edit, ...]) -> set[int]:
+        """The indexes of the edits later edits of the block wholly re-set (see the
+        module's doc). Only in blocks of plain spreads of month cells, while nothing is
+        held, and only for cells no earlier edit of the block touched and whose value
+        is not zero, so that leaving one out cannot turn a rejection into an apply or
+        change what the edits after it see beyond rounding."""
+        state = self.state
+        plain = all(_plain_spread(e) and e.condition["month"] is not None for e in edits)
+        if state.holds or len(edits) < 2 or not plain:
+            return set()
+        last: dict[tuple[str, Coords], int] = {}  # (column, cell) -> its last edit
+        same: dict[tuple[str, Any], list[int]] = {}  # (column, month) -> its edits, in order
+        cells = [coords_of(e.condition) for e in edits]
+        for i, (edit, coords) in enumerate(zip(edits, cells, strict=True)):
+            last[(edit.column, coords)] = i
+            same.setdefault((edit.column, coords[3]), []).append(i)
+        out: set[int] = set()
+        touched: set[tuple[str, int]] = set()  # (column, node) an edit kept so far changes
+        for i, (edit, coords) in enumerate(zip(edits, cells, strict=True)):
+            nodes = state.under.get(coords, ())
+            if (
+                edit.condition["level"] != LEVEL_FAMILY
+                and not any((edit.column, k) in touched for k in nodes)
+                and self._resets(edit, i, last, same)
+            ):
+                out.add(i)
+                continue
+            touched.update((edit.column, k) for k in nodes)
+        return out
+
+    def _resets(
+        self,
+        edit: Edit,
+        i: int,
+        last: dict[tuple[str, Coords], int],
+        same: dict[tuple[str, Any], list[int]],
+    ) -> bool:
+        """Do edits after `i` re-set every child cell of edit i's cell, with nothing
+        else of its month and measure in between, and is that cell's value non-zero?"""
+        coords = coords_of(edit.condition)
+        value = self.state.summary.get((*coords, edit.condition["level"]))  # type: ignore[arg-type]
+        children = self.state.child_cells(coords)
+        if not value or not value[1 if edit.column == "net_amount" else 0] or not children:
+            return False
+        ats = [last.get((edit.column, child), -1) for child in children]
+        if min(ats) <= i:
+            return False
+        between = same[(edit.column, coords[3])]
+        end = max(ats)
+        return bisect.bisect_right(between, end) - bisect.bisect_right(between, i) == len(ats)
 
     def _wave(self, edits: tuple[Edit, ...], todo: list[int]) -> tuple[list[int], list[int]]:
         """The edits (of `todo`, in order) of the first one's shape that no earlier

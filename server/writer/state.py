@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import operator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -26,6 +27,7 @@ Coords = tuple[str | None, str | None, str | None, str | None]  # supplier, bran
 EPOCH = dt.date(1970, 1, 1)
 NO_NODE = -1  # a sales row whose product is missing counts in no summary cell
 REINDEX_AFTER = 20_000  # moved rows before the node index is rebuilt
+CHILD_LEVELS = (3, 1, 0)  # the level of a cell's children, by its hierarchy depth
 SALES_COLUMNS = ("sale_id", "invoice_date", "product_id", "customer_id", "quantity", "net_price")
 
 
@@ -218,6 +220,21 @@ class State:
             groups.append(np.cumsum(changes, dtype=np.int64))
         return nodes, groups
 
+    def child_cells(self, coords: Coords) -> list[Coords]:
+        """The cells one level down from a month cell (a brand's families, a supplier's
+        brands, the total's suppliers) that have rows; none for a family."""
+        depth = sum(c is not None for c in coords[:3])
+        if depth == 3:
+            return []
+        level = CHILD_LEVELS[depth]
+        children = {self.nodes[k][: depth + 1] for k in self.under.get(coords, ())}
+        out = []
+        for prefix in sorted(children):
+            child = (*prefix, *(None,) * (2 - depth), coords[3])
+            if (*child, level) in self.summary:
+                out.append(child)
+        return out  # type: ignore[return-value]
+
     def cells_of(self, node: int) -> tuple[Cell, ...]:
         """The eight cells a node's rows count in: its family, brand, supplier and the
         grand total, each by its month and over all months (what roll_up yields)."""
@@ -269,8 +286,11 @@ class State:
         return sum(a.nbytes for a in arrays)
 
 
+_COORDINATES = operator.itemgetter(*CELL_COORDINATES)
+
+
 def coords_of(cell: dict[str, Any]) -> Coords:
-    return tuple(cell[c] for c in CELL_COORDINATES)  # type: ignore[return-value]
+    return _COORDINATES(cell)  # type: ignore[no-any-return]
 
 
 def load(con: Conn) -> State:

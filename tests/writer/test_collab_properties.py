@@ -192,3 +192,95 @@ def test_a_block_decides_like_its_edits_one_after_the_other(fresh, ops, at):
     else:
         first = statuses.index("rejected")
         assert block["results"][0]["error"]["index"] == first
+
+
+def _display_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The expanded grid's order: each brand row, then its families' rows; months."""
+    supplier, brand, family, month, level = row[:5]
+    return (supplier, brand, -level, family or "", month)
+
+
+@settings(
+    max_examples=60 if SLOW else 15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(collab_operation, min_size=1, max_size=10),
+    st.integers(0, 10),
+    st.integers(0, 40),
+    st.integers(1, 10**6),
+    st.booleans(),
+)
+def test_a_pasted_brand_row_above_all_its_families_is_settled_by_them(
+    fresh, ops, at, skip, salt, hold_elsewhere
+):
+    """Pasting a region of the expanded grid (a brand row, then its families' rows):
+    a brand-month cell whose every family cell of that month comes later in the block
+    is settled by them, so the block gives exactly what its other edits give one by
+    one (each sales row spread once, by its family), and the brand ends as their sum.
+    While anything is held, or for a brand of zero, every edit counts, one by one."""
+    con = fresh()
+    requests = requests_for(con, ops)[:at]
+    twin = fresh()
+    writer, twin_writer = DirectWriter(con), DirectWriter(twin)
+    if requests:
+        writer.apply(requests)
+        twin_writer.apply([Request(r.id, r.action, r.user) for r in requests])
+    rows = con.execute(
+        f"SELECT supplier, brand, family, month, level, net_amount FROM {SUMMARY} "
+        "WHERE level IN (0, 1) AND month IS NOT NULL"
+    ).fetchall()
+    rows = sorted(rows, key=_display_order)[skip : skip + 60]
+    keys = ("supplier", "brand", "family", "month")
+    edits = [
+        {
+            "table": SUMMARY,
+            "column": "net_amount",
+            "value": f"{(i * 7919 + salt) % 5000}.{(i + salt) % 100:02d}",
+            "condition": dict(zip(keys, row[:4], strict=True)),
+        }
+        for i, row in enumerate(rows)
+    ]
+    families = {(r[0], r[1], r[3]): set() for r in rows if r[4] == 1}
+    for r in con.execute(
+        f"SELECT supplier, brand, month, family FROM {SUMMARY} WHERE level = 0"
+    ).fetchall():
+        families.get(r[:3], set()).add(r[3])
+    suppliers = sorted({r[0] for r in rows})
+    elsewhere = con.execute(
+        f"SELECT supplier, brand, family FROM {SUMMARY} WHERE level = 0 AND month IS NULL "
+        "AND supplier NOT IN (SELECT unnest(?)) ORDER BY ALL LIMIT 1",
+        [suppliers],
+    ).fetchall()
+    if hold_elsewhere and elsewhere:  # a hold far from the paste: now every edit counts
+        hold = parse_hold({"on": True, "condition": dict(zip(keys, elsewhere[0], strict=False))})
+        for w in (writer, twin_writer):
+            w.apply([Request(f"{7500 + next(_ids)}-0", hold, "bob")])
+    held = con.execute("SELECT count(*) FROM holds").fetchone()[0] > 0
+    settled = set()
+    for i, row in enumerate(rows):
+        later = {
+            r[2]
+            for r in rows[i + 1 :]
+            if r[4] == 0 and (r[0], r[1], r[3]) == (row[0], row[1], row[3])
+        }
+        if row[4] == 1 and not held and row[5] != 0 and later >= families[(row[0], row[1], row[3])]:
+            settled.add(i)
+    REPORT[f"paste settled {'some' if settled else 'none'}"] += 1
+    before = image(con)
+    paste = parse_edit_many({"edits": edits})
+    block = writer.apply([Request(f"{8000 + next(_ids)}-0", paste, "ann")])
+    kept = [i for i in range(len(edits)) if i not in settled]
+    singles = twin_writer.apply(
+        [Request(f"{9000 + next(_ids)}-0", parse_edit(edits[i]), "ann") for i in kept]
+    )
+    statuses = [r["status"] for r in singles["results"]]
+    if all(s == "applied" for s in statuses):
+        assert block["results"][0]["status"] == "applied"
+        assert image(con) == image(twin)
+    else:
+        assert block["results"][0]["error"]["index"] == kept[statuses.index("rejected")]
+        assert image(con) == before
+    assert summary_drift(con) == []
+    assert footing_errors(con) == []
