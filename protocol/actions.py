@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any, TypeVar
 
 from protocol.codec import dumps, loads
 from protocol.edits import Edit, EditMany, Hold, parse_edit, parse_edit_many, parse_hold
 from protocol.errors import ProtocolError
+from protocol.versions import ACTUAL, CreateVersion, LockVersion, take_version, version_name
 
 IMPORT_TABLES = ("sales", "product", "customer")
 MODES = ("fast", "validate")
@@ -67,19 +68,38 @@ class Undo:
     """Undo (redo=False) the sender's last applied request, or redo their last undone."""
 
     redo: bool = False
+    version: str = ACTUAL
 
     def as_dict(self) -> dict[str, Any]:
-        return {"redo": self.redo}
+        out: dict[str, Any] = {"redo": self.redo}
+        return out if self.version == ACTUAL else {**out, "version": self.version}
 
 
-Action = Edit | EditMany | Hold | ImportSpec | Undo
+Action = Edit | EditMany | Hold | ImportSpec | Undo | CreateVersion | LockVersion
 _KINDS: dict[type, str] = {
     Edit: "edit",
     EditMany: "edit_many",
     Hold: "hold",
     ImportSpec: "import",
     Undo: "undo",
+    CreateVersion: "create_version",
+    LockVersion: "lock_version",
 }
+Versioned = TypeVar("Versioned", Edit, EditMany, Hold)
+
+
+def versioned(raw: Any, parse: Callable[[Any], Versioned]) -> Versioned:
+    """Parse an edit, block edit or hold together with the version it names."""
+    if not isinstance(raw, dict):
+        return parse(raw)
+    cleaned, version = take_version(raw)
+    action = parse(cleaned)
+    return action if version == ACTUAL else replace(action, version=version)
+
+
+def action_version(action: Action | None) -> str:
+    """The version a request changes (imports and version requests: actual's place)."""
+    return getattr(action, "version", ACTUAL) if action is not None else ACTUAL
 
 
 @dataclass(frozen=True)
@@ -106,15 +126,20 @@ def parse_request_body(raw: bytes) -> tuple[Action, Sender]:
     if not isinstance(body, dict) or not isinstance(body.get("user"), str):
         raise ProtocolError("bad_message", "malformed request entry")
     if "edit" in body:
-        action: Action = parse_edit(body["edit"])
+        action: Action = versioned(body["edit"], parse_edit)
     elif "hold" in body:
-        action = parse_hold(body["hold"])
+        action = versioned(body["hold"], parse_hold)
     elif "edit_many" in body:
-        action = parse_edit_many(body["edit_many"], max_edits=None)  # the edge capped it
+        action = versioned(body["edit_many"], _parse_block)
     elif "import" in body:
         action = ImportSpec.parse(body["import"])
     elif "undo" in body and isinstance(body["undo"], dict):
-        action = Undo(body["undo"].get("redo") is True)
+        undo = body["undo"]
+        action = Undo(undo.get("redo") is True, version_name(undo.get("version")))
+    elif "create_version" in body:
+        action = CreateVersion.parse(body["create_version"])
+    elif "lock_version" in body:
+        action = LockVersion.parse(body["lock_version"])
     else:
         raise ProtocolError(
             "bad_message", "a request holds an edit, a block edit, a hold, an undo or an import"
@@ -122,3 +147,7 @@ def parse_request_body(raw: bytes) -> tuple[Action, Sender]:
     ref = body.get("ref")
     sender = Sender(body["user"], ref if isinstance(ref, str) else None, body.get("admin") is True)
     return action, sender
+
+
+def _parse_block(raw: Any) -> EditMany:
+    return parse_edit_many(raw, max_edits=None)  # the edge capped it

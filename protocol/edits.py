@@ -21,6 +21,7 @@ from protocol.catalog import (
 from protocol.conditions import WHERE, equalities, parse_text_condition
 from protocol.errors import ProtocolError
 from protocol.values import MONTH_TEXT, Scalar, check_written, coerce_value
+from protocol.versions import ACTUAL
 
 SPREAD_METHODS = ("proportional", "equal", "percent", "like")
 # `percent`: the value is a change in percent of the cell's current value (5 = +5 %),
@@ -42,6 +43,7 @@ class Edit:
     spread: str = "proportional"
     expect: Scalar = None
     like: str | None = None  # spread "like": the period whose mix to take
+    version: str = ACTUAL
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -50,6 +52,8 @@ class Edit:
             "value": self.value,
             "condition": self.condition,
         }
+        if self.version != ACTUAL:
+            out["version"] = self.version
         if TABLES[self.table].summary:
             out["spread"] = self.spread
         if self.expect is not None:
@@ -65,9 +69,11 @@ class Hold:
 
     cell: dict[str, Scalar]
     on: bool = True
+    version: str = ACTUAL
 
     def as_dict(self) -> dict[str, Any]:
-        return {"condition": self.cell, "on": self.on}
+        out: dict[str, Any] = {"condition": self.cell, "on": self.on}
+        return out if self.version == ACTUAL else {**out, "version": self.version}
 
 
 @dataclass(frozen=True)
@@ -75,9 +81,11 @@ class EditMany:
     """A block of edits (a paste, a fill) applied in order as one request, atomically."""
 
     edits: tuple[Edit, ...]
+    version: str = ACTUAL
 
     def as_dict(self) -> dict[str, Any]:
-        return {"edits": [edit.as_dict() for edit in self.edits]}
+        out: dict[str, Any] = {"edits": [edit.as_dict() for edit in self.edits]}
+        return out if self.version == ACTUAL else {**out, "version": self.version}
 
 
 def parse_edit_many(message: Any, max_edits: int | None = MAX_EDITS_PER_REQUEST) -> EditMany:
@@ -314,7 +322,7 @@ _CHECKED_TEXT: dict[tuple[str, str], Scalar] = {}  # (column type, text) -> its 
 
 def _condition_text(column: Column, value: str) -> Scalar:
     """A text condition value, checked once: a paste names the same suppliers, brands
-    and months again and again. (The checks of text and months depend on the column's type alone.)"""
+    and months again and again. (Checks of text and months depend on the type alone.)"""
     key = (column.type, value)
     found = _CHECKED_TEXT.get(key)
     if found is None:
