@@ -40,6 +40,9 @@ HTTP_STATUS: dict[str, int] = {
     "nothing_to_undo": 409,
     "nothing_to_redo": 409,
     "undo_conflict": 409,
+    "unknown_version": 404,
+    "version_exists": 409,
+    "locked": 423,
     "internal": 500,
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.actions import Undo
+from protocol.actions import Undo, versioned
 from protocol.catalog import SUMMARY, TABLES
 from protocol.codec import loads, parse_seq
 from protocol.edits import (
@@ -20,6 +20,7 @@ from protocol.edits import (
     summary_cell,
 )
 from protocol.errors import ProtocolError
+from protocol.versions import version_name
 
 MAX_NAME = 40
 MAX_CLIENT_ID = 64
@@ -79,13 +80,15 @@ def parse_message(data: str | bytes, max_edits: int = MAX_EDITS_PER_REQUEST) -> 
     if kind == "hello":
         return _hello(raw)
     if kind == "edit":
-        return EditMessage(_client_id(raw), parse_edit(raw))
+        return EditMessage(_client_id(raw), versioned(raw, parse_edit))
     if kind == "edit_many":
-        return EditManyMessage(_client_id(raw), parse_edit_many(raw, max_edits))
+        block = versioned(raw, lambda m: parse_edit_many(m, max_edits))
+        return EditManyMessage(_client_id(raw), block)
     if kind in ("undo", "redo"):
-        return UndoMessage(_client_id(raw), Undo(redo=kind == "redo"))
+        undo = Undo(redo=kind == "redo", version=version_name(raw.get("version")))
+        return UndoMessage(_client_id(raw), undo)
     if kind == "hold":
-        return HoldMessage(_client_id(raw), parse_hold(raw))
+        return HoldMessage(_client_id(raw), versioned(raw, parse_hold))
     if kind == "cursor":
         return Cursor(_cursor_cell(raw.get("cell")))
     if kind == "ping":

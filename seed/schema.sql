@@ -141,3 +141,16 @@ CREATE TABLE IF NOT EXISTS undo_stacks (
     position  INTEGER NOT NULL,
     request   VARCHAR NOT NULL
 );
+
+-- Versions (DESIGN §13): actual is this schema; every other version is a schema of its
+-- own (v1, v2, …) with its facts, summary, holds, history and undo stacks.
+CREATE TABLE IF NOT EXISTS versions (
+    name        VARCHAR PRIMARY KEY,
+    schema_name VARCHAR,            -- NULL: this schema (actual)
+    source      VARCHAR,            -- the version it was copied from
+    percent     DECIMAL(9, 4),      -- net prices scaled by this percent in the copy
+    locked      BOOLEAN NOT NULL DEFAULT false,
+    created_by  VARCHAR,
+    created_at  TIMESTAMP
+);
+INSERT OR IGNORE INTO versions (name) VALUES ('actual');

@@ -21,11 +21,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from protocol.actions import IMPORT_ID
-from protocol.catalog import TABLES
+from protocol.catalog import SUMMARY, TABLES
 from protocol.codec import dumps, loads
 from protocol.edits import parse_condition
 from protocol.errors import ProtocolError
 from protocol.history import parse_history_query
+from protocol.versions import version_name
 from server.analytics.exporter import MEDIA_TYPES, check_request, temp_export_path
 from server.analytics.reports import get_report, parse_params
 from server.analytics.xlsx_export import MEASURES
@@ -64,8 +65,23 @@ async def view_table(request: Request) -> Response:
     if any(column not in table.columns for column, _ in order):
         raise ProtocolError("unknown_column", "cannot order by an unknown column")
     limit, offset = int(args["limit"]), int(args["offset"])
-    data = await _reads(request).view_table(table.name, condition, order, limit, offset)
+    version = version_name(args.get("version"))
+    data = await _reads(request).view_table(table.name, condition, order, limit, offset, version)
     return _reply(data)
+
+
+async def versions(request: Request) -> Response:
+    return _reply(await _reads(request).versions())
+
+
+async def compare(request: Request) -> Response:
+    args = await _args(request)
+    condition = parse_condition(TABLES[SUMMARY], args.get("condition") or {})
+    a, b = version_name(args.get("a"), "a"), version_name(args.get("b"), "b")
+    limit, offset = int(args["limit"]), int(args["offset"])
+    return _reply(
+        await _reads(request).compare(a, b, str(args.get("measure")), condition, limit, offset)
+    )
 
 
 async def holds(request: Request) -> Response:
@@ -183,6 +199,8 @@ def create_read_api(reads: LocalReads, secret: str) -> Starlette:
         Route("/snapshot", snapshot, methods=["POST"]),
         Route("/view_table", view_table, methods=["POST"]),
         Route("/holds", holds, methods=["POST"]),
+        Route("/versions", versions, methods=["POST"]),
+        Route("/compare", compare, methods=["POST"]),
         Route("/history", history, methods=["POST"]),
         Route("/request_status", request_status, methods=["POST"]),
         Route("/report", report, methods=["POST"]),

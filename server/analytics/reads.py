@@ -10,7 +10,10 @@ import duckdb
 from protocol.catalog import SUMMARY, TABLES
 from protocol.codec import NO_SEQ
 from protocol.errors import ProtocolError
+from protocol.versions import ACTUAL
+from server.analytics.compare import schema_of
 from server.store.sql import ident, where
+from server.store.versions import in_version
 from server.writer.holds import current_holds
 from server.writer.upkeep import SUMMARY_COLUMNS, summary_row
 
@@ -53,7 +56,10 @@ def view_table(
     order: list[tuple[str, bool]],
     limit: int,
     offset: int,
+    version: str = ACTUAL,
 ) -> dict[str, Any]:
+    """A page of a table (of `version`: its sales and summary; the dimensions are
+    shared) and the seq it reflects."""
     table = TABLES.get(table_name)
     if table is None:
         raise ProtocolError("unknown_table", f"unknown table {table_name!r}")
@@ -64,18 +70,21 @@ def view_table(
     cur.execute("BEGIN TRANSACTION")
     try:
         seq = _seq(cur)
-        total = cur.execute(
-            f"SELECT count(*) FROM {ident(table.name)} WHERE {clause}", params
-        ).fetchone()[0]  # type: ignore[index]
-        rows = cur.execute(
-            f"SELECT {', '.join(ident(c) for c in columns)} FROM {ident(table.name)} "
-            f"WHERE {clause} ORDER BY {order_sql} LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        ).fetchall()
+        schema = None if version == ACTUAL else schema_of(cur, version)
+        with in_version(cur, schema):
+            total = cur.execute(
+                f"SELECT count(*) FROM {ident(table.name)} WHERE {clause}", params
+            ).fetchone()[0]  # type: ignore[index]
+            rows = cur.execute(
+                f"SELECT {', '.join(ident(c) for c in columns)} FROM {ident(table.name)} "
+                f"WHERE {clause} ORDER BY {order_sql} LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
     finally:
         cur.execute("COMMIT")
     return {
         "table": table.name,
+        "version": version,
         "columns": columns,
         "rows": [dict(zip(columns, row, strict=True)) for row in rows],
         "total": total,

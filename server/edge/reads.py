@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from protocol.history import HistoryQuery
+from protocol.versions import ACTUAL
 from server.analytics import validation_log, xlsx_import
+from server.analytics.compare import compare, versions
 from server.analytics.exporter import export_table
 from server.analytics.history import history
 from server.analytics.reads import request_status, snapshot, view_table
@@ -34,9 +36,24 @@ class Reads(Protocol):
         ...
 
     async def view_table(
-        self, table: str, condition: dict[str, Any], order: Order, limit: int, offset: int
+        self,
+        table: str,
+        condition: dict[str, Any],
+        order: Order,
+        limit: int,
+        offset: int,
+        version: str = ACTUAL,
     ) -> dict[str, Any]:
-        """{table, columns, rows, total, seq}; `condition` as parse_condition returns it."""
+        """{table, version, columns, rows, total, seq}; `condition` as parse_condition
+        returns it."""
+        ...
+
+    async def versions(self) -> list[dict[str, Any]]: ...
+
+    async def compare(
+        self, a: str, b: str, measure: str, condition: dict[str, Any], limit: int, offset: int
+    ) -> dict[str, Any]:
+        """{a, b, measure, columns, rows, total, seq}: each cell's a, b, diff, ratio."""
         ...
 
     async def holds(self) -> list[dict[str, Any]]: ...
@@ -96,9 +113,23 @@ class LocalReads:
         return await self.db.read(snapshot)
 
     async def view_table(
-        self, table: str, condition: dict[str, Any], order: Order, limit: int, offset: int
+        self,
+        table: str,
+        condition: dict[str, Any],
+        order: Order,
+        limit: int,
+        offset: int,
+        version: str = ACTUAL,
     ) -> dict[str, Any]:
-        return await self.db.read(view_table, table, condition, order, limit, offset)
+        return await self.db.read(view_table, table, condition, order, limit, offset, version)
+
+    async def versions(self) -> list[dict[str, Any]]:
+        return await self.db.read(versions)
+
+    async def compare(
+        self, a: str, b: str, measure: str, condition: dict[str, Any], limit: int, offset: int
+    ) -> dict[str, Any]:
+        return await self.db.read(compare, a, b, measure, condition, limit, offset)
 
     async def holds(self) -> list[dict[str, Any]]:
         return await self.db.read(current_holds)

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from protocol.codec import dumps, loads
 from protocol.errors import ProtocolError
 from protocol.history import HistoryQuery
+from protocol.versions import ACTUAL
 from server.analytics.read_api import SECRET_HEADER
 from server.analytics.reports import Report
 from server.edge.reads import Node, Order
@@ -50,10 +51,25 @@ class RemoteReads:
         return await self._call("/snapshot")
 
     async def view_table(
-        self, table: str, condition: dict[str, Any], order: Order, limit: int, offset: int
+        self,
+        table: str,
+        condition: dict[str, Any],
+        order: Order,
+        limit: int,
+        offset: int,
+        version: str = ACTUAL,
     ) -> dict[str, Any]:
-        args = {"table": table, "condition": condition, "order": order}
+        args = {"table": table, "condition": condition, "order": order, "version": version}
         return await self._call("/view_table", **args, limit=limit, offset=offset)
+
+    async def versions(self) -> list[dict[str, Any]]:
+        return await self._call("/versions")
+
+    async def compare(
+        self, a: str, b: str, measure: str, condition: dict[str, Any], limit: int, offset: int
+    ) -> dict[str, Any]:
+        args = {"a": a, "b": b, "measure": measure, "condition": condition}
+        return await self._call("/compare", **args, limit=limit, offset=offset)
 
     async def holds(self) -> list[dict[str, Any]]:
         return await self._call("/holds")

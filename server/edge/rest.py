@@ -9,12 +9,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from protocol.actions import Action, Undo
-from protocol.catalog import TABLES
+from protocol.actions import Action, Undo, versioned
+from protocol.catalog import SUMMARY, TABLES
 from protocol.codec import NO_SEQ, dumps, loads, parse_seq
 from protocol.edits import parse_condition, parse_edit, parse_edit_many, parse_hold
 from protocol.errors import ProtocolError
 from protocol.history import HISTORY_LIMIT, parse_history_query
+from protocol.versions import ACTUAL, CreateVersion, LockVersion, version_name
+from server.analytics.compare import as_csv
 from server.edge.auth import Identity
 from server.services import Services
 from server.store.streams import REDIS_ERRORS, REQUESTS, entries_after, latest_entries, newest_seq
@@ -72,7 +74,7 @@ async def update_cell(request: Request) -> Response:
     identity = authorize(request, "editor")
     _wait_seconds(request)  # a bad ?wait= is refused before the body is read
     data = await _body_data(request, "{table, column, value, condition}")
-    return await _submit(request, parse_edit(data), identity)
+    return await _submit(request, versioned(data, parse_edit), identity)
 
 
 async def update_cells(request: Request) -> Response:
@@ -81,7 +83,7 @@ async def update_cells(request: Request) -> Response:
     _wait_seconds(request)
     settings = services_of(request).settings
     data = await _body_data(request, "{edits: [edit, …]}", settings.max_block_body)
-    block = parse_edit_many(data, settings.max_edits_per_request)
+    block = versioned(data, lambda m: parse_edit_many(m, settings.max_edits_per_request))
     return await _submit(request, block, identity)
 
 
@@ -94,10 +96,12 @@ async def post_redo(request: Request) -> Response:
 
 
 async def _undo(request: Request, redo: bool) -> Response:
-    """Undo (redo) the caller's last request; the body, if any, is ignored."""
+    """Undo (redo) the caller's last request (of `?version=`, default actual); the body,
+    if any, is ignored."""
     identity = authorize(request, "editor")
     _wait_seconds(request)
-    return await _submit(request, Undo(redo), identity)
+    version = version_name(request.query_params.get("version"))
+    return await _submit(request, Undo(redo, version), identity)
 
 
 async def get_history(request: Request) -> Response:
@@ -120,7 +124,7 @@ async def post_hold(request: Request) -> Response:
     identity = authorize(request, "editor")
     _wait_seconds(request)  # a bad ?wait= is refused before the body is read
     data = await _body_data(request, "{condition, on}")
-    return await _submit(request, parse_hold(data), identity)
+    return await _submit(request, versioned(data, parse_hold), identity)
 
 
 async def get_holds(request: Request) -> Response:
@@ -128,6 +132,35 @@ async def get_holds(request: Request) -> Response:
     await wait_min_seq(request)
     holds = await services_of(request).reads.holds()
     return json_response({"data": {"holds": holds}})
+
+
+async def get_versions(request: Request) -> Response:
+    authorize(request, "viewer")
+    await wait_min_seq(request)
+    return json_response({"data": {"versions": await services_of(request).reads.versions()}})
+
+
+async def post_version(request: Request) -> Response:
+    """Create a version as a copy of another, optionally scaled (DESIGN §13)."""
+    identity = authorize(request, "editor")
+    _wait_seconds(request)
+    data = await _body_data(request, "{name, from, percent}")
+    return await _submit(request, CreateVersion.parse(data), identity)
+
+
+async def post_lock(request: Request) -> Response:
+    return await _lock(request, True)
+
+
+async def post_unlock(request: Request) -> Response:
+    return await _lock(request, False)
+
+
+async def _lock(request: Request, locked: bool) -> Response:
+    identity = authorize(request, "admin")
+    _wait_seconds(request)
+    name = request.path_params["name"]
+    return await _submit(request, LockVersion.parse({"name": name, "locked": locked}), identity)
 
 
 async def _body_data(request: Request, shape: str, limit: int | None = None) -> dict[str, Any]:
@@ -219,8 +252,35 @@ async def get_view_table(request: Request) -> Response:
         if column not in table.columns:
             raise ProtocolError("unknown_column", f"cannot order by unknown column {column!r}")
         order.append((column, part.startswith("-")))
+    version = version_name(request.query_params.get("version"))
     await wait_min_seq(request)
-    data = await services.reads.view_table(name, condition, order, limit, offset)
+    data = await services.reads.view_table(name, condition, order, limit, offset, version)
+    return json_response({"data": data})
+
+
+async def get_compare(request: Request) -> Response:
+    """Variance of version a against b, cell by cell (`format=csv` for a CSV file)."""
+    authorize(request, "viewer")
+    services = services_of(request)
+    params = request.query_params
+    a, b = version_name(params.get("a"), "a"), version_name(params.get("b") or ACTUAL, "b")
+    if params.get("a") is None:
+        raise ProtocolError("bad_message", "name the version to compare: ?a=budget&b=actual")
+    fmt = params.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise ProtocolError("bad_message", "format is json or csv")
+    limit = int_param(request, "limit", 100, 1, services.settings.view_page_max)
+    offset = int_param(request, "offset", 0, 0, 10**9)
+    raw_condition = params.get("condition")
+    condition = (
+        parse_condition(TABLES[SUMMARY], _condition_param(raw_condition)) if raw_condition else {}
+    )
+    measure = params.get("measure", "net_amount")
+    await wait_min_seq(request)
+    data = await services.reads.compare(a, b, measure, condition, limit, offset)
+    if fmt == "csv":
+        headers = {"content-disposition": f'attachment; filename="compare-{a}-{b}.csv"'}
+        return Response(as_csv(data), media_type="text/csv", headers=headers)
     return json_response({"data": data})
 
 

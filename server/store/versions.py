@@ -17,11 +17,15 @@ from typing import Any
 
 import duckdb
 
-from protocol.versions import ACTUAL
+from protocol.catalog import TABLES
+from protocol.errors import ProtocolError
+from protocol.versions import CreateVersion, LockVersion
 
 Conn = duckdb.DuckDBPyConnection
 SCHEMA_NAME = re.compile(r"v[0-9]{1,9}", re.ASCII)
-# The tables each version has of its own (the rest is shared, in main).
+MAX_NET_PRICE = TABLES["sales"].columns["net_price"].max_abs
+# The tables each version has of its own besides its facts and summary (the rest is
+# shared, in main).
 LOCAL_TABLES = ("holds", "history", "history_cells", "history_rows", "undo_stacks")
 SUMMARY_DDL = """
 CREATE SEQUENCE {schema}.summary_cell_ids;
@@ -56,23 +60,6 @@ class Version:
             if self.created_at is None
             else self.created_at.isoformat(timespec="milliseconds") + "Z",
         }
-
-
-def ensure_table(con: Conn) -> None:
-    con.execute(
-        """
-        CREATE TABLE IF NOT EXISTS main.versions (
-            name        VARCHAR PRIMARY KEY,
-            schema_name VARCHAR,            -- NULL: main (actual)
-            source      VARCHAR,
-            percent     DECIMAL(9, 4),
-            locked      BOOLEAN NOT NULL DEFAULT false,
-            created_by  VARCHAR,
-            created_at  TIMESTAMP
-        )
-        """
-    )
-    con.execute("INSERT OR IGNORE INTO main.versions (name) VALUES (?)", [ACTUAL])
 
 
 def read_versions(con: Conn) -> dict[str, Version]:
@@ -117,6 +104,15 @@ def create_version(
     schema = f"v{number}"
     src = source.schema or "main"
     factor = Decimal(1) + (percent or Decimal(0)) / 100
+    largest = con.execute(
+        f"SELECT max(abs(round(net_price * $factor, 2))) FROM {src}.sales", {"factor": factor}
+    ).fetchone()[0]  # type: ignore[index]
+    if largest is not None and largest > MAX_NET_PRICE:  # checked before anything changes
+        raise ProtocolError(
+            "invalid_value",
+            f"scaled by {percent} %, a net_price would pass {MAX_NET_PRICE:,}",
+            column="percent",
+        )
     con.execute(f"CREATE SCHEMA {schema}")
     con.execute(
         f"""
@@ -149,3 +145,34 @@ def create_version(
 
 def set_locked(con: Conn, name: str, locked: bool) -> None:
     con.execute("UPDATE main.versions SET locked = ? WHERE name = ?", [locked, name])
+
+
+def apply_version_request(
+    con: Conn, action: CreateVersion | LockVersion, user: str, at: dt.datetime
+) -> None:
+    """Create or (un)lock a version inside the caller's transaction; ProtocolError when
+    it cannot be (nothing is changed then)."""
+    known = read_versions(con)
+    if isinstance(action, LockVersion):
+        if action.name not in known:
+            raise ProtocolError("unknown_version", f"there is no version {action.name!r}")
+        set_locked(con, action.name, action.locked)
+        return
+    if action.name in known:
+        raise ProtocolError("version_exists", f"version {action.name!r} exists already")
+    source = known.get(action.source)
+    if source is None:
+        raise ProtocolError("unknown_version", f"there is no version {action.source!r}")
+    percent = None if action.percent is None else Decimal(action.percent)
+    create_version(con, action.name, source, percent, user, at)
+
+
+def resettle_versions(con: Conn) -> None:
+    """Every version's summary afresh from its facts (after the product hierarchy moved
+    them), inside the caller's transaction."""
+    from seed.generate import rebuild_summary
+
+    for version in read_versions(con).values():
+        if version.schema is not None:
+            with in_version(con, version.schema):
+                rebuild_summary(con)

@@ -21,8 +21,10 @@ from protocol.codec import NO_SEQ, dumps_text
 from protocol.edits import Edit
 from protocol.errors import ProtocolError
 from protocol.rollup import Cell
+from protocol.versions import CreateVersion, LockVersion
 from server.analytics.csv_import import apply_import
 from server.store.sql import ident
+from server.store.versions import apply_version_request, read_versions, resettle_versions
 from server.writer.base_edits import apply_base_edit
 from server.writer.batch import Batch, Conn, Limits
 from server.writer.changes import Step
@@ -75,6 +77,11 @@ def apply_and_encode(
         }
         if batch.reload:
             payload["reload"] = True
+        if batch.versions:
+            payload["versions"] = [v.as_dict() for v in read_versions(con).values()]
+        if _hierarchy_moved(requests, batch) and len(read_versions(con)) > 1:
+            resettle_versions(con)  # the hierarchy moved under every version's facts
+            payload["reload"] = True
         encoded = dumps_text(payload)
         _record(con, requests, results, seq, prev == NO_SEQ, encoded)
         con.execute("COMMIT")
@@ -99,6 +106,9 @@ def _apply_request(
             batch.stats[request.id] = stats
             if stats["inserted"] or stats["updated"]:
                 batch.reload = True  # a bulk change: clients take a fresh snapshot
+        elif isinstance(action, CreateVersion | LockVersion):
+            apply_version_request(con, action, request.user, request_time(request.id))
+            batch.versions = True
         else:
             raise ProtocolError("bad_message", "not a request DuckDB applies")
     except ProtocolError as exc:
@@ -150,6 +160,14 @@ def _remember(
     for row in rows:
         if not row.get("deleted"):
             row["changed_by"], row["changed_at"] = shown
+
+
+def _hierarchy_moved(requests: list[Request], batch: Batch) -> bool:
+    """Did products change (an edit or an import), which moves facts of every version?"""
+    imported = any(
+        isinstance(r.action, ImportSpec) and r.action.table == "product" for r in requests
+    )
+    return imported or bool(batch.base_keys.get("product"))
 
 
 def _forget_uploads(requests: list[Request]) -> None:

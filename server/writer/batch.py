@@ -54,4 +54,5 @@ class Batch:
     before_pending: bool = False
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # imports, by request id
     reload: bool = False  # an import changed rows in bulk
+    versions: bool = False  # a version was created or (un)locked
     changes: Changes = field(default_factory=Changes)

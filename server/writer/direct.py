@@ -5,15 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from protocol.actions import action_version
 from protocol.errors import ProtocolError
+from protocol.versions import ACTUAL
 from server.writer.apply import apply_and_encode
 from server.writer.batch import Conn, Limits
 from server.writer.before_image import prepare
-from server.writer.cell_ids import CellIds
 from server.writer.decide import Decider, Request, is_interactive
-from server.writer.history import load_stacks
-from server.writer.persister import write_effects
-from server.writer.state import load
+from server.writer.persister import write_groups
+from server.writer.versions import (
+    BARRIER_IN_VERSION,
+    decide_in,
+    decider_for,
+    load_versions,
+    refusal,
+    runs_by_version,
+    set_published,
+)
 
 
 class DirectWriter:
@@ -24,8 +32,15 @@ class DirectWriter:
         self.con = con
         self.limits = limits or Limits()
         prepare(con)
-        self.decider = Decider(load(con), self.limits, load_stacks(con, self.limits.undo_depth))
-        self.cell_ids = CellIds.load(con)
+        self.versions = load_versions(con, self.limits)
+
+    @property
+    def decider(self) -> Decider:
+        """Actual's decider."""
+        return self.versions[ACTUAL].decider
+
+    def version(self, name: str) -> Decider:
+        return self.versions[name].decider
 
     def apply(
         self, requests: list[Request], failed: dict[str, ProtocolError] | None = None
@@ -35,6 +50,8 @@ class DirectWriter:
         payloads: list[dict[str, Any]] = []
         run: list[Request] = []
         for request in requests:
+            if not is_interactive(request.action) and action_version(request.action) != ACTUAL:
+                failed[request.id] = ProtocolError("bad_message", BARRIER_IN_VERSION)
             if is_interactive(request.action) or request.id in failed:
                 run.append(request)
                 continue
@@ -47,18 +64,26 @@ class DirectWriter:
         return merged(payloads)
 
     def _decide(self, run: list[Request], failed: dict[str, ProtocolError]) -> dict[str, Any]:
-        first = self.decider.published is None and self.decider.state.applied is None
-        payload, effects = self.decider.decide(run, failed)
-        write_effects(self.con, effects, first, self.cell_ids)
-        return payload
+        payloads = []
+        for version, requests in runs_by_version(run):
+            refused = refusal(self.versions, version)
+            if refused is not None:
+                failed.update(dict.fromkeys((r.id for r in requests), refused))
+            loaded = decider_for(self.versions, version)
+            first = loaded.decider.published is None and loaded.decider.state.applied is None
+            payload, effects = decide_in(loaded, requests, failed)
+            set_published(self.versions, payload["seq"])
+            cell_ids = {each.version.schema: each.cell_ids for each in self.versions.values()}
+            write_groups(self.con, {effects.schema: effects}, effects.last_id, first, cell_ids)
+            payloads.append(payload)
+        return merged(payloads)
 
     def _barrier(self, request: Request, failed: dict[str, ProtocolError]) -> dict[str, Any]:
         prev = self.decider.published
         payload, _ = apply_and_encode(self.con, [request], self.limits, failed, prev)
         self.con.execute("DELETE FROM _outbox")
-        self.decider.state = load(self.con)
-        self.cell_ids = CellIds.load(self.con)
-        self.decider.published = payload["seq"]
+        self.versions = load_versions(self.con, self.limits, self.versions)
+        set_published(self.versions, payload["seq"])
         return payload
 
 

@@ -28,9 +28,11 @@ class Effects:
     log: list[LogRow] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)  # history
     stacks: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # undo, redo
+    schema: str | None = None  # the version's schema (None: main, actual)
 
     def merge(self, later: Effects) -> None:
-        """Fold a later batch in: its values win."""
+        """Fold a later batch of the same version in: its values win."""
+        assert later.schema == self.schema
         self.last_id = later.last_id
         self.ids += later.ids
         for column, chunks in later.sales.items():
@@ -49,3 +51,16 @@ class Effects:
         values = np.concatenate([c[1] for c in chunks])[::-1]
         unique, first = np.unique(ids, return_index=True)  # first of reversed: the latest
         return unique, values[first]
+
+
+Groups = dict[str | None, Effects]  # batches by version schema, each merged in order
+
+
+def absorb(groups: Groups, later: Effects) -> None:
+    """Fold a later batch into its version's group (versions touch disjoint tables, so
+    only the order within one version matters)."""
+    found = groups.get(later.schema)
+    if found is None:
+        groups[later.schema] = later
+    else:
+        found.merge(later)

@@ -22,8 +22,10 @@ import duckdb
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from protocol.actions import action_version
 from protocol.codec import dumps, dumps_text, parse_seq
 from protocol.errors import ProtocolError
+from protocol.versions import ACTUAL
 from server import metrics
 from server.config import Settings
 from server.store.db import Database
@@ -45,11 +47,19 @@ from server.writer.batch import Limits
 from server.writer.before_image import prepare
 from server.writer.cell_ids import CellIds
 from server.writer.decide import Decider, Request, is_interactive
-from server.writer.effects import Effects
-from server.writer.history import load_stacks
+from server.writer.effects import Effects, Groups, absorb
 from server.writer.persister import Persister
 from server.writer.ranges import OVERFLOWS, OutOfRange
-from server.writer.state import load
+from server.writer.versions import (
+    BARRIER_IN_VERSION,
+    Loaded,
+    decide_in,
+    decider_for,
+    load_versions,
+    refusal,
+    runs_by_version,
+    set_published,
+)
 
 log = logging.getLogger("ducksheet.writer")
 
@@ -81,16 +91,22 @@ class Writer:
         self.applied_requests = 0
         self.batches = 0
         self.decide_seconds: list[float] = []  # recent batches, for /healthz and the bench
-        self.decider: Decider | None = None
+        self.versions: dict[str, Loaded] = {}  # each version's decider, once loaded
         self.persister: Persister | None = None
         self.decided: str | None = None  # the last request decided (maybe not persisted)
         self.ready = asyncio.Event()  # set once the working state is loaded
         self._stopping = asyncio.Event()
         self._publishing: asyncio.Task[None] | None = None  # the batch being published
         self._replay_until: str | None = None  # published before a restart: decide silently
-        self._silent: Effects | None = None  # effects of silently re-decided requests
+        self._silent: Groups = {}  # effects of silently re-decided requests
         self._persisting: asyncio.Task[None] | None = None
         self._unpublished: tuple[str, str, Effects] | None = None  # decided, not yet published
+
+    @property
+    def decider(self) -> Decider | None:
+        """Actual's decider (every decider's `published` is the same)."""
+        loaded = self.versions.get(ACTUAL)
+        return loaded.decider if loaded else None
 
     @property
     def last_applied(self) -> str | None:
@@ -103,18 +119,19 @@ class Writer:
 
     async def run(self) -> None:
         await self.db.write(prepare)
-        state = await self.db.write(load)
-        log.info(
-            "working state loaded: %s sales rows, %s cells, %.0f MB of columns",
-            f"{len(state.sales.sale_id):,}",
-            f"{len(state.summary):,}",
-            state.memory_bytes() / 1e6,
-        )
-        stacks = await self.db.write(load_stacks, self.limits.undo_depth)
-        self.decider = Decider(state, self.limits, stacks)
-        self.decided = state.applied
-        cell_ids = await self.db.write(CellIds.load)
-        self.persister = Persister(self.db, self.redis, state.applied, cell_ids)
+        self.versions = await self.db.write(load_versions, self.limits)
+        for name, loaded in self.versions.items():
+            state = loaded.decider.state
+            log.info(
+                "working state of %s loaded: %s sales rows, %s cells, %.0f MB of columns",
+                name,
+                f"{len(state.sales.sale_id):,}",
+                f"{len(state.summary):,}",
+                state.memory_bytes() / 1e6,
+            )
+        applied = self.versions[ACTUAL].decider.state.applied
+        self.decided = applied
+        self.persister = Persister(self.db, self.redis, applied, self._cell_ids())
         self._persisting = asyncio.create_task(self._persist(), name="persister")
         self.ready.set()
         try:
@@ -166,7 +183,7 @@ class Writer:
             newest is not None and later(newest, self.decider.published)
         ):
             self._replay_until = newest  # decided before a restart: already published
-            self.decider.published = newest
+            set_published(self.versions, newest)
         cursor = "0"  # first our own pending entries (delivered, not yet persisted)
         try:
             entries = await self._read(cursor, None)
@@ -199,6 +216,8 @@ class Writer:
         requests, failed = self._decode(entries)
         run: list[Request] = []
         for request in requests:
+            if not is_interactive(request.action) and action_version(request.action) != ACTUAL:
+                failed[request.id] = ProtocolError("bad_message", BARRIER_IN_VERSION)
             if is_interactive(request.action) or request.id in failed:
                 run.append(request)
                 continue
@@ -210,6 +229,9 @@ class Writer:
                 return
         if run:
             await self._decide(run, failed)
+
+    def _cell_ids(self) -> dict[str | None, CellIds]:
+        return {each.version.schema: each.cell_ids for each in self.versions.values()}
 
     def _decode(self, entries: list[Entry]) -> tuple[list[Request], dict[str, ProtocolError]]:
         """Requests not yet decided; those whose body does not parse are rejected."""
@@ -229,20 +251,33 @@ class Writer:
         return requests, malformed
 
     async def _decide(self, requests: list[Request], failed: dict[str, ProtocolError]) -> None:
-        """Decide a run of interactive requests; publish what was not published before."""
-        assert self.decider is not None and self.persister is not None
+        """Decide a run of interactive requests, version by version."""
+        for version, run in runs_by_version(requests):
+            await self._decide_version(version, run, failed)
+
+    async def _decide_version(
+        self, version: str, requests: list[Request], failed: dict[str, ProtocolError]
+    ) -> None:
+        """Decide a run of one version; publish what was not published before."""
+        assert self.persister is not None
+        refused = refusal(self.versions, version)
+        if refused is not None:
+            failed.update(dict.fromkeys((r.id for r in requests), refused))
+        loaded = decider_for(self.versions, version)
+        decider = loaded.decider
         silent = [r for r in requests if not later(r.id, self._replay_until)]
         if silent:
-            published = self.decider.published
-            _, effects = self.decider.decide(silent, failed)
-            self.decider.published = published
+            published = decider.published
+            _, effects = decide_in(loaded, silent, failed)
+            decider.published = published
             self._collect_silent(effects)
             requests = requests[len(silent) :]
         if not requests:
             return
         self._end_replay()
         started = time.perf_counter()
-        payload, effects = self.decider.decide(requests, failed)
+        payload, effects = decide_in(loaded, requests, failed)
+        set_published(self.versions, payload["seq"])
         encoded = dumps_text(payload)
         elapsed = time.perf_counter() - started
         self.decide_seconds = [*self.decide_seconds[-999:], elapsed]
@@ -278,16 +313,14 @@ class Writer:
         """Re-decided requests are persisted as one group ending at the last published
         seq, so `_applied` always names a seq that response_duck holds."""
         self.decided = effects.last_id
-        if self._silent is None:
-            self._silent = effects
-        else:
-            self._silent.merge(effects)
+        absorb(self._silent, effects)
 
     def _end_replay(self) -> None:
-        if self._silent is not None and self.persister is not None:
-            log.info("re-decided %d requests published before a restart", len(self._silent.ids))
+        if self._silent and self.persister is not None:
+            count = sum(len(effects.ids) for effects in self._silent.values())
+            log.info("re-decided %d requests published before a restart", count)
             self.persister.add(self._silent)
-            self._silent = None
+            self._silent = {}
         self._replay_until = None
 
     async def _barrier(self, request: Request) -> None:
@@ -308,11 +341,12 @@ class Writer:
         if dead is not None:
             body = dead.pop("body")
             await self.redis.xadd(DEAD_LETTERS, {FIELD: body, b"why": dumps(dead)})
-        self.decider.published = seq
+        set_published(self.versions, seq)
         await self._publish([(seq, encoded)], barrier=request.id)
         await self.persister.covered(seq)
-        self.decider.state = await self.db.write(load)
-        self.persister.cell_ids = await self.db.write(CellIds.load)
+        self.versions = await self.db.write(load_versions, self.limits, self.versions)
+        set_published(self.versions, seq)
+        self.persister.cell_ids = self._cell_ids()
 
     def _apply_alone(
         self, con: duckdb.DuckDBPyConnection, request: Request, published: str | None

@@ -24,8 +24,9 @@ from protocol.catalog import CELL_KEY
 from server import metrics
 from server.store.db import Database
 from server.store.streams import GROUP, PERSISTED, REDIS_ERRORS, REQUESTS
+from server.store.versions import in_version
 from server.writer.cell_ids import CellIds
-from server.writer.effects import Effects
+from server.writer.effects import Effects, Groups, LogRow, absorb
 from server.writer.history import write_history, write_stacks
 
 log = logging.getLogger("ducksheet.persister")
@@ -47,45 +48,60 @@ SAME_HOLD = " AND ".join(f"{c} IS NOT DISTINCT FROM ?" for c in CELL_KEY[:4])
 
 
 def write_effects(con: Conn, effects: Effects, first: bool, cell_ids: CellIds) -> None:
-    """One transaction: the effects and `_applied` = their last request."""
+    """One transaction: the effects (of actual) and `_applied` = their last request."""
+    write_groups(con, {effects.schema: effects}, effects.last_id, first, {effects.schema: cell_ids})
+
+
+def write_groups(
+    con: Conn, groups: Groups, last_id: str, first: bool, cell_ids: dict[str | None, CellIds]
+) -> None:
+    """One transaction: every version's effects and `_applied` = `last_id`."""
     con.execute("BEGIN TRANSACTION")
+    inserted = {}
     try:
-        for column in effects.sales:
-            sale_ids, values = effects.sales_values(column)
-            v = {"sale_id": sale_ids, "value": values}  # noqa: F841 (scanned by name below)
-            con.execute(
-                f"UPDATE sales SET {column} = {SALES_VALUE[column]} "
-                "FROM v WHERE sales.sale_id = v.sale_id"
-            )
-        inserted = cell_ids.write(con, effects.cells, effects.writers)
-        for coords, level, on, by, at in effects.holds:
-            con.execute(f"DELETE FROM holds WHERE {SAME_HOLD}", list(coords))
-            if on:
-                con.execute(
-                    "INSERT INTO holds VALUES (?, ?, ?, ?, ?, ?, ?)", [*coords, level, by, at]
-                )
-        write_history(con, effects.steps)
-        write_stacks(con, effects.stacks)
-        _record(con, effects, first)
+        for schema, effects in groups.items():
+            with in_version(con, schema):
+                inserted[schema] = _write_version(con, effects, cell_ids[schema])
+        _record(con, [row for effects in groups.values() for row in effects.log], last_id, first)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    cell_ids.committed(effects.cells, inserted)
+    for schema, effects in groups.items():
+        cell_ids[schema].committed(effects.cells, inserted[schema])
 
 
-def _record(con: Conn, effects: Effects, first: bool) -> None:
-    if effects.log:
-        columns = list(zip(*effects.log, strict=True))
+def _write_version(con: Conn, effects: Effects, cell_ids: CellIds) -> list[tuple[Any, ...]]:
+    """One version's rows, cells, holds, history and undo stacks; the new cells' ids."""
+    for column in effects.sales:
+        sale_ids, values = effects.sales_values(column)
+        v = {"sale_id": sale_ids, "value": values}  # noqa: F841 (scanned by name below)
+        con.execute(
+            f"UPDATE sales SET {column} = {SALES_VALUE[column]} "
+            "FROM v WHERE sales.sale_id = v.sale_id"
+        )
+    inserted = cell_ids.write(con, effects.cells, effects.writers)
+    for coords, level, on, by, at in effects.holds:
+        con.execute(f"DELETE FROM holds WHERE {SAME_HOLD}", list(coords))
+        if on:
+            con.execute("INSERT INTO holds VALUES (?, ?, ?, ?, ?, ?, ?)", [*coords, level, by, at])
+    write_history(con, effects.steps)
+    write_stacks(con, effects.stacks)
+    return inserted
+
+
+def _record(con: Conn, log_rows: list[LogRow], last_id: str, first: bool) -> None:
+    if log_rows:
+        columns = list(zip(*log_rows, strict=True))
         con.execute(
             "INSERT INTO request_log SELECT unnest($1), unnest($2), unnest($3), unnest($4), "
             "unnest($5), unnest($6)",
             [list(c) for c in columns],
         )
     if first:
-        con.execute("INSERT OR REPLACE INTO _applied VALUES (TRUE, ?)", [effects.last_id])
+        con.execute("INSERT OR REPLACE INTO _applied VALUES (TRUE, ?)", [last_id])
     else:  # an UPDATE costs a fraction of INSERT OR REPLACE on a keyed table
-        con.execute("UPDATE _applied SET last_id = ?", [effects.last_id])
+        con.execute("UPDATE _applied SET last_id = ?", [last_id])
 
 
 def announce(r: aioredis.Redis | Pipeline, seq: str) -> Any:
@@ -101,13 +117,18 @@ def checkpoint(con: Conn) -> float:
 
 class Persister:
     def __init__(
-        self, db: Database, redis: aioredis.Redis, persisted: str | None, cell_ids: CellIds
+        self,
+        db: Database,
+        redis: aioredis.Redis,
+        persisted: str | None,
+        cell_ids: dict[str | None, CellIds],
     ) -> None:
         self.db = db
-        self.cell_ids = cell_ids  # the summary's keys in DuckDB (reloaded after barriers)
+        self.cell_ids = cell_ids  # each version's summary keys (reloaded after barriers)
         self.redis = redis
         self.persisted = persisted  # `_applied`: the last request DuckDB holds
-        self._pending: Effects | None = None
+        self._pending: Groups = {}
+        self._pending_last: str | None = None  # the last request of what is pending
         self._decided_at: list[float] = []  # when each pending batch was decided
         self._unacknowledged: list[str] = []  # persisted, not yet XACKed (Redis was down)
         self._wake = asyncio.Event()
@@ -119,11 +140,10 @@ class Persister:
         self.flushes = 0
         self._last_write = time.monotonic()
 
-    def add(self, effects: Effects) -> None:
-        if self._pending is None:
-            self._pending = effects
-        else:
-            self._pending.merge(effects)
+    def add(self, effects: Effects | Groups) -> None:
+        for each in effects.values() if isinstance(effects, dict) else [effects]:
+            absorb(self._pending, each)
+            self._pending_last = each.last_id
         self._decided_at.append(time.monotonic())
         self._idle.clear()
         self._wake.set()
@@ -131,7 +151,7 @@ class Persister:
     @property
     def behind(self) -> int:
         """Requests decided but not yet persisted."""
-        return 0 if self._pending is None else len(self._pending.ids)
+        return sum(len(effects.ids) for effects in self._pending.values())
 
     async def idle(self) -> None:
         """Return once nothing decided is waiting to be persisted."""
@@ -139,7 +159,7 @@ class Persister:
 
     async def drain(self) -> None:
         """Return once everything added so far is persisted."""
-        while self._pending is not None:
+        while self._pending:
             await self.flush()
 
     def stop(self) -> None:
@@ -160,27 +180,32 @@ class Persister:
         await self.drain()
 
     async def flush(self) -> None:
-        effects, decided_at = self._pending, self._decided_at
-        if effects is None:
+        groups, decided_at, last_id = self._pending, self._decided_at, self._pending_last
+        if not groups or last_id is None:
             await self._acknowledge()
             return
-        self._pending, self._decided_at = None, []
+        self._pending, self._decided_at = {}, []
         started = time.perf_counter()
+        first = self.persisted is None
         try:
-            await self.db.write(write_effects, effects, self.persisted is None, self.cell_ids)
-        except Exception:
-            self._pending, self._decided_at = effects, decided_at  # kept for a retry
+            await self.db.write(write_groups, groups, last_id, first, self.cell_ids)
+        except Exception:  # kept for a retry, with what was added meanwhile after it
+            later, self._pending = self._pending, groups
+            for effects in later.values():
+                absorb(self._pending, effects)
+            self._decided_at = decided_at + self._decided_at
             raise
-        metrics.persist_seconds(time.perf_counter() - started, len(effects.ids))
+        ids = [i for effects in groups.values() for i in effects.ids]
+        metrics.persist_seconds(time.perf_counter() - started, len(ids))
         now = time.monotonic()
         self.lags.extend(now - t for t in decided_at)
         metrics.persistence_lag(now - decided_at[0], self.behind)
-        self.persisted = effects.last_id
+        self.persisted = last_id
         self.flushes += 1
         self._last_write = now
-        self._unacknowledged += effects.ids
+        self._unacknowledged += ids
         await self._acknowledge()
-        if self._pending is None:
+        if not self._pending:
             self._idle.set()
         if _wal_bytes(self.db) > CHECKPOINT_WAL_BYTES:
             with metrics.checkpoint_timer():
@@ -219,7 +244,7 @@ class Persister:
         self._unacknowledged = []
 
     async def _checkpoint_if_idle(self) -> None:
-        if self._pending is None and _wal_bytes(self.db) > 0:
+        if not self._pending and _wal_bytes(self.db) > 0:
             try:
                 with metrics.checkpoint_timer():
                     self.checkpoints.append(await self.db.write(checkpoint))
