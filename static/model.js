@@ -326,20 +326,26 @@ export function applySnapshot(sheet, msg) {
   return { holds: applyHolds(sheet, msg.holds, true) };
 }
 
+// Is a row of an `updates` frame one of the version shown? (A row without `version` is
+// actual's; the grid shows actual.)
+export function ofShownVersion(row) {
+  return (row.version ?? 'actual') === 'actual';
+}
+
 // Applies an `updates` frame. Returns null for one already shown, else what changed:
 // { cells, structure, columns, by, holds }.
 export function applyUpdates(sheet, msg) {
   if (msg.seq != null && sheet.dataSeq != null && compareSeq(msg.seq, sheet.dataSeq) <= 0) return null;
   const by = Array.isArray(msg.by) ? msg.by : [];
   const changes = { cells: [], structure: false, columns: false, by };
-  (msg.rows || []).forEach((row) => applyRow(sheet, row, by, changes));
+  (msg.rows || []).filter(ofShownVersion).forEach((row) => applyRow(sheet, row, by, changes));
   if (changes.columns) sortMonths(sheet);
   if (msg.seq != null) {
     sheet.dataSeq = String(msg.seq);
     noteSeq(sheet, msg.seq);
   }
   sheet.lastChange = { by, at: new Date() };
-  changes.holds = applyHolds(sheet, msg.holds, false);
+  changes.holds = applyHolds(sheet, (msg.holds || []).filter(ofShownVersion), false);
   return changes;
 }
 

@@ -214,7 +214,7 @@ export function createSales(ctx) {
   function applyUpdates(msg) {
     const changed = [];
     (msg.base || []).forEach((row) => {
-      if (row.table !== 'sales' || !sales.rows.has(row.sale_id)) return;
+      if (row.table !== 'sales' || row.version || !sales.rows.has(row.sale_id)) return;
       const before = sales.rows.get(row.sale_id);
       sales.rows.set(row.sale_id, row);
       sales.columns.forEach((c) => { if (before[c] !== row[c]) changed.push(`${row.sale_id}#${c}`); });

@@ -58,15 +58,15 @@ Rows = list[dict[str, Any]]
 
 def _merged(payloads: list[dict[str, Any]]) -> tuple[Rows, Rows, Rows, list[str], bool]:
     cells: dict[tuple[Any, ...], dict[str, Any]] = {}
-    base: dict[tuple[str, Any], dict[str, Any]] = {}
+    base: dict[tuple[Any, ...], dict[str, Any]] = {}
     holds: list[dict[str, Any]] = []
     by: set[str] = set()
     truncated = False
     for payload in payloads:
         for row in payload["rows"]:
-            cells[tuple(row[column] for column in CELL_KEY)] = row
+            cells[(row.get("version"), *(row[column] for column in CELL_KEY))] = row
         for row in payload["base"]:
-            base[row["table"], row[TABLES[row["table"]].key[0]]] = row
+            base[row.get("version"), row["table"], row[TABLES[row["table"]].key[0]]] = row
         holds.extend(payload.get("holds", []))  # events, in order
         by.update(payload.get("by", []))
         truncated = truncated or bool(payload.get("base_truncated"))

@@ -105,9 +105,11 @@ def merged(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     base: dict[tuple[Any, ...], dict[str, Any]] = {}
     for payload in payloads:
         for row in payload["rows"]:
-            cells[tuple(row[c] for c in ("supplier", "brand", "family", "month", "level"))] = row
+            key = tuple(row[c] for c in ("supplier", "brand", "family", "month", "level"))
+            cells[(row.get("version"), *key)] = row
         for row in payload["base"]:
-            base[(row["table"], next(iter(v for k, v in row.items() if k != "table")))] = row
+            first = next(iter(v for k, v in row.items() if k != "table"))
+            base[(row.get("version"), row["table"], first)] = row
     out = {
         "seq": payloads[-1]["seq"],
         "prev": payloads[0]["prev"],
@@ -120,4 +122,8 @@ def merged(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if any(p.get("reload") for p in payloads):
         out["reload"] = True
+    for key in ("version", "versions"):
+        named = [p[key] for p in payloads if key in p]
+        if named:
+            out[key] = named[-1]
     return out

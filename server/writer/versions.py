@@ -90,10 +90,13 @@ def set_published(loaded: dict[str, Loaded], seq: str | None) -> None:
 def decide_in(
     loaded: Loaded, requests: list[Request], failed: dict[str, ProtocolError]
 ) -> tuple[dict[str, Any], Effects]:
-    """Decide a run of one version: the payload names the version (unless actual), the
-    effects its schema."""
+    """Decide a run of one version: the payload and each of its rows name the version
+    (unless actual; a row without one is actual's), the effects its schema."""
     payload, effects = loaded.decider.decide(requests, failed)
     if loaded.version.schema is not None:
-        payload["version"] = loaded.version.name
+        name = loaded.version.name
+        payload["version"] = name
+        for row in (*payload["rows"], *payload["base"], *payload["holds"]):
+            row["version"] = name  # frames merge entries of several versions
         effects.schema = loaded.version.schema
     return payload, effects

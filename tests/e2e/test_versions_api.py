@@ -1,0 +1,126 @@
+"""Versions end to end (DESIGN §13): create a budget from actual +5 % over REST, edit
+it over a WebSocket and REST, read it, compare it with actual (JSON and CSV), lock it;
+a real server, Redis and DuckDB."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+
+from helpers import Client, read
+
+from protocol.catalog import SUMMARY
+
+
+async def test_a_budget_from_actual_plus_5_percent_is_edited_and_compared(server):
+    async with server.client() as http:
+        r = await http.post(
+            "/versions?wait=10", json={"data": {"name": "budget", "from": "actual", "percent": 5}}
+        )
+        assert r.status_code == 200, r.text
+        versions = (await http.get("/versions")).json()["data"]["versions"]
+        assert [v["name"] for v in versions] == ["actual", "budget"]
+        assert versions[1]["from"] == "actual" and versions[1]["percent"] == "5"
+
+        cell = {"supplier": None, "brand": None, "family": None, "month": None, "level": 7}
+        condition = '{"level": 7, "month": null}'
+        actual = (await http.get(f"/view_table/{SUMMARY}", params={"condition": condition})).json()
+        budget = await http.get(
+            f"/view_table/{SUMMARY}", params={"condition": condition, "version": "budget"}
+        )
+        assert budget.json()["data"]["version"] == "budget"
+        total_a = Decimal(str(actual["data"]["rows"][0]["net_amount"]))
+        total_b = Decimal(str(budget.json()["data"]["rows"][0]["net_amount"]))
+        assert abs(total_b - total_a * Decimal("1.05")) < Decimal("0.01") * 10_000  # per row
+
+        supplier, brand = (
+            await read(
+                server,
+                f"SELECT supplier, brand FROM {SUMMARY} WHERE level = 1 AND month = '2024-03' "
+                "ORDER BY ALL LIMIT 1",
+            )
+        )[0]
+        brand_month = {"supplier": supplier, "brand": brand, "month": "2024-03"}
+        ann, bob = await Client.connect(server, "ann"), await Client.connect(server, "bob")
+        try:
+            await ann.next("snapshot")
+            await bob.next("snapshot")
+            await ann.send(
+                {
+                    "type": "edit",
+                    "id": "b1",
+                    "table": SUMMARY,
+                    "column": "net_amount",
+                    "value": 1234.5,
+                    "condition": {**brand_month, "version": "budget"},
+                }
+            )
+            applied = await ann.next("applied", id="b1")
+            update = await bob.next("updates")
+            assert update["seq"] == applied["seq"]
+            assert {r.get("version") for r in update["rows"]} == {"budget"}
+            seq = applied["seq"]
+        finally:
+            await ann.close()
+            await bob.close()
+
+        r = await http.get(
+            "/compare",
+            params={
+                "a": "budget",
+                "b": "actual",
+                "min_seq": seq,  # read-your-writes: DuckDB holds the edit
+                "condition": _json({**brand_month, "level": 1}),
+            },
+        )
+        (row,) = r.json()["data"]["rows"]
+        assert Decimal(str(row["a"])) == Decimal("1234.50")
+        assert Decimal(str(row["diff"])) == Decimal(str(row["a"])) - Decimal(str(row["b"]))
+        r = await http.get(
+            "/compare",
+            params={"a": "budget", "b": "actual", "format": "csv", "condition": _json(cell)},
+        )
+        assert r.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        assert len(rows) == 1 and rows[0]["level"] == "7"
+
+        r = await http.post("/versions/budget/lock?wait=10", json={})
+        assert r.status_code == 200, r.text
+        edit = {
+            "table": SUMMARY,
+            "column": "net_amount",
+            "value": "10.00",
+            "condition": brand_month,
+            "version": "budget",
+        }
+        r = await http.post("/update_cell?wait=10", json={"data": edit})
+        assert r.status_code == 423 and r.json()["error"]["code"] == "locked"
+        r = await http.post("/versions/budget/unlock?wait=10", json={})
+        r = await http.post("/update_cell?wait=10", json={"data": edit})
+        assert r.status_code == 200, r.text
+        r = await http.post("/undo?wait=10&version=budget", json={})
+        assert r.status_code == 200, r.text
+
+
+async def test_bad_version_requests_are_refused_with_clear_errors(server):
+    async with server.client() as http:
+        r = await http.get("/compare", params={"a": "nope", "b": "actual"})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_version"
+        r = await http.get("/compare", params={"b": "actual"})
+        assert r.status_code == 400
+        r = await http.get(f"/view_table/{SUMMARY}", params={"version": "Robert'); DROP"})
+        assert r.status_code == 400
+        r = await http.post("/versions?wait=10", json={"data": {"name": "actual"}})
+        assert r.status_code == 400
+        r = await http.post("/versions?wait=10", json={"data": {"name": "b", "from": "nope"}})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_version"
+        edit = {"table": SUMMARY, "column": "net_amount", "value": 1, "version": "ghost"}
+        r = await http.post("/update_cell?wait=10", json={"data": edit})
+        assert r.json()["error"]["code"] == "unknown_version"
+
+
+def _json(value: dict) -> str:
+    import json
+
+    return json.dumps(value)
