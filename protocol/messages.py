@@ -20,7 +20,7 @@ from protocol.edits import (
     summary_cell,
 )
 from protocol.errors import ProtocolError
-from protocol.versions import version_name
+from protocol.versions import ACTUAL, version_name
 
 MAX_NAME = 40
 MAX_CLIENT_ID = 64
@@ -31,6 +31,7 @@ class Hello:
     name: str
     token: str | None
     since: str | None
+    version: str = ACTUAL  # the version whose snapshot the socket gets
 
 
 @dataclass(frozen=True)
@@ -124,4 +125,5 @@ def _hello(raw: dict[str, Any]) -> Hello:
         if not isinstance(since, str):
             raise ProtocolError("bad_message", "'since' must be a sequence string or null")
         parse_seq(since)
-    return Hello(name.strip() or "anonymous", token, since)
+    version = version_name(raw.get("version"))
+    return Hello(name.strip() or "anonymous", token, since, version)

@@ -95,10 +95,13 @@ class Client:
         self.frames: list[dict[str, Any]] = []
 
     @classmethod
-    async def connect(cls, server, name: str, since: str | None = None) -> Client:
+    async def connect(
+        cls, server, name: str, since: str | None = None, version: str | None = None
+    ) -> Client:
         ws = await websockets.connect(server.ws_url, max_size=None)
         client = cls(ws)
-        await client.send({"type": "hello", "name": name, "since": since})
+        hello = {"type": "hello", "name": name, "since": since}
+        await client.send(hello if version is None else {**hello, "version": version})
         return client
 
     async def send(self, message: dict[str, Any]) -> None:

@@ -52,7 +52,8 @@ async def _args(request: Request) -> dict[str, Any]:
 
 
 async def snapshot(request: Request) -> Response:
-    return _reply(await _reads(request).snapshot())
+    args = await _args(request)
+    return _reply(await _reads(request).snapshot(version_name(args.get("version"))))
 
 
 async def view_table(request: Request) -> Response:

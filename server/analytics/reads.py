@@ -25,19 +25,22 @@ def _seq(cur: Conn) -> str:
     return row[0] if row else NO_SEQ
 
 
-def snapshot(cur: Conn) -> dict[str, Any]:
-    """All summary rows and the exact seq they reflect, from one transaction."""
+def snapshot(cur: Conn, version: str = ACTUAL) -> dict[str, Any]:
+    """All summary rows of a version, its holds and the exact seq they reflect, from
+    one transaction."""
     cur.execute("BEGIN TRANSACTION")
     try:
         seq = _seq(cur)
-        rows = cur.execute(
-            f"SELECT {', '.join(SUMMARY_COLUMNS)}, changed_by, changed_at FROM {SUMMARY} "
-            "ORDER BY level DESC, supplier, brand, family, month NULLS LAST"
-        ).fetchall()
-        holds = current_holds(cur)
+        with in_version(cur, None if version == ACTUAL else schema_of(cur, version)):
+            rows = cur.execute(
+                f"SELECT {', '.join(SUMMARY_COLUMNS)}, changed_by, changed_at FROM {SUMMARY} "
+                "ORDER BY level DESC, supplier, brand, family, month NULLS LAST"
+            ).fetchall()
+            holds = current_holds(cur)
     finally:
         cur.execute("COMMIT")
-    return {"seq": seq, "rows": [_snapshot_row(row) for row in rows], "holds": holds}
+    out = {"seq": seq, "rows": [_snapshot_row(row) for row in rows], "holds": holds}
+    return out if version == ACTUAL else {**out, "version": version}
 
 
 def _snapshot_row(values: tuple[Any, ...]) -> dict[str, Any]:

@@ -31,8 +31,8 @@ Node = tuple[str | None, str | None, str | None]  # supplier, brand, family
 
 
 class Reads(Protocol):
-    async def snapshot(self) -> dict[str, Any]:
-        """{seq, rows, holds}: every summary row and the seq they reflect."""
+    async def snapshot(self, version: str = ACTUAL) -> dict[str, Any]:
+        """{seq, rows, holds}: every summary row of a version and the seq they reflect."""
         ...
 
     async def view_table(
@@ -109,8 +109,8 @@ class LocalReads:
         self.data_dir = data_dir
         self.writer_status = writer_status  # {writer, last_applied, applied_requests}
 
-    async def snapshot(self) -> dict[str, Any]:
-        return await self.db.read(snapshot)
+    async def snapshot(self, version: str = ACTUAL) -> dict[str, Any]:
+        return await self.db.read(snapshot, version)
 
     async def view_table(
         self,

@@ -47,8 +47,8 @@ class RemoteReads:
             await self._client.aclose()
             self._client = None
 
-    async def snapshot(self) -> dict[str, Any]:
-        return await self._call("/snapshot")
+    async def snapshot(self, version: str = ACTUAL) -> dict[str, Any]:
+        return await self._call("/snapshot", version=version)
 
     async def view_table(
         self,

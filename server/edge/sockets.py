@@ -22,6 +22,7 @@ from protocol.messages import (
     UndoMessage,
     parse_message,
 )
+from protocol.versions import ACTUAL
 from server import metrics
 from server.edge.auth import Identity
 from server.edge.origins import origin_allowed
@@ -44,6 +45,7 @@ class Session:
         self.services = services
         self.user = "anonymous"
         self.identity = Identity("anonymous", "viewer")
+        self.version = ACTUAL  # whose snapshot this socket gets (hello's `version`)
         settings = services.settings
         self.rate = TokenBucket(settings.edit_rate, settings.edit_burst)
         self.subscriber = Subscriber(
@@ -65,7 +67,7 @@ class Session:
         """After a bulk change: resync with a fresh snapshot (frames wait meanwhile)."""
 
         async def resend() -> None:
-            state = await self.services.reads.snapshot()
+            state = await self.services.reads.snapshot(self.version)
             self.send({"type": "resync", "seq": state["seq"], "reason": "import"})
             await self._snapshot_and_catch_up(state)
 
@@ -98,6 +100,7 @@ class Session:
         try:
             hello = await asyncio.wait_for(self._receive_hello(), HELLO_TIMEOUT)
             self.identity = self.services.auth.identify(hello.token, hello.name)
+            self.version = hello.version
         except TimeoutError:
             await self.close(CLOSE_POLICY, "hello expected within 5 s")
             return
@@ -171,7 +174,7 @@ class Session:
         replay = None
         if hello.since is not None:
             replay = await entries_after(services.redis, hello.since, REPLAY_LIMIT)
-        state = await services.reads.snapshot() if replay is None else None
+        state = await services.reads.snapshot(self.version) if replay is None else None
         seq = state["seq"] if state else hello.since
         self.send(
             {
@@ -195,7 +198,7 @@ class Session:
         """Send a snapshot, then what was published after the seq it reflects: DuckDB
         holds a little less than the writer has published (it persists behind)."""
         if state is None:
-            state = await self.services.reads.snapshot()
+            state = await self.services.reads.snapshot(self.version)
         self.send({"type": "snapshot", **state})
         replay = await entries_after(self.services.redis, state["seq"], REPLAY_LIMIT)
         await self._catch_up(state["seq"], replay or [])
@@ -214,7 +217,7 @@ class Session:
             assert last is not None
             more = await entries_after(self.services.redis, last, REPLAY_LIMIT)
             if more is None:  # trimmed past `last` while replaying: start again
-                state = await self.services.reads.snapshot()
+                state = await self.services.reads.snapshot(self.version)
                 self.send({"type": "resync", "seq": state["seq"]})
                 await self._snapshot_and_catch_up(state)
                 return

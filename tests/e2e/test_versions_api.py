@@ -124,3 +124,25 @@ def _json(value: dict) -> str:
     import json
 
     return json.dumps(value)
+
+
+async def test_a_socket_saying_hello_with_a_version_gets_its_snapshot(server):
+    async with server.client() as http:
+        r = await http.post(
+            "/versions?wait=10", json={"data": {"name": "half", "from": "actual", "percent": -50}}
+        )
+        assert r.status_code == 200, r.text
+    actual = await Client.connect(server, "ann")
+    half = await Client.connect(server, "bob", version="half")
+    try:
+        first, second = await actual.next("snapshot"), await half.next("snapshot")
+        assert second.get("version") == "half" and "version" not in first
+
+        def total(snapshot: dict) -> Decimal:
+            (row,) = [r for r in snapshot["rows"] if r["level"] == 7 and r["month"] is None]
+            return Decimal(str(row["net_amount"]))
+
+        assert abs(total(second) * 2 - total(first)) < total(first) / 1000
+    finally:
+        await actual.close()
+        await half.close()
