@@ -6,6 +6,7 @@ from typing import Any
 
 from protocol.catalog import TABLES
 from protocol.errors import HTTP_STATUS
+from protocol.versions import VERSION_NAME
 
 JSON = "application/json"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -49,6 +50,8 @@ def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 TABLE = {"type": "string", "enum": sorted(TABLES)}
+VERSION_PATTERN = f"^{VERSION_NAME.pattern}$"
+VERSION_NAME_SCHEMA = {"type": "string", "pattern": VERSION_PATTERN}
 SEQ = {"type": "string", "pattern": r"^[0-9]{1,20}(-[0-9]{1,20})?$"}  # two unsigned 64-bit numbers
 CONDITION = {
     "oneOf": [
@@ -64,6 +67,7 @@ EDIT = {
         "column": {"type": "string"},
         "value": {"type": ["string", "number"]},
         "condition": CONDITION,
+        "version": {"type": "string", "pattern": VERSION_PATTERN},
         "spread": {"type": "string", "enum": ["proportional", "equal", "percent", "like"]},
         "expect": {"type": ["string", "number"]},
         "like": {  # spread "like": the period (month, quarter, year) whose mix to take
@@ -77,12 +81,19 @@ EDIT = {
 }
 HOLD = {
     "type": "object",
-    "properties": {"condition": CONDITION, "on": {"type": "boolean"}},
+    "properties": {
+        "condition": CONDITION,
+        "on": {"type": "boolean"},
+        "version": VERSION_NAME_SCHEMA,
+    },
 }
 BLOCK = {
     "type": "object",
     "required": ["edits"],
-    "properties": {"edits": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": EDIT}},
+    "properties": {
+        "edits": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": EDIT},
+        "version": VERSION_NAME_SCHEMA,
+    },
 }
 EVENT = _object(
     {
@@ -99,6 +110,7 @@ EVENT = _object(
     {"undoes": {"type": "string"}, "held": {"type": "boolean"}},
 )
 HISTORY = _object({"events": {"type": "array", "items": EVENT}})
+VERSION = _query("version", VERSION_NAME_SCHEMA, "the version (default actual)")
 WAIT = _query("wait", {"type": "number", "minimum": 0, "maximum": 30}, "wait for the outcome")
 STRING = {"type": "string"}
 TEXT_OR_NULL = {"type": ["string", "null"]}
@@ -117,7 +129,7 @@ STATUS = _object(
 SUBMITTED = {
     "202": _ok("queued", QUEUED),
     "200": _ok("applied (with ?wait)", APPLIED),
-    **_errors(400, 401, 403, 404, 409, 413, 422, 500, 503),
+    **_errors(400, 401, 403, 404, 409, 413, 422, 423, 500, 503),
 }
 CELL_KEYS = {"supplier": TEXT_OR_NULL, "brand": TEXT_OR_NULL, "family": TEXT_OR_NULL}
 HOLD_ROW = _object(
@@ -136,6 +148,44 @@ PAGE = _object(
         "table": TABLE,
         "columns": {"type": "array", "items": STRING},
         "rows": {"type": "array", "items": {"type": "object"}},
+        "total": {"type": "integer", "minimum": 0},
+        "seq": SEQ,
+    }
+)
+VERSION_ROW = _object(
+    {
+        "name": STRING,
+        "from": TEXT_OR_NULL,
+        "percent": TEXT_OR_NULL,
+        "locked": {"type": "boolean"},
+        "created_by": TEXT_OR_NULL,
+        "created_at": TEXT_OR_NULL,
+    }
+)
+NEW_VERSION = _object(
+    {"name": VERSION_NAME_SCHEMA},
+    {"from": VERSION_NAME_SCHEMA, "percent": {"type": ["number", "string", "null"]}},
+)
+COMPARE = _object(
+    {
+        "a": STRING,
+        "b": STRING,
+        "measure": {"enum": ["net_amount", "quantity"]},
+        "columns": {"type": "array", "items": STRING},
+        "rows": {
+            "type": "array",
+            "items": _object(
+                {
+                    **CELL_KEYS,
+                    "month": TEXT_OR_NULL,
+                    "level": INTEGER,
+                    "a": NUMBER,
+                    "b": NUMBER,
+                    "diff": NUMBER,
+                    "ratio": {"type": ["number", "string", "null"]},
+                }
+            ),
+        },
         "total": {"type": "integer", "minimum": 0},
         "seq": SEQ,
     }
@@ -218,14 +268,14 @@ def spec() -> dict[str, Any]:
         "/undo": {
             "post": {
                 "summary": "Undo the caller's last edit, block edit or spread (body: {})",
-                "parameters": [WAIT],
+                "parameters": [WAIT, VERSION],
                 "responses": SUBMITTED,
             }
         },
         "/redo": {
             "post": {
                 "summary": "Redo the caller's last undone request (body: {})",
-                "parameters": [WAIT],
+                "parameters": [WAIT, VERSION],
                 "responses": SUBMITTED,
             }
         },
@@ -268,6 +318,70 @@ def spec() -> dict[str, Any]:
                 },
             },
         },
+        "/versions": {
+            "get": {
+                "summary": "The versions: actual and every plan version",
+                "responses": {
+                    "200": _ok(
+                        "versions", _object({"versions": {"type": "array", "items": VERSION_ROW}})
+                    ),
+                    **_errors(401),
+                },
+            },
+            "post": {
+                "summary": "Create a version as a copy of another, net prices scaled by a percent",
+                "parameters": [WAIT],
+                "requestBody": {
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["data"],
+                            "properties": {"data": NEW_VERSION},
+                        }
+                    ),
+                },
+                "responses": SUBMITTED,
+            },
+        },
+        "/versions/{name}/lock": {
+            "post": {
+                "summary": "Lock a version against edits (admin; body: {})",
+                "parameters": [_path("name", VERSION_NAME_SCHEMA), WAIT],
+                "responses": SUBMITTED,
+            }
+        },
+        "/versions/{name}/unlock": {
+            "post": {
+                "summary": "Unlock a version (admin; body: {})",
+                "parameters": [_path("name", VERSION_NAME_SCHEMA), WAIT],
+                "responses": SUBMITTED,
+            }
+        },
+        "/compare": {
+            "get": {
+                "summary": "Variance of version a against b per summary cell: a, b, a-b, (a-b)/b",
+                "parameters": [
+                    {**_query("a", VERSION_NAME_SCHEMA, "the version compared"), "required": True},
+                    _query("b", VERSION_NAME_SCHEMA, "the version compared with (actual)"),
+                    _query("measure", {"enum": ["net_amount", "quantity"]}, "net_amount"),
+                    _query("condition", {"type": "string"}, "JSON object naming cells"),
+                    _query("limit", {"type": "integer", "minimum": 1}, "rows per page"),
+                    _query("offset", {"type": "integer", "minimum": 0}, "rows to skip"),
+                    _query("format", {"enum": ["json", "csv"]}, "json (default) or csv"),
+                ],
+                "responses": {
+                    "200": {
+                        **_ok("variance", COMPARE),
+                        "content": {
+                            **_ok("variance", COMPARE)["content"],
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(400, 401, 404, 422),
+                },
+            }
+        },
         "/requests/{request_id}": {
             "get": {
                 "summary": "Status of a queued request",
@@ -294,6 +408,7 @@ def spec() -> dict[str, Any]:
                     _query("offset", {"type": "integer", "minimum": 0}, "rows to skip"),
                     _query("order", {"type": "string"}, "col or -col, comma-separated"),
                     _query("condition", {"type": "string"}, "JSON object or condition text"),
+                    VERSION,
                 ],
                 "responses": {"200": _ok("rows", PAGE), **_errors(400, 401, 404, 422)},
             }
