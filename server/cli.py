@@ -158,27 +158,37 @@ def run_seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_check(settings: Settings, _args: argparse.Namespace) -> int:
+    from protocol.versions import ACTUAL
     from server.analytics.check import footing_errors, summary_drift
+    from server.store.versions import has_versions, in_version, read_versions
 
     path = settings.database_path
     if not path.exists():
         print(f"no database at {path}", file=sys.stderr)
         return 2
-    bar = Progress(2)
     with duckdb.connect(str(path), read_only=True) as con:
-        bar.step("comparing the summary with a fresh GROUPING SETS query")
-        drift = summary_drift(con)
-        bar.step("checking that every parent foots")
-        footing = footing_errors(con)
+        versions = read_versions(con) if has_versions(con) else {}
+        schemas = {name: v.schema for name, v in versions.items()} or {ACTUAL: None}
+        bar = Progress(2 * len(schemas))
+        drift, footing = [], []
+        for name, schema in schemas.items():
+            with in_version(con, schema):
+                bar.step(f"{name}: comparing the summary with a fresh GROUPING SETS query")
+                drift += [(name, row) for row in summary_drift(con)]
+                bar.step(f"{name}: checking that every parent foots")
+                footing += [(name, row) for row in footing_errors(con)]
     bar.finish(f"checked {path}")
-    for row in drift:
-        print("drift:", row)
-    for row in footing:
-        print("footing:", row)
+    for name, row in drift:
+        print(f"drift ({name}):", row)
+    for name, row in footing:
+        print(f"footing ({name}):", row)
     if drift or footing:
         print("summary is NOT exact", file=sys.stderr)
         return 1
-    print("summary is exact: equals a fresh GROUPING SETS query, and every parent foots")
+    print(
+        f"summary is exact in {', '.join(schemas)}: equals a fresh GROUPING SETS query, "
+        "and every parent foots"
+    )
     return 0
 
 

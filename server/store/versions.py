@@ -62,6 +62,16 @@ class Version:
         }
 
 
+def has_versions(con: Conn) -> bool:
+    """Does the database know versions yet (a read-only one may predate them)?"""
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' "
+            "AND table_name = 'versions'"
+        ).fetchone()[0]  # type: ignore[index]
+    )
+
+
 def read_versions(con: Conn) -> dict[str, Version]:
     """Every version, actual first, then by creation."""
     rows = con.execute(

@@ -269,3 +269,26 @@ def test_any_sequence_over_versions_keeps_each_exact_and_the_others_untouched(fr
     restarted = DirectWriter(con)
     for name in ("actual", "budget", "plan"):
         assert restarted.version(name).state.summary == writer.version(name).state.summary
+
+
+def test_ducksheet_check_checks_every_version(fresh, tmp_path, capsys):
+    import argparse
+    import shutil
+
+    from server.cli import run_check
+    from server.config import Settings
+
+    con = fresh()
+    writer = DirectWriter(con)
+    outcome(writer, CreateVersion("budget", "actual", "5"))
+    con.execute("CHECKPOINT")
+    path = con.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchone()[0]
+    (tmp_path / "data").mkdir()
+    shutil.copy(path, tmp_path / "data" / "ducksheet.duckdb")
+    settings = Settings(data_dir=tmp_path / "data")
+    assert run_check(settings, argparse.Namespace()) == 0
+    assert "exact in actual, budget" in capsys.readouterr().out
+    with duckdb.connect(str(tmp_path / "data" / "ducksheet.duckdb")) as broken:
+        broken.execute(f"UPDATE v1.{SUMMARY} SET net_amount = net_amount + 1 WHERE level = 7")
+    assert run_check(settings, argparse.Namespace()) == 1
+    assert "(budget)" in capsys.readouterr().out
