@@ -1,6 +1,6 @@
 """`python -m bench [scenario] [options]`: benchmark a real ducksheet server.
 
-Scenarios: all (default), leaf, spread, mixed, fanout, max, baseline, coldstart.
+Scenarios: all (default), leaf, spread, mixed, fanout, max, baseline, coldstart, versions.
 Results go to bench/results/<stamp>.{json,md,png}; seeded data sets are cached under
 bench/results/data-N and copied to a scratch dir for every server run.
 """

@@ -182,7 +182,27 @@ def checks(report: Report) -> list[Check]:
         )
     else:
         out.append(Check("cold start (1M) <= 3 s to /healthz 200", "not run", None))
+    out += _version_checks(report)
     return out
+
+
+def _version_checks(report: Report) -> list[Check]:
+    copies = [v for v in report.versions if v["sales"] == MILLION]
+    copy_target = "versions 1M: creating a version (a copy of 1M rows) <= 2 s"
+    rss_target = "versions 1M: data process RSS with 3 versions <= 600 MB"
+    if not copies:
+        return [Check(copy_target, "not run", None), Check(rss_target, "not run", None)]
+    slowest = max(v["copy_s"] for v in copies)
+    checks = [Check(copy_target, f"slowest {slowest:g} s of {len(copies)}", slowest <= 2)]
+    three = [v for v in copies if v["versions"] == 3]
+    if three:
+        rss = three[0]["rss_mb"]
+        checks.append(
+            Check(rss_target, f"{rss:g} MB (peak {three[0]['peak_rss_mb']:g})", rss <= 600)
+        )
+    else:
+        checks.append(Check(rss_target, "not run", None))
+    return checks
 
 
 def _p99_check(
@@ -385,6 +405,15 @@ def markdown(report: Report, meta: dict[str, Any], found: list[Check]) -> str:
                 f"listening {c['to_listening_s']} s, healthy {c['to_healthy_s']} s"
             )
         lines.append("")
+    if report.versions:
+        lines += ["## Versions (each a copy of actual +5 %)", ""]
+        for v in report.versions:
+            lines.append(
+                f"* {v['sales']:,} rows, {v['versions']} versions: copied in {v['copy_s']} s; "
+                f"data process RSS {v['rss_mb']} MB (peak {v['peak_rss_mb']}, "
+                f"actual alone {v['rss_before_mb']})"
+            )
+        lines.append("")
     lines += ["## Targets", "", "| target | measured | result |", "|---|---|---|"]
     for c in found:
         result = {True: "PASS", False: "MISS", None: "not run"}[c.passed]
@@ -466,4 +495,5 @@ def load(paths: list[Path]) -> tuple[Report, list[dict[str, Any]]]:
         merged.baseline += data.get("baseline", [])
         merged.coldstart += data.get("coldstart", [])
         merged.max_steps += data.get("max_steps", [])
+        merged.versions += data.get("versions", [])
     return merged, metas

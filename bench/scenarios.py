@@ -13,13 +13,20 @@ from typing import Any
 from bench.baseline import run_baseline
 from bench.edits import build_mix
 from bench.load import LoadPlan, run_load, warmup
-from bench.procstat import Sampler, wait_until_quiet
+from bench.procstat import Sampler, memory_mb, wait_until_quiet
 from bench.profile import Profiler
-from bench.server import SERVER_CLI, ServerProcess, cached_dataset, http_json, scratch_copy
+from bench.server import (
+    SERVER_CLI,
+    ServerProcess,
+    cached_dataset,
+    http_json,
+    http_post_json,
+    scratch_copy,
+)
 from bench.stats import analyze
 
 SCENARIOS = (
-    "all", "leaf", "spread", "mixed", "paste", "fanout", "max", "baseline", "coldstart"
+    "all", "leaf", "spread", "mixed", "paste", "fanout", "max", "baseline", "coldstart", "versions"
 )  # fmt: skip
 DEFAULT_RATES: dict[str, list[float]] = {
     "leaf": [1000, 5000],
@@ -75,6 +82,7 @@ class Report:
     baseline: list[dict[str, Any]] = field(default_factory=list)
     coldstart: list[dict[str, Any]] = field(default_factory=list)
     max_steps: list[dict[str, Any]] = field(default_factory=list)
+    versions: list[dict[str, Any]] = field(default_factory=list)
 
 
 def auto_workers(rate: float, viewers: int) -> int:
@@ -370,6 +378,49 @@ def run_coldstart(opts: Options, report: Report, launches: int = 3) -> None:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def run_versions(opts: Options, report: Report, copies: int = 3) -> None:
+    """Create `copies` versions of actual (+5 % each) on a running server: the time of
+    each copy (POST /versions?wait=60 until applied) and the data process's RSS after
+    it (the writer then holds one working state per version)."""
+    db = cached_dataset(opts.results, opts.sales)
+    data_dir = scratch_copy(db, opts.results, "versions")
+    server = ServerProcess(data_dir, opts.server_env, opts.server_cmd)
+    try:
+        server.start()
+        role = "data" if "data" in server.pids() else "server"
+        before = memory_mb(server.pids()[role]).get("VmRSS", 0.0)
+        print(f"  data process RSS with actual alone: {before:.0f} MB", flush=True)
+        for n in range(1, copies + 1):
+            started = time.monotonic()
+            status, body = http_post_json(
+                f"{server.base}/versions?wait=60",
+                {"data": {"name": f"bench-{n}", "from": "actual", "percent": 5}},
+                timeout=90,
+            )
+            seconds = time.monotonic() - started
+            if status != 200:
+                raise RuntimeError(f"creating version {n} failed: {status} {body}")
+            memory = memory_mb(server.pids()[role])
+            entry = {
+                "sales": opts.sales,
+                "versions": n + 1,
+                "copy_s": round(seconds, 3),
+                "rss_mb": round(memory.get("VmRSS", 0.0), 1),
+                "peak_rss_mb": round(memory.get("VmHWM", 0.0), 1),
+                "rss_before_mb": round(before, 1),
+            }
+            report.versions.append(entry)
+            print(
+                f"  version {n}: copied {_k(opts.sales)} rows in {entry['copy_s']} s; "
+                f"data RSS {entry['rss_mb']} MB (peak {entry['peak_rss_mb']})",
+                flush=True,
+            )
+    finally:
+        server.stop()
+        if not opts.keep_scratch:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def run(scenario: str, opts: Options, report: Report) -> None:
     print(f"== {scenario} at {opts.sales:,} sales rows", flush=True)
     if scenario == "all":
@@ -387,5 +438,7 @@ def run(scenario: str, opts: Options, report: Report) -> None:
         run_baseline_scenario(opts, report)
     elif scenario == "coldstart":
         run_coldstart(opts, report)
+    elif scenario == "versions":
+        run_versions(opts, report)
     else:
         raise ValueError(f"unknown scenario {scenario!r}")

@@ -86,6 +86,17 @@ def http_json(url: str, timeout: float = 10.0) -> tuple[int, Any]:
         return exc.code, None
 
 
+def http_post_json(url: str, body: Any, timeout: float = 10.0) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
 def _role_of(pid: int) -> str | None:
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
