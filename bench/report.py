@@ -192,8 +192,9 @@ def _version_checks(report: Report) -> list[Check]:
     rss_target = "versions 1M: data process RSS with 3 versions <= 600 MB"
     if not copies:
         return [Check(copy_target, "not run", None), Check(rss_target, "not run", None)]
-    slowest = max(v["copy_s"] for v in copies)
-    checks = [Check(copy_target, f"slowest {slowest:g} s of {len(copies)}", slowest <= 2)]
+    slowest = max(v.get("ready_s", v["copy_s"]) for v in copies)
+    measured = f"slowest {slowest:g} s of {len(copies)} (until the copy is editable)"
+    checks = [Check(copy_target, measured, slowest <= 2)]
     three = [v for v in copies if v["versions"] == 3]
     if three:
         rss = three[0]["rss_mb"]
@@ -409,7 +410,8 @@ def markdown(report: Report, meta: dict[str, Any], found: list[Check]) -> str:
         lines += ["## Versions (each a copy of actual +5 %)", ""]
         for v in report.versions:
             lines.append(
-                f"* {v['sales']:,} rows, {v['versions']} versions: copied in {v['copy_s']} s; "
+                f"* {v['sales']:,} rows, {v['versions']} versions: copied in {v['copy_s']} s, "
+                f"editable after {v.get('ready_s')} s; "
                 f"data process RSS {v['rss_mb']} MB (peak {v['peak_rss_mb']}, "
                 f"actual alone {v['rss_before_mb']})"
             )

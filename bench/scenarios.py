@@ -380,8 +380,9 @@ def run_coldstart(opts: Options, report: Report, launches: int = 3) -> None:
 
 def run_versions(opts: Options, report: Report, copies: int = 3) -> None:
     """Create `copies` versions of actual (+5 % each) on a running server: the time of
-    each copy (POST /versions?wait=60 until applied) and the data process's RSS after
-    it (the writer then holds one working state per version)."""
+    each copy (POST /versions?wait=30 until applied), until the writer decides the next
+    request of that version (it has loaded the version's state), and the data
+    process's RSS then (one working state per version)."""
     db = cached_dataset(opts.results, opts.sales)
     data_dir = scratch_copy(db, opts.results, "versions")
     server = ServerProcess(data_dir, opts.server_env, opts.server_cmd)
@@ -393,25 +394,31 @@ def run_versions(opts: Options, report: Report, copies: int = 3) -> None:
         for n in range(1, copies + 1):
             started = time.monotonic()
             status, body = http_post_json(
-                f"{server.base}/versions?wait=60",
+                f"{server.base}/versions?wait=30",
                 {"data": {"name": f"bench-{n}", "from": "actual", "percent": 5}},
                 timeout=90,
             )
             seconds = time.monotonic() - started
             if status != 200:
                 raise RuntimeError(f"creating version {n} failed: {status} {body}")
+            # the writer loads the new version's state after publishing the copy: the
+            # next request it decides (an undo with nothing to undo) waits for that
+            http_post_json(f"{server.base}/undo?wait=30&version=bench-{n}", {}, timeout=60)
+            ready = time.monotonic() - started
             memory = memory_mb(server.pids()[role])
             entry = {
                 "sales": opts.sales,
                 "versions": n + 1,
                 "copy_s": round(seconds, 3),
+                "ready_s": round(ready, 3),
                 "rss_mb": round(memory.get("VmRSS", 0.0), 1),
                 "peak_rss_mb": round(memory.get("VmHWM", 0.0), 1),
                 "rss_before_mb": round(before, 1),
             }
             report.versions.append(entry)
             print(
-                f"  version {n}: copied {_k(opts.sales)} rows in {entry['copy_s']} s; "
+                f"  version {n}: copied {_k(opts.sales)} rows in {entry['copy_s']} s, "
+                f"editable after {entry['ready_s']} s; "
                 f"data RSS {entry['rss_mb']} MB (peak {entry['peak_rss_mb']})",
                 flush=True,
             )

@@ -7,7 +7,7 @@ from typing import Any
 
 from protocol.actions import action_version
 from protocol.errors import ProtocolError
-from protocol.versions import ACTUAL
+from protocol.versions import ACTUAL, CreateVersion, LockVersion
 from server.writer.apply import apply_and_encode
 from server.writer.batch import Conn, Limits
 from server.writer.before_image import prepare
@@ -82,7 +82,8 @@ class DirectWriter:
         prev = self.decider.published
         payload, _ = apply_and_encode(self.con, [request], self.limits, failed, prev)
         self.con.execute("DELETE FROM _outbox")
-        self.versions = load_versions(self.con, self.limits, self.versions)
+        reload = not isinstance(request.action, CreateVersion | LockVersion)
+        self.versions = load_versions(self.con, self.limits, self.versions, reload)
         set_published(self.versions, payload["seq"])
         return payload
 

@@ -25,7 +25,7 @@ from redis.exceptions import ResponseError
 from protocol.actions import action_version
 from protocol.codec import dumps, dumps_text, parse_seq
 from protocol.errors import ProtocolError
-from protocol.versions import ACTUAL
+from protocol.versions import ACTUAL, CreateVersion, LockVersion
 from server import metrics
 from server.config import Settings
 from server.store.db import Database
@@ -344,7 +344,8 @@ class Writer:
         set_published(self.versions, seq)
         await self._publish([(seq, encoded)], barrier=request.id)
         await self.persister.covered(seq)
-        self.versions = await self.db.write(load_versions, self.limits, self.versions)
+        reload = not isinstance(request.action, CreateVersion | LockVersion)
+        self.versions = await self.db.write(load_versions, self.limits, self.versions, reload)
         set_published(self.versions, seq)
         self.persister.cell_ids = self._cell_ids()
 

@@ -35,16 +35,22 @@ class Loaded:
 
 
 def load_versions(
-    con: Conn, limits: Limits, kept: dict[str, Loaded] | None = None
+    con: Conn, limits: Limits, kept: dict[str, Loaded] | None = None, reload: bool = True
 ) -> dict[str, Loaded]:
     """Every version's state as DuckDB holds it now; the undo stacks of `kept` versions
-    stay (they are the writer's, persisted as they change)."""
+    stay (they are the writer's, persisted as they change). With reload=False the
+    states of `kept` versions stay too (a version was created or locked: nothing else
+    changed), and only new versions are loaded."""
+    kept = kept or {}
     out = {}
     for name, version in read_versions(con).items():
+        previous = kept.get(name)
+        if previous is not None and not reload:
+            out[name] = Loaded(version, previous.decider, previous.cell_ids)
+            continue
         with in_version(con, version.schema):
             state = load(con)
             cell_ids = CellIds.load(con)
-            previous = (kept or {}).get(name)
             if previous is not None:
                 decider = previous.decider
                 decider.state = state
