@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
 from protocol.catalog import CELL_KEY, SUMMARY, TABLES
 from protocol.codec import NO_SEQ
 from protocol.errors import ProtocolError
+from protocol.versions import ACTUAL
 from server.store.sql import where
-from server.store.versions import read_versions
+from server.store.versions import in_version, read_versions
 
 Conn = duckdb.DuckDBPyConnection
+T = TypeVar("T")
 MEASURES = ("net_amount", "quantity")
 COMPARE_COLUMNS = (*CELL_KEY, "a", "b", "diff", "ratio")
 
@@ -31,6 +34,14 @@ def schema_of(cur: Conn, name: str) -> str:
     if found is None:
         raise ProtocolError("unknown_version", f"there is no version {name!r}")
     return found.schema or "main"
+
+
+def in_named_version(cur: Conn, version: str, read: Callable[..., T], *args: Any) -> T:
+    """`read(cur, *args)` with the tables of `version` (actual: as is)."""
+    if version == ACTUAL:
+        return read(cur, *args)
+    with in_version(cur, schema_of(cur, version)):
+        return read(cur, *args)
 
 
 def compare(

@@ -86,11 +86,14 @@ async def compare(request: Request) -> Response:
 
 
 async def holds(request: Request) -> Response:
-    return _reply(await _reads(request).holds())
+    args = await _args(request)
+    return _reply(await _reads(request).holds(version_name(args.get("version"))))
 
 
 async def history(request: Request) -> Response:
-    return _reply(await _reads(request).history(parse_history_query(await _args(request))))
+    args = await _args(request)
+    version = version_name(args.pop("version", None))
+    return _reply(await _reads(request).history(parse_history_query(args), version))
 
 
 async def request_status(request: Request) -> Response:
@@ -102,7 +105,8 @@ async def report(request: Request) -> Response:
     args = await _args(request)
     chosen = get_report(str(args.get("name")))
     query = {k: str(v) for k, v in (args.get("params") or {}).items() if v is not None}
-    return _reply(await _reads(request).report(chosen, parse_params(chosen, query)))
+    version = version_name(args.get("version"))
+    return _reply(await _reads(request).report(chosen, parse_params(chosen, query), version))
 
 
 async def export(request: Request) -> Response:
@@ -112,7 +116,7 @@ async def export(request: Request) -> Response:
     reads = _reads(request)
     path = temp_export_path(reads.data_dir, table, fmt)
     try:
-        await reads.export(table, fmt, path)
+        await reads.export(table, fmt, path, version_name(args.get("version")))
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -130,7 +134,8 @@ async def grid_workbook(request: Request) -> Response:
     reads = _reads(request)
     path = temp_export_path(reads.data_dir, "grid", "xlsx")
     try:
-        await reads.grid_workbook(measure, expanded, path)  # type: ignore[arg-type]
+        version = version_name(args.get("version"))
+        await reads.grid_workbook(measure, expanded, path, version)  # type: ignore[arg-type]
     except BaseException:
         path.unlink(missing_ok=True)
         raise

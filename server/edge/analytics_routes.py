@@ -29,6 +29,7 @@ from protocol.actions import IMPORT_ID, IMPORT_TABLES, ImportSpec, new_import_id
 from protocol.catalog import TABLES
 from protocol.codec import loads
 from protocol.errors import ProtocolError
+from protocol.versions import version_name
 from server.analytics import validation_log
 from server.analytics.exporter import MEDIA_TYPES, XLSX_TYPE, check_request, temp_export_path
 from server.analytics.reports import FORMATS, catalog, get_report, parse_params, to_csv
@@ -60,9 +61,11 @@ async def get_report_data(request: Request) -> Response:
         raise ProtocolError(
             "invalid_value", f"format must be one of {', '.join(FORMATS)}", parameter="format"
         )
-    params = parse_params(report, request.query_params)
+    version = version_name(request.query_params.get("version"))
+    query = {k: v for k, v in request.query_params.items() if k != "version"}
+    params = parse_params(report, query)
     await wait_min_seq(request)
-    data = await services_of(request).reads.report(report, params)
+    data = await services_of(request).reads.report(report, params, version)
     if fmt == "csv":
         return Response(
             to_csv(data),
@@ -78,10 +81,11 @@ async def get_export(request: Request) -> Response:
     fmt = request.query_params.get("format", "csv")
     authorize(request, "admin")
     check_request(table, fmt)
+    version = version_name(request.query_params.get("version"))
     await wait_min_seq(request)
     path = temp_export_path(services.settings.data_dir, table, fmt)
     try:
-        await services.reads.export(table, fmt, path)
+        await services.reads.export(table, fmt, path, version)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -108,9 +112,10 @@ async def get_grid_export(request: Request) -> Response:
             "invalid_value", f"measure must be one of {', '.join(MEASURES)}", parameter="measure"
         )
     expanded = expanded_nodes(request.query_params.get("expanded", "[]"))
+    version = version_name(request.query_params.get("version"))
     path = temp_export_path(services.settings.data_dir, "grid", "xlsx")
     try:
-        await services.reads.grid_workbook(measure, expanded, path)
+        await services.reads.grid_workbook(measure, expanded, path, version)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -283,6 +283,7 @@ def spec() -> dict[str, Any]:
             "get": {
                 "summary": "What changed a cell or a sales row, or what a user did; newest first",
                 "parameters": [
+                    VERSION,
                     _query(
                         "table",
                         {"type": "string", "enum": ["sales", "sales_summary_by_product_family"]},
@@ -312,6 +313,7 @@ def spec() -> dict[str, Any]:
             },
             "get": {
                 "summary": "Current holds",
+                "parameters": [VERSION],
                 "responses": {
                     "200": _ok("holds", _object({"holds": {"type": "array", "items": HOLD_ROW}})),
                     **_errors(401),
@@ -423,6 +425,7 @@ def spec() -> dict[str, Any]:
             "get": {
                 "summary": "Run a report (JSON, or ?format=csv)",
                 "parameters": [
+                    VERSION,
                     _path("name", {"type": "string"}),
                     _query("start_date", {"type": "string", "format": "date"}, "from (inclusive)"),
                     _query("end_date", {"type": "string", "format": "date"}, "to (inclusive)"),
@@ -447,6 +450,7 @@ def spec() -> dict[str, Any]:
             "get": {
                 "summary": "A whole table as CSV, Parquet or xlsx (admin)",
                 "parameters": [
+                    VERSION,
                     _path("table", TABLE),
                     _query(
                         "format",
@@ -511,6 +515,7 @@ def spec() -> dict[str, Any]:
             "get": {
                 "summary": "The grid's view as an xlsx workbook: hierarchy, months, totals",
                 "parameters": [
+                    VERSION,
                     _query(
                         "measure",
                         {"type": "string", "enum": ["net_amount", "quantity"]},

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from protocol.history import HistoryQuery
 from protocol.versions import ACTUAL
 from server.analytics import validation_log, xlsx_import
-from server.analytics.compare import compare, versions
+from server.analytics.compare import compare, in_named_version, versions
 from server.analytics.exporter import export_table
 from server.analytics.history import history
 from server.analytics.reads import request_status, snapshot, view_table
@@ -56,9 +56,9 @@ class Reads(Protocol):
         """{a, b, measure, columns, rows, total, seq}: each cell's a, b, diff, ratio."""
         ...
 
-    async def holds(self) -> list[dict[str, Any]]: ...
+    async def holds(self, version: str = ACTUAL) -> list[dict[str, Any]]: ...
 
-    async def history(self, query: HistoryQuery) -> dict[str, Any]:
+    async def history(self, query: HistoryQuery, version: str = ACTUAL) -> dict[str, Any]:
         """{events}: what changed a cell, a row or what a user did, newest first."""
         ...
 
@@ -66,15 +66,19 @@ class Reads(Protocol):
         """The request's logged outcome, or None while no outcome is logged."""
         ...
 
-    async def report(self, report: Report, params: dict[str, Any]) -> dict[str, Any]:
+    async def report(
+        self, report: Report, params: dict[str, Any], version: str = ACTUAL
+    ) -> dict[str, Any]:
         """{report, parameters, columns, rows}; `params` as parse_params returns them."""
         ...
 
-    async def export(self, table: str, fmt: str, path: Path) -> None:
+    async def export(self, table: str, fmt: str, path: Path, version: str = ACTUAL) -> None:
         """Write the whole table to `path`, a file of this process."""
         ...
 
-    async def grid_workbook(self, measure: str, expanded: list[Node], path: Path) -> None:
+    async def grid_workbook(
+        self, measure: str, expanded: list[Node], path: Path, version: str = ACTUAL
+    ) -> None:
         """The grid's view (measure, expanded nodes) as an xlsx workbook at `path`."""
         ...
 
@@ -131,26 +135,30 @@ class LocalReads:
     ) -> dict[str, Any]:
         return await self.db.read(compare, a, b, measure, condition, limit, offset)
 
-    async def holds(self) -> list[dict[str, Any]]:
-        return await self.db.read(current_holds)
+    async def holds(self, version: str = ACTUAL) -> list[dict[str, Any]]:
+        return await self.db.read(in_named_version, version, current_holds)
 
     async def request_status(self, request_id: str) -> dict[str, Any] | None:
         return await self.db.read(request_status, request_id)
 
-    async def history(self, query: HistoryQuery) -> dict[str, Any]:
-        return await self.db.read(history, query)
+    async def history(self, query: HistoryQuery, version: str = ACTUAL) -> dict[str, Any]:
+        return await self.db.read(in_named_version, version, history, query)
 
-    async def report(self, report: Report, params: dict[str, Any]) -> dict[str, Any]:
-        return await self.db.read(run_report, report, params)
+    async def report(
+        self, report: Report, params: dict[str, Any], version: str = ACTUAL
+    ) -> dict[str, Any]:
+        return await self.db.read(in_named_version, version, run_report, report, params)
 
-    async def export(self, table: str, fmt: str, path: Path) -> None:
-        await self.db.read(export_table, table, fmt, path)
+    async def export(self, table: str, fmt: str, path: Path, version: str = ACTUAL) -> None:
+        await self.db.read(in_named_version, version, export_table, table, fmt, path)
 
     async def health(self) -> dict[str, Any]:
         return {"database": self.db.failure or "ok", **self.writer_status()}
 
-    async def grid_workbook(self, measure: str, expanded: list[Node], path: Path) -> None:
-        await self.db.read(write_grid, measure, expanded, path)
+    async def grid_workbook(
+        self, measure: str, expanded: list[Node], path: Path, version: str = ACTUAL
+    ) -> None:
+        await self.db.read(in_named_version, version, write_grid, measure, expanded, path)
 
     async def import_problems(self, import_id: str, limit: int, offset: int) -> dict[str, Any]:
         return await self.db.read(validation_log.problems, import_id, limit, offset)

@@ -71,20 +71,22 @@ class RemoteReads:
         args = {"a": a, "b": b, "measure": measure, "condition": condition}
         return await self._call("/compare", **args, limit=limit, offset=offset)
 
-    async def holds(self) -> list[dict[str, Any]]:
-        return await self._call("/holds")
+    async def holds(self, version: str = ACTUAL) -> list[dict[str, Any]]:
+        return await self._call("/holds", version=version)
 
-    async def history(self, query: HistoryQuery) -> dict[str, Any]:
-        return await self._call("/history", **query.as_dict())
+    async def history(self, query: HistoryQuery, version: str = ACTUAL) -> dict[str, Any]:
+        return await self._call("/history", **query.as_dict(), version=version)
 
     async def request_status(self, request_id: str) -> dict[str, Any] | None:
         return await self._call("/request_status", request_id=request_id)
 
-    async def report(self, report: Report, params: dict[str, Any]) -> dict[str, Any]:
-        return await self._call("/report", name=report.name, params=params)
+    async def report(
+        self, report: Report, params: dict[str, Any], version: str = ACTUAL
+    ) -> dict[str, Any]:
+        return await self._call("/report", name=report.name, params=params, version=version)
 
-    async def export(self, table: str, fmt: str, path: Path) -> None:
-        await self._download("/export", path, table=table, format=fmt)
+    async def export(self, table: str, fmt: str, path: Path, version: str = ACTUAL) -> None:
+        await self._download("/export", path, table=table, format=fmt, version=version)
 
     async def _download(self, route: str, path: Path, **args: Any) -> None:
         """POST `args`, streaming the file the data process answers into `path`."""
@@ -95,8 +97,11 @@ class RemoteReads:
                 async for chunk in response.aiter_bytes(EXPORT_CHUNK):
                     out.write(chunk)
 
-    async def grid_workbook(self, measure: str, expanded: list[Node], path: Path) -> None:
-        await self._download("/grid_workbook", path, measure=measure, expanded=expanded)
+    async def grid_workbook(
+        self, measure: str, expanded: list[Node], path: Path, version: str = ACTUAL
+    ) -> None:
+        args = {"measure": measure, "expanded": expanded, "version": version}
+        await self._download("/grid_workbook", path, **args)
 
     async def import_problems(self, import_id: str, limit: int, offset: int) -> dict[str, Any]:
         return await self._call("/import_problems", import_id=import_id, limit=limit, offset=offset)

@@ -116,8 +116,9 @@ async def get_history(request: Request) -> Response:
     if params.get("condition"):
         raw["condition"] = _condition_param(params["condition"])
     query = parse_history_query(raw)
+    version = version_name(params.get("version"))
     await wait_min_seq(request)
-    return json_response({"data": await services_of(request).reads.history(query)})
+    return json_response({"data": await services_of(request).reads.history(query, version)})
 
 
 async def post_hold(request: Request) -> Response:
@@ -130,7 +131,8 @@ async def post_hold(request: Request) -> Response:
 async def get_holds(request: Request) -> Response:
     authorize(request, "viewer")
     await wait_min_seq(request)
-    holds = await services_of(request).reads.holds()
+    version = version_name(request.query_params.get("version"))
+    holds = await services_of(request).reads.holds(version)
     return json_response({"data": {"holds": holds}})
 
 

@@ -136,7 +136,7 @@ def create_version(
     con.execute(SUMMARY_DDL.format(schema=schema))
     for table in LOCAL_TABLES:
         con.execute(f"CREATE TABLE {schema}.{table} AS SELECT * FROM main.{table} LIMIT 0")
-    from seed.generate import rebuild_summary, sql_file  # seed owns the views' SQL
+    from seed.generate import create_month_pivot, rebuild_summary, sql_file  # the views' SQL
 
     con.execute(f"SET schema = '{schema}'")
     try:
@@ -145,6 +145,11 @@ def create_version(
         con.execute("RESET schema")
     with in_version(con, schema):
         rebuild_summary(con)
+    con.execute(f"SET schema = '{schema}'")
+    try:
+        create_month_pivot(con)  # its months are the version's
+    finally:
+        con.execute("RESET schema")
     version = Version(name, schema, source.name, percent, False, by, at)
     con.execute(
         "INSERT INTO main.versions VALUES (?, ?, ?, ?, false, ?, ?)",

@@ -146,3 +146,40 @@ async def test_a_socket_saying_hello_with_a_version_gets_its_snapshot(server):
     finally:
         await actual.close()
         await half.close()
+
+
+async def test_holds_history_reports_and_exports_read_the_named_version(server):
+    async with server.client() as http:
+        r = await http.post("/versions?wait=10", json={"data": {"name": "plan", "percent": 10}})
+        assert r.status_code == 200, r.text
+        (cell,) = await read(
+            server,
+            f"SELECT supplier, brand FROM {SUMMARY} WHERE level = 1 ORDER BY ALL LIMIT 1",
+        )
+        condition = {"supplier": cell[0], "brand": cell[1], "month": None, "version": "plan"}
+        r = await http.post("/holds?wait=10", json={"data": {"condition": condition, "on": True}})
+        assert r.status_code == 200, r.text
+        seq = r.json()["data"]["seq"]
+        plan = (await http.get("/holds", params={"version": "plan", "min_seq": seq})).json()
+        actual = (await http.get("/holds", params={"min_seq": seq})).json()
+        assert len(plan["data"]["holds"]) == 1 and actual["data"]["holds"] == []
+        key = _json({"supplier": cell[0], "brand": cell[1], "month": None})
+        params = {"table": SUMMARY, "condition": key, "min_seq": seq}
+        plan_events = (await http.get("/history", params={**params, "version": "plan"})).json()
+        actual_events = (await http.get("/history", params=params)).json()
+        assert [e["action"] for e in plan_events["data"]["events"]] == ["hold"]
+        assert actual_events["data"]["events"] == []
+
+        def total(report: dict) -> Decimal:
+            return sum(Decimal(str(row["net_amount"])) for row in report["data"]["rows"])
+
+        name = "monthly-sales-summary"
+        a = (await http.get(f"/reports/{name}")).json()
+        b = (await http.get(f"/reports/{name}", params={"version": "plan"})).json()
+        assert total(b) > total(a) * Decimal("1.09")
+        r = await http.get("/export/sales", params={"format": "csv", "version": "plan"})
+        first = r.text.splitlines()[1].split(",")
+        (row,) = await read(server, "SELECT net_price FROM sales WHERE sale_id = ?", int(first[0]))
+        assert Decimal(first[-1]) == (row[0] * Decimal("1.1")).quantize(Decimal("0.01"))
+        r = await http.get("/grid/export", params={"version": "plan"})
+        assert r.status_code == 200
