@@ -21,7 +21,7 @@ from protocol.catalog import (
 from protocol.conditions import WHERE, equalities, parse_text_condition
 from protocol.errors import ProtocolError
 from protocol.values import MONTH_TEXT, Scalar, check_written, coerce_value
-from protocol.versions import ACTUAL
+from protocol.versions import ACTUAL, version_name
 
 SPREAD_METHODS = ("proportional", "equal", "percent", "like")
 # `percent`: the value is a change in percent of the cell's current value (5 = +5 %),
@@ -44,6 +44,7 @@ class Edit:
     expect: Scalar = None
     like: str | None = None  # spread "like": the period whose mix to take
     version: str = ACTUAL
+    like_version: str | None = None  # ... or the version whose mix to take
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -60,6 +61,8 @@ class Edit:
             out["expect"] = self.expect
         if self.like is not None:
             out["like"] = {"period": self.like}
+        if self.like_version is not None:
+            out["like"] = {"version": self.like_version}
         return out
 
 
@@ -171,8 +174,16 @@ def parse_edit(message: Any) -> Edit:
             condition["month"] = period  # a month named as a period
         elif period is not None:
             condition["period"] = period
-    like = _like(message.get("like"), condition) if spread == "like" else None
-    return Edit(table.name, column.name, value, condition, spread, expect, like)
+    like, like_version = None, None
+    if spread == "like":
+        reference = message.get("like")
+        if isinstance(reference, dict) and set(reference) == {"version"}:
+            like_version = version_name(reference["version"], "like.version")
+        else:
+            like = _like(reference, condition)
+    return Edit(
+        table.name, column.name, value, condition, spread, expect, like, like_version=like_version
+    )
 
 
 def _period_of(table: Table, condition: Any) -> tuple[Any, str | None]:
@@ -207,12 +218,10 @@ def _like(reference: Any, cell: dict[str, Scalar]) -> str:
     edited cell's kind (a month for a month cell, a quarter for a quarter, a year for a
     year)."""
     if not isinstance(reference, dict) or set(reference) != {"period"}:
-        if isinstance(reference, dict) and "version" in reference:
-            raise ProtocolError(
-                "bad_message", "versions are not available yet: 'like' names a month"
-            )
         raise ProtocolError(
-            "bad_message", "spread 'like' needs 'like': {\"period\": \"YYYY-MM\"}, another month"
+            "bad_message",
+            "spread 'like' needs 'like': {\"period\": \"YYYY-MM\"} (another period) or "
+            '{"version": "actual"} (another version)',
         )
     period = reference["period"]
     own = cell.get("period") or cell.get("month")

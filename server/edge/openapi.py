@@ -70,11 +70,13 @@ EDIT = {
         "version": {"type": "string", "pattern": VERSION_PATTERN},
         "spread": {"type": "string", "enum": ["proportional", "equal", "percent", "like"]},
         "expect": {"type": ["string", "number"]},
-        "like": {  # spread "like": the period (month, quarter, year) whose mix to take
+        "like": {  # spread "like": the period (month, quarter, year) or version to follow
             "type": "object",
-            "required": ["period"],
+            "minProperties": 1,
+            "maxProperties": 1,
             "properties": {
-                "period": {"type": "string", "pattern": "^[0-9]{4}(-Q[1-4]|-[0-9]{2})?$"}
+                "period": {"type": "string", "pattern": "^[0-9]{4}(-Q[1-4]|-[0-9]{2})?$"},
+                "version": {"type": "string", "pattern": f"^{VERSION_NAME.pattern}$"},
             },
         },
     },

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,7 @@ from protocol.codec import NO_SEQ
 from protocol.edits import Edit, EditMany, Hold, is_cell_edit
 from protocol.errors import ProtocolError
 from protocol.rollup import Cell, Delta, Node, add, roll_up
+from protocol.versions import ACTUAL
 from server.writer.batch import Limits
 from server.writer.blocks import BlockDecisions
 from server.writer.changes import Change, RowChange, Step
@@ -89,6 +91,8 @@ class Decider(BlockDecisions, SpreadDecisions):
         self.limits = limits
         self.stacks = stacks if stacks is not None else UndoStacks()
         self.published: str | None = None  # the seq of the last published batch
+        self.version = ACTUAL  # the version this decider decides (see writer/versions.py)
+        self.reference_state: Callable[[str], State | None] = lambda _name: None
 
     def decide(
         self, requests: list[Request], failed: dict[str, ProtocolError] | None = None

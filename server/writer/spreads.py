@@ -30,6 +30,8 @@ CHILD_LEVEL = (0, 1, 3)
 
 class SpreadDecisions:
     state: State
+    version: str  # the name of the version decided
+    reference_state: Callable[[str], State | None]  # another version's state, by name
 
     def _spread(self, edit: Edit, change: Change) -> None:
         state, cell = self.state, edit.condition
@@ -87,6 +89,14 @@ class SpreadDecisions:
         coords = coords_of(cell)
         if method != "like":
             return spreading.spread(self._leaves(coords, rows, units, held), target, method)
+        if edit.like_version is not None:  # the children take their mix in that version
+            columns = None
+            if cell.get("period") is not None:
+                columns = [3, *(c for c in depth_columns(coords) if c != 3)]
+            summary = self._reference_summary(edit.like_version)
+            mix = self._version_mix(cell, coords, rows, scale, columns, summary)
+            leaves = self._leaves(coords, rows, units, held, columns)
+            return spreading.spread_like(leaves, target, mix)
         reference: str = edit.like  # type: ignore[assignment]
         if cell.get("period") is None:  # the children take the reference month's mix
             mix = self._reference_mix(coords, rows, reference, scale)
@@ -177,6 +187,41 @@ class SpreadDecisions:
 
         return self._mix(coords, rows, scale, columns, same_place)
 
+    def _reference_summary(self, version: str) -> dict[Cell, list[int]]:
+        """The summary of the version a `like` spread takes its mix from."""
+        if version == self.version:
+            raise ProtocolError("cannot_spread_like", "spread 'like' takes another version's mix")
+        state = self.reference_state(version)
+        if state is None:
+            raise ProtocolError("unknown_version", f"there is no version {version!r}")
+        return state.summary
+
+    def _version_mix(
+        self,
+        cell: dict[str, Any],
+        coords: tuple[Any, ...],
+        rows: np.ndarray,
+        scale: int,
+        columns: list[int] | None,
+        summary: dict[Cell, list[int]],
+    ) -> dict[int, int]:
+        """For `like` another version: each child of the cell (its months for a quarter
+        or year, else the next level down, or the months of an all-months cell) -> the
+        same child's value in that version."""
+        below = columns or depth_columns(coords)
+        if not below:
+            return {}  # a family-month: no children (spread_like says so)
+        column = below[0]
+        open_levels = [c for c in below if c != 3]
+        level = cell["level"] if column == 3 else CHILD_LEVEL[len(open_levels) - 1]
+
+        def same_child(node: Node) -> Cell:
+            child = list(coords[:4])
+            child[column] = node[column]
+            return (*child, level)  # type: ignore[return-value]
+
+        return self._mix(coords, rows, scale, columns, same_child, summary)
+
     def _mix(
         self,
         coords: tuple[Any, ...],
@@ -184,15 +229,18 @@ class SpreadDecisions:
         scale: int,
         columns: list[int] | None,
         reference_of: Callable[[Node], Cell],
+        summary: dict[Cell, list[int]] | None = None,
     ) -> dict[int, int]:
-        """Each depth-0 group of the rows' nodes -> the value of its reference cell."""
+        """Each depth-0 group of the rows' nodes -> the value of its reference cell (in
+        `summary`, by default this version's)."""
         state = self.state
+        summary = state.summary if summary is None else summary
         nodes = np.unique(state.row_node[rows])
         _, groups = self._path_ranks(coords, nodes, columns)
         measure = 1 if scale == 100 else 0
         mix: dict[int, int] = {}
         for node, group in zip(nodes.tolist(), groups[0].tolist(), strict=True):
-            value = state.summary.get(reference_of(state.nodes[node]))
+            value = summary.get(reference_of(state.nodes[node]))
             mix[group] = value[measure] if value else 0
         return mix
 

@@ -57,6 +57,11 @@ def load_versions(
             else:
                 decider = Decider(state, limits, load_stacks(con, limits.undo_depth))
         out[name] = Loaded(version, decider, cell_ids)
+    for name, loaded in out.items():  # a `like` spread may take another version's mix
+        loaded.decider.version = name
+        loaded.decider.reference_state = lambda other: (
+            out[other].decider.state if other in out else None
+        )
     return out
 
 

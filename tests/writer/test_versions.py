@@ -292,3 +292,47 @@ def test_ducksheet_check_checks_every_version(fresh, tmp_path, capsys):
         broken.execute(f"UPDATE v1.{SUMMARY} SET net_amount = net_amount + 1 WHERE level = 7")
     assert run_check(settings, argparse.Namespace()) == 1
     assert "(budget)" in capsys.readouterr().out
+
+
+def test_like_another_version_gives_the_children_that_versions_mix(fresh):
+    con = fresh()
+    writer = DirectWriter(con)
+    outcome(writer, CreateVersion("budget"))
+    cell = brand_cell(con)
+    families = con.execute(
+        f"SELECT family, net_amount FROM {SUMMARY} WHERE level = 0 AND supplier = ? "
+        "AND brand = ? AND month = ? ORDER BY family",
+        list(cell.values()),
+    ).fetchall()
+    # budget's mix drifts: its first family doubles
+    first = {**cell, "family": families[0][0]}
+    outcome(writer, spread(first, str(families[0][1] * 2), "budget"))
+    like = versioned(
+        {
+            "table": SUMMARY,
+            "column": "net_amount",
+            "value": "10000.00",
+            "condition": cell,
+            "spread": "like",
+            "like": {"version": "actual"},
+            "version": "budget",
+        },
+        parse_edit,
+    )
+    assert outcome(writer, like)["status"] == "applied"
+    got = dict(
+        con.execute(
+            f"SELECT family, net_amount FROM v1.{SUMMARY} WHERE level = 0 AND supplier = ? "
+            "AND brand = ? AND month = ?",
+            list(cell.values()),
+        ).fetchall()
+    )
+    total = sum(v for _, v in families)
+    assert sum(got.values()) == Decimal("10000.00")
+    for family, value in families:  # actual's shares, to the cent
+        assert abs(got[family] - Decimal("10000") * value / total) <= Decimal("0.01")
+    exact(con, "v1")
+    same = versioned({**like.as_dict(), "like": {"version": "budget"}}, parse_edit)
+    assert outcome(writer, same)["error"]["code"] == "cannot_spread_like"
+    ghost = versioned({**like.as_dict(), "like": {"version": "ghost"}}, parse_edit)
+    assert outcome(writer, ghost)["error"]["code"] == "unknown_version"
