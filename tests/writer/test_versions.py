@@ -231,7 +231,7 @@ def test_compare_gives_a_b_their_difference_and_ratio(fresh):
         compare(con, "budget", "nope", "net_amount", {}, 10, 0)
 
 
-VERSIONS = (None, "budget", "plan")
+VERSIONS = (None, "budget", "plan", "frozen")
 
 
 @settings(
@@ -245,7 +245,9 @@ def test_any_sequence_over_versions_keeps_each_exact_and_the_others_untouched(fr
     writer = DirectWriter(con)
     outcome(writer, CreateVersion("budget", "actual", "5"))
     outcome(writer, CreateVersion("plan", "budget", "-2.5"))
-    schemas = {None: "main", "budget": "v1", "plan": "v2"}
+    outcome(writer, CreateVersion("frozen", "actual"))
+    outcome(writer, LockVersion("frozen", True))
+    schemas = {None: "main", "budget": "v1", "plan": "v2", "frozen": "v3"}
     for version, op in ops:
         try:
             kind, message = to_message(con, op)
@@ -257,17 +259,21 @@ def test_any_sequence_over_versions_keeps_each_exact_and_the_others_untouched(fr
         # products are shared: moving one moves every version's facts (resettled)
         shared = getattr(action, "table", None) == "product"
         others = {} if shared else {v: image(con, s) for v, s in schemas.items() if v != version}
+        if version == "frozen":  # locked: nothing it names changes it
+            others["frozen"] = image(con, "v3")
         result = outcome(writer, action)
         code = result["status"] if result["status"] == "applied" else result["error"]["code"]
-        REPORT[f"{'actual' if version is None else 'version'} {code}"] += 1
+        REPORT[f"{version or 'actual'} {code}"] += 1
+        if version == "frozen":
+            assert code in ("locked", "bad_message"), code
         for other, seen in others.items():
             assert image(con, schemas[other]) == seen, (version, op, other)
-    for schema in ("v1", "v2"):
+    for schema in ("v1", "v2", "v3"):
         exact(con, schema)
     exact(con, None)
     # a restart loads exactly what was decided
     restarted = DirectWriter(con)
-    for name in ("actual", "budget", "plan"):
+    for name in ("actual", "budget", "plan", "frozen"):
         assert restarted.version(name).state.summary == writer.version(name).state.summary
 
 
