@@ -318,7 +318,7 @@ def spec() -> dict[str, Any]:
                 "parameters": [VERSION],
                 "responses": {
                     "200": _ok("holds", _object({"holds": {"type": "array", "items": HOLD_ROW}})),
-                    **_errors(401),
+                    **_errors(400, 401, 404),
                 },
             },
         },
@@ -531,7 +531,7 @@ def spec() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": {"description": "the workbook", "content": {XLSX: {}}},
-                    **_errors(400, 401, 422),
+                    **_errors(400, 401, 404, 422),
                 },
             }
         },

@@ -61,7 +61,7 @@ def test_check_exits_nonzero_on_drift(tmp_path: Path):
         )
     check = ducksheet("check", "--data-dir", str(tmp_path))
     assert check.returncode == 1
-    assert "drift:" in check.stdout and "footing:" in check.stdout
+    assert "drift (actual):" in check.stdout and "footing (actual):" in check.stdout
 
 
 def test_serve_seeds_starts_embedded_redis_and_stops_cleanly(tmp_path: Path):

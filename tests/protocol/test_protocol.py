@@ -111,7 +111,7 @@ def test_a_like_spread_names_another_month_and_round_trips():
     ("like", "cell", "code"),
     [
         (None, {}, "bad_message"),
-        ({"version": "budget"}, {}, "bad_message"),
+        ({"version": "Not A Name"}, {}, "bad_message"),
         ({"period": "2023-03", "extra": 1}, {}, "bad_message"),
         ({"period": "2023-13"}, {}, "bad_message"),
         ({"period": "2023-Q1"}, {}, "bad_message"),  # a quarter for a month
