@@ -8,6 +8,7 @@
  *   grid.js        rendering and windowing (selection.js, editor.js: selecting, editing)
  *   presence.js    who is connected and where their cursors are
  *   toolbar.js     status, name, measure, spread and the Hold button
+ *   versions.js    the version shown, the one compared with, new versions, lock
  *   undo.js        the Undo / Redo buttons and keys
  *   download.js    the Download button: this view as an xlsx workbook
  *   toasts.js      notifications
@@ -36,6 +37,7 @@ import { createToasts } from './toasts.js';
 import { createToolbar } from './toolbar.js';
 import { createDownload } from './download.js';
 import { createUndo } from './undo.js';
+import { createVersions, versionsFromUrl } from './versions.js';
 
 // The sheet (see model.js) and this session, exposed as window.ducksheet.state.
 const state = Object.assign(createSheet(), {
@@ -51,7 +53,11 @@ const state = Object.assign(createSheet(), {
   range: null,               // the far corner { key, col } of a range from the selection, or null
   peers: new Map(),          // presence id -> { id, name, cell, color } of other users
   pending: new Map(),        // client request id -> request awaiting applied/rejected
-});
+  versions: [],              // [{ name, from, percent, locked, … }] from GET /versions
+  compare: null,             // the version every cell is compared with, or null
+  compareSheet: null,        // that version's sheet (see model.js) once it has loaded
+  varianceAs: 'percent',     // percent | absolute: the variance shown in each cell
+}, versionsFromUrl());
 
 const toasts = createToasts();
 const { notify } = toasts;
@@ -70,6 +76,7 @@ const connection = createConnection({
       state.overridesHolds = msg.overrides_holds === true; // an admin by token
       toolbar.showRole();
       undo.showRole();
+      versions.showRole();
       toolbar.updateHoldButton();
       toolbar.setStatus('live');
       presence.welcome(Array.isArray(msg.presence) ? msg.presence : []);
@@ -87,6 +94,7 @@ const connection = createConnection({
       notify('info', 'Out of sync — reloading the whole sheet.');
     },
     updates(msg) {
+      versions.applyUpdates(msg);
       const changes = applyUpdates(state, msg);
       if (!changes) return;
       if (msg.seq != null) grid.overlays.settle(msg.seq);
@@ -145,6 +153,27 @@ const toolbar = createToolbar({
   },
 });
 
+const versions = createVersions({
+  state,
+  notify,
+  beginAction,
+  versionChanged() {
+    grid.closeEditor(false);
+    state.seq = null;        // a new snapshot, of the version now shown
+    state.dataSeq = null;
+    state.holds = new Map();
+    connection.reconnectNow('version changed');
+  },
+  compareChanged(cellKeys) {
+    if (cellKeys) grid.repaintCells(cellKeys);
+    else grid.repaintAll();
+  },
+  lockChanged() {
+    grid.closeEditor(false);
+    undo.showRole();
+  },
+});
+
 const undo = createUndo({ state, notify, submit, beginAction, focusGrid: () => grid.focus() });
 const panel = createPanel({ state, submit, notify, beginAction, dataSeq: () => state.dataSeq });
 
@@ -157,3 +186,4 @@ window.ducksheet = {
   socket: connection.socket,
 };
 connection.start();
+versions.load();

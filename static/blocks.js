@@ -7,7 +7,7 @@
  * `cells()` (the range, see selection.js) and `selectRect(rect)`.
  */
 
-import { NAME_COL, cellEdit, cellKeyOf, cellLabel } from './model.js';
+import { NAME_COL, cellEdit, cellKeyOf, cellLabel, readOnlyReason } from './model.js';
 import { rectHeight, rectSize, rectWidth, valueColumns } from './range.js';
 import { formatTsv, parseNumbers, parseTsv } from './tsv.js';
 import { KIND, plural, rawValue } from './util.js';
@@ -19,9 +19,9 @@ export function createBlocks(ctx) {
   const { state, overlays } = ctx;
 
   function mayEdit() {
-    if (state.role !== 'viewer') return true;
-    ctx.notify('warn', 'Read-only: your role cannot edit.');
-    return false;
+    const readOnly = readOnlyReason(state);
+    if (readOnly) ctx.notify('warn', readOnly);
+    return !readOnly;
   }
 
   /* ---- Copy ------------------------------------------------------------------------- */

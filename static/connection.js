@@ -13,7 +13,7 @@
  * The socket URL is ws(s)://<same host>/ws, or the query parameter ?ws=<url>.
  */
 
-import { TABLE, noteSeq } from './model.js';
+import { ACTUAL, noteSeq } from './model.js';
 import { accessToken } from './util.js';
 
 const PING_MS = 20000;
@@ -32,9 +32,11 @@ export function createConnection(ctx) {
   // `onChange(request)` is called on queued, applied, rejected and on a lost connection
   // (status "lost"). `what` names it in messages ("Edit of Coach · Mar 2024"); `explain`
   // (error) → { level, text }, if given, words a rejection instead. Returns null when not connected.
+  // Every request is of the version shown.
   function submit(message, what, onChange, explain = null) {
     const id = `${clientTag}-${Date.now().toString(36)}-${++requestCounter}`;
-    if (!send({ ...message, id })) {
+    const version = state.version === ACTUAL ? {} : { version: state.version };
+    if (!send({ ...message, ...version, id })) {
       notify('error', `Not connected — ${what} not sent.`);
       return null;
     }
@@ -135,7 +137,8 @@ export function createConnection(ctx) {
     conn.ws = ws;
     ws.addEventListener('open', () => {
       if (ws !== conn.ws) return;
-      send({ type: 'hello', name: state.name, token: accessToken(), since: state.seq });
+      const hello = { type: 'hello', name: state.name, token: accessToken(), since: state.seq };
+      send(state.version === ACTUAL ? hello : { ...hello, version: state.version });
       conn.pingOutstanding = false;
       conn.pingTimer = setInterval(keepAlive, PING_MS);
     });
@@ -183,9 +186,10 @@ export function createConnection(ctx) {
     conn.backoff = Math.min(conn.backoff * 2, BACKOFF_MAX_MS);
   }
 
-  // Used when the display name changes: close deliberately and say hello again at once.
-  function reconnectNow() {
-    abandonSocket('display name changed');
+  // Used when the display name or the version shown changes: close deliberately and say
+  // hello again at once.
+  function reconnectNow(reason) {
+    abandonSocket(reason);
     conn.backoff = BACKOFF_MIN_MS;
     setStatus('connecting');
     connect();

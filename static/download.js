@@ -8,7 +8,7 @@
  *   notify  (level, text) toast
  */
 
-import { LEVEL } from './model.js';
+import { LEVEL, versionParam } from './model.js';
 import { accessToken } from './util.js';
 
 // The expanded nodes as the server names them: [supplier] or [supplier, brand].
@@ -32,6 +32,8 @@ export function createDownload(ctx) {
       measure: state.measure,
       expanded: JSON.stringify(expandedPaths(state)),
     });
+    const version = versionParam(state);
+    if (version) query.set('version', version);
     const headers = {};
     const token = accessToken();
     if (token) headers.Authorization = `Bearer ${token}`;

@@ -5,7 +5,7 @@
  * selection sideways). Held cells are read-only: no editor opens on them.
  */
 
-import { LEVEL, NAME_COL, TOTAL_COL, cellEdit, cellKeyOf, cellLabel, isPeriod } from './model.js';
+import { LEVEL, NAME_COL, TOTAL_COL, cellEdit, cellKeyOf, cellLabel, isPeriod, readOnlyReason } from './model.js';
 import { KIND, afterPercent, el, parsePercent, parseValue, rawValue } from './util.js';
 
 const SPREAD_LABEL = Object.freeze({ proportional: 'Proportional', equal: 'Equal', like: 'Like last year' });
@@ -18,8 +18,9 @@ export function createEditor(ctx) {
     const sel = state.selection;
     if (!sel || sel.col === NAME_COL) return;
     ctx.beginAction();
-    if (state.role === 'viewer') {
-      ctx.notify('warn', 'Read-only: your role cannot edit.');
+    const readOnly = readOnlyReason(state);
+    if (readOnly) {
+      ctx.notify('warn', readOnly);
       return;
     }
     if (editor) commit(0, true);

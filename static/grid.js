@@ -20,7 +20,7 @@
 
 import {
   DEPTH, NAME_COL, TOTAL_COL, cellKeyOf, cellOf, columns, isExpandable, isExpanded, isPeriod,
-  mayRelease, toggleExpanded, visibleNodes, withPeriodKeys,
+  mayRelease, toggleExpanded, variance, visibleNodes, withPeriodKeys,
 } from './model.js';
 import { createBlocks } from './blocks.js';
 import { INDENT_PX, createColumns } from './columns.js';
@@ -53,7 +53,7 @@ export function createGrid(ctx) {
 
   const widths = createColumns({
     state,
-    text: (cellKey) => cellText(cellKey),
+    text: (cellKey) => [cellText(cellKey), varianceText(cellVariance(cellKey))].join(' '),
     changed: () => view.cells.forEach((td) => { td.title = cellTitle(td.dataset.key, td.firstChild.textContent); }),
   });
 
@@ -230,6 +230,7 @@ export function createGrid(ctx) {
       return;
     }
     const parts = [
+      ...(state.compare ? [`${state.version} vs ${state.compare}`] : state.version !== 'actual' ? [state.version] : []),
       plural(state.root.children.length, 'supplier'),
       plural(state.months.length, 'month'),
       `${plural(view.list.length, 'row')} shown`,
@@ -261,6 +262,60 @@ export function createGrid(ctx) {
     return format(displayedValue(cellKey), KIND[state.measure]);
   }
 
+  /* ---- Variance against the compared version (versions.js loads it) ----------------- */
+
+  function comparedValue(cellKey) {
+    return state.compareSheet ? cellOf(state.compareSheet, cellKey)?.[state.measure] : undefined;
+  }
+
+  // { diff, ratio } of the shown value against the compared one, or null.
+  function cellVariance(cellKey) {
+    if (!state.compareSheet) return null;
+    return variance(displayedValue(cellKey), comparedValue(cellKey), KIND[state.measure]);
+  }
+
+  function signed(text, n) {
+    return n > 0 ? `+${text}` : text;
+  }
+
+  function percentText(v) {
+    if (v.ratio === null) return v.diff === 0 ? '0%' : 'new';
+    return signed(`${(v.ratio * 100).toFixed(1)}%`, v.ratio);
+  }
+
+  function diffText(v, format) {
+    return signed(format(v.diff, KIND[state.measure]), v.diff);
+  }
+
+  // What a cell shows of its variance: Δ or Δ% (the header's choice); '' for none.
+  function varianceText(v) {
+    if (!v) return '';
+    return state.varianceAs === 'absolute' ? diffText(v, state.compact ? formatCompact : formatValue) : percentText(v);
+  }
+
+  function varianceLine(cellKey) {
+    const v = cellVariance(cellKey);
+    if (!v) return '';
+    const compared = formatValue(comparedValue(cellKey) ?? 0, KIND[state.measure]);
+    return `vs ${state.compare}: ${compared} · Δ ${diffText(v, formatValue)} (${percentText(v)})`;
+  }
+
+  function paintVariance(td, key) {
+    const v = cellVariance(key);
+    let tag = td.querySelector(':scope > .var');
+    if (!v) {
+      if (tag) tag.remove();
+      return;
+    }
+    if (!tag) {
+      tag = el('span', 'var');
+      td.firstChild.after(tag);
+    }
+    tag.textContent = varianceText(v);
+    tag.classList.toggle('up', v.diff > 0);
+    tag.classList.toggle('down', v.diff < 0);
+  }
+
   // The tooltip; it starts with the full value when the cell shows less (compact, clipped).
   function cellTitle(cellKey, text) {
     const lines = [];
@@ -276,6 +331,8 @@ export function createGrid(ctx) {
     if (peers) lines.push(`${peers.map((p) => p.name).join(', ')} here`);
     const changed = changedLine(cellOf(state, cellKey));
     if (changed) lines.push(changed);
+    const versus = varianceLine(cellKey);
+    if (versus) lines.push(versus);
     return lines.join('\n');
   }
 
@@ -303,6 +360,7 @@ export function createGrid(ctx) {
     td.firstChild.textContent = text;
     td.classList.toggle('neg', Number(value) < 0);
     td.classList.toggle('pending', Boolean(overlay) && overlay.status !== 'applied');
+    paintVariance(td, key);
     paintHold(td, key);
     paintPeer(td, key);
     td.title = cellTitle(key, text);
@@ -430,6 +488,13 @@ export function createGrid(ctx) {
     repaintAll() {
       widths.fitAll(false);
       view.cells.forEach(paintCell);
+      renderSummary();
+    },
+    // The compared version's cells changed: their variance is shown again.
+    repaintCells(cellKeys) {
+      const cells = withPeriodKeys(state, cellKeys);
+      widths.grow(cells);
+      cells.forEach(paintCellByKey);
     },
     isHeld,
     reveal: selection.reveal,

@@ -8,7 +8,9 @@
  * panel.js with `state`, `dataSeq()` (seq of the data shown) and `isOpen()`.
  */
 
-import { TABLE, cellCondition, cellKeyOf, cellKeyOfCell, cellLabel, isPeriod } from './model.js';
+import {
+  TABLE, cellCondition, cellKeyOf, cellKeyOfCell, cellLabel, isPeriod, versionOf, versionParam,
+} from './model.js';
 import { KIND, el, errorText, fetchJson, formatValue, relativeTime, setMessage, tableHead } from './util.js';
 
 const PAGE = 50;
@@ -46,7 +48,8 @@ export function createHistory(ctx) {
   function applyUpdates(msg) {
     const key = history.target?.key;
     if (!key || !ctx.isOpen()) return;
-    const mine = (row) => (!row.table || row.table === TABLE) && cellKeyOfCell(row) === key;
+    const mine = (row) => (!row.table || row.table === TABLE) && versionOf(row) === ctx.state.version
+      && cellKeyOfCell(row) === key;
     if ((msg.rows || []).some(mine) || (msg.holds || []).some(mine)) load(false);
   }
 
@@ -74,7 +77,11 @@ export function createHistory(ctx) {
       return;
     }
     const params = {
-      table: TABLE, condition: cellCondition(target.node, target.month), limit: PAGE, min_seq: ctx.dataSeq(),
+      table: TABLE,
+      condition: cellCondition(target.node, target.month),
+      limit: PAGE,
+      min_seq: ctx.dataSeq(),
+      version: versionParam(ctx.state),
     };
     if (older) params.before = history.events[history.events.length - 1].seq;
     if (!older && history.shownKey !== target.key) setMessage(dom.message, 'Loading…');

@@ -8,6 +8,7 @@
 import { compareSeq, monthLabel } from './util.js';
 
 export const TABLE = 'sales_summary_by_product_family';
+export const ACTUAL = 'actual';
 export const LEVEL = Object.freeze({ FAMILY: 0, BRAND: 1, SUPPLIER: 3, TOTAL: 7 });
 export const DEPTH = Object.freeze({ 7: 0, 3: 1, 1: 2, 0: 3 });
 export const NAME_COL = '#name';
@@ -60,6 +61,7 @@ export function createSheet() {
     expandedInitialised: false,
     holds: new Map(),          // cell key -> { by, level } of every held cell
     lastChange: null,          // { by, at } of the latest `updates`
+    version: ACTUAL,           // the version shown and edited
   };
   resetSheet(sheet);
   return sheet;
@@ -159,6 +161,14 @@ export function cellLabel(sheet, cellKey) {
   const { nodeKey, month } = splitCellKey(cellKey);
   const node = sheet.nodes.get(nodeKey);
   return `${node ? node.label : nodeKey} · ${month ? monthLabel(month) : 'Total'}`;
+}
+
+// Why this client cannot edit the sheet now ('' when it can): a viewer's role, or the
+// version shown is locked. (`role` and `versions` are the client state's.)
+export function readOnlyReason(sheet) {
+  if (sheet.role === 'viewer') return 'Read-only: your role cannot edit.';
+  if (sheet.versions?.some((v) => v.name === sheet.version && v.locked)) return `Read-only: ${sheet.version} is locked.`;
+  return '';
 }
 
 // Only the holder or an admin may release a hold.
@@ -326,10 +336,29 @@ export function applySnapshot(sheet, msg) {
   return { holds: applyHolds(sheet, msg.holds, true) };
 }
 
-// Is a row of an `updates` frame one of the version shown? (A row without `version` is
-// actual's; the grid shows actual.)
-export function ofShownVersion(row) {
-  return (row.version ?? 'actual') === 'actual';
+// The `version` query parameter of reads of the version shown (none for actual).
+export const versionParam = (sheet) => (sheet.version === ACTUAL ? undefined : sheet.version);
+
+// The version a row of an `updates` frame belongs to (a row without `version` is actual's).
+export const versionOf = (row) => row.version ?? ACTUAL;
+
+// Applies summary rows of one version as they are (the compared version's sheet).
+export function applyRows(sheet, rows) {
+  const changes = { cells: [], structure: false, columns: false };
+  rows.forEach((row) => applyRow(sheet, row, null, changes));
+  if (changes.columns) sortMonths(sheet);
+  return changes.cells;
+}
+
+// A shown value against a compared one: { diff, ratio }, the difference exact in cents
+// for money, ratio = diff / compared (null where that is 0); null when neither has a value.
+export function variance(shown, compared, kind) {
+  const absent = (v) => v === null || v === undefined || v === '';
+  if (absent(shown) && absent(compared)) return null;
+  const scale = kind === 'money' ? 100 : 1;
+  const a = Math.round(Number(absent(shown) ? 0 : shown) * scale);
+  const b = Math.round(Number(absent(compared) ? 0 : compared) * scale);
+  return { diff: (a - b) / scale, ratio: b === 0 ? null : (a - b) / b };
 }
 
 // Applies an `updates` frame. Returns null for one already shown, else what changed:
@@ -338,14 +367,15 @@ export function applyUpdates(sheet, msg) {
   if (msg.seq != null && sheet.dataSeq != null && compareSeq(msg.seq, sheet.dataSeq) <= 0) return null;
   const by = Array.isArray(msg.by) ? msg.by : [];
   const changes = { cells: [], structure: false, columns: false, by };
-  (msg.rows || []).filter(ofShownVersion).forEach((row) => applyRow(sheet, row, by, changes));
+  const shown = (row) => versionOf(row) === sheet.version;
+  (msg.rows || []).filter(shown).forEach((row) => applyRow(sheet, row, by, changes));
   if (changes.columns) sortMonths(sheet);
   if (msg.seq != null) {
     sheet.dataSeq = String(msg.seq);
     noteSeq(sheet, msg.seq);
   }
   sheet.lastChange = { by, at: new Date() };
-  changes.holds = applyHolds(sheet, (msg.holds || []).filter(ofShownVersion), false);
+  changes.holds = applyHolds(sheet, (msg.holds || []).filter(shown), false);
   return changes;
 }
 

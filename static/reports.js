@@ -4,6 +4,7 @@
  * "Reports are unavailable".
  */
 
+import { versionParam } from './model.js';
 import { el, errorText, fetchJson, parseValue, plural, reportFormatter, setMessage, tableHead } from './util.js';
 
 const REPORT_ROWS_SHOWN = 1000;
@@ -94,6 +95,8 @@ export function createReports(ctx) {
       }
       params[input.name] = value;
     }
+    const version = versionParam(ctx.state);
+    if (version) params.version = version;
     return { params };
   }
 

@@ -11,6 +11,7 @@
  * `isOpen()`.
  */
 
+import { versionOf, versionParam } from './model.js';
 import {
   KIND, Overlays, el, errorText, fetchJson, formatValue, parseValue, plural, rawValue, setMessage, tableHead,
 } from './util.js';
@@ -123,7 +124,11 @@ export function createSales(ctx) {
     }
     const token = ++sales.token;
     const result = await fetchJson('/view_table/sales', {
-      condition: { product_id: sales.productId }, limit: SALES_PAGE, offset, order: 'invoice_date,sale_id',
+      condition: { product_id: sales.productId },
+      limit: SALES_PAGE,
+      offset,
+      order: 'invoice_date,sale_id',
+      version: versionParam(ctx.state),
     });
     if (token !== sales.token) return;
     if (result.status !== 200) {
@@ -214,7 +219,7 @@ export function createSales(ctx) {
   function applyUpdates(msg) {
     const changed = [];
     (msg.base || []).forEach((row) => {
-      if (row.table !== 'sales' || row.version || !sales.rows.has(row.sale_id)) return;
+      if (row.table !== 'sales' || versionOf(row) !== ctx.state.version || !sales.rows.has(row.sale_id)) return;
       const before = sales.rows.get(row.sale_id);
       sales.rows.set(row.sale_id, row);
       sales.columns.forEach((c) => { if (before[c] !== row[c]) changed.push(`${row.sale_id}#${c}`); });

@@ -15,7 +15,7 @@
  *   beginAction    () a new action starts (older toasts go)
  */
 
-import { NAME_COL, cellCondition, cellKeyOf, cellLabel, isPeriod, mayRelease } from './model.js';
+import { NAME_COL, cellCondition, cellKeyOf, cellLabel, isPeriod, mayRelease, readOnlyReason } from './model.js';
 
 const STORAGE_NAME = 'ducksheet.name';
 const STATUS_TEXT = Object.freeze({
@@ -103,6 +103,10 @@ export function createToolbar(ctx) {
     if (!node || sel.col === NAME_COL) return;
     if (state.role === 'viewer') {
       ctx.notify('warn', 'Read-only: your role cannot hold cells.');
+      return;
+    }
+    if (readOnlyReason(state)) {
+      ctx.notify('warn', readOnlyReason(state));
       return;
     }
     if (isPeriod(sel.col)) {

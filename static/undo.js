@@ -12,6 +12,7 @@
  *   focusGrid    () give the keyboard back to the grid (after a button click)
  */
 
+import { readOnlyReason } from './model.js';
 import { monthLabel } from './util.js';
 
 const MAC = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
@@ -52,8 +53,9 @@ export function createUndo(ctx) {
 
   function send(word) {
     ctx.beginAction();
-    if (state.role === 'viewer') {
-      ctx.notify('warn', 'Read-only: your role cannot edit.');
+    const readOnly = readOnlyReason(state);
+    if (readOnly) {
+      ctx.notify('warn', readOnly);
       return;
     }
     ctx.submit({ type: word }, word === 'undo' ? 'Undo' : 'Redo', () => {}, (error) => explain(word, error));
@@ -73,9 +75,10 @@ export function createUndo(ctx) {
     event.preventDefault();
   }
 
-  // Read-only users cannot undo; called once the role is known (welcome).
+  // Read-only users cannot undo, nor anyone in a locked version; called once the role is
+  // known (welcome) and when the version shown is locked or unlocked.
   function showRole() {
-    Object.values(buttons).forEach((b) => { b.disabled = state.role === 'viewer'; });
+    Object.values(buttons).forEach((b) => { b.disabled = Boolean(readOnlyReason(state)); });
   }
 
   buttons.undo.title = `Undo your last change (${KEYS.undo})`;

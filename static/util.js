@@ -217,6 +217,24 @@ export async function getJson(path, params = {}) {
   return { status: response.status, body };
 }
 
+// POST a JSON body ({"data": data}) to an endpoint: { status, body }, a network failure as
+// status 0 like fetchJson.
+export async function postJson(path, data) {
+  const headers = { Accept: 'application/json', 'Content-Type': 'application/json' };
+  const token = accessToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  try {
+    const response = await fetch(path, { method: 'POST', headers, body: JSON.stringify({ data }) });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch { /* not JSON: callers report the status */ }
+    return { status: response.status, body };
+  } catch (err) {
+    return { status: 0, body: { error: { message: `network error: ${err.message}` } } };
+  }
+}
+
 // getJson, with a network failure as status 0 and its message as the error.
 export async function fetchJson(path, params) {
   try {

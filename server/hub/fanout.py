@@ -30,7 +30,8 @@ Result = dict[str, Any]
 def updates_frame(payloads: list[dict[str, Any]]) -> str | None:
     """One `updates` frame for consecutive response entries, or None when nothing
     changed. It carries the last entry's seq and every changed row as it is after the
-    last entry, so a client that fell behind catches up with one frame."""
+    last entry, so a client that fell behind catches up with one frame; and the list of
+    versions when one of the entries changed it."""
     if len(payloads) == 1:
         payload = payloads[0]
         rows, base = payload["rows"], payload["base"]
@@ -38,7 +39,8 @@ def updates_frame(payloads: list[dict[str, Any]]) -> str | None:
         truncated = bool(payload.get("base_truncated"))
     else:
         rows, base, holds, by, truncated = _merged(payloads)
-    if not (rows or base or holds):
+    versions = next((p["versions"] for p in reversed(payloads) if "versions" in p), None)
+    if not (rows or base or holds or versions):
         return None
     frame = {
         "type": "updates",
@@ -50,6 +52,8 @@ def updates_frame(payloads: list[dict[str, Any]]) -> str | None:
     }
     if truncated:
         frame["base_truncated"] = True
+    if versions:
+        frame["versions"] = versions  # a version was created, locked or unlocked
     return dumps_text(frame)
 
 

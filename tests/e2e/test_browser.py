@@ -318,15 +318,87 @@ async def test_like_last_year_gives_a_brand_last_years_family_mix(server, users)
     await expect(choice.locator("button", has_text="Like last year")).to_have_count(0)
 
 
-async def brand_months(server, supplier: str, brand: str) -> dict[str, Decimal]:
+async def brand_months(server, supplier: str, brand: str, version: str = "actual") -> dict:
+    (schema,) = (await read(server, "SELECT schema_name FROM versions WHERE name = ?", version))[0]
     rows = await read(
         server,
-        f"SELECT month, net_amount FROM {SUMMARY} WHERE level = 1 AND supplier = ? "
-        "AND brand = ? AND month IS NOT NULL",
+        f"SELECT month, net_amount FROM {schema or 'main'}.{SUMMARY} WHERE level = 1 "
+        "AND supplier = ? AND brand = ? AND month IS NOT NULL",
         supplier,
         brand,
     )
     return dict(rows)
+
+
+def percent_of(a: Decimal, b: Decimal) -> str:
+    """The grid's Δ% text of a against b."""
+    ratio = (a - b) / b * 100
+    text = f"{ratio:.1f}%"
+    return f"+{text}" if ratio > 0 else text
+
+
+def quarter(months: dict[str, Decimal], name: str) -> Decimal:
+    year, q = name.split("-Q")
+    wanted = {f"{year}-{3 * int(q) - 2 + i:02d}" for i in range(3)}
+    return sum((v for m, v in months.items() if m in wanted), Decimal(0))
+
+
+async def test_a_budget_from_actual_edited_by_quarter_shows_its_variance_elsewhere(server, users):
+    ann, bob = await users.open("ann"), await users.open("bob")
+    supplier, brand = await first_brand(ann)
+    await ann.locator("#version").select_option("#new")
+    await ann.locator("#version-name").fill("budget")
+    await ann.locator("#version-percent").fill("5")
+    await ann.locator("#version-create").click()
+    await expect(ann.locator("#version")).to_have_value("budget")
+    await toast(ann, "Created budget from actual +5 %")
+    assert "version=budget" in ann.url
+
+    await bob.locator("#version").select_option("budget")
+    await bob.locator("#compare").select_option("actual")
+    await expect(bob).to_have_url(re.compile(r"version=budget&compare=actual"))
+    for page in (ann, bob):
+        await page.locator("#periods-button").click()
+    actual = await brand_months(server, supplier, brand)
+    budget = await brand_months(server, supplier, brand, "budget")
+    assert budget != actual
+    q1 = cell(bob, supplier, brand, None, "2025-Q1")
+    a_q1 = quarter(actual, "2025-Q1")
+    await expect(q1.locator(".var")).to_have_text(percent_of(quarter(budget, "2025-Q1"), a_q1))
+    await expect(q1.locator(".var")).to_have_class(klass("up"))
+
+    await type_into(ann, cell(ann, supplier, brand, None, "2025-Q1"), "30000")
+
+    await expect(q1.locator("span").first).to_have_text("30,000.00")
+    after = await brand_months(server, supplier, brand, "budget")
+    assert quarter(after, "2025-Q1") == 30000
+    q1_months = ("2025-01", "2025-02", "2025-03")
+    for month in q1_months:
+        shown = cell(bob, supplier, brand, None, month).locator("span").first
+        await expect(shown).to_have_text(money(after[month]))
+    outside = {m: v for m, v in budget.items() if m not in q1_months}
+    assert {m: v for m, v in after.items() if m not in q1_months} == outside
+    assert await brand_months(server, supplier, brand) == actual  # actual untouched
+    await expect(q1.locator(".var")).to_have_text(percent_of(Decimal(30000), a_q1))
+    await bob.locator('[data-variance="absolute"]').click()
+    diff = Decimal(30000) - a_q1
+    await expect(q1.locator(".var")).to_have_text(("+" if diff > 0 else "") + money(diff))
+    versus = re.compile(rf"vs actual: {re.escape(money(a_q1))} · Δ")
+    await expect(q1).to_have_attribute("title", versus)
+    # the actual grid shows no variance, and a reload keeps bob's choice
+    await expect(ann.locator("td .var")).to_have_count(0)
+    await bob.reload()
+    await expect(bob.locator("#version")).to_have_value("budget")
+    await expect(bob.locator("#compare")).to_have_value("actual")
+    january = cell(bob, supplier, brand, None, "2025-01").locator("span").first
+    await expect(january).to_have_text(money(after["2025-01"]))
+
+    await ann.locator("#lock-button").click()  # everyone is an admin in open mode
+    await expect(bob.locator("#locked")).to_be_visible()
+    await expect(bob.locator("#undo-button")).to_be_disabled()
+    await type_into(bob, cell(bob, supplier, brand, None, "2025-02"), "5")
+    await toast(bob, "Read-only: budget is locked.")
+    await expect(ann.locator("#lock-button")).to_have_text("Unlock")
 
 
 async def test_quarter_and_year_columns_sum_their_months_and_spread_over_them(server, users):

@@ -183,3 +183,49 @@ async def test_holds_history_reports_and_exports_read_the_named_version(server):
         assert Decimal(first[-1]) == (row[0] * Decimal("1.1")).quantize(Decimal("0.01"))
         r = await http.get("/grid/export", params={"version": "plan"})
         assert r.status_code == 200
+
+
+async def test_open_sockets_learn_of_a_created_and_a_locked_version(server):
+    viewer = await Client.connect(server, "viewer")
+    try:
+        await viewer.next("snapshot")
+        async with server.client() as http:
+            r = await http.post("/versions?wait=10", json={"data": {"name": "fc", "percent": 2}})
+            assert r.status_code == 200, r.text
+            created = await viewer.next("updates")
+            assert [(v["name"], v["locked"]) for v in created["versions"]] == [
+                ("actual", False),
+                ("fc", False),
+            ]
+            assert created["seq"] == r.json()["data"]["seq"]
+            r = await http.post("/versions/fc/lock?wait=10", json={})
+            assert r.status_code == 200, r.text
+            locked = await viewer.next("updates")
+            assert [(v["name"], v["locked"]) for v in locked["versions"]][1] == ("fc", True)
+    finally:
+        await viewer.close()
+
+
+async def test_the_variance_report_agrees_with_compare(server):
+    async with server.client() as http:
+        r = await http.post("/versions?wait=10", json={"data": {"name": "up", "percent": 10}})
+        assert r.status_code == 200, r.text
+        seq = r.json()["data"]["seq"]
+        name = "variance-to-actual"
+        params = {"version": "up", "min_seq": seq}
+        report = (await http.get(f"/reports/{name}", params=params)).json()
+        rows = report["data"]["rows"]
+        grand = rows[-1]
+        assert grand["supplier"] is None and grand["quarter"] is None
+        total = {"level": 7, "month": None}
+        r = await http.get("/compare", params={"a": "up", "b": "actual", "condition": _json(total)})
+        (cell,) = r.json()["data"]["rows"]
+        assert Decimal(str(grand["variance_amount"])) == Decimal(str(cell["diff"]))
+        assert Decimal(str(grand["version_amount"])) == Decimal(str(cell["a"]))
+        assert abs(grand["share_variance"] - 0.10) < 0.001
+        suppliers = [r for r in rows if r["supplier"] is not None and r["quarter"] is None]
+        assert sum(Decimal(str(r["variance_amount"])) for r in suppliers) == Decimal(
+            str(grand["variance_amount"])
+        )
+        itself = (await http.get(f"/reports/{name}")).json()["data"]["rows"]
+        assert {Decimal(str(r["variance_amount"])) for r in itself} == {Decimal(0)}
