@@ -8,7 +8,7 @@
 import { LEVEL, NAME_COL, TOTAL_COL, cellEdit, cellKeyOf, cellLabel, isPeriod, readOnlyReason } from './model.js';
 import { KIND, afterPercent, el, parsePercent, parseValue, rawValue } from './util.js';
 
-const SPREAD_LABEL = Object.freeze({ proportional: 'Proportional', equal: 'Equal', like: 'Like last year' });
+const SPREAD_LABEL = Object.freeze({ proportional: 'Proportional', equal: 'Equal' });
 
 export function createEditor(ctx) {
   const { state, scroller, overlays } = ctx;
@@ -43,7 +43,7 @@ export function createEditor(ctx) {
     input.value = seedText === null ? initial : seedText;
     input.addEventListener('keydown', onKeyDown);
     input.addEventListener('blur', onBlur);
-    const choice = spreadChoice(lastYear(sel.key, sel.col));
+    const choice = spreadChoice(likeReferences(sel.key, sel.col));
     editor = { key, nodeKey: sel.key, month: sel.col, column: state.measure, input, choice, initial };
     td.classList.add('editing');
     td.append(input, choice);
@@ -62,20 +62,42 @@ export function createEditor(ctx) {
     return state.months.includes(earlier) ? earlier : null;
   }
 
+  // The `like` spreads offered for a cell: last year's mix, and the mix in the version
+  // compared with (the same cell there), each { label, like, title }.
+  function likeReferences(nodeKey, month) {
+    const refs = [];
+    const earlier = lastYear(nodeKey, month);
+    if (earlier) refs.push({ label: 'Like last year', like: { period: earlier }, title: `Give the children the mix they had in ${earlier}` });
+    const node = state.nodes.get(nodeKey);
+    const hasChildren = node && (node.level !== LEVEL.FAMILY || isPeriod(month) || month === TOTAL_COL);
+    if (state.compare && hasChildren) {
+      refs.push({
+        label: `Like ${state.compare}`,
+        like: { version: state.compare },
+        title: `Give the children the mix this cell has in ${state.compare}`,
+      });
+    }
+    return refs;
+  }
+
   // The buttons under the editor choosing how this edit spreads to the rows below the
   // cell; Enter uses the header's default, Shift+Enter always spreads equally.
-  function spreadChoice(like) {
+  function spreadChoice(likes) {
     const box = el('div', 'spread-choice');
     box.append(el('span', 'spread-label', 'Spread'));
-    for (const spread of like ? ['proportional', 'equal', 'like'] : ['proportional', 'equal']) {
-      const button = el('button', spread === state.spread ? 'default' : '', SPREAD_LABEL[spread]);
+    const choices = [
+      ...Object.keys(SPREAD_LABEL).map((spread) => ({ spread, label: SPREAD_LABEL[spread], like: null })),
+      ...likes.map((ref) => ({ spread: 'like', ...ref })),
+    ];
+    for (const { spread, label, like, title } of choices) {
+      const button = el('button', spread === state.spread ? 'default' : '', label);
       button.type = 'button';
       button.dataset.spread = spread;
       const keys = [spread === state.spread ? '↵' : '', spread === 'equal' ? '⇧↵' : ''].filter(Boolean);
       if (keys.length) button.append(el('kbd', '', keys.join(' ')));
       button.addEventListener('mousedown', (event) => event.preventDefault());  // keep focus
-      if (spread === 'like') button.title = `Give the children the mix they had in ${like}`;
-      button.addEventListener('click', () => commit(0, false, spread, spread === 'like' ? like : null));
+      if (title) button.title = title;
+      button.addEventListener('click', () => commit(0, false, spread, like));
       box.append(button);
     }
     box.append(el('span', 'spread-hint', 'or type +5%'));
@@ -157,7 +179,7 @@ export function createEditor(ctx) {
       {
         type: 'edit',
         ...cellEdit(node, target.month, target.column, value, spread),
-        ...(like ? { like: { period: like } } : {}),
+        ...(like ? { like } : {}),
       },
       `Edit of ${cellLabel(state, target.key)}`,
       (r) => overlays.follow(key, r),

@@ -19,7 +19,7 @@
  */
 
 import {
-  DEPTH, NAME_COL, TOTAL_COL, cellKeyOf, cellOf, columns, isExpandable, isExpanded, isPeriod,
+  DEPTH, NAME_COL, TOTAL_COL, cellKeyOf, cellOf, columns, isExpandable, isExpanded, isPeriod, isYear,
   mayRelease, toggleExpanded, variance, visibleNodes, withPeriodKeys,
 } from './model.js';
 import { createBlocks } from './blocks.js';
@@ -84,8 +84,26 @@ export function createGrid(ctx) {
     th.dataset.month = col;
     th.scope = 'col';
     if (!isTotal) th.title = col;
+    if (isYear(col)) th.prepend(yearFold(col));
     th.append(widths.handle(col));
     return th;
+  }
+
+  // ▾/▸ before a year's header hides its months (its quarters and total stay) and shows them again.
+  function yearFold(year) {
+    const open = !state.collapsedYears.has(year);
+    const button = el('button', 'fold');  // the glyph is CSS: the header's text stays "FY 2025"
+    button.type = 'button';
+    button.setAttribute('aria-expanded', String(open));
+    button.title = `${open ? 'Hide' : 'Show'} the months of ${year}`;
+    button.setAttribute('aria-label', button.title);
+    button.addEventListener('click', (event) => {
+      event.stopPropagation();
+      if (open) state.collapsedYears.add(year);
+      else state.collapsedYears.delete(year);
+      renderAll();
+    });
+    return button;
   }
 
   /* ---- Visible rows, windowing and row reuse ---------------------------------------- */

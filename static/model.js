@@ -56,6 +56,7 @@ export function createSheet() {
     root: null,                // grand-total node
     months: [],                // sorted "YYYY-MM" columns present in the data
     showPeriods: false,        // quarter and year columns after each year's months
+    collapsedYears: new Set(), // years shown by their quarters and total only (months hidden)
     monthCount: new Map(),     // month -> number of cells, to notice columns appearing/vanishing
     expanded: new Set(),       // node keys of expanded suppliers/brands; survives snapshots
     expandedInitialised: false,
@@ -75,7 +76,7 @@ export function resetSheet(sheet) {
 }
 
 export const columns = (sheet) => [
-  NAME_COL, ...(sheet.showPeriods ? withPeriods(sheet.months) : sheet.months), TOTAL_COL,
+  NAME_COL, ...(sheet.showPeriods ? withPeriods(sheet.months, sheet.collapsedYears) : sheet.months), TOTAL_COL,
 ];
 
 /* ---- Quarters and years -------------------------------------------------------------- */
@@ -91,7 +92,9 @@ export function periodMonths(period) {
   return Array.from({ length: count }, (_, i) => `${year}-${String(first + i).padStart(2, '0')}`);
 }
 
-function withPeriods(months) {
+export const isYear = (col) => /^\d{4}$/.test(col);
+
+function withPeriods(months, collapsedYears) {
   const out = [];
   let year = null;
   const quarters = new Set();
@@ -106,7 +109,7 @@ function withPeriods(months) {
       close();
       year = month.slice(0, 4);
     }
-    out.push(month);
+    if (!collapsedYears.has(year)) out.push(month);
     quarters.add(Math.ceil(Number(month.slice(5)) / 3));
   }
   close();

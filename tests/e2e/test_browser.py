@@ -385,6 +385,17 @@ async def test_a_budget_from_actual_edited_by_quarter_shows_its_variance_elsewhe
     await expect(q1.locator(".var")).to_have_text(("+" if diff > 0 else "") + money(diff))
     versus = re.compile(rf"vs actual: {re.escape(money(a_q1))} · Δ")
     await expect(q1).to_have_attribute("title", versus)
+    # bob spreads Q2 like actual: its months take actual's monthly mix
+    target = cell(bob, supplier, brand, None, "2025-Q2")
+    await target.click()
+    await bob.keyboard.type("40000")
+    await target.locator(".spread-choice button", has_text="Like actual").click()
+    await expect(target.locator("span").first).to_have_text("40,000.00")
+    liked = await brand_months(server, supplier, brand, "budget")
+    a_q2 = quarter(actual, "2025-Q2")
+    assert quarter(liked, "2025-Q2") == 40000
+    for month in ("2025-04", "2025-05", "2025-06"):
+        assert abs(liked[month] - 40000 * actual[month] / a_q2) <= Decimal("0.01")
     # the actual grid shows no variance, and a reload keeps bob's choice
     await expect(ann.locator("td .var")).to_have_count(0)
     await bob.reload()
@@ -424,6 +435,15 @@ async def test_quarter_and_year_columns_sum_their_months_and_spread_over_them(se
     fy = sum(v for m, v in after.items() if m.startswith("2025"))
     await expect(cell(bob, supplier, brand, None, "2025")).to_have_text(money(fy))
     await expect(cell(ann, supplier, brand, None, "2025-Q1")).not_to_have_class(klass("pending"))
+
+    fold = bob.locator('th[data-month="2025"] .fold')
+    await fold.click()  # 2025 by its quarters and total only
+    await expect(bob.locator('th[data-month="2025-01"]')).to_have_count(0)
+    await expect(bob.locator('th[data-month="2024-01"]')).to_have_count(1)
+    await expect(cell(bob, supplier, brand, None, "2025-Q1")).to_have_text("30,000.00")
+    await expect(fold).to_have_attribute("aria-expanded", "false")
+    await fold.click()
+    await expect(bob.locator('th[data-month="2025-01"]')).to_have_count(1)
 
 
 async def test_hold_appears_for_everyone_and_rejects_edits(server, users):
