@@ -1,11 +1,16 @@
 """Proportional spreading over numpy columns: the same rule as
 protocol.spread.proportional_by_level (largest remainder, level by level, ties by
 order), computed per level with array operations so a spread over 100,000 rows takes
-milliseconds. Products too big for int64 are computed with Python integers (exact)."""
+milliseconds. Products too big for int64 are computed with Python integers (exact).
+`like` (protocol.spread.spread_like) in its common case rests on the same."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+
+from protocol.spread import largest_remainder
 
 SAFE = 2.0**62  # |a * b| below this fits int64 with room to spare
 
@@ -23,6 +28,55 @@ def proportional(groups: list[np.ndarray], weights: np.ndarray, amount: int) -> 
     """
     roots = np.zeros(len(weights), dtype=np.int64)
     return proportional_many(roots, groups, weights, np.array([amount], dtype=np.int64))
+
+
+def like(
+    path: list[np.ndarray],
+    values: np.ndarray,
+    held: np.ndarray,
+    weights: Mapping[int, int],
+    target: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """protocol.spread.spread_like for rows in path order: path[d][i] is row i's group at
+    depth d (path[0]: the cell's children, whose reference values `weights` holds), so
+    that all rows sum to `target`. The free rows (a mask) and their new values; None
+    where the pure rule decides: no children, a child whose free rows are all zero or
+    sum to zero, every child held, a mix that sums to zero, shares past int64."""
+    if not len(values) or not path:
+        return None
+    starts = _run_starts(path[0])
+    free = ~held
+    free_sum = np.add.reduceat(np.where(held, 0, values), starts)
+    open_child = np.add.reduceat(free.astype(np.int64), starts) > 0
+    if not open_child.any() or (free_sum[open_child] == 0).any():
+        return None
+    mix = [weights.get(child, 0) for child in path[0][starts][open_child].tolist()]
+    if sum(mix) == 0:
+        return None
+    held_in_open = np.add.reduceat(np.where(held, values, 0), starts)[open_child].tolist()
+    amount = target - int(values[held].sum()) + sum(held_in_open)
+    amounts = [s - h for s, h in zip(largest_remainder(mix, amount), held_in_open, strict=True)]
+    if max(abs(a) for a in amounts) >= 2**62:
+        return None  # the pure rule computes with Python integers
+    new_values = proportional_many(
+        _dense(path[0][free]),
+        [_dense(level[free]) for level in path[1:]],
+        values[free],
+        np.array(amounts, dtype=np.int64),
+    )
+    return free, new_values
+
+
+def _run_starts(groups: np.ndarray) -> np.ndarray:
+    """Where each run of equal group numbers starts."""
+    return np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+
+
+def _dense(groups: np.ndarray) -> np.ndarray:
+    """Group numbers (in runs) renumbered 0, 1, ... in order."""
+    if not groups.size:
+        return groups
+    return np.r_[0, np.cumsum(groups[1:] != groups[:-1])].astype(np.int64)
 
 
 def proportional_many(

@@ -1,8 +1,8 @@
 """Spreading a summary cell's new value over the sales rows below it, in memory: the
-proportional rule vectorized (server/writer/apportion.py), equal spreads and the edge
-cases through the pure reference (protocol/spread.py), rows in path order below the
-cell. A mixin of the Decider (server/writer/decide.py), which owns the state and
-`_set_rows`."""
+proportional rule and the common case of `like` vectorized (server/writer/apportion.py),
+equal spreads and the edge cases through the pure reference (protocol/spread.py), rows in
+path order below the cell. A mixin of the Decider (server/writer/decide.py), which owns
+the state and `_set_rows`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from protocol.catalog import HIERARCHY
 from protocol.edits import Edit, period_months
 from protocol.errors import ProtocolError
 from protocol.rollup import Cell, Node
-from server.writer.apportion import Overflow, proportional
+from server.writer.apportion import Overflow, like, proportional
 from server.writer.changes import Change
 from server.writer.ranges import OutOfRange, check_shares
 from server.writer.state import State, coords_of
@@ -56,15 +56,7 @@ class SpreadDecisions:
             method = "proportional"
         else:
             target = target_units(edit.value, scale)
-        free = rows[~held]
-        if method == "proportional" and free_units != 0:
-            new_units = self._proportional(coords, free, units_of[free], target - held_units)
-            changed_at, new_values = free, new_units
-        else:
-            values = self._spread_leaves(edit, method, target, rows, units, held, scale)
-            changed_at = np.fromiter(values, dtype=np.int64, count=len(values))
-            new_values = np.fromiter(values.values(), dtype=np.int64, count=len(values))
-            changed_at = state.sales.sale_id.searchsorted(changed_at)
+        changed_at, new_values = self._new_units(edit, method, rows, units, held, target, scale)
         moved = new_values != units_of[changed_at]
         changed_at, new_values = changed_at[moved], new_values[moved]
         if not len(changed_at):
@@ -73,39 +65,83 @@ class SpreadDecisions:
         check_shares(column, int(new_values.min()), int(new_values.max()), scale)
         self._set_rows(column, changed_at, new_values, change)
 
-    def _spread_leaves(
+    def _new_units(
         self,
         edit: Edit,
         method: str,
-        target: int,
         rows: np.ndarray,
         units: np.ndarray,
         held: np.ndarray,
+        target: int,
         scale: int,
-    ) -> dict[int, int]:
-        """New values by sale_id through the pure rules of protocol/spread.py: equal,
-        like, and proportional spreads over rows that are all zero."""
-        cell = edit.condition
-        coords = coords_of(cell)
-        if method != "like":
-            return spreading.spread(self._leaves(coords, rows, units, held), target, method)
-        if edit.like_version is not None:  # the children take their mix in that version
-            columns = None
-            if cell.get("period") is not None:
-                columns = [3, *(c for c in depth_columns(coords) if c != 3)]
-            summary = self._reference_summary(edit.like_version)
-            mix = self._version_mix(cell, coords, rows, scale, columns, summary)
-            leaves = self._leaves(coords, rows, units, held, columns)
-            return spreading.spread_like(leaves, target, mix)
-        reference: str = edit.like  # type: ignore[assignment]
-        if cell.get("period") is None:  # the children take the reference month's mix
-            mix = self._reference_mix(coords, rows, reference, scale)
-            return spreading.spread_like(self._leaves(coords, rows, units, held), target, mix)
-        # a quarter or year: its months take the reference period's months' mix
-        columns = [3, *(c for c in depth_columns(coords) if c != 3)]
-        mix = self._months_mix(cell, rows, reference, scale, columns)
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The positions of rows below the cell and their new units: vectorized for
+        proportional spreads and the common `like`, else by the pure rules (equal, the
+        edge cases, proportional over rows that are all zero)."""
+        coords = coords_of(edit.condition)
+        free = ~held
+        if method == "proportional" and int(units[free].sum()) != 0:
+            amount = target - int(units[held].sum())
+            return rows[free], self._proportional(coords, rows[free], units[free], amount)
+        columns = None
+        if method == "like":
+            mix, columns = self._like_mix(edit, coords, rows, scale)
+            liked = self._like(coords, rows, units, held, target, mix, columns)
+            if liked is not None:
+                return liked
         leaves = self._leaves(coords, rows, units, held, columns)
-        return spreading.spread_like(leaves, target, mix)
+        if method == "like":
+            values = spreading.spread_like(leaves, target, mix)
+        else:
+            values = spreading.spread(leaves, target, method)
+        sale_ids = np.fromiter(values, dtype=np.int64, count=len(values))
+        new_units = np.fromiter(values.values(), dtype=np.int64, count=len(values))
+        return self.state.sales.sale_id.searchsorted(sale_ids), new_units
+
+    def _like_mix(
+        self, edit: Edit, coords: tuple[Any, ...], rows: np.ndarray, scale: int
+    ) -> tuple[dict[int, int], list[int] | None]:
+        """`like`'s mix (each child's group number -> its reference value) and the path
+        columns its children are taken along (None: the cell's own)."""
+        cell = edit.condition
+        columns = None
+        if cell.get("period") is not None:  # a quarter or year: its months are the children
+            columns = [3, *(c for c in depth_columns(coords) if c != 3)]
+        if edit.like_version is not None:  # the children take their mix in that version
+            summary = self._reference_summary(edit.like_version)
+            return self._version_mix(cell, coords, rows, scale, columns, summary), columns
+        reference: str = edit.like  # type: ignore[assignment]
+        if columns is None:  # the children take the reference month's mix
+            return self._reference_mix(coords, rows, reference, scale), columns
+        # its months take the reference period's months' mix
+        return self._months_mix(cell, rows, reference, scale, columns), columns
+
+    def _like(
+        self,
+        coords: tuple[Any, ...],
+        rows: np.ndarray,
+        units: np.ndarray,
+        held: np.ndarray,
+        target: int,
+        mix: dict[int, int],
+        columns: list[int] | None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """`like` over numpy columns (apportion.like): the free rows' positions and new
+        units; None when the pure rule must decide (it also words the refusals)."""
+        nodes, local = np.unique(self.state.row_node[rows], return_inverse=True)
+        rank, groups = self._path_ranks(coords, nodes, columns)
+        if not rows.size or not groups:
+            return None  # nothing below, or a family-month (no children)
+        order = np.lexsort((rows, rank[local]))  # path order, then sale_id
+        path = [g[local[order]] for g in groups]
+        try:
+            liked = like(path, units[order], held[order], mix, target)
+        except Overflow as exc:
+            raise OutOfRange("spreading this value would overflow a sales row") from exc
+        if liked is None:
+            return None
+        free, new_units = liked
+        return rows[order][free], new_units
 
     def _path_ranks(
         self, coords: tuple[Any, ...], nodes: np.ndarray, columns: list[int] | None = None
