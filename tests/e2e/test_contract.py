@@ -23,7 +23,7 @@ import pytest
 import redis as redis_sync
 import websockets
 from conftest import RunningServer, run_server
-from helpers import Client
+from helpers import Client, all_persisted
 
 from protocol.catalog import SUMMARY
 from server.config import Settings
@@ -139,14 +139,16 @@ async def test_streams_are_trimmed_and_a_trimmed_since_resyncs(
     r = fine_grained_trimming
     edits = 130
     async with serving(data_dir, redis_url, response_retention=20) as server:
+        editor = await Client.connect(server, "editor")
+        await editor.next("snapshot")
+        seqs = []
+        for n in range(edits):  # one by one: one batch, one response entry each
+            edit = {"table": "sales", "column": "quantity", "value": n, "condition": {}}
+            edit["condition"] = {"sale_id": 1 + n % 40}
+            await editor.edit(f"e{n}", **edit)
+            seqs.append((await editor.next("applied", id=f"e{n}"))["seq"])
+        await editor.close()
         async with server.client() as http:
-            seqs = []
-            for n in range(edits):  # one by one: one batch, one response entry each
-                edit = {"table": "sales", "column": "quantity", "value": n, "condition": {}}
-                edit["condition"] = {"sale_id": 1 + n % 40}
-                answer = await post_edit(http, edit)
-                assert answer.status_code == 200, answer.text
-                seqs.append(answer.json()["data"]["seq"])
             await eventually(
                 lambda: asyncio.to_thread(lambda: r.xlen(RESPONSES) <= 40),
                 "response_duck keeps about DUCKSHEET_RESPONSE_RETENTION entries",
@@ -163,6 +165,7 @@ async def test_streams_are_trimmed_and_a_trimmed_since_resyncs(
             body = trimmed.json()["data"]
             assert body["resync"] is True and body["updates"] == []
             assert body["last_seq"] == seqs[-1]
+        await all_persisted(server)  # so that the snapshot is at the last seq
         client = await Client.connect(server, "late", since=seqs[0])
         resync = await client.next("resync")
         snapshot = await client.next("snapshot")
