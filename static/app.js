@@ -140,7 +140,7 @@ const toolbar = createToolbar({
   overlays: grid.overlays,
   isHeld: grid.isHeld,
   statusChanged: () => presence.render(),
-  nameChanged: () => connection.reconnectNow(),
+  nameChanged: () => connection.reconnectNow('display name changed'),
   beginAction,
   measureChanged() {
     grid.closeEditor(false);

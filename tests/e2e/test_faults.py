@@ -78,6 +78,12 @@ class ServerProcess:
             time.sleep(0.05)
         raise AssertionError("server did not start")
 
+    def kill(self) -> None:
+        """Kill it if it still runs (its roles die with it)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
     def stop(self, sig: int) -> None:
         assert self.process is not None
         self.process.send_signal(sig)
@@ -268,6 +274,15 @@ async def kill_and_restart_under_load(
     data_dir: Path, redis_url: str, embedded: bool, cycles: int
 ) -> None:
     server = ServerProcess(data_dir, None if embedded else redis_url)
+    try:
+        await _cycles_under_load(server, data_dir, redis_url, embedded, cycles)
+    finally:
+        server.kill()  # a failed check leaves no server behind
+
+
+async def _cycles_under_load(
+    server: ServerProcess, data_dir: Path, redis_url: str, embedded: bool, cycles: int
+) -> None:
     base = server.start()
     async with httpx.AsyncClient(base_url=base) as http:
         rows = (await http.get("/view_table/sales", params={"limit": 50})).json()["data"]["rows"]
