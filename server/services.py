@@ -120,7 +120,14 @@ class Services:
                 embedded.stop()
             raise
         limits = Limits.of(settings)
-        writer = Writer(db, redis, limits, settings.batch_size, settings.response_retention)
+        writer = Writer(
+            db,
+            redis,
+            limits,
+            settings.batch_size,
+            settings.response_retention,
+            group_commit=settings.group_commit_ms / 1000,
+        )
         writing = asyncio.create_task(writer.run(), name="writer")
         reads = LocalReads(db, settings.data_dir, lambda: writer_status(writer, writing))
         services = cls(settings, db, redis, hub, writer, reads, role, auth, embedded)

@@ -90,8 +90,17 @@ class RunningServer:
         return httpx.AsyncClient(base_url=self.base, timeout=10)
 
 
+# Tests wait for DuckDB after nearly every request (`?wait`, `min_seq`, reads): group
+# commits every 20 ms instead of 200 keep those waits short; under load the persister
+# gathers groups all the same. Servers of this process and `ducksheet serve` children.
+GROUP_COMMIT_MS = 20
+os.environ.setdefault("DUCKSHEET_GROUP_COMMIT_MS", str(GROUP_COMMIT_MS))
+
+
 @contextlib.asynccontextmanager
 async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
+    if settings.group_commit_ms == Settings.group_commit_ms:  # not chosen by the test
+        settings = replace(settings, group_commit_ms=GROUP_COMMIT_MS)
     server = make_server(replace(settings, host="127.0.0.1", port=0), log_level="warning")
     task = asyncio.create_task(server.serve())
     try:

@@ -81,8 +81,10 @@ class Writer:
         batch_size: int = Settings.batch_size,
         retention: int = Settings.response_retention,
         consumer: str = "writer-1",
+        group_commit: float = Settings.group_commit_ms / 1000,
     ) -> None:
         self.db = db
+        self.group_commit = group_commit  # seconds between group commits under load
         self.redis = redis
         self.limits = limits
         self.batch_size = batch_size
@@ -131,7 +133,9 @@ class Writer:
             )
         applied = self.versions[ACTUAL].decider.state.applied
         self.decided = applied
-        self.persister = Persister(self.db, self.redis, applied, self._cell_ids())
+        self.persister = Persister(
+            self.db, self.redis, applied, self._cell_ids(), self.group_commit
+        )
         self._persisting = asyncio.create_task(self._persist(), name="persister")
         self.ready.set()
         try:

@@ -32,7 +32,6 @@ from server.writer.history import write_history, write_stacks
 log = logging.getLogger("ducksheet.persister")
 Conn = duckdb.DuckDBPyConnection
 
-FLUSH_EVERY = 0.2  # seconds between group commits under load
 CHECKPOINT_WAL_BYTES = 64 << 20  # checkpoint once the WAL is this big
 CHECKPOINT_IDLE = 2.0  # ... or after this many idle seconds with anything in it
 LAGS_KEPT = 10_000  # recent decide-to-persist lags kept for /healthz and the bench
@@ -122,8 +121,10 @@ class Persister:
         redis: aioredis.Redis,
         persisted: str | None,
         cell_ids: dict[str | None, CellIds],
+        every: float,
     ) -> None:
         self.db = db
+        self.every = every  # seconds between group commits under load
         self.cell_ids = cell_ids  # each version's summary keys (reloaded after barriers)
         self.redis = redis
         self.persisted = persisted  # `_applied`: the last request DuckDB holds
@@ -176,7 +177,7 @@ class Persister:
                 continue
             self._wake.clear()
             await self.flush()
-            await asyncio.sleep(FLUSH_EVERY)  # let the next group gather
+            await asyncio.sleep(self.every)  # let the next group gather
         await self.drain()
 
     async def flush(self) -> None:

@@ -54,7 +54,7 @@ CHECKS = [
 ]
 
 
-EXAMPLES = 300 if SLOW else 60  # per operation
+EXAMPLES = 300 if SLOW else 40  # per operation
 BUDGET = 120.0 if SLOW else 15.0  # seconds per operation; what is left over is not called
 
 
