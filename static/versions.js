@@ -58,9 +58,9 @@ export function createVersions(ctx) {
     const mayCreate = state.role !== 'viewer';
     dom.version.replaceChildren(...names, ...(mayCreate ? [option(NEW_VERSION, 'New version…')] : []));
     dom.version.value = state.version;
-    dom.compare.replaceChildren(
-      option('', '—'),
-      ...list.filter((v) => v.name !== state.version).map((v) => option(v.name, v.name)),
+    dom.compare.replaceChildren(  // "vs …": readable where the label is hidden (small screens)
+      option('', 'vs —'),
+      ...list.filter((v) => v.name !== state.version).map((v) => option(v.name, `vs ${v.name}`)),
     );
     dom.compare.value = state.compare ?? '';
     paintLock();
