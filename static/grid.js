@@ -20,12 +20,13 @@
 
 import {
   DEPTH, NAME_COL, TOTAL_COL, cellKeyOf, cellOf, columns, isExpandable, isExpanded, isPeriod, isYear,
-  mayRelease, toggleExpanded, variance, visibleNodes, withPeriodKeys,
+  mayRelease, toggleExpanded, visibleNodes, withPeriodKeys,
 } from './model.js';
 import { createBlocks } from './blocks.js';
 import { INDENT_PX, createColumns } from './columns.js';
 import { createEditor } from './editor.js';
 import { createSelection } from './selection.js';
+import { varianceLine, varianceOf, varianceText } from './variance.js';
 import {
   KIND, Overlays, clamp, el, formatCompact, formatValue, monthLabel, plural, relativeTime,
 } from './util.js';
@@ -53,7 +54,7 @@ export function createGrid(ctx) {
 
   const widths = createColumns({
     state,
-    text: (cellKey) => [cellText(cellKey), varianceText(cellVariance(cellKey))].join(' '),
+    text: (cellKey) => [cellText(cellKey), varianceText(state, cellVariance(cellKey))].join(' '),
     changed: () => view.cells.forEach((td) => { td.title = cellTitle(td.dataset.key, td.firstChild.textContent); }),
   });
 
@@ -282,40 +283,8 @@ export function createGrid(ctx) {
 
   /* ---- Variance against the compared version (versions.js loads it) ----------------- */
 
-  function comparedValue(cellKey) {
-    return state.compareSheet ? cellOf(state.compareSheet, cellKey)?.[state.measure] : undefined;
-  }
-
-  // { diff, ratio } of the shown value against the compared one, or null.
   function cellVariance(cellKey) {
-    if (!state.compareSheet) return null;
-    return variance(displayedValue(cellKey), comparedValue(cellKey), KIND[state.measure]);
-  }
-
-  function signed(text, n) {
-    return n > 0 ? `+${text}` : text;
-  }
-
-  function percentText(v) {
-    if (v.ratio === null) return v.diff === 0 ? '0%' : 'new';
-    return signed(`${(v.ratio * 100).toFixed(1)}%`, v.ratio);
-  }
-
-  function diffText(v, format) {
-    return signed(format(v.diff, KIND[state.measure]), v.diff);
-  }
-
-  // What a cell shows of its variance: Δ or Δ% (the header's choice); '' for none.
-  function varianceText(v) {
-    if (!v) return '';
-    return state.varianceAs === 'absolute' ? diffText(v, state.compact ? formatCompact : formatValue) : percentText(v);
-  }
-
-  function varianceLine(cellKey) {
-    const v = cellVariance(cellKey);
-    if (!v) return '';
-    const compared = formatValue(comparedValue(cellKey) ?? 0, KIND[state.measure]);
-    return `vs ${state.compare}: ${compared} · Δ ${diffText(v, formatValue)} (${percentText(v)})`;
+    return varianceOf(state, cellKey, displayedValue(cellKey));
   }
 
   function paintVariance(td, key) {
@@ -329,7 +298,7 @@ export function createGrid(ctx) {
       tag = el('span', 'var');
       td.firstChild.after(tag);
     }
-    tag.textContent = varianceText(v);
+    tag.textContent = varianceText(state, v);
     tag.classList.toggle('up', v.diff > 0);
     tag.classList.toggle('down', v.diff < 0);
   }
@@ -349,7 +318,7 @@ export function createGrid(ctx) {
     if (peers) lines.push(`${peers.map((p) => p.name).join(', ')} here`);
     const changed = changedLine(cellOf(state, cellKey));
     if (changed) lines.push(changed);
-    const versus = varianceLine(cellKey);
+    const versus = varianceLine(state, cellKey, cellVariance(cellKey));
     if (versus) lines.push(versus);
     return lines.join('\n');
   }

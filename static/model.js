@@ -353,17 +353,6 @@ export function applyRows(sheet, rows) {
   return changes.cells;
 }
 
-// A shown value against a compared one: { diff, ratio }, the difference exact in cents
-// for money, ratio = diff / compared (null where that is 0); null when neither has a value.
-export function variance(shown, compared, kind) {
-  const absent = (v) => v === null || v === undefined || v === '';
-  if (absent(shown) && absent(compared)) return null;
-  const scale = kind === 'money' ? 100 : 1;
-  const a = Math.round(Number(absent(shown) ? 0 : shown) * scale);
-  const b = Math.round(Number(absent(compared) ? 0 : compared) * scale);
-  return { diff: (a - b) / scale, ratio: b === 0 ? null : (a - b) / b };
-}
-
 // Applies an `updates` frame. Returns null for one already shown, else what changed:
 // { cells, structure, columns, by, holds }.
 export function applyUpdates(sheet, msg) {

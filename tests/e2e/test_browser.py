@@ -953,6 +953,34 @@ async def test_tsv_parsing_and_formatting(server, users):
     assert result["format"] == '1234.50\t7\n"a\tb"\t'
 
 
+async def test_variance_is_exact_in_cents_and_words_its_edge_cases(server, users):
+    ann = await users.open("ann")
+    result = await ann.evaluate(
+        """async () => {
+            const { variance, percentText } = await import('/static/variance.js');
+            const cases = {
+                cents: variance('0.30', '0.10', 'money'),  // 0.3 - 0.1 is not 0.2 in floats
+                down: variance('95.00', '100.00', 'money'),
+                zero_base: variance('12.50', '0', 'money'),
+                both_zero: variance('0', 0, 'money'),
+                missing_base: variance('7', undefined, 'integer'),
+                missing_both: variance(null, undefined, 'money'),
+                big: variance('9999999999999.99', '-9999999999999.99', 'money'),  // the largest
+            };
+            const words = {};
+            for (const [k, v] of Object.entries(cases)) words[k] = v && percentText(v);
+            return { cases, words };
+        }"""
+    )
+    cases, words = result["cases"], result["words"]
+    assert cases["cents"] == {"diff": 0.2, "ratio": 2} and words["cents"] == "+200.0%"
+    assert cases["down"] == {"diff": -5, "ratio": -0.05} and words["down"] == "-5.0%"
+    assert cases["zero_base"]["ratio"] is None and words["zero_base"] == "new"
+    assert words["both_zero"] == "0%" and words["missing_base"] == "new"
+    assert cases["missing_both"] is None
+    assert cases["big"]["diff"] == 19999999999999.98 and words["big"] == "-200.0%"
+
+
 def node_parts(key: str) -> tuple:
     return tuple(None if p == "" else p for p in key.split("|"))
 
