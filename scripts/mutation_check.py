@@ -65,7 +65,8 @@ def run_tests(tree: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, 
     """'passed', 'failed' or 'timeout', the seconds it took, and pytest's last lines."""
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("CI", None)  # a skip is not a kill; let pytest report it as it is
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+    command += ["--hypothesis-profile=mutation", *tests]  # no shrinking: a kill is a kill
     started = time.monotonic()
     try:
         done = subprocess.run(

@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import httpx
+import hypothesis
 import pytest
 import redis
 
@@ -125,6 +126,11 @@ async def server(data_dir: Path, redis_url: str) -> AsyncIterator[RunningServer]
 
 
 SLOW = os.environ.get("SLOW", "") not in ("", "0")
+
+# scripts/mutation_check.py: a failing example is enough there, shrinking it is not needed
+# (and can take minutes per mutation).
+NO_SHRINKING = [hypothesis.Phase.explicit, hypothesis.Phase.reuse, hypothesis.Phase.generate]
+hypothesis.settings.register_profile("mutation", phases=NO_SHRINKING)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

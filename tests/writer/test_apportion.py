@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from protocol.spread import Leaf, SpreadError, proportional_by_level, spread_like
@@ -101,6 +101,7 @@ small = st.one_of(st.just(0), st.integers(-50, 50), st.integers(-(10**9), 10**9)
     st.dictionaries(st.integers(0, 3), small, max_size=4),
     st.integers(-(10**12), 10**12),
 )
+@example(rows=[((0, 0), 1, False), ((1, 0), 1, False)], mix={0: 1, 1: 1}, target=1)  # a tie
 def test_the_numpy_like_matches_the_reference(rows, mix, target):
     """apportion.like computes exactly protocol.spread.spread_like, held rows, zeros and
     negatives included, or leaves the case to it (None); the mix is by child number."""
