@@ -48,7 +48,7 @@ def test_leaf_smoke_run_applies_every_edit_and_writes_results(tmp_path: Path):
 
 def test_paste_and_undo_smoke_runs_apply_every_block(tmp_path: Path):
     argv = ["paste", "--sales", "3000", "--duration", "2", "--rate", "1"]
-    argv += ["--editors", "1", "--viewers", "2", "--results", str(tmp_path)]
+    argv += ["--editors", "1", "--viewers", "2", "--results", str(tmp_path), "--no-plot"]
     assert main(argv) == 0
     [run] = json.loads(next(tmp_path.glob("*-paste.json")).read_text())["runs"]
     assert run["edits"]["applied"] == 2 and run["edits"]["rejected"] == {}
@@ -56,6 +56,7 @@ def test_paste_and_undo_smoke_runs_apply_every_block(tmp_path: Path):
     assert run["latency_ms"]["send_to_viewer"]["n"] == 4
     argv = ["mixed", "--sales", "3000", "--duration", "2", "--rate", "20", "--mix"]
     argv += ["leaf=1,undo=1", "--editors", "1", "--viewers", "1", "--results", str(tmp_path)]
+    argv += ["--no-plot"]  # the leaf smoke run draws the plot
     assert main(argv) == 0
     [run] = json.loads(next(tmp_path.glob("*-mixed.json")).read_text())["runs"]
     assert run["edits"]["by_kind"] == {"leaf": 20, "undo": 20}
