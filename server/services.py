@@ -69,6 +69,8 @@ class Services:
 
     def check_writable(self) -> None:
         """Refuse new edits while they could not be applied (answered as 503)."""
+        if self.hub is not None and self.hub.persist_failed:  # the writer said so, at once
+            raise ProtocolError("unavailable", "the database has failed; edits are refused")
         if self.data_watch is not None:
             self.data_watch.check_writable()
             return

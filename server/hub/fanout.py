@@ -154,6 +154,7 @@ class Hub:
         self._counter = 0
         self.last_seq: str | None = None
         self.persisted: str | None = None  # the last seq DuckDB holds, as the writer said
+        self.persist_failed: str | None = None  # why DuckDB holds no more, as the writer said
         self._persisted_seen = asyncio.Event()  # set (and renewed) when `persisted` moves
         self._persisted_id = "0-0"
         self._stopping = asyncio.Event()
@@ -202,6 +203,8 @@ class Hub:
             for name, entries in await self.redis.xread(streams, count=500, block=BLOCK_MS):
                 if name in (PERSISTED, PERSISTED.encode()):
                     self._persisted_id = entries[-1][0].decode()
+                    failed = entries[-1][1].get(b"failed")
+                    self.persist_failed = failed.decode() if failed else None
                     self._note_persisted(entries[-1][1][b"seq"].decode())
                 elif entries:
                     self.last_seq = entries[-1][0].decode()
@@ -213,11 +216,12 @@ class Hub:
         self._persisted_seen = asyncio.Event()
 
     async def wait_persisted(self, seq: str, seconds: float) -> bool:
-        """Wait until DuckDB holds `seq` (True), or `seconds` passed (False)."""
+        """Wait until DuckDB holds `seq` (True), or `seconds` passed or persisting failed
+        (False)."""
         deadline = asyncio.get_running_loop().time() + seconds
         while self.persisted is None or parse_seq(self.persisted) < parse_seq(seq):
             left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
+            if left <= 0 or self.persist_failed:
                 return False
             try:
                 await asyncio.wait_for(self._persisted_seen.wait(), left)

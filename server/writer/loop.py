@@ -14,6 +14,7 @@ published; deciding is deterministic, so nothing published is ever contradicted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -23,7 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from protocol.actions import action_version
-from protocol.codec import dumps, dumps_text, parse_seq
+from protocol.codec import NO_SEQ, dumps, dumps_text, parse_seq
 from protocol.errors import ProtocolError
 from protocol.versions import ACTUAL, CreateVersion, LockVersion
 from server import metrics
@@ -48,7 +49,7 @@ from server.writer.before_image import prepare
 from server.writer.cell_ids import CellIds
 from server.writer.decide import Decider, Request, is_interactive
 from server.writer.effects import Effects, Groups, absorb
-from server.writer.persister import Persister
+from server.writer.persister import Persister, announce
 from server.writer.ranges import OVERFLOWS, OutOfRange
 from server.writer.versions import (
     BARRIER_IN_VERSION,
@@ -151,6 +152,8 @@ class Writer:
             await self.persister.run()
         except (duckdb.Error, OSError) as exc:
             self._fail(f"persisting failed: {exc}")
+            with contextlib.suppress(*REDIS_ERRORS):  # `?wait` answers now, not at its deadline
+                await announce(self.redis, self.persister.persisted or NO_SEQ, self.db.failure)
 
     def _fail(self, why: str) -> None:
         self.db.failure = why

@@ -103,9 +103,11 @@ def _record(con: Conn, log_rows: list[LogRow], last_id: str, first: bool) -> Non
         con.execute("UPDATE _applied SET last_id = ?", [last_id])
 
 
-def announce(r: aioredis.Redis | Pipeline, seq: str) -> Any:
-    """Tell the web processes (persisted_duck) that DuckDB holds everything up to `seq`."""
-    return r.xadd(PERSISTED, {b"seq": seq.encode()}, maxlen=100, approximate=True)
+def announce(r: aioredis.Redis | Pipeline, seq: str, failed: str | None = None) -> Any:
+    """Tell the web processes (persisted_duck) that DuckDB holds everything up to `seq`;
+    `failed`: and that it will hold nothing more (the reason), so nobody waits for it."""
+    fields = {b"seq": seq.encode()} | ({b"failed": failed.encode()} if failed else {})
+    return r.xadd(PERSISTED, fields, maxlen=100, approximate=True)
 
 
 def checkpoint(con: Conn) -> float:

@@ -393,10 +393,13 @@ def test_a_database_that_cannot_grow_stops_the_writer_and_loses_nothing(data_dir
             outcomes = []
             for n in range(100):  # each spread rewrites every sales row: the WAL grows
                 value = 10**6 * (1 + n % 2)  # doubled, halved, ...
+                # ?wait answers as soon as persisting failed, well before its 30 s
                 answer = http.post(
-                    "/update_cell?wait=20", json={"data": {**spread, "value": value}}
+                    "/update_cell?wait=30", json={"data": {**spread, "value": value}}, timeout=20
                 )
                 outcomes.append(answer.status_code)
+                if answer.status_code == 200 and not answer.json()["data"]["persisted"]:
+                    break  # applied, and DuckDB failed before it could hold it
                 if http.get("/healthz").status_code == 503:
                     break
             assert http.get("/healthz").json()["database"] != "ok", outcomes
