@@ -128,12 +128,7 @@ class SpreadDecisions:
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """`like` over numpy columns (apportion.like): the free rows' positions and new
         units; None when the pure rule must decide (it also words the refusals)."""
-        nodes, local = np.unique(self.state.row_node[rows], return_inverse=True)
-        rank, groups = self._path_ranks(coords, nodes, columns)
-        if not rows.size or not groups:
-            return None  # nothing below, or a family-month (no children)
-        order = np.lexsort((rows, rank[local]))  # path order, then sale_id
-        path = [g[local[order]] for g in groups]
+        order, path = self._path_order(coords, rows, columns)
         try:
             liked = like(path, units[order], held[order], mix, target)
         except Overflow as exc:
@@ -142,6 +137,17 @@ class SpreadDecisions:
             return None
         free, new_units = liked
         return rows[order][free], new_units
+
+    def _path_order(
+        self, coords: tuple[Any, ...], rows: np.ndarray, columns: list[int] | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The rows below a cell in path order, then sale_id (`order` indexes `rows`), and
+        per depth below the cell each of them's group, in that order."""
+        nodes, local = np.unique(self.state.row_node[rows], return_inverse=True)
+        rank, groups = self._path_ranks(coords, nodes, columns)
+        order = np.lexsort((rows, rank[local]))
+        local = local[order]
+        return order, [group[local] for group in groups]
 
     def _path_ranks(
         self, coords: tuple[Any, ...], nodes: np.ndarray, columns: list[int] | None = None
@@ -170,11 +176,9 @@ class SpreadDecisions:
         self, coords: tuple[Any, ...], free: np.ndarray, weights: np.ndarray, amount: int
     ) -> np.ndarray:
         """New units of the free rows (in the order given: ascending positions)."""
-        nodes, local = np.unique(self.state.row_node[free], return_inverse=True)
-        rank, groups = self._path_ranks(coords, nodes)
-        order = np.lexsort((free, rank[local]))  # path order, then sale_id
+        order, path = self._path_order(coords, free)
         try:
-            shares = proportional([g[local[order]] for g in groups], weights[order], amount)
+            shares = proportional(path, weights[order], amount)
         except Overflow as exc:
             raise OutOfRange("spreading this value would overflow a sales row") from exc
         out = np.empty_like(shares)
@@ -289,18 +293,16 @@ class SpreadDecisions:
         columns: list[int] | None = None,
     ) -> list[spreading.Leaf]:
         """The rows below a cell as spread leaves, ordered by (path, sale_id)."""
-        nodes, local = np.unique(self.state.row_node[rows], return_inverse=True)
-        rank, groups = self._path_ranks(coords, nodes, columns)
-        order = np.lexsort((rows, rank[local]))
+        order, path = self._path_order(coords, rows, columns)
         sale_ids = self.state.sales.sale_id
         return [
             spreading.Leaf(
                 int(sale_ids[rows[j]]),
-                tuple(int(g[local[j]]) for g in groups),
+                tuple(int(level[i]) for level in path),
                 int(units[j]),
                 bool(held[j]),
             )
-            for j in order.tolist()
+            for i, j in enumerate(order.tolist())
         ]
 
 
