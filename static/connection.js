@@ -13,7 +13,7 @@
  * The socket URL is ws(s)://<same host>/ws, or the query parameter ?ws=<url>.
  */
 
-import { ACTUAL, noteSeq } from './model.js';
+import { noteSeq, versionParam } from './model.js';
 import { accessToken } from './util.js';
 
 const PING_MS = 20000;
@@ -28,6 +28,9 @@ export function createConnection(ctx) {
 
   /* ---- Requests --------------------------------------------------------------------- */
 
+  // `version` for requests and hello: the version shown (none for actual).
+  const inVersion = () => (versionParam(state) ? { version: state.version } : {});
+
   // Sends an edit, block edit, hold, undo or redo with a fresh client id and follows it:
   // `onChange(request)` is called on queued, applied, rejected and on a lost connection
   // (status "lost"). `what` names it in messages ("Edit of Coach · Mar 2024"); `explain`
@@ -35,8 +38,7 @@ export function createConnection(ctx) {
   // Every request is of the version shown.
   function submit(message, what, onChange, explain = null) {
     const id = `${clientTag}-${Date.now().toString(36)}-${++requestCounter}`;
-    const version = state.version === ACTUAL ? {} : { version: state.version };
-    if (!send({ ...message, ...version, id })) {
+    if (!send({ ...message, ...inVersion(), id })) {
       notify('error', `Not connected — ${what} not sent.`);
       return null;
     }
@@ -137,8 +139,7 @@ export function createConnection(ctx) {
     conn.ws = ws;
     ws.addEventListener('open', () => {
       if (ws !== conn.ws) return;
-      const hello = { type: 'hello', name: state.name, token: accessToken(), since: state.seq };
-      send(state.version === ACTUAL ? hello : { ...hello, version: state.version });
+      send({ type: 'hello', name: state.name, token: accessToken(), since: state.seq, ...inVersion() });
       conn.pingOutstanding = false;
       conn.pingTimer = setInterval(keepAlive, PING_MS);
     });

@@ -20,7 +20,7 @@
 
 import {
   DEPTH, NAME_COL, TOTAL_COL, cellKeyOf, cellOf, columns, isExpandable, isExpanded, isPeriod, isYear,
-  mayRelease, toggleExpanded, visibleNodes, withPeriodKeys,
+  mayRelease, toggleExpanded, versionParam, visibleNodes, withPeriodKeys,
 } from './model.js';
 import { createBlocks } from './blocks.js';
 import { INDENT_PX, createColumns } from './columns.js';
@@ -249,7 +249,7 @@ export function createGrid(ctx) {
       return;
     }
     const parts = [
-      ...(state.compare ? [`${state.version} vs ${state.compare}`] : state.version !== 'actual' ? [state.version] : []),
+      ...(state.compare ? [`${state.version} vs ${state.compare}`] : versionParam(state) ? [state.version] : []),
       plural(state.root.children.length, 'supplier'),
       plural(state.months.length, 'month'),
       `${plural(view.list.length, 'row')} shown`,

@@ -170,8 +170,13 @@ export function cellLabel(sheet, cellKey) {
 // version shown is locked. (`role` and `versions` are the client state's.)
 export function readOnlyReason(sheet) {
   if (sheet.role === 'viewer') return 'Read-only: your role cannot edit.';
-  if (sheet.versions?.some((v) => v.name === sheet.version && v.locked)) return `Read-only: ${sheet.version} is locked.`;
+  if (isLockedVersion(sheet)) return `Read-only: ${sheet.version} is locked.`;
   return '';
+}
+
+// Whether the version shown is locked (`versions` is the client state's list).
+export function isLockedVersion(sheet) {
+  return Boolean(sheet.versions?.some((v) => v.name === sheet.version && v.locked));
 }
 
 // Only the holder or an admin may release a hold.

@@ -198,18 +198,13 @@ export function accessToken() {
 
 /* ---- HTTP --------------------------------------------------------------------------- */
 
-// GET a JSON endpoint: { status, body } (body null when it is not JSON). Throws only on
-// network failure.
-export async function getJson(path, params = {}) {
-  const query = new URLSearchParams();
-  Object.entries(params).forEach(([k, v]) => {
-    if (v !== null && v !== undefined && v !== '') query.set(k, typeof v === 'object' ? JSON.stringify(v) : String(v));
-  });
-  const url = query.toString() ? `${path}?${query}` : path;
-  const headers = { Accept: 'application/json' };
+// A request to a JSON endpoint with the access token: { status, body } (body null when
+// it is not JSON). Throws only on network failure.
+async function requestJson(url, init = {}) {
+  const headers = { Accept: 'application/json', ...init.headers };
   const token = accessToken();
   if (token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(url, { headers });
+  const response = await fetch(url, { ...init, headers });
   let body = null;
   try {
     body = await response.json();
@@ -217,31 +212,34 @@ export async function getJson(path, params = {}) {
   return { status: response.status, body };
 }
 
-// POST a JSON body ({"data": data}) to an endpoint: { status, body }, a network failure as
-// status 0 like fetchJson.
-export async function postJson(path, data) {
-  const headers = { Accept: 'application/json', 'Content-Type': 'application/json' };
-  const token = accessToken();
-  if (token) headers.Authorization = `Bearer ${token}`;
+// A network failure as status 0, its message as the error.
+async function orNetworkError(request) {
   try {
-    const response = await fetch(path, { method: 'POST', headers, body: JSON.stringify({ data }) });
-    let body = null;
-    try {
-      body = await response.json();
-    } catch { /* not JSON: callers report the status */ }
-    return { status: response.status, body };
+    return await request;
   } catch (err) {
     return { status: 0, body: { error: { message: `network error: ${err.message}` } } };
   }
 }
 
+// GET a JSON endpoint with query parameters (objects as JSON): { status, body }. Throws
+// only on network failure.
+export async function getJson(path, params = {}) {
+  const query = new URLSearchParams();
+  Object.entries(params).forEach(([k, v]) => {
+    if (v !== null && v !== undefined && v !== '') query.set(k, typeof v === 'object' ? JSON.stringify(v) : String(v));
+  });
+  return requestJson(query.toString() ? `${path}?${query}` : path);
+}
+
 // getJson, with a network failure as status 0 and its message as the error.
-export async function fetchJson(path, params) {
-  try {
-    return await getJson(path, params);
-  } catch (err) {
-    return { status: 0, body: { error: { message: `network error: ${err.message}` } } };
-  }
+export function fetchJson(path, params) {
+  return orNetworkError(getJson(path, params));
+}
+
+// POST {"data": data} to a JSON endpoint: { status, body }, a network failure as fetchJson.
+export function postJson(path, data) {
+  const init = { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ data }) };
+  return orNetworkError(requestJson(path, init));
 }
 
 // The server's error message of a failed response, for the user.

@@ -17,7 +17,9 @@
  * up to date from the `updates` rows of that version, which every socket receives.
  */
 
-import { ACTUAL, TABLE, applyRows, cellKeyOfCell, createSheet, versionOf } from './model.js';
+import {
+  ACTUAL, TABLE, applyRows, cellKeyOfCell, createSheet, isLockedVersion, versionOf, versionParam,
+} from './model.js';
 import { compareSeq, el, errorText, fetchJson, postJson } from './util.js';
 
 const PAGE = 1000;                    // DUCKSHEET_VIEW_PAGE_MAX's default
@@ -43,7 +45,7 @@ export function createVersions(ctx) {
   /* ---- The list of versions --------------------------------------------------------- */
 
   const find = (name) => state.versions.find((v) => v.name === name);
-  const isLocked = () => Boolean(find(state.version)?.locked);
+  const isLocked = () => isLockedVersion(state);
 
   function option(value, text) {
     const o = el('option', '', text);
@@ -90,7 +92,7 @@ export function createVersions(ctx) {
   function keepInUrl() {
     const url = new URL(window.location.href);
     const set = (key, value) => (value ? url.searchParams.set(key, value) : url.searchParams.delete(key));
-    set('version', state.version === ACTUAL ? null : state.version);
+    set('version', versionParam(state));
     set('compare', state.compare);
     history.replaceState(null, '', url.pathname + url.search);
   }
@@ -98,12 +100,9 @@ export function createVersions(ctx) {
   function choose(name) {
     if (name === state.version) return;
     state.version = name;
-    if (state.compare === name) state.compare = null;
-    keepInUrl();
     setVersions(state.versions);
     ctx.versionChanged();
-    if (state.compare) loadCompared();
-    else dropCompared();
+    compareWith(state.compare === name ? null : state.compare);  // keeps both in the URL
   }
 
   function onVersionPicked() {
@@ -130,7 +129,6 @@ export function createVersions(ctx) {
     loading = null;
     loadToken += 1;
     state.compareSheet = null;
-    dom.varianceAs.hidden = true;
     ctx.compareChanged(null);
   }
 
@@ -148,7 +146,6 @@ export function createVersions(ctx) {
     const sheet = createSheet();
     loading = { token, buffered: [], readAt: new Map() };
     state.compareSheet = null;
-    dom.varianceAs.hidden = false;
     for (let offset = 0; ; offset += PAGE) {
       const result = await fetchJson(`/view_table/${TABLE}`, { version: name, limit: PAGE, offset });
       if (token !== loadToken) return;
