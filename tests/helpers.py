@@ -131,11 +131,13 @@ class Client:
 
 
 async def all_persisted(server) -> None:
-    """Wait until DuckDB holds everything decided so far (the writer publishes first
-    and persists behind)."""
-    persister = server.services.writer.persister
-    if persister is not None:
-        await asyncio.wait_for(persister.idle(), 30)
+    """Wait until DuckDB holds everything decided so far. The writer publishes first and
+    hands the batch to the persister after, so an idle persister may not have it yet:
+    wait, as `?wait` does, for persisted_duck to reach the last request decided."""
+    decided = server.services.writer.decided
+    if decided is not None:
+        held = await server.services.hub.wait_persisted(decided, 30)
+        assert held, f"DuckDB did not reach {decided} within 30 s"
 
 
 async def db_read(server, fn: Any, *args: Any) -> Any:
