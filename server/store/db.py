@@ -22,8 +22,14 @@ Conn = duckdb.DuckDBPyConnection
 
 
 class Database:
-    def __init__(self, path: Path, read_threads: int = Settings.read_threads) -> None:
+    def __init__(
+        self,
+        path: Path,
+        read_threads: int = Settings.read_threads,
+        duckdb_threads: int = Settings.duckdb_threads,
+    ) -> None:
         self.path = path
+        self.duckdb_threads = duckdb_threads
         self._con: Conn | None = None
         self._lock = asyncio.Lock()
         self._local = threading.local()
@@ -35,7 +41,8 @@ class Database:
     def open(self, seed_sales: int = Settings.seed_sales, seed: int = Settings.seed) -> None:
         """Open (creating and seeding an empty database) and make sure the schema exists."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path))
+        config = {"threads": self.duckdb_threads} if self.duckdb_threads > 0 else {}
+        con = duckdb.connect(str(self.path), config=config)
         if not has_data(con):
             log.info("seeding %s with %s sales rows", self.path, f"{seed_sales:,}")
             seed_database(con, sales=seed_sales, seed=seed, progress=log.info)

@@ -353,3 +353,12 @@ async def test_a_burst_of_resuming_sockets_waits_for_redis_connections(data_dir,
             assert (await client.next("updates"))["base"][0]["quantity"] == 77
         for client in [editor, *clients]:
             await client.close()
+
+
+async def test_duckdb_runs_the_threads_the_setting_names(data_dir, redis_url):
+    """One by default (a small machine's other core stays with the writer and the web
+    processes), as many as DUCKSHEET_DUCKDB_THREADS says otherwise."""
+    for threads, expected in ((Settings.duckdb_threads, 1), (3, 3)):
+        settings = Settings(data_dir=data_dir, redis_url=redis_url, duckdb_threads=threads)
+        async with run_server(settings) as server:
+            assert await read(server, "SELECT current_setting('threads')") == [(expected,)]
