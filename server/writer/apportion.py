@@ -86,7 +86,7 @@ def proportional_many(
     ... in row order, contiguous) share amounts[r]; `groups` as for `proportional`,
     numbered across all roots. Each root's weights must not sum to zero."""
     count = len(weights)
-    starts = np.flatnonzero(np.r_[True, roots[1:] != roots[:-1]]) if count else roots
+    starts = _run_starts(roots) if count else roots
     absolute = np.add.reduceat(np.abs(weights.astype(np.float64)), starts) if count else weights
     if bool((absolute < SAFE).all()):
         totals = np.add.reduceat(weights, starts) if count else weights
@@ -100,18 +100,24 @@ def proportional_many(
     # the largest |factor|, to decide level by level whether weight * factor fits int64
     # (the few groups of the top levels may need Python integers, the rows rarely do)
     largest_factor = float(np.abs(amounts.astype(np.float64)).max()) if len(amounts) else 0.0
-    shares = amounts.astype(np.int64)  # each root's amount
-    parent = roots  # each row's group one level up
-    for depth in range(len(groups) + 1):
-        group = groups[depth] if depth < len(groups) else np.arange(count, dtype=np.int64)
-        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-        weight = np.add.reduceat(weights, starts) if count else weights
-        root = roots[starts]
+
+    def settle(weight: np.ndarray, root: np.ndarray, parent: np.ndarray) -> None:
+        """Each group's share of its parent's share (weight, root, parent: per group)."""
+        nonlocal shares
         largest_weight = float(np.abs(weight.astype(np.float64)).max()) if len(weight) else 0.0
         exact_int64 = largest_weight * max(largest_factor, 1.0) < SAFE and dens.dtype != object
         part, remainder = _floor_shares(weight, factors[root], dens[root], exact_int64)
-        shares = _add_left_over(part, remainder, parent[starts], shares)
+        shares = _add_left_over(part, remainder, parent, shares)
+
+    shares = amounts.astype(np.int64)  # each root's amount
+    parent = roots  # each row's group one level up
+    for group in groups:
+        starts = _run_starts(group) if count else group
+        settle(
+            np.add.reduceat(weights, starts) if count else weights, roots[starts], parent[starts]
+        )
         parent = group
+    settle(weights, roots, parent)  # the last level: each row its own group
     return shares
 
 
@@ -120,8 +126,7 @@ def _floor_shares(
 ) -> tuple[np.ndarray, np.ndarray]:
     """floor(weight * factor / den) and its remainder in [0, den), exactly."""
     if exact_int64:
-        numerator = weight * factor
-        return numerator // den, numerator % den
+        return np.divmod(weight * factor, den)
     numerator = weight.astype(object) * factor.astype(object)
     try:
         den = den.astype(object)
@@ -139,7 +144,7 @@ def _add_left_over(
     size = len(part)
     if not size:
         return part
-    starts = np.flatnonzero(np.r_[True, parent[1:] != parent[:-1]])
+    starts = _run_starts(parent)
     left_over = parent_share - np.add.reduceat(part, starts)
     order = _by_remainder(remainder, parent, len(parent_share))
     lengths = np.diff(np.r_[starts, size])
