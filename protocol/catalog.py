@@ -17,8 +17,8 @@ SUMMARY_COLUMNS = (*CELL_KEY, "quantity", "net_amount")  # a summary row as clie
 LEVEL_FAMILY, LEVEL_BRAND, LEVEL_SUPPLIER, LEVEL_TOTAL = 0, 1, 3, 7
 
 
-@dataclass(frozen=True)
-class Column:
+@dataclass(frozen=True, eq=False)  # each is one catalog entry: identity is equality, and
+class Column:  # hashing by identity is cheap (checks cache by column, 10,000 times a block)
     name: str
     type: str  # integer | bigint | decimal | date | varchar | month
     editable: bool = False

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from protocol.catalog import (
+    CELL_KEY,
     HIERARCHY,
     LEVEL_BRAND,
     LEVEL_FAMILY,
@@ -304,8 +305,9 @@ def parse_condition(table: Table, condition: Any) -> dict[str, Scalar]:
     parsed: dict[str, Scalar] = {}
     if set(condition) == {WHERE} and isinstance(condition[WHERE], str):
         return parse_condition(table, condition[WHERE])
+    columns = table.columns
     for name, value in condition.items():
-        column = table.column(name)
+        column = columns.get(name)
         if column is None:
             raise ProtocolError(
                 "unknown_column", f"condition names unknown column {name!r} of {table.name!r}"
@@ -342,13 +344,16 @@ def _condition_text(column: Column, value: str) -> Scalar:
     return found
 
 
+_CELL_NAMES = frozenset(CELL_KEY)
+
+
 def summary_cell(condition: dict[str, Scalar]) -> dict[str, Scalar]:
     """The one summary cell a condition names: supplier/brand/family/month (missing = all)
     with its level. Rejects holes such as a family without its brand."""
     if WHERE in condition:
         raise ProtocolError("not_a_cell", "a summary edit names one cell: supplier = … AND …")
-    extra = sorted(set(condition) - {*HIERARCHY, "month", "level"})
-    if extra:
+    if not condition.keys() <= _CELL_NAMES:
+        extra = sorted(set(condition) - _CELL_NAMES)
         raise ProtocolError(
             "not_a_cell", f"a summary cell is named by supplier, brand, family, month; not {extra}"
         )

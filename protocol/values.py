@@ -36,6 +36,11 @@ def max_abs(column: Column) -> int | Decimal:
     return min(column.max_abs, STORAGE_MAX_ABS.get(column.type, column.max_abs))
 
 
+@cache
+def _quantum(scale: int) -> Decimal:
+    return Decimal(1).scaleb(-scale)
+
+
 def coerce_value(column: Column, value: Any, what: str = "value") -> Scalar:
     """Normalize a client value for `column`, or raise invalid_value."""
 
@@ -58,11 +63,11 @@ def coerce_value(column: Column, value: Any, what: str = "value") -> Scalar:
         return int(number)
     if kind == "decimal":
         number = _to_decimal(value, bad, max_abs(column))
-        quantum = Decimal(1).scaleb(-column.scale)
         # in range, so the quantized number has at most 16 + scale digits: no overflow
-        if number != number.quantize(quantum):
+        quantized = number.quantize(_quantum(column.scale))
+        if number != quantized:
             raise bad(f"{_shown(value)} has more than {column.scale} decimal places")
-        return str(number.quantize(quantum) + 0)  # + 0: "-0.00" is "0.00"
+        return str(quantized + 0)  # + 0: "-0.00" is "0.00"
     if not isinstance(value, str):
         raise bad(f"expected a string, got {type(value).__name__}")
     if kind == "date":
