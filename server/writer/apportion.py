@@ -140,7 +140,7 @@ def _add_left_over(
 ) -> np.ndarray:
     """Give each parent's left-over units to its children with the largest remainders
     (ties: the child that comes first). `parent` is ascending and names every parent:
-    children come in contiguous runs, one per parent."""
+    children come in contiguous runs, one per parent. `part` is changed in place."""
     size = len(part)
     if not size:
         return part
@@ -149,7 +149,6 @@ def _add_left_over(
     order = _by_remainder(remainder, parent, len(parent_share))
     lengths = np.diff(np.r_[starts, size])
     rank = np.arange(size) - np.repeat(starts, lengths)
-    part = part.copy()
     part[order[rank < np.repeat(left_over, lengths)]] += 1
     return part
 

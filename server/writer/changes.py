@@ -29,7 +29,7 @@ class Change:
     def write(self, state: State, column: str, at: np.ndarray, values: np.ndarray) -> None:
         """Set `column` at positions `at`, remembering what was there."""
         target = state.sales.column(column)
-        self.rows.setdefault(column, []).append((at, target[at].copy()))
+        self.rows.setdefault(column, []).append((at, target[at]))  # indexing copies
         target[at] = values
 
     def move(self, state: State, i: int, node: int) -> None:
@@ -73,9 +73,7 @@ class Change:
             moved = before != after
             if moved.any():
                 unique = unique[moved]
-                out[column] = RowChange(
-                    state.sales.sale_id[unique].copy(), before[moved].copy(), after[moved].copy()
-                )
+                out[column] = RowChange(state.sales.sale_id[unique], before[moved], after[moved])
         return out
 
     def cell_changes(self, state: State) -> dict[Cell, tuple[CellValue, CellValue]]:

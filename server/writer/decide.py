@@ -413,7 +413,7 @@ class Decider(BlockDecisions, SpreadDecisions):
         touched = []
         for column, chunks in track.rows.items():
             at = distinct(np.concatenate(chunks), len(sales.sale_id))
-            effects.sales[column] = [(sales.sale_id[at].copy(), sales.column(column)[at].copy())]
+            effects.sales[column] = [(sales.sale_id[at], sales.column(column)[at])]  # copies
             touched.append(at)
         cap = self.limits.base_rows_broadcast
         first = (
