@@ -25,7 +25,7 @@ class Settings:
     send_queue: int = 1000  # frames buffered per socket before it is closed as too slow
     response_retention: int = 100_000  # response_duck entries kept for resume
     read_threads: int = 4
-    duckdb_threads: int = 1  # DuckDB's own worker threads; 0: one per core (see README)
+    duckdb_threads: int = 0  # DuckDB's own worker threads; 0: one per core (see README)
     redis_connections: int = 64  # pooled Redis connections; more commands wait for one
     tokens: str | None = None  # "name:role:token,..."; none (and no file) = open mode
     tokens_file: Path | None = None  # one name:role:token a line
