@@ -101,24 +101,23 @@ def proportional_many(
     # (the few groups of the top levels may need Python integers, the rows rarely do)
     largest_factor = float(np.abs(amounts.astype(np.float64)).max()) if len(amounts) else 0.0
 
-    def settle(weight: np.ndarray, root: np.ndarray, parent: np.ndarray) -> None:
-        """Each group's share of its parent's share (weight, root, parent: per group)."""
-        nonlocal shares
+    def settle(
+        weight: np.ndarray, root: np.ndarray, parent: np.ndarray, shares: np.ndarray
+    ) -> np.ndarray:
+        """Each group's share of its parent's (weight, root, parent: per group)."""
         largest_weight = float(np.abs(weight.astype(np.float64)).max()) if len(weight) else 0.0
         exact_int64 = largest_weight * max(largest_factor, 1.0) < SAFE and dens.dtype != object
         part, remainder = _floor_shares(weight, factors[root], dens[root], exact_int64)
-        shares = _add_left_over(part, remainder, parent, shares)
+        return _add_left_over(part, remainder, parent, shares)
 
     shares = amounts.astype(np.int64)  # each root's amount
     parent = roots  # each row's group one level up
     for group in groups:
         starts = _run_starts(group) if count else group
-        settle(
-            np.add.reduceat(weights, starts) if count else weights, roots[starts], parent[starts]
-        )
+        weight = np.add.reduceat(weights, starts) if count else weights
+        shares = settle(weight, roots[starts], parent[starts], shares)
         parent = group
-    settle(weights, roots, parent)  # the last level: each row its own group
-    return shares
+    return settle(weights, roots, parent, shares)  # the last level: each row its own group
 
 
 def _floor_shares(
