@@ -73,7 +73,9 @@ class Change:
             moved = before != after
             if moved.any():
                 unique = unique[moved]
-                out[column] = RowChange(state.sales.sale_id[unique], before[moved], after[moved])
+                out[column] = RowChange.kept(
+                    state.sales.sale_id[unique], before[moved], after[moved]
+                )
         return out
 
     def cell_changes(self, state: State) -> dict[Cell, tuple[CellValue, CellValue]]:
@@ -99,9 +101,23 @@ def first_writes(at: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class RowChange:
-    sale_ids: np.ndarray  # int64, ascending
+    sale_ids: np.ndarray  # ascending
     before: np.ndarray
     after: np.ndarray
+
+    @classmethod
+    def kept(cls, sale_ids: np.ndarray, before: np.ndarray, after: np.ndarray) -> RowChange:
+        """A change as undo stacks keep it: each array int32 when its values fit, which
+        halves what a spread's step holds (12 bytes a row instead of 24)."""
+        return cls(_compact(sale_ids), _compact(before), _compact(after))
+
+
+INT32 = np.iinfo(np.int32)
+
+
+def _compact(values: np.ndarray) -> np.ndarray:
+    fits = len(values) and INT32.min <= int(values.min()) and int(values.max()) <= INT32.max
+    return values.astype(np.int32) if values.dtype == np.int64 and fits else values
 
 
 @dataclass

@@ -151,8 +151,10 @@ def load_stacks(con: Conn, depth: int) -> UndoStacks:
         "WHERE request IN (SELECT request FROM undo_stacks) GROUP BY request, column_name"
     ).fetchall()
     for request, column, sale_ids, old, new in found:
-        rows.setdefault(request, {})[column] = RowChange(
-            np.array(sale_ids, dtype=np.int64), np.array(old), np.array(new)
+        rows.setdefault(request, {})[column] = RowChange.kept(
+            np.array(sale_ids, dtype=np.int64),
+            np.array(old, dtype=np.int64),
+            np.array(new, dtype=np.int64),
         )
     for user, undone, request, seq, action, at in entries:
         step = Step(request, seq, user, action, at, rows.get(request, {}), {})

@@ -2,8 +2,9 @@
 block edit or spread of that user, with every row it changed before and after.
 
 A user's stacks keep `depth` steps; all stacks together hold at most `max_values`
-changed row values (about 24 bytes each in memory): past that, the oldest step of
-whoever holds the most goes (a user's newest step always stays)."""
+changed row values (12 bytes each in memory where they fit 32 bits, else 24): past
+that, the oldest step of whoever holds the most goes (a user's newest step always
+stays)."""
 
 from __future__ import annotations
 

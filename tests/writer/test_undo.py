@@ -7,6 +7,7 @@ from itertools import count
 from typing import Any
 
 import duckdb
+import numpy as np
 from helpers import a_brand_month, assert_exact, assert_state_matches_database, summary_edit
 
 from protocol.actions import Undo
@@ -313,3 +314,22 @@ def test_the_stacks_keep_within_their_memory_budget(con):
     restarted = DirectWriter(con, Limits())
     assert restarted.decider.stacks.listing("ann") == stacks.listing("ann")
     assert restarted.decider.stacks.total == 3
+
+
+def test_steps_keep_32_bit_values_compact_and_larger_ones_exact(con):
+    """A step holds int32 columns where its values fit (half the memory), int64 where a
+    spread gives rows more than 21,474,836.47: undo brings both back exactly."""
+    writer = DirectWriter(con, Limits())
+    supplier, brand, month = a_brand_month(con)
+    cell = {"supplier": supplier, "brand": brand, "month": month}
+    before = image(con)
+    for value in ("100.00", "900000000000.00"):  # the second: rows far past 2**31 cents
+        assert code(result(writer, edit(summary_edit(value, **cell)))) == "applied"
+    small, large = list(writer.decider.stacks.stack("ann").done)
+    assert small.rows["net_price"].after.dtype == np.int32
+    assert large.rows["net_price"].after.dtype == np.int64
+    assert large.rows["net_price"].before.dtype == np.int32  # what it replaced was small
+    assert code(result(writer, undo())) == "applied"
+    assert code(result(writer, undo())) == "applied"
+    assert image(con) == before
+    assert_state_matches_database(writer)
