@@ -57,9 +57,10 @@ def coerce_value(column: Column, value: Any, what: str = "value") -> Scalar:
         raise bad("booleans are not accepted")
     kind = column.type
     if kind in ("integer", "bigint"):
-        if type(value) is int and -max_abs(column) <= value <= max_abs(column):
+        bound = max_abs(column)
+        if type(value) is int and -bound <= value <= bound:
             return value  # the common case, without Decimal arithmetic
-        number = _to_decimal(value, bad, max_abs(column))
+        number = _to_decimal(value, bad, bound)
         if number != number.to_integral_value():
             raise bad(f"{_shown(value)} is not a whole number")
         return int(number)

@@ -116,8 +116,10 @@ INT32 = np.iinfo(np.int32)
 
 
 def _compact(values: np.ndarray) -> np.ndarray:
-    fits = len(values) and INT32.min <= int(values.min()) and int(values.max()) <= INT32.max
-    return values.astype(np.int32) if values.dtype == np.int64 and fits else values
+    if values.dtype != np.int64 or not len(values):
+        return values
+    fits = INT32.min <= int(values.min()) and int(values.max()) <= INT32.max
+    return values.astype(np.int32) if fits else values
 
 
 @dataclass
