@@ -9,7 +9,7 @@ stays)."""
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from server.writer.changes import Step
 
@@ -39,9 +39,12 @@ class UndoStacks:
         return found
 
     def pushed(self, step: Step) -> None:
-        """A new edit: undoable, and the user's redo steps are gone."""
+        """A new edit: undoable, and the user's redo steps are gone. The step is kept
+        without its cells: undo needs only the rows (as steps loaded back from DuckDB
+        hold them), and a paste's few thousand cells are objects that every full pass
+        of the garbage collector would walk for as long as the step stays."""
         stack = self.stack(step.user)
-        self._append(stack.done, step)
+        self._append(stack.done, replace(step, cells={}))
         self.total -= sum(s.values for s in stack.undone)
         stack.undone.clear()
         self.changed.add(step.user)

@@ -333,3 +333,18 @@ def test_steps_keep_32_bit_values_compact_and_larger_ones_exact(con):
     assert code(result(writer, undo())) == "applied"
     assert image(con) == before
     assert_state_matches_database(writer)
+
+
+def test_stacked_steps_keep_the_rows_undo_needs_and_leave_the_cells_to_history(con):
+    """A step on the undo stack holds the rows it changed, not its cells (a paste's
+    thousands of them would stay as objects for the garbage collector to walk); the
+    cells are in history."""
+    writer = DirectWriter(con, Limits())
+    supplier, brand, month = a_brand_month(con)
+    cell = {"supplier": supplier, "brand": brand, "month": month}
+    assert code(result(writer, edit(summary_edit("100.00", **cell)))) == "applied"
+    (step,) = writer.decider.stacks.stack("ann").done
+    assert len(step.rows["net_price"].sale_ids) > 1 and step.cells == {}
+    query = "SELECT count(*) FROM history_cells WHERE request = ?"
+    assert con.execute(query, [step.request]).fetchone()[0] > 1
+    assert code(result(writer, undo())) == "applied"
