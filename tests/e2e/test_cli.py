@@ -106,3 +106,17 @@ def _wait_for_port(process: subprocess.Popen[str]) -> int:
         if found:
             return int(found.group(1))
     raise AssertionError("server did not report its port")
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "False"), ("1", "True")])
+def test_the_server_keeps_numpy_off_huge_pages_unless_told(given: str | None, expected: str):
+    # Huge-page faults cost a paste's decide 100-200 ms of system time (server/__init__.py).
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if given is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = given
+    probe = "import server, numpy._core.multiarray as m; print(m._get_madvise_hugepage())"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
