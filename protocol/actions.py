@@ -12,8 +12,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
+import orjson
+
 from protocol.codec import dumps, loads
-from protocol.edits import Edit, EditMany, Hold, parse_edit, parse_edit_many, parse_hold
+from protocol.edits import (
+    Edit,
+    EditMany,
+    Hold,
+    canonical_cell_edit,
+    parse_edit,
+    parse_edit_many,
+    parse_hold,
+)
 from protocol.errors import ProtocolError
 from protocol.versions import ACTUAL, CreateVersion, LockVersion, take_version, version_name
 
@@ -122,6 +132,9 @@ def request_body(action: Action, sender: Sender) -> bytes:
 
 def parse_request_body(raw: bytes) -> tuple[Action, Sender]:
     """The action and sender of a journal entry; ProtocolError if malformed."""
+    block = _canonical_block(raw)
+    if block is not None:
+        return block
     body = loads(raw)
     if not isinstance(body, dict) or not isinstance(body.get("user"), str):
         raise ProtocolError("bad_message", "malformed request entry")
@@ -147,6 +160,37 @@ def parse_request_body(raw: bytes) -> tuple[Action, Sender]:
     ref = body.get("ref")
     sender = Sender(body["user"], ref if isinstance(ref, str) else None, body.get("admin") is True)
     return action, sender
+
+
+_BLOCK_ENTRY = frozenset(("edit_many", "user", "ref"))
+
+
+def _canonical_block(raw: bytes) -> tuple[EditMany, Sender] | None:
+    """A block edit of summary cells as the edge writes it to the journal, read without
+    the exact-number pass (no number in it is a float: values are decimal text) and
+    with each edit in its canonical form (`canonical_cell_edit`); None for anything
+    else, which the full parse then takes."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(body) is not dict or body.keys() - {"admin"} != _BLOCK_ENTRY:
+        return None
+    block, user, ref = body["edit_many"], body["user"], body["ref"]
+    if type(user) is not str or not (ref is None or type(ref) is str):
+        return None
+    if body.get("admin", True) is not True or type(block) is not dict or block.keys() != {"edits"}:
+        return None
+    edits = block["edits"]
+    if type(edits) is not list or not edits:
+        return None
+    parsed = []
+    for each in edits:
+        edit = canonical_cell_edit(each)
+        if edit is None:
+            return None
+        parsed.append(edit)
+    return EditMany(tuple(parsed)), Sender(user, ref, "admin" in body)
 
 
 def _parse_block(raw: Any) -> EditMany:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from protocol.catalog import (
@@ -21,7 +22,7 @@ from protocol.catalog import (
 )
 from protocol.conditions import WHERE, equalities, parse_text_condition
 from protocol.errors import ProtocolError
-from protocol.values import MONTH_TEXT, Scalar, check_written, coerce_value
+from protocol.values import MONTH_TEXT, Scalar, check_written, coerce_value, max_abs
 from protocol.versions import ACTUAL, version_name
 
 SPREAD_METHODS = ("proportional", "equal", "percent", "like")
@@ -110,7 +111,9 @@ def parse_edit_many(message: Any, max_edits: int | None = MAX_EDITS_PER_REQUEST)
                 raise ProtocolError(
                     "bad_condition", "a block edit names each cell with an object condition"
                 )
-            edit = parse_edit(raw)
+            edit = canonical_cell_edit(raw)
+            if edit is None:
+                edit = parse_edit(raw)
             if not is_cell_edit(edit):
                 raise ProtocolError(
                     "not_a_cell",
@@ -121,6 +124,85 @@ def parse_edit_many(message: Any, max_edits: int | None = MAX_EDITS_PER_REQUEST)
             raise ProtocolError(exc.code, message, **exc.details, index=index) from exc
         parsed.append(edit)
     return EditMany(tuple(parsed))
+
+
+_CANONICAL_KEYS = frozenset(("table", "column", "value", "condition", "spread"))
+_CANONICAL_SPREADS = frozenset(("proportional", "equal"))
+
+
+def canonical_cell_edit(raw: Any) -> Edit | None:
+    """A summary-cell edit in exactly the form `Edit.as_dict` writes (what a paste's
+    block is in the journal), checked as parse_edit checks it in a fraction of the time;
+    None for any other form, which parse_edit then takes. A property test holds the two
+    equal wherever this one answers."""
+    if type(raw) is not dict or raw.keys() != _CANONICAL_KEYS or raw["table"] != SUMMARY:
+        return None
+    column = _SUMMARY_COLUMNS.get(raw["column"]) if type(raw["column"]) is str else None
+    spread, condition = raw["spread"], raw["condition"]
+    if column is None or type(spread) is not str or spread not in _CANONICAL_SPREADS:
+        return None
+    cell = _canonical_cell(condition) if type(condition) is dict else None
+    value = _canonical_value(column, raw["value"])
+    if cell is None or value is None:
+        return None
+    return Edit(SUMMARY, column.name, value, cell, spread, None, None, like_version=None)
+
+
+_SUMMARY_COLUMNS = {c.name: c for c in TABLES[SUMMARY].columns.values() if c.editable}
+
+
+def _canonical_cell(condition: dict[str, Any]) -> dict[str, Scalar] | None:
+    """A condition as summary_cell writes it: the whole path, its month and level."""
+    if condition.keys() != _CELL_NAMES:
+        return None
+    columns = TABLES[SUMMARY].columns
+    cell: dict[str, Scalar] = {}
+    for name in CELL_KEY[:4]:
+        text = condition[name]
+        if text is not None:
+            if type(text) is not str:
+                return None
+            try:
+                text = _condition_text(columns[name], text)
+            except ProtocolError:
+                return None
+        cell[name] = text
+    level = condition["level"]
+    supplier, brand, family = (cell[name] for name in HIERARCHY)
+    holes = (family is not None and brand is None) or (brand is not None and supplier is None)
+    if holes or type(level) is not int or level != node_level(cell):
+        return None
+    cell["level"] = level
+    return cell
+
+
+def _canonical_value(column: Column, value: Any) -> Scalar:
+    """A value as coerce_value writes it for `column`; None for any other."""
+    if column.type == "decimal":
+        if type(value) is not str or not _canonical_number(column).fullmatch(value):
+            return None
+        if value[0] == "-" and not value.strip("-0."):
+            return None  # -0.00 is written 0.00
+        bound = max_abs(column)
+        longest = len(value.lstrip("-").partition(".")[0]) == len(str(int(bound)))
+        return None if longest and Decimal(value).copy_abs() > bound else value
+    if type(value) is not int:
+        return None
+    try:
+        value = coerce_value(column, value)
+        check_written(column, value)
+    except ProtocolError:
+        return None
+    return value
+
+
+@cache
+def _canonical_number(column: Column) -> re.Pattern[str]:
+    """Decimal text as coerce_value writes it: no leading zeros, exactly `scale` places
+    and at most as many integer digits as the column's bound."""
+    digits = len(str(int(max_abs(column))))
+    places = rf"\.[0-9]{{{column.scale}}}" if column.scale else ""
+    return re.compile(rf"-?(0|[1-9][0-9]{{0,{digits - 1}}}){places}", re.ASCII)
 
 
 def is_cell_edit(edit: Edit) -> bool:

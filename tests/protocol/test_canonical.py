@@ -1,0 +1,136 @@
+"""The journal's fast read of a block: `canonical_cell_edit` answers exactly as
+`parse_edit` wherever it answers, and answers for every edit the edge writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol.actions import Sender, _canonical_block, parse_request_body, request_body
+from protocol.catalog import SUMMARY
+from protocol.edits import Edit, EditMany, canonical_cell_edit, parse_edit
+from protocol.errors import ProtocolError
+
+GOOD_NAMES = st.sampled_from(["Acme", "Zeta", "Widgets", "Ünïcode ✓", "a b"])
+BAD_NAMES = st.one_of(
+    st.sampled_from([" ", "", "a\x00b", "x" * 201, 0, 1.5, True]), st.text(max_size=4)
+)
+BAD_MONTHS = st.one_of(
+    st.sampled_from(["2024-13", "2024-5", "\u0662\u0660\u0662\u0664-\u0660\u0665", 202405]),
+    st.text(max_size=7),
+)
+DECIMAL_TEXT = st.builds(
+    lambda sign, whole, cents: f"{sign}{whole}.{cents:02d}",
+    st.sampled_from(["", "-"]),
+    st.one_of(st.integers(0, 10**16), st.sampled_from([10**15 - 1, 10**15])),
+    st.integers(0, 99),
+)
+ODD_VALUES = st.one_of(
+    st.from_regex(r"\A[ -]?-?[0-9]{0,18}(\.[0-9]{0,4})?[ eE0-9]{0,2}\Z"),
+    st.sampled_from(["-0.00", "-0", "0.00", "00.50", "1.5", "+1.00", "1e3", "1.00 "]),
+    st.integers(),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.decimals(allow_nan=False, allow_infinity=False),
+)
+
+
+@st.composite
+def cells(draw: st.DrawFn) -> dict[str, Any]:
+    depth = draw(st.integers(0, 3))  # 0: the grand total ... 3: a family
+    path = [draw(GOOD_NAMES) for _ in range(depth)] + [None] * (3 - depth)
+    month = draw(st.one_of(st.none(), st.sampled_from(["2024-01", "2025-12"])))
+    level = (7, 3, 1, 0)[depth]
+    return dict(
+        zip(("supplier", "brand", "family", "month", "level"), [*path, month, level], strict=True)
+    )
+
+
+@st.composite
+def raw_edits(draw: st.DrawFn) -> Any:
+    """A canonical edit, then up to two things broken in it (or made merely odd)."""
+    column = draw(st.sampled_from(["net_amount", "quantity"]))
+    value = draw(DECIMAL_TEXT if column == "net_amount" else st.integers(-3, 10**12 + 3))
+    raw: dict[str, Any] = {
+        "table": SUMMARY,
+        "column": column,
+        "value": value,
+        "condition": draw(cells()),
+        "spread": draw(st.sampled_from(["proportional", "equal"])),
+    }
+    for _ in range(draw(st.integers(0, 2))):
+        _break(draw, raw)
+    return raw
+
+
+def _break(draw: st.DrawFn, raw: dict[str, Any]) -> None:
+    condition = raw.get("condition")
+    condition = condition if isinstance(condition, dict) else {}
+    how = draw(st.integers(0, 9))
+    if how == 0:
+        raw["value"] = draw(ODD_VALUES)
+    elif how == 1:
+        condition["level"] = draw(st.one_of(st.integers(-1, 9), st.booleans(), st.text(max_size=1)))
+    elif how == 2:
+        condition[draw(st.sampled_from(["supplier", "brand", "family"]))] = draw(
+            st.one_of(st.none(), GOOD_NAMES, BAD_NAMES)
+        )
+    elif how == 3:
+        condition["month"] = draw(BAD_MONTHS)
+    elif how == 4:
+        key = draw(st.sampled_from(["supplier", "brand", "family", "month", "level"]))
+        condition.pop(key, None)
+    elif how == 5:
+        condition[draw(st.sampled_from(["period", "sale_id", "where"]))] = "2024"
+    elif how == 6:
+        raw.pop(draw(st.sampled_from(sorted(raw))))
+    elif how == 7:
+        raw[draw(st.sampled_from(["expect", "like", "version", "type"]))] = draw(ODD_VALUES)
+    elif how == 8:
+        key = draw(st.sampled_from(["table", "column", "spread", "condition"]))
+        raw[key] = draw(st.sampled_from(["sales", "level", "net_price", "percent", "like", 1, ""]))
+    else:
+        raw["column"] = "quantity" if raw.get("column") == "net_amount" else "net_amount"
+
+
+def full_parse(raw: Any) -> Edit | str:
+    try:
+        return parse_edit(raw)
+    except ProtocolError as exc:
+        return exc.code
+
+
+@settings(max_examples=2000)
+@given(raw_edits())
+def test_the_fast_read_answers_as_the_full_parse_wherever_it_answers(raw: Any):
+    fast = canonical_cell_edit(raw)
+    full = full_parse(raw)
+    if fast is not None:
+        assert fast == full
+    if isinstance(full, Edit) and _plain(full):
+        # what the edge writes of it, the writer reads back the fast way, unchanged
+        assert canonical_cell_edit(full.as_dict()) == full
+
+
+@settings(max_examples=300)
+@given(st.lists(raw_edits(), min_size=1, max_size=6), st.text(max_size=5), st.booleans())
+def test_a_journal_block_reads_back_as_the_edge_wrote_it(raws: list[Any], user: str, admin: bool):
+    edits = [e for e in map(full_parse, raws) if isinstance(e, Edit) and e.table == SUMMARY]
+    if not edits:
+        return
+    block, sender = EditMany(tuple(edits)), Sender(user, "r-1", admin)
+    entry = request_body(block, sender)
+    assert parse_request_body(entry) == (block, sender)
+    assert (_canonical_block(entry) is not None) == all(map(_plain, edits))
+
+
+def _plain(edit: Edit) -> bool:
+    """What the fast read takes: no period, no expected value, a plain spread."""
+    return (
+        edit.spread in ("proportional", "equal")
+        and edit.expect is None
+        and "period" not in edit.condition
+    )
