@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -155,37 +156,42 @@ def _canonical_cell(condition: dict[str, Any]) -> dict[str, Scalar] | None:
     """A condition as summary_cell writes it: the whole path, its month and level."""
     if condition.keys() != _CELL_NAMES:
         return None
-    columns = TABLES[SUMMARY].columns
-    cell: dict[str, Scalar] = {}
-    for name in CELL_KEY[:4]:
-        text = condition[name]
-        if text is not None:
-            if type(text) is not str:
-                return None
-            try:
-                text = _condition_text(columns[name], text)
-            except ProtocolError:
-                return None
-        cell[name] = text
-    level = condition["level"]
-    supplier, brand, family = (cell[name] for name in HIERARCHY)
+    values = _CELL_VALUES(condition)
+    supplier, brand, family, month, level = values
+    if type(level) is not int or not all(map(_checked_text, _CELL_COLUMNS, values)):
+        return None
     holes = (family is not None and brand is None) or (brand is not None and supplier is None)
-    if holes or type(level) is not int or level != node_level(cell):
+    cell = {"supplier": supplier, "brand": brand, "family": family, "month": month}
+    if holes or level != node_level(cell):
         return None
     cell["level"] = level
     return cell
 
 
+_CELL_VALUES = operator.itemgetter(*CELL_KEY)
+_CELL_COLUMNS = [TABLES[SUMMARY].columns[name] for name in CELL_KEY[:4]]
+
+
+def _checked_text(column: Column, text: Any) -> bool:
+    """Is `text` None, or a condition value `column` takes as it is?"""
+    if text is None:
+        return True
+    try:
+        return type(text) is str and _condition_text(column, text) == text
+    except ProtocolError:
+        return False
+
+
 def _canonical_value(column: Column, value: Any) -> Scalar:
     """A value as coerce_value writes it for `column`; None for any other."""
     if column.type == "decimal":
-        if type(value) is not str or not _canonical_number(column).fullmatch(value):
+        number, digits = _canonical_number(column)
+        if type(value) is not str or not number.fullmatch(value):
             return None
         if value[0] == "-" and not value.strip("-0."):
             return None  # -0.00 is written 0.00
-        bound = max_abs(column)
-        longest = len(value.lstrip("-").partition(".")[0]) == len(str(int(bound)))
-        return None if longest and Decimal(value).copy_abs() > bound else value
+        longest = len(value.lstrip("-").partition(".")[0]) == digits
+        return None if longest and Decimal(value).copy_abs() > max_abs(column) else value
     if type(value) is not int:
         return None
     try:
@@ -197,12 +203,12 @@ def _canonical_value(column: Column, value: Any) -> Scalar:
 
 
 @cache
-def _canonical_number(column: Column) -> re.Pattern[str]:
+def _canonical_number(column: Column) -> tuple[re.Pattern[str], int]:
     """Decimal text as coerce_value writes it: no leading zeros, exactly `scale` places
-    and at most as many integer digits as the column's bound."""
+    and at most as many integer digits as the column's bound (which it gives)."""
     digits = len(str(int(max_abs(column))))
     places = rf"\.[0-9]{{{column.scale}}}" if column.scale else ""
-    return re.compile(rf"-?(0|[1-9][0-9]{{0,{digits - 1}}}){places}", re.ASCII)
+    return re.compile(rf"-?(0|[1-9][0-9]{{0,{digits - 1}}}){places}", re.ASCII), digits
 
 
 def is_cell_edit(edit: Edit) -> bool:
