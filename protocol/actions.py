@@ -19,10 +19,10 @@ from protocol.edits import (
     Edit,
     EditMany,
     Hold,
-    canonical_cell_edit,
     parse_edit,
     parse_edit_many,
     parse_hold,
+    plain_cell_edit,
 )
 from protocol.errors import ProtocolError
 from protocol.versions import ACTUAL, CreateVersion, LockVersion, take_version, version_name
@@ -132,7 +132,7 @@ def request_body(action: Action, sender: Sender) -> bytes:
 
 def parse_request_body(raw: bytes) -> tuple[Action, Sender]:
     """The action and sender of a journal entry; ProtocolError if malformed."""
-    block = _canonical_block(raw)
+    block = _journal_block(raw)
     if block is not None:
         return block
     body = loads(raw)
@@ -165,11 +165,11 @@ def parse_request_body(raw: bytes) -> tuple[Action, Sender]:
 _BLOCK_ENTRY = frozenset(("edit_many", "user", "ref"))
 
 
-def _canonical_block(raw: bytes) -> tuple[EditMany, Sender] | None:
-    """A block edit of summary cells as the edge writes it to the journal, read without
-    the exact-number pass (no number in it is a float: values are decimal text) and
-    with each edit in its canonical form (`canonical_cell_edit`); None for anything
-    else, which the full parse then takes."""
+def _journal_block(raw: bytes) -> tuple[EditMany, Sender] | None:
+    """A block of plain summary-cell edits as the edge writes it to the journal, read
+    without the exact-number pass (its values are decimal text; a float, which orjson
+    may have rounded, sends the entry the full way) and each edit by plain_cell_edit;
+    None for anything else, which the full parse then takes."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -186,7 +186,8 @@ def _canonical_block(raw: bytes) -> tuple[EditMany, Sender] | None:
         return None
     parsed = []
     for each in edits:
-        edit = canonical_cell_edit(each)
+        exact = type(each) is dict and type(each.get("value")) is not float
+        edit = plain_cell_edit(each) if exact else None
         if edit is None:
             return None
         parsed.append(edit)

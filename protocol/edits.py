@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -10,6 +9,7 @@ from functools import cache
 from typing import Any
 
 from protocol.catalog import (
+    CELL_COORDINATES,
     CELL_KEY,
     HIERARCHY,
     LEVEL_BRAND,
@@ -106,44 +106,31 @@ def parse_edit_many(message: Any, max_edits: int | None = MAX_EDITS_PER_REQUEST)
         )
     parsed = []
     for index, raw in enumerate(edits):
-        try:
-            if isinstance(raw, dict) and isinstance(raw.get("condition"), str):
-                # text goes through DuckDB's parser: 10,000 of them would stall the edge
-                raise ProtocolError(
-                    "bad_condition", "a block edit names each cell with an object condition"
-                )
-            edit = canonical_cell_edit(raw)
-            if edit is None:
-                edit = parse_edit(raw)
-            if not is_cell_edit(edit):
-                raise ProtocolError(
-                    "not_a_cell",
-                    "a block edit changes summary cells and sales rows named by sale_id",
-                )
-        except ProtocolError as exc:
-            message = f"edit {index}: {exc.message}"
-            raise ProtocolError(exc.code, message, **exc.details, index=index) from exc
-        parsed.append(edit)
+        edit = plain_cell_edit(raw)  # what a paste holds; every other edit the long way
+        parsed.append(edit if edit is not None else _block_edit(raw, index))
     return EditMany(tuple(parsed))
 
 
-_CANONICAL_KEYS = frozenset(("table", "column", "value", "condition", "spread"))
-_CANONICAL_SPREADS = frozenset(("proportional", "equal"))
+_PLAIN_SPREADS = frozenset(("proportional", "equal"))
 
 
-def canonical_cell_edit(raw: Any) -> Edit | None:
-    """A summary-cell edit in exactly the form `Edit.as_dict` writes (what a paste's
-    block is in the journal), checked as parse_edit checks it in a fraction of the time;
-    None for any other form, which parse_edit then takes. A property test holds the two
-    equal wherever this one answers."""
-    if type(raw) is not dict or raw.keys() != _CANONICAL_KEYS or raw["table"] != SUMMARY:
+def plain_cell_edit(raw: Any) -> Edit | None:
+    """A plain spread of a summary cell named by an object condition: the form a
+    paste's edits take, from the grid and in the journal. Checked as parse_edit checks
+    it, in half the time; None for any other edit, which parse_edit then takes. A
+    property test holds the two equal wherever this one answers."""
+    if type(raw) is not dict or raw.get("table") != SUMMARY or raw.get("expect") is not None:
         return None
-    column = _SUMMARY_COLUMNS.get(raw["column"]) if type(raw["column"]) is str else None
-    spread, condition = raw["spread"], raw["condition"]
-    if column is None or type(spread) is not str or spread not in _CANONICAL_SPREADS:
+    name, spread, condition = (
+        raw.get("column"),
+        raw.get("spread") or "proportional",
+        raw.get("condition"),
+    )
+    column = _SUMMARY_COLUMNS.get(name) if type(name) is str else None
+    if column is None or type(spread) is not str or spread not in _PLAIN_SPREADS:
         return None
-    cell = _canonical_cell(condition) if type(condition) is dict else None
-    value = _canonical_value(column, raw["value"])
+    cell = _plain_cell(condition) if type(condition) is dict else None
+    value = _plain_value(column, raw["value"]) if "value" in raw else None
     if cell is None or value is None:
         return None
     return Edit(SUMMARY, column.name, value, cell, spread, None, None, like_version=None)
@@ -152,24 +139,25 @@ def canonical_cell_edit(raw: Any) -> Edit | None:
 _SUMMARY_COLUMNS = {c.name: c for c in TABLES[SUMMARY].columns.values() if c.editable}
 
 
-def _canonical_cell(condition: dict[str, Any]) -> dict[str, Scalar] | None:
-    """A condition as summary_cell writes it: the whole path, its month and level."""
-    if condition.keys() != _CELL_NAMES:
+def _plain_cell(condition: dict[str, Any]) -> dict[str, Scalar] | None:
+    """A condition naming a cell's path and month (and maybe its level), as summary_cell
+    writes it."""
+    if not condition.keys() <= _CELL_NAMES:
         return None
-    values = _CELL_VALUES(condition)
-    supplier, brand, family, month, level = values
-    if type(level) is not int or not all(map(_checked_text, _CELL_COLUMNS, values)):
+    supplier, brand, family, month = values = [condition.get(k) for k in CELL_COORDINATES]
+    if not all(map(_checked_text, _CELL_COLUMNS, values)):
         return None
-    holes = (family is not None and brand is None) or (brand is not None and supplier is None)
+    if (family is not None and brand is None) or (brand is not None and supplier is None):
+        return None
     cell = {"supplier": supplier, "brand": brand, "family": family, "month": month}
-    if holes or level != node_level(cell):
+    level, given = node_level(cell), condition.get("level")
+    if given is not None and (type(given) is not int or given != level):
         return None
     cell["level"] = level
     return cell
 
 
-_CELL_VALUES = operator.itemgetter(*CELL_KEY)
-_CELL_COLUMNS = [TABLES[SUMMARY].columns[name] for name in CELL_KEY[:4]]
+_CELL_COLUMNS = [TABLES[SUMMARY].columns[name] for name in CELL_COORDINATES]
 
 
 def _checked_text(column: Column, text: Any) -> bool:
@@ -182,18 +170,10 @@ def _checked_text(column: Column, text: Any) -> bool:
         return False
 
 
-def _canonical_value(column: Column, value: Any) -> Scalar:
-    """A value as coerce_value writes it for `column`; None for any other."""
-    if column.type == "decimal":
-        number, digits = _canonical_number(column)
-        if type(value) is not str or not number.fullmatch(value):
-            return None
-        if value[0] == "-" and not value.strip("-0."):
-            return None  # -0.00 is written 0.00
-        longest = len(value.lstrip("-").partition(".")[0]) == digits
-        return None if longest and Decimal(value).copy_abs() > max_abs(column) else value
-    if type(value) is not int:
-        return None
+def _plain_value(column: Column, value: Any) -> Scalar:
+    """The value as coerce_value writes it for `column`; None for one it refuses."""
+    if type(value) is str and column.type == "decimal" and _in_written_form(column, value):
+        return value  # the journal's form: one pattern match instead of Decimal work
     try:
         value = coerce_value(column, value)
         check_written(column, value)
@@ -202,13 +182,38 @@ def _canonical_value(column: Column, value: Any) -> Scalar:
     return value
 
 
+def _in_written_form(column: Column, text: str) -> bool:
+    """Is `text` decimal text as coerce_value writes it for `column`?"""
+    negative_zero = text[:1] == "-" and not text.strip("-0.")  # written 0.00
+    return _written_form(column).fullmatch(text) is not None and not negative_zero
+
+
 @cache
-def _canonical_number(column: Column) -> tuple[re.Pattern[str], int]:
-    """Decimal text as coerce_value writes it: no leading zeros, exactly `scale` places
-    and at most as many integer digits as the column's bound (which it gives)."""
-    digits = len(str(int(max_abs(column))))
+def _written_form(column: Column) -> re.Pattern[str]:
+    """Decimal text as coerce_value writes it: no leading zeros, exactly `scale` places,
+    fewer integer digits than the column's bound has (so always within it)."""
+    digits = len(str(int(max_abs(column)))) - 1
     places = rf"\.[0-9]{{{column.scale}}}" if column.scale else ""
-    return re.compile(rf"-?(0|[1-9][0-9]{{0,{digits - 1}}}){places}", re.ASCII), digits
+    return re.compile(rf"-?(0|[1-9][0-9]{{0,{digits - 1}}}){places}", re.ASCII)
+
+
+def _block_edit(raw: Any, index: int) -> Edit:
+    """One edit of a block, checked fully; a ProtocolError names its index."""
+    try:
+        if isinstance(raw, dict) and isinstance(raw.get("condition"), str):
+            # text goes through DuckDB's parser: 10,000 of them would stall the edge
+            raise ProtocolError(
+                "bad_condition", "a block edit names each cell with an object condition"
+            )
+        edit = parse_edit(raw)
+        if not is_cell_edit(edit):
+            raise ProtocolError(
+                "not_a_cell", "a block edit changes summary cells and sales rows named by sale_id"
+            )
+    except ProtocolError as exc:
+        message = f"edit {index}: {exc.message}"
+        raise ProtocolError(exc.code, message, **exc.details, index=index) from exc
+    return edit
 
 
 def is_cell_edit(edit: Edit) -> bool:

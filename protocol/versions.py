@@ -42,21 +42,28 @@ def take_version(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
     if "condition" not in raw:
         del out["condition"]
     if isinstance(out.get("edits"), list):
-        edits = []
-        for edit in out["edits"]:
-            if isinstance(edit, dict):
-                edit = dict(edit)
-                if "version" in edit:
-                    named.add(version_name(edit.pop("version")))
-                if "condition" in edit:
-                    edit["condition"] = _without_version(edit["condition"], named)
-            edits.append(edit)
-        out["edits"] = edits
+        out["edits"] = [_edit_without_version(edit, named) for edit in out["edits"]]
     if len(named) > 1:
         raise ProtocolError(
             "bad_message", f"a request edits one version, not {', '.join(sorted(named))}"
         )
     return out, named.pop() if named else ACTUAL
+
+
+def _edit_without_version(edit: Any, named: set[str]) -> Any:
+    """A block's edit without the version it names (copied only then: a paste has
+    thousands)."""
+    condition = edit.get("condition") if isinstance(edit, dict) else None
+    if not isinstance(edit, dict) or not (
+        "version" in edit or (isinstance(condition, dict) and "version" in condition)
+    ):
+        return edit
+    edit = dict(edit)
+    if "version" in edit:
+        named.add(version_name(edit.pop("version")))
+    if "condition" in edit:
+        edit["condition"] = _without_version(edit["condition"], named)
+    return edit
 
 
 def _without_version(condition: Any, named: set[str]) -> Any:
