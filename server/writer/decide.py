@@ -112,7 +112,7 @@ class Decider(BlockDecisions, SpreadDecisions):
             "seq": seq,
             "prev": self.published or self.state.applied or NO_SEQ,
             "rows": self._changed_cells(track, effects),
-            **self._changed_rows(track, effects),
+            **self._changed_rows(track),
             "holds": track.holds,
             "by": sorted({r["user"] for r in results if r["status"] == "applied"}),
             "results": results,
@@ -408,17 +408,14 @@ class Decider(BlockDecisions, SpreadDecisions):
                 rows.append(row)
         return rows
 
-    def _changed_rows(self, track: Tracker, effects: Effects) -> dict[str, Any]:
+    def _changed_rows(self, track: Tracker) -> dict[str, Any]:
+        """The first touched sales rows, as the `base` rows of the payload."""
         sales = self.state.sales
-        touched = []
-        for column, chunks in track.rows.items():
-            at = distinct(np.concatenate(chunks), len(sales.sale_id))
-            effects.sales[column] = [(sales.sale_id[at], sales.column(column)[at])]  # copies
-            touched.append(at)
+        chunks = [at for column_chunks in track.rows.values() for at in column_chunks]
         cap = self.limits.base_rows_broadcast
         first = (
-            distinct(np.concatenate(touched), len(sales.sale_id))[: cap + 1].tolist()
-            if touched
+            distinct(np.concatenate(chunks), len(sales.sale_id))[: cap + 1].tolist()
+            if chunks
             else []
         )
         rows = [{"table": "sales", **sales.row(i)} for i in first[:cap]]

@@ -1,5 +1,6 @@
-"""What deciding a batch changed, for the persister: the state of every touched row,
-cell and hold as of the batch's last request, and each request's outcome."""
+"""What deciding a batch changed, for the persister: the state of every touched cell
+and hold as of the batch's last request, the steps of its applied requests (history,
+and every changed row's value after it), and each request's outcome."""
 
 from __future__ import annotations
 
@@ -20,13 +21,11 @@ HoldChange = tuple[Coords, int, bool, str, dt.datetime]  # cell, level, on, by, 
 class Effects:
     last_id: str  # the last request covered: `_applied` once persisted
     ids: list[str] = field(default_factory=list)  # every request covered, to acknowledge
-    # column -> chunks of (sale_ids, values in units) in decision order; later wins
-    sales: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     cells: dict[Cell, list[int] | None] = field(default_factory=dict)  # None: gone
     writers: dict[Cell, tuple[str, dt.datetime]] = field(default_factory=dict)  # changed by, at
     holds: list[HoldChange] = field(default_factory=list)
     log: list[LogRow] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)  # history
+    steps: list[Step] = field(default_factory=list)  # history; the rows' new values
     stacks: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # undo, redo
     schema: str | None = None  # the version's schema (None: main, actual)
 
@@ -35,8 +34,6 @@ class Effects:
         assert later.schema == self.schema
         self.last_id = later.last_id
         self.ids += later.ids
-        for column, chunks in later.sales.items():
-            self.sales.setdefault(column, []).extend(chunks)
         self.cells.update(later.cells)
         self.writers.update(later.writers)
         self.holds += later.holds
@@ -44,11 +41,19 @@ class Effects:
         self.steps += later.steps
         self.stacks.update(later.stacks)
 
+    def sales_columns(self) -> list[str]:
+        """The sales columns the steps changed, in the order they first did."""
+        return list(dict.fromkeys(column for step in self.steps for column in step.rows))
+
     def sales_values(self, column: str) -> tuple[np.ndarray, np.ndarray]:
-        """(sale_ids, values) of a column, one per row: the latest value of each."""
-        chunks = self.sales[column]
-        ids = np.concatenate([c[0] for c in chunks])[::-1]
-        values = np.concatenate([c[1] for c in chunks])[::-1]
+        """(sale_ids, values in units) of a column, one per changed row: its value after
+        the last step that changed it. Taken from the steps, which hold them anyway for
+        history and undo, rather than copied once more while deciding."""
+        changes = [step.rows[column] for step in self.steps if column in step.rows]
+        if len(changes) == 1:  # distinct sale ids already
+            return changes[0].sale_ids, changes[0].after
+        ids = np.concatenate([c.sale_ids for c in changes])[::-1]
+        values = np.concatenate([c.after for c in changes])[::-1]
         unique, first = np.unique(ids, return_index=True)  # first of reversed: the latest
         return unique, values[first]
 

@@ -72,7 +72,7 @@ def write_groups(
 
 def _write_version(con: Conn, effects: Effects, cell_ids: CellIds) -> list[tuple[Any, ...]]:
     """One version's rows, cells, holds, history and undo stacks; the new cells' ids."""
-    for column in effects.sales:
+    for column in effects.sales_columns():
         sale_ids, values = effects.sales_values(column)
         v = {"sale_id": sale_ids, "value": values}  # noqa: F841 (scanned by name below)
         con.execute(
