@@ -71,11 +71,11 @@ class Change:
                 before = np.concatenate([c[1] for c in chunks])[first]
             after = state.sales.column(column)[unique]
             moved = before != after
-            if moved.any():
-                unique = unique[moved]
-                out[column] = RowChange.kept(
-                    state.sales.sale_id[unique], before[moved], after[moved]
-                )
+            if not moved.all():  # (a spread moves every row it writes: no gathers then)
+                if not moved.any():
+                    continue
+                unique, before, after = unique[moved], before[moved], after[moved]
+            out[column] = RowChange.kept(state.sales.sale_id[unique], before, after)
         return out
 
     def cell_changes(self, state: State) -> dict[Cell, tuple[CellValue, CellValue]]:
