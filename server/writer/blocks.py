@@ -173,7 +173,8 @@ class BlockDecisions:
         except (Overflow, OverflowError):
             return False
         moved = shares != units
-        at, shares = at[moved], shares[moved]
+        if not moved.all():  # (usually every row moves: no gathers then)
+            at, shares, units = at[moved], shares[moved], units[moved]
         if not len(at):
             return True
         column = "net_price" if scale == 100 else "quantity"
@@ -181,7 +182,7 @@ class BlockDecisions:
             check_shares(column, int(shares.min()), int(shares.max()), scale)
         except OutOfRange:
             return False
-        if not self._stays_in_range(shares - units[moved], scale, peak):
+        if not self._stays_in_range(shares - units, scale, peak):
             return False
         self._set_rows(column, at, shares, change)
         return True
