@@ -117,7 +117,7 @@ _PLAIN_SPREADS = frozenset(("proportional", "equal"))
 def plain_cell_edit(raw: Any) -> Edit | None:
     """A plain spread of a summary cell named by an object condition: the form a
     paste's edits take, from the grid and in the journal. Checked as parse_edit checks
-    it, in half the time; None for any other edit, which parse_edit then takes. A
+    it, in about half the time; None for any other edit, which parse_edit takes. A
     property test holds the two equal wherever this one answers."""
     if type(raw) is not dict or raw.get("table") != SUMMARY or raw.get("expect") is not None:
         return None

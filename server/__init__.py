@@ -5,7 +5,7 @@ import os
 
 # numpy madvises every array of 4 MB and more for huge pages. Where the kernel then
 # faults and compacts them synchronously (THP "madvise", as here), a 5,000-cell paste's
-# decide, which allocates dozens of 7 MB arrays, spent 100-200 ms of system time in
+# decide, which allocates dozens of 7 MB arrays, spent 80-200 ms of system time in
 # every other request (decide ~300 ms against ~170). An operator's own setting wins.
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
