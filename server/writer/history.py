@@ -96,12 +96,14 @@ def _write_rows(con: Conn, steps: list[Step]) -> None:
     if not parts:
         return
     sizes = [len(change.sale_ids) for *_, change in parts]
-    # numbers only per row (strings per part): no million-object arrays under the GIL
+    # numbers only per row (strings per part): no million-object arrays under the GIL;
+    # each as narrow as the steps keep it (DuckDB widens on insert): a group commit of
+    # supplier spreads writes millions of rows, and these arrays set its peak memory
     rows = {  # noqa: F841 (scanned by name below)
-        "part": np.repeat(np.arange(len(parts), dtype=np.int64), sizes),
-        "sale_id": np.concatenate([c.sale_ids for *_, c in parts]).astype(np.int64),
-        "old": np.concatenate([c.before for *_, c in parts]).astype(np.int64),
-        "new": np.concatenate([c.after for *_, c in parts]).astype(np.int64),
+        "part": np.repeat(np.arange(len(parts), dtype=np.int32), sizes),
+        "sale_id": np.concatenate([c.sale_ids for *_, c in parts]),
+        "old": np.concatenate([c.before for *_, c in parts]),
+        "new": np.concatenate([c.after for *_, c in parts]),
     }
     con.execute(
         "INSERT INTO history_rows SELECT p.request, p.ord, r.sale_id, p.column_name, r.old, r.new "
