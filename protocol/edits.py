@@ -147,7 +147,7 @@ def _plain_cell(condition: dict[str, Any]) -> dict[str, Scalar] | None:
     supplier, brand, family, month = values = [condition.get(k) for k in CELL_COORDINATES]
     if not all(map(_checked_text, _CELL_COLUMNS, values)):
         return None
-    if (family is not None and brand is None) or (brand is not None and supplier is None):
+    if not _whole_path(supplier, brand, family):
         return None
     cell = {"supplier": supplier, "brand": brand, "family": family, "month": month}
     level, given = node_level(cell), condition.get("level")
@@ -451,8 +451,7 @@ def summary_cell(condition: dict[str, Scalar]) -> dict[str, Scalar]:
             "not_a_cell", f"a summary cell is named by supplier, brand, family, month; not {extra}"
         )
     cell: dict[str, Scalar] = {name: condition.get(name) for name in (*HIERARCHY, "month")}
-    supplier, brand, family = (cell[name] for name in HIERARCHY)
-    if (family is not None and brand is None) or (brand is not None and supplier is None):
+    if not _whole_path(*(cell[name] for name in HIERARCHY)):
         raise ProtocolError(
             "not_a_cell",
             "a summary cell names its whole path: family needs brand, brand needs supplier",
@@ -465,6 +464,11 @@ def summary_cell(condition: dict[str, Scalar]) -> dict[str, Scalar]:
         )
     cell["level"] = level
     return cell
+
+
+def _whole_path(supplier: Scalar, brand: Scalar, family: Scalar) -> bool:
+    """Does a cell name its whole path (a family its brand, a brand its supplier)?"""
+    return not ((family is not None and brand is None) or (brand is not None and supplier is None))
 
 
 def node_level(cell: dict[str, Scalar]) -> int:
