@@ -1,8 +1,9 @@
 """Fan-out: tail response_duck and hand every entry to the subscribed sockets.
 
-Every process tails the stream with plain XREAD (not a group), encodes one `updates`
-frame for the entries of each read (several when it fell behind), down to the WebSocket
-bytes, and offers it to every subscriber. Outcomes of requests this process enqueued are
+Every process tails the stream with plain XREAD (not a group) and offers one `updates`
+frame per read to every subscriber, down to the WebSocket bytes: for an entry read alone
+the frame the writer encoded (protocol/entries.py), untouched; for several (the hub fell
+behind) one merged from their payloads. Outcomes of requests this process enqueued are
 routed to their waiters by the edge's `ref`.
 """
 
@@ -12,69 +13,45 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from protocol.catalog import CELL_KEY, TABLES
-from protocol.codec import dumps_text, loads_published, parse_seq
+from protocol.codec import dumps, dumps_text, loads_published, parse_seq
+from protocol.entries import FRAME, META, joined, updates_message
 from server import metrics
 from server.hub.presence import Presence
 from server.hub.wire import WriteFrame, text_frame
-from server.store.streams import BLOCK_MS, FIELD, PERSISTED, REDIS_ERRORS, RESPONSES
+from server.store.streams import BLOCK_MS, PERSISTED, REDIS_ERRORS, RESPONSES
 
 log = logging.getLogger("ducksheet.hub")
 Result = dict[str, Any]
 
 
 def updates_frame(payloads: list[dict[str, Any]]) -> str | None:
-    """One `updates` frame for consecutive response entries, or None when nothing
-    changed. It carries the last entry's seq and every changed row as it is after the
-    last entry, so a client that fell behind catches up with one frame; and the list of
-    versions when one of the entries changed it."""
-    if len(payloads) == 1:
-        payload = payloads[0]
-        rows, base = payload["rows"], payload["base"]
-        holds, by = payload.get("holds", []), payload.get("by", [])
-        truncated = bool(payload.get("base_truncated"))
-    else:
-        rows, base, holds, by, truncated = _merged(payloads)
-    versions = next((p["versions"] for p in reversed(payloads) if "versions" in p), None)
-    if not (rows or base or holds or versions):
-        return None
-    frame = {
-        "type": "updates",
-        "seq": payloads[-1]["seq"],
-        "rows": rows,
-        "base": base,
-        "holds": holds,
-        "by": by,
-    }
-    if truncated:
-        frame["base_truncated"] = True
-    if versions:
-        frame["versions"] = versions  # a version was created, locked or unlocked
-    return dumps_text(frame)
+    """The `updates` frame (JSON text) for consecutive payloads, or None when nothing
+    changed (see protocol.entries.updates_message)."""
+    message = updates_message(payloads)
+    return None if message is None else dumps_text(message)
 
 
-Rows = list[dict[str, Any]]
+@dataclass(frozen=True)
+class Published:
+    """One response entry as the hub reads it: its payload without the changed rows,
+    and the `updates` frame the writer encoded for it (None: nothing changed, or an
+    entry that holds the whole payload in `meta`)."""
 
+    meta: dict[str, Any]
+    frame: bytes | None
 
-def _merged(payloads: list[dict[str, Any]]) -> tuple[Rows, Rows, Rows, list[str], bool]:
-    cells: dict[tuple[Any, ...], dict[str, Any]] = {}
-    base: dict[tuple[Any, ...], dict[str, Any]] = {}
-    holds: list[dict[str, Any]] = []
-    by: set[str] = set()
-    truncated = False
-    for payload in payloads:
-        for row in payload["rows"]:
-            cells[(row.get("version"), *(row[column] for column in CELL_KEY))] = row
-        for row in payload["base"]:
-            base[row.get("version"), row["table"], row[TABLES[row["table"]].key[0]]] = row
-        holds.extend(payload.get("holds", []))  # events, in order
-        by.update(payload.get("by", []))
-        truncated = truncated or bool(payload.get("base_truncated"))
-    return list(cells.values()), list(base.values()), holds, sorted(by), truncated
+    @classmethod
+    def read(cls, fields: dict[bytes, bytes]) -> Published:
+        return cls(loads_published(fields[META]), fields.get(FRAME))
+
+    def payload(self) -> dict[str, Any]:
+        """The whole payload, parsed (for merging entries read together)."""
+        return joined(self.meta, None if self.frame is None else loads_published(self.frame))
 
 
 class Subscriber:
@@ -208,7 +185,7 @@ class Hub:
                     self._note_persisted(entries[-1][1][b"seq"].decode())
                 elif entries:
                     self.last_seq = entries[-1][0].decode()
-                    self.dispatch([loads_published(fields[FIELD]) for _, fields in entries])
+                    self.dispatch([Published.read(fields) for _, fields in entries])
 
     def _note_persisted(self, seq: str) -> None:
         self.persisted = seq
@@ -229,40 +206,50 @@ class Hub:
                 return False
         return True
 
-    def dispatch(self, payloads: list[dict[str, Any]]) -> None:
+    def dispatch(self, entries: list[Published]) -> None:
         """Hand response entries to the subscribers: the entries read together become one
         frame per socket (a hub that fell behind sends fewer, larger frames). An import's
         entry starts a new frame, after which sockets take a fresh snapshot."""
-        group: list[dict[str, Any]] = []
-        for payload in payloads:
-            if payload.get("reload"):
+        group: list[Published] = []
+        for entry in entries:
+            if entry.meta.get("reload"):
                 self._offer(group)
                 group = []
                 for subscriber in list(self.subscribers):
                     subscriber.hold()
                     subscriber.on_reload()
-            group.append(payload)
+            group.append(entry)
         self._offer(group)
 
-    def _offer(self, payloads: list[dict[str, Any]]) -> None:
+    def _offer(self, entries: list[Published]) -> None:
         # updates before outcomes: a client that sees `applied` with a seq has already
         # been handed the changes up to that seq, so resuming from it loses nothing.
-        if not payloads:
+        if not entries:
             return
-        frame = updates_frame(payloads)
+        frame = _frame_of(entries)
         if frame is not None:
-            seq = parse_seq(payloads[-1]["seq"])
+            seq = parse_seq(entries[-1].meta["seq"])
             wire = text_frame(frame)  # encoded once for every socket
+            text = frame.decode()
             for subscriber in list(self.subscribers):
-                subscriber.offer(seq, frame, wire)
-        for payload in payloads:
-            for result in payload["results"]:
+                subscriber.offer(seq, text, wire)
+        for entry in entries:
+            for result in entry.meta["results"]:
                 waiter = self._waiters.pop(result.get("ref") or "", None)
                 if waiter is not None:
                     request_id = str(result.get("request") or "")
                     metrics.edit_round_trip(request_id)
                     log.debug(
                         "outcome delivered",
-                        extra={"stream_id": request_id, "seq": payload.get("seq")},
+                        extra={"stream_id": request_id, "seq": entry.meta.get("seq")},
                     )
                     waiter(result)
+
+
+def _frame_of(entries: list[Published]) -> bytes | None:
+    """The `updates` frame for entries read together: the writer's own for one entry
+    (as it encoded it), else one merged from their payloads."""
+    if len(entries) == 1 and "rows" not in entries[0].meta:
+        return entries[0].frame
+    message = updates_message([entry.payload() for entry in entries])
+    return None if message is None else dumps(message)

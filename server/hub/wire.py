@@ -24,9 +24,11 @@ EXTENSION = "ducksheet.write_frame"
 WriteFrame = Callable[[bytes], bool]
 
 
-def text_frame(text: str) -> bytes:
-    """One unmasked, final text frame carrying `text`, as written by a server."""
-    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+def text_frame(text: str | bytes) -> bytes:
+    """One unmasked, final text frame carrying `text` (or its UTF-8 bytes), as written by
+    a server."""
+    data = text.encode() if isinstance(text, str) else text
+    return Frame(Opcode.TEXT, data).serialize(mask=False)
 
 
 class FrameWriterProtocol(WebSocketsSansIOProtocol):

@@ -12,6 +12,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from protocol.actions import Action, Sender, parse_request_body, request_body
 from protocol.codec import loads, next_seq, parse_seq
+from protocol.entries import FRAME, META, joined
 from server.config import Settings
 
 REQUESTS = "request_duck"
@@ -132,10 +133,16 @@ async def entries_after(r: aioredis.Redis, since: str, limit: int) -> list[dict[
         return None
     # Each entry names the seq before it, so `since` is covered exactly when it is at or
     # after the predecessor of the oldest retained entry.
-    oldest_covered = loads(first[0][1][FIELD])["prev"]
+    oldest_covered = loads(first[0][1][META])["prev"]
     if wanted < parse_seq(oldest_covered) or wanted > parse_seq(newest[0][0].decode()):
         return None
-    return [loads(fields[FIELD]) for _, fields in entries]
+    return [_payload(fields) for _, fields in entries]
+
+
+def _payload(fields: dict[bytes, bytes]) -> dict[str, Any]:
+    """A response entry's whole payload, read exactly."""
+    frame = fields.get(FRAME)
+    return joined(loads(fields[META]), None if frame is None else loads(frame))
 
 
 async def newest_seq(r: aioredis.Redis) -> str | None:
@@ -146,4 +153,4 @@ async def newest_seq(r: aioredis.Redis) -> str | None:
 
 async def latest_entries(r: aioredis.Redis, limit: int) -> list[dict[str, Any]]:
     entries = await r.xrevrange(RESPONSES, count=limit)
-    return [loads(fields[FIELD]) for _, fields in reversed(entries)]
+    return [_payload(fields) for _, fields in reversed(entries)]

@@ -24,7 +24,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from protocol.actions import action_version
-from protocol.codec import NO_SEQ, dumps, dumps_text, parse_seq
+from protocol.codec import NO_SEQ, dumps, loads, parse_seq
+from protocol.entries import entry_fields
 from protocol.errors import ProtocolError
 from protocol.versions import ACTUAL, CreateVersion, LockVersion
 from server import metrics
@@ -103,7 +104,8 @@ class Writer:
         self._replay_until: str | None = None  # published before a restart: decide silently
         self._silent: Groups = {}  # effects of silently re-decided requests
         self._persisting: asyncio.Task[None] | None = None
-        self._unpublished: tuple[str, str, Effects] | None = None  # decided, not yet published
+        # decided, not yet published: its seq, response entry and effects
+        self._unpublished: tuple[str, dict[bytes, bytes], Effects] | None = None
 
     @property
     def decider(self) -> Decider | None:
@@ -285,7 +287,7 @@ class Writer:
         started = time.perf_counter()
         payload, effects = decide_in(loaded, requests, failed)
         set_published(self.versions, payload["seq"])
-        encoded = dumps_text(payload)
+        fields = entry_fields(payload)
         elapsed = time.perf_counter() - started
         self.decide_seconds = [*self.decide_seconds[-999:], elapsed]
         metrics.decide_seconds(elapsed)
@@ -302,7 +304,7 @@ class Writer:
             },
         )
         await self._finish_publishing()
-        self._unpublished = (payload["seq"], encoded, effects)
+        self._unpublished = (payload["seq"], fields, effects)
         self._publishing = asyncio.create_task(self._publish_decided())
 
     async def _publish_decided(self) -> None:
@@ -311,8 +313,8 @@ class Writer:
         so one persisted unpublished would never reach a socket). A batch whose publish
         failed is published again before anything else is read."""
         assert self._unpublished is not None and self.persister is not None
-        seq, encoded, effects = self._unpublished
-        await self._publish([(seq, encoded)])
+        seq, fields, effects = self._unpublished
+        await self._publish(seq, fields)
         self._unpublished = None
         self.persister.add(effects)
 
@@ -349,7 +351,7 @@ class Writer:
             body = dead.pop("body")
             await self.redis.xadd(DEAD_LETTERS, {FIELD: body, b"why": dumps(dead)})
         set_published(self.versions, seq)
-        await self._publish([(seq, encoded)], barrier=request.id)
+        await self._publish(seq, entry_fields(loads(encoded)), barrier=request.id)
         await self.persister.covered(seq)
         reload = not isinstance(request.action, CreateVersion | LockVersion)
         self.versions = await self.db.write(load_versions, self.limits, self.versions, reload)
@@ -416,24 +418,19 @@ class Writer:
         except REDIS_ERRORS as exc:
             log.warning("the last batch was not published (%s); it is re-decided", exc)
 
-    async def _publish(self, payloads: list[tuple[str, str]], barrier: str | None = None) -> None:
-        """XADD the payloads in order (an explicit id: publishing twice is harmless)."""
+    async def _publish(
+        self, seq: str, fields: dict[bytes, bytes], barrier: str | None = None
+    ) -> None:
+        """XADD the entry (an explicit id: publishing twice is harmless)."""
         pipe = self.redis.pipeline(transaction=False)
-        for seq, encoded in payloads:
-            pipe.xadd(
-                RESPONSES,
-                {FIELD: encoded.encode()},
-                id=seq,
-                maxlen=self.retention,
-                approximate=True,
-            )
+        pipe.xadd(RESPONSES, fields, id=seq, maxlen=self.retention, approximate=True)
         if barrier is not None:  # DuckDB holds it already
             pipe.xack(REQUESTS, GROUP, barrier)
         replies = await pipe.execute(raise_on_error=False)
         for reply in replies:
             if isinstance(reply, Exception) and "equal or smaller" not in str(reply):
                 raise reply
-        self.batches += len(payloads)
+        self.batches += 1
         if barrier is not None:
             await self.db.write(_forget_outbox)
 
@@ -442,7 +439,7 @@ class Writer:
         unpublished = sorted(await self.db.write(_read_outbox), key=lambda r: parse_seq(r[0]))
         for seq, request_ids, payload in unpublished:
             try:
-                await self.redis.xadd(RESPONSES, {FIELD: payload.encode()}, id=seq)
+                await self.redis.xadd(RESPONSES, entry_fields(loads(payload)), id=seq)
                 log.info("republished %s from the outbox", seq)
             except ResponseError as exc:
                 if "equal or smaller" not in str(exc):

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from protocol.entries import FRAME, META, entry_fields
 from server.config import Settings
 from server.edge.auth import Authenticator
-from server.hub.fanout import Hub, Subscriber, updates_frame
+from server.hub.fanout import Hub, Published, Subscriber, updates_frame
 from server.hub.wire import text_frame
 from server.services import Services
-from server.store.streams import FIELD, RESPONSES, connect, entries_after
+from server.store.streams import RESPONSES, connect, entries_after
 
 SUMMARY = "sales_summary_by_product_family"
 
@@ -41,6 +43,11 @@ def entry(seq: str, rows=(), base=(), holds=(), by=(), results=(), **extra) -> d
         "results": list(results),
         **extra,
     }
+
+
+def published(payload: dict[str, Any]) -> Published:
+    """The entry as the hub reads it from response_duck."""
+    return Published.read(entry_fields(payload))
 
 
 def test_one_entry_becomes_its_own_frame() -> None:
@@ -102,8 +109,8 @@ async def test_dispatch_sends_one_frame_then_the_outcomes() -> None:
     ref = hub.new_ref(waiter)
     hub.dispatch(
         [
-            entry("5-0", base=[sale(3, 7)]),
-            entry("6-0", base=[sale(3, 8)], results=[{"ref": ref, "status": "applied"}]),
+            published(entry("5-0", base=[sale(3, 7)])),
+            published(entry("6-0", base=[sale(3, 8)], results=[{"ref": ref, "status": "applied"}])),
         ]
     )
     assert heard == [("applied", 1)]  # the frame was queued before the outcome
@@ -120,9 +127,9 @@ async def test_an_import_entry_starts_a_new_frame_after_a_snapshot_request() -> 
     hub.subscribers.add(subscriber)
     hub.dispatch(
         [
-            entry("5-0", base=[sale(3, 7)]),
-            entry("6-0", base=[sale(9, 1)], reload=True),
-            entry("7-0", base=[sale(3, 9)]),
+            published(entry("5-0", base=[sale(3, 7)])),
+            published(entry("6-0", base=[sale(9, 1)], reload=True)),
+            published(entry("7-0", base=[sale(3, 9)])),
         ]
     )
     assert reloads == [1]  # the frame before the import went out first
@@ -132,6 +139,34 @@ async def test_an_import_entry_starts_a_new_frame_after_a_snapshot_request() -> 
     subscriber.start("5-0")
     after = orjson.loads(subscriber.queue.get_nowait())
     assert (after["seq"], after["base"]) == ("7-0", [sale(9, 1), sale(3, 9)])
+
+
+def test_an_entry_read_alone_goes_out_as_the_writer_encoded_its_frame() -> None:
+    hub = Hub(redis=None)  # type: ignore[arg-type]
+    socket = Socket()
+    subscriber = Subscriber(limit=10, on_overflow=lambda: None, write_frame=socket.write)
+    subscriber.start("")
+    hub.subscribers.add(subscriber)
+    rows = [cell("Nova", "2024-03", 7) | {"net_amount": Decimal("99999999999999.99")}]
+    fields = entry_fields(entry("5-0", rows=rows, by=["ann"]))
+    hub.dispatch([Published.read(fields)])
+    assert socket.written == [text_frame(fields[FRAME])]  # not parsed, not re-encoded
+    assert b'"net_amount":99999999999999.99' in socket.written[0]
+
+
+def test_an_entry_that_holds_the_whole_payload_still_makes_its_frame() -> None:
+    """An entry published before response entries were split (`p` alone)."""
+    hub = Hub(redis=None)  # type: ignore[arg-type]
+    subscriber = Subscriber(limit=10, on_overflow=lambda: None)
+    subscriber.start("")
+    hub.subscribers.add(subscriber)
+    heard: list[str] = []
+    ref = hub.new_ref(lambda result: heard.append(result["status"]))
+    old = entry("5-0", base=[sale(3, 7)], results=[{"ref": ref, "status": "applied"}])
+    hub.dispatch([Published.read({META: orjson.dumps(old)}), published(entry("6-0"))])
+    frame = orjson.loads(subscriber.queue.get_nowait())
+    assert (frame["seq"], frame["base"]) == ("6-0", [sale(3, 7)])
+    assert heard == ["applied"]
 
 
 class Socket:
@@ -192,7 +227,7 @@ async def test_a_primed_hub_delivers_what_came_after_a_socket_replay(redis_url: 
 
     async def publish(seq: str, prev: str) -> None:
         payload = entry(seq, base=[sale(3, int(seq[0]))]) | {"prev": prev}
-        await redis.xadd(RESPONSES, {FIELD: orjson.dumps(payload)}, id=seq)
+        await redis.xadd(RESPONSES, entry_fields(payload), id=seq)
 
     await publish("1-0", "0-0")
     hub = Hub(redis)
