@@ -20,7 +20,7 @@ from protocol.rollup import Cell, Node
 from server.writer.apportion import Overflow, like, proportional
 from server.writer.changes import Change
 from server.writer.ranges import OutOfRange, check_shares
-from server.writer.state import State, coords_of
+from server.writer.state import PathRows, State, coords_of
 
 # The level of a month cell's children, by how many hierarchy columns lie below the
 # cell: a brand's children are families (0), a supplier's brands (1), the total's
@@ -40,7 +40,10 @@ class SpreadDecisions:
             raise ProtocolError("held", "this cell is held; release the hold to change it")
         scale = 100 if edit.column == "net_amount" else 1
         units_of = state.sales.cents if scale == 100 else state.sales.quantity
-        rows = state.rows_below(coords, period_months(cell.get("period")))  # type: ignore[arg-type]
+        months = period_months(cell.get("period"))  # type: ignore[arg-type]
+        # a month or all-months cell's rows come in path order from the state's index
+        indexed = state.cells_in_path_order([coords]) if months is None else None
+        rows = state.rows_below(coords, months) if indexed is None else indexed.rows
         held = state.held_nodes[state.row_node[rows]] if state.holds else np.zeros(len(rows), bool)
         units = units_of[rows]
         held_units = int(units[held].sum())
@@ -56,7 +59,9 @@ class SpreadDecisions:
             method = "proportional"
         else:
             target = target_units(edit.value, scale)
-        changed_at, new_values = self._new_units(edit, method, rows, units, held, target, scale)
+        changed_at, new_values = self._new_units(
+            edit, method, rows, units, held, target, scale, indexed
+        )
         moved = new_values != units_of[changed_at]
         changed_at, new_values = changed_at[moved], new_values[moved]
         if not len(changed_at):
@@ -74,22 +79,25 @@ class SpreadDecisions:
         held: np.ndarray,
         target: int,
         scale: int,
+        indexed: PathRows | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The positions of rows below the cell and their new units: vectorized for
         proportional spreads and the common `like`, else by the pure rules (equal, the
-        edge cases, proportional over rows that are all zero)."""
+        edge cases, proportional over rows that are all zero). `indexed`: the cell's
+        rows as the state's index orders them, when `rows` came from it."""
         coords = coords_of(edit.condition)
         free = ~held
         if method == "proportional" and int(units[free].sum()) != 0:
             amount = target - int(units[held].sum())
-            return rows[free], self._proportional(coords, rows[free], units[free], amount)
+            shares = self._proportional(coords, rows[free], units[free], amount, indexed)
+            return rows[free], shares
         columns = None
         if method == "like":
             mix, columns = self._like_mix(edit, coords, rows, scale)
-            liked = self._like(coords, rows, units, held, target, mix, columns)
+            liked = self._like(coords, rows, units, held, target, mix, columns, indexed)
             if liked is not None:
                 return liked
-        leaves = self._leaves(coords, rows, units, held, columns)
+        leaves = self._leaves(coords, rows, units, held, columns, indexed)
         if method == "like":
             values = spreading.spread_like(leaves, target, mix)
         else:
@@ -125,10 +133,11 @@ class SpreadDecisions:
         target: int,
         mix: dict[int, int],
         columns: list[int] | None,
+        indexed: PathRows | None = None,
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """`like` over numpy columns (apportion.like): the free rows' positions and new
         units; None when the pure rule must decide (it also words the refusals)."""
-        order, path = self._path_order(coords, rows, columns)
+        order, path = self._path_order(coords, rows, columns, indexed)
         try:
             liked = like(path, units[order], held[order], mix, target)
         except Overflow as exc:
@@ -139,10 +148,18 @@ class SpreadDecisions:
         return rows[order][free], new_units
 
     def _path_order(
-        self, coords: tuple[Any, ...], rows: np.ndarray, columns: list[int] | None = None
+        self,
+        coords: tuple[Any, ...],
+        rows: np.ndarray,
+        columns: list[int] | None = None,
+        indexed: PathRows | None = None,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """The rows below a cell in path order, then sale_id (`order` indexes `rows`), and
-        per depth below the cell each of them's group, in that order."""
+        per depth below the cell each of them's group, in that order. When `rows` are
+        all of `indexed`'s (taken from it in its order, none left out), that order is
+        theirs already: no sort."""
+        if indexed is not None and columns is None and len(rows) == len(indexed.rows):
+            return np.arange(len(rows)), indexed.groups
         nodes, local = np.unique(self.state.row_node[rows], return_inverse=True)
         rank, groups = self._path_ranks(coords, nodes, columns)
         order = np.lexsort((rows, rank[local]))
@@ -173,10 +190,15 @@ class SpreadDecisions:
         return rank, groups
 
     def _proportional(
-        self, coords: tuple[Any, ...], free: np.ndarray, weights: np.ndarray, amount: int
+        self,
+        coords: tuple[Any, ...],
+        free: np.ndarray,
+        weights: np.ndarray,
+        amount: int,
+        indexed: PathRows | None = None,
     ) -> np.ndarray:
-        """New units of the free rows (in the order given: ascending positions)."""
-        order, path = self._path_order(coords, free)
+        """New units of the free rows (in the order given)."""
+        order, path = self._path_order(coords, free, None, indexed)
         try:
             shares = proportional(path, weights[order], amount)
         except Overflow as exc:
@@ -291,9 +313,10 @@ class SpreadDecisions:
         units: np.ndarray,
         held: np.ndarray,
         columns: list[int] | None = None,
+        indexed: PathRows | None = None,
     ) -> list[spreading.Leaf]:
         """The rows below a cell as spread leaves, ordered by (path, sale_id)."""
-        order, path = self._path_order(coords, rows, columns)
+        order, path = self._path_order(coords, rows, columns, indexed)
         sale_ids = self.state.sales.sale_id
         return [
             spreading.Leaf(
