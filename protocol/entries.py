@@ -12,10 +12,11 @@ in `p`, and is read as it was.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from protocol.catalog import CELL_KEY, TABLES
-from protocol.codec import dumps
+from protocol.codec import dumps, loads
 
 META = b"p"
 FRAME = b"f"
@@ -46,6 +47,17 @@ def joined(meta: Payload, frame: Payload | None) -> Payload:
         "holds": frame.get("holds", []),
         "base_truncated": bool(frame.get("base_truncated")),
     }
+
+
+def entry_frame(fields: Mapping[bytes, bytes]) -> bytes | None:
+    """The `updates` frame of one entry as sockets are sent it (None: it changed
+    nothing): the writer's own; for an entry written before the split, one made from
+    its payload, read exactly."""
+    if FRAME in fields:
+        return fields[FRAME]
+    meta = loads(fields[META])
+    message = updates_message([meta]) if "rows" in meta else None
+    return None if message is None else dumps(message)
 
 
 def updates_message(payloads: list[Payload]) -> Payload | None:

@@ -27,10 +27,11 @@ from server import metrics
 from server.edge.auth import Identity
 from server.edge.origins import origin_allowed
 from server.edge.rate_limit import RateLimited, TokenBucket
-from server.hub.fanout import Subscriber, updates_frame
+from server.hub.fanout import Subscriber
 from server.hub.wire import EXTENSION as WRITE_FRAME
+from server.hub.wire import text_frame
 from server.services import Services
-from server.store.streams import REDIS_ERRORS, entries_after
+from server.store.streams import REDIS_ERRORS, frames_after
 
 log = logging.getLogger("ducksheet.ws")
 HELLO_TIMEOUT = 5.0
@@ -173,7 +174,7 @@ class Session:
         services = self.services
         replay = None
         if hello.since is not None:
-            replay = await entries_after(services.redis, hello.since, REPLAY_LIMIT)
+            replay = await frames_after(services.redis, hello.since, REPLAY_LIMIT)
         state = await services.reads.snapshot(self.version) if replay is None else None
         seq = state["seq"] if state else hello.since
         self.send(
@@ -200,22 +201,22 @@ class Session:
         if state is None:
             state = await self.services.reads.snapshot(self.version)
         self.send({"type": "snapshot", **state})
-        replay = await entries_after(self.services.redis, state["seq"], REPLAY_LIMIT)
+        replay = await frames_after(self.services.redis, state["seq"], REPLAY_LIMIT)
         await self._catch_up(state["seq"], replay or [])
 
-    async def _catch_up(self, last: str | None, replay: list[dict[str, Any]]) -> None:
-        """Send every entry after `last` in order, REPLAY_LIMIT at a time, then release
-        the live frames held back meanwhile, without gaps or repeats."""
+    async def _catch_up(self, last: str | None, replay: list[tuple[str, bytes | None]]) -> None:
+        """Send every entry after `last` in order (its frame as the writer encoded it),
+        REPLAY_LIMIT at a time, then release the live frames held back meanwhile,
+        without gaps or repeats."""
         while replay:
-            for payload in replay:
-                frame = updates_frame([payload])
+            for seq, frame in replay:
                 if frame is not None:
-                    self.subscriber.send(frame)
-                last = payload["seq"]
+                    self.subscriber.send(frame.decode(), text_frame(frame))
+                last = seq
             if len(replay) < REPLAY_LIMIT:
                 break
             assert last is not None
-            more = await entries_after(self.services.redis, last, REPLAY_LIMIT)
+            more = await frames_after(self.services.redis, last, REPLAY_LIMIT)
             if more is None:  # trimmed past `last` while replaying: start again
                 state = await self.services.reads.snapshot(self.version)
                 self.send({"type": "resync", "seq": state["seq"]})

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from protocol.codec import dumps, dumps_text, loads_published, parse_seq
+from protocol.codec import dumps, loads_published, parse_seq
 from protocol.entries import FRAME, META, joined, updates_message
 from server import metrics
 from server.hub.presence import Presence
@@ -27,13 +27,6 @@ from server.store.streams import BLOCK_MS, PERSISTED, REDIS_ERRORS, RESPONSES
 
 log = logging.getLogger("ducksheet.hub")
 Result = dict[str, Any]
-
-
-def updates_frame(payloads: list[dict[str, Any]]) -> str | None:
-    """The `updates` frame (JSON text) for consecutive payloads, or None when nothing
-    changed (see protocol.entries.updates_message)."""
-    message = updates_message(payloads)
-    return None if message is None else dumps_text(message)
 
 
 @dataclass(frozen=True)

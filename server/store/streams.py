@@ -12,7 +12,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from protocol.actions import Action, Sender, parse_request_body, request_body
 from protocol.codec import loads, next_seq, parse_seq
-from protocol.entries import FRAME, META, joined
+from protocol.entries import FRAME, META, entry_frame, joined
 from server.config import Settings
 
 REQUESTS = "request_duck"
@@ -118,8 +118,27 @@ def later(a: str, b: str | None) -> bool:
 
 
 async def entries_after(r: aioredis.Redis, since: str, limit: int) -> list[dict[str, Any]] | None:
-    """Up to `limit` response payloads after `since`, oldest first; None when `since` is
-    not a retained entry (trimmed away, or not yet published): the caller must resync."""
+    """Up to `limit` response payloads after `since`, oldest first, read exactly; None
+    when `since` is not a retained entry (trimmed away, or not yet published): the
+    caller must resync."""
+    entries = await _retained_after(r, since, limit)
+    return None if entries is None else [_payload(fields) for _, fields in entries]
+
+
+async def frames_after(
+    r: aioredis.Redis, since: str, limit: int
+) -> list[tuple[str, bytes | None]] | None:
+    """As `entries_after`, each entry as its seq and the `updates` frame sockets are
+    sent for it (None: it changed nothing), the writer's bytes as they are."""
+    entries = await _retained_after(r, since, limit)
+    if entries is None:
+        return None
+    return [(entry_id.decode(), entry_frame(fields)) for entry_id, fields in entries]
+
+
+async def _retained_after(
+    r: aioredis.Redis, since: str, limit: int
+) -> list[tuple[bytes, dict[bytes, bytes]]] | None:
     wanted = parse_seq(since)
     after = next_seq(since)  # not "(since": that fails on the largest id there can be
     if after is None:
@@ -136,7 +155,7 @@ async def entries_after(r: aioredis.Redis, since: str, limit: int) -> list[dict[
     oldest_covered = loads(first[0][1][META])["prev"]
     if wanted < parse_seq(oldest_covered) or wanted > parse_seq(newest[0][0].decode()):
         return None
-    return [_payload(fields) for _, fields in entries]
+    return entries  # type: ignore[no-any-return]
 
 
 def _payload(fields: dict[bytes, bytes]) -> dict[str, Any]:

@@ -8,13 +8,13 @@ from typing import Any
 
 import orjson
 
-from protocol.entries import FRAME, META, entry_fields
+from protocol.entries import FRAME, META, entry_fields, updates_message
 from server.config import Settings
 from server.edge.auth import Authenticator
-from server.hub.fanout import Hub, Published, Subscriber, updates_frame
+from server.hub.fanout import Hub, Published, Subscriber
 from server.hub.wire import text_frame
 from server.services import Services
-from server.store.streams import RESPONSES, connect, entries_after
+from server.store.streams import RESPONSES, connect, entries_after, frames_after
 
 SUMMARY = "sales_summary_by_product_family"
 
@@ -52,7 +52,7 @@ def published(payload: dict[str, Any]) -> Published:
 
 def test_one_entry_becomes_its_own_frame() -> None:
     payload = entry("5-0", rows=[cell("Nova", "2024-03", 7)], base=[sale(3, 7)], by=["ann"])
-    frame = orjson.loads(updates_frame([payload]))
+    frame = updates_message([payload])
     assert frame == {
         "type": "updates",
         "seq": "5-0",
@@ -79,7 +79,7 @@ def test_entries_merge_into_the_latest_state_of_each_row() -> None:
         by=["ann"],
         base_truncated=True,
     )
-    frame = orjson.loads(updates_frame([first, second]))
+    frame = updates_message([first, second])
     assert frame["seq"] == "6-1"
     assert frame["rows"] == [
         cell("Nova", "2024-03", 7),
@@ -93,7 +93,7 @@ def test_entries_merge_into_the_latest_state_of_each_row() -> None:
 
 
 def test_entries_that_changed_nothing_make_no_frame() -> None:
-    assert updates_frame([entry("5-0"), entry("6-0")]) is None
+    assert updates_message([entry("5-0"), entry("6-0")]) is None
 
 
 async def test_dispatch_sends_one_frame_then_the_outcomes() -> None:
@@ -217,6 +217,27 @@ def test_text_frame_lengths() -> None:
         frame = text_frame("x" * size)
         assert frame.startswith(header) and frame.endswith(b"x" * size)
     assert len(text_frame("x" * 70_000)) == 2 + 8 + 70_000
+
+
+async def test_a_replay_hands_out_each_entrys_frame_as_the_writer_encoded_it(
+    redis_url: str,
+) -> None:
+    redis = connect(redis_url)
+    try:
+        rows = [cell("Nova", "2024-03", 7) | {"net_amount": Decimal("99999999999999.99")}]
+        new = entry_fields(entry("2-0", rows=rows) | {"prev": "1-0"})
+        old = entry("3-0", base=[sale(3, 7)]) | {"prev": "2-0"}  # written before the split
+        await redis.xadd(RESPONSES, entry_fields(entry("1-0") | {"prev": "0-9"}), id="1-0")
+        await redis.xadd(RESPONSES, new, id="2-0")
+        await redis.xadd(RESPONSES, {META: orjson.dumps(old)}, id="3-0")
+        replay = await frames_after(redis, "1-0", 10)
+        assert replay is not None and [seq for seq, _ in replay] == ["2-0", "3-0"]
+        assert replay[0][1] == new[FRAME]  # not parsed, not re-encoded
+        assert orjson.loads(replay[1][1] or b"null")["base"] == [sale(3, 7)]
+        assert await frames_after(redis, "0-5", 10) is None  # before what is retained
+        assert [p["seq"] for p in await entries_after(redis, "1-0", 10) or []] == ["2-0", "3-0"]
+    finally:
+        await redis.aclose()
 
 
 async def test_a_primed_hub_delivers_what_came_after_a_socket_replay(redis_url: str) -> None:
