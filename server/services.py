@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -41,6 +42,7 @@ WATCH_INTERVAL = 0.5  # seconds between checks that the embedded Redis still run
 SAMPLE_INTERVAL = 5.0  # seconds between samples of this process's memory (metrics)
 IMPORT_WAIT = 600.0  # seconds an import request waits for the writer before answering 202
 LOCK_WAIT = 30.0  # seconds to wait for a previous data process to release the DuckDB file
+WRITER_SWITCH_INTERVAL = 0.0005  # seconds a thread keeps the GIL before others may take it
 
 
 @dataclass
@@ -121,6 +123,9 @@ class Services:
             if embedded is not None:
                 embedded.stop()
             raise
+        # The persister's thread runs Python between its DuckDB calls, and at the default
+        # 5 ms switch interval the writer's event loop waited that long for the GIL.
+        sys.setswitchinterval(WRITER_SWITCH_INTERVAL)
         limits = Limits.of(settings)
         writer = Writer(
             db,

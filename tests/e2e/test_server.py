@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from decimal import Decimal
 
 import duckdb
 import orjson
+import pytest
 import redis.asyncio as aioredis
 import websockets
 from conftest import run_server
@@ -16,6 +18,7 @@ from helpers import TIMEOUT, Client, all_persisted, db_read, read, some_sales
 from protocol.catalog import SUMMARY
 from server.analytics.check import footing_errors, summary_drift
 from server.config import Settings
+from server.services import WRITER_SWITCH_INTERVAL
 from server.store.streams import RESPONSES
 
 
@@ -365,3 +368,13 @@ async def test_duckdb_runs_the_threads_the_setting_names(data_dir, redis_url):
         settings = Settings(data_dir=data_dir, redis_url=redis_url, duckdb_threads=threads)
         async with run_server(settings) as server:
             assert await read(server, "SELECT current_setting('threads')") == [(expected,)]
+
+
+async def test_a_data_process_hands_the_gil_to_its_writer_within_half_a_millisecond(
+    data_dir, redis_url
+):
+    """The persister's thread runs Python between its DuckDB calls; the writer's event
+    loop must not wait the default 5 ms for the GIL."""
+    sys.setswitchinterval(0.005)
+    async with run_server(Settings(data_dir=data_dir, redis_url=redis_url, port=0)):
+        assert sys.getswitchinterval() == pytest.approx(WRITER_SWITCH_INTERVAL)
