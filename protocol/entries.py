@@ -4,10 +4,10 @@ and the `updates` frame sockets are sent for one or more of them.
 An entry has two fields. `p` is the batch's payload without its changed rows (seq,
 prev, results, by; reload and versions when they apply); `f`, present when the batch
 changed anything, is the `updates` frame for it, encoded once by the writer. A hub that
-is up to date writes that frame to its sockets as it is, instead of parsing and
-re-encoding a paste's megabyte of rows; readers that want the whole payload (replay, REST
-polling) join the two fields. An entry written before the split holds the whole payload
-in `p`, and is read as it was.
+is up to date, and a socket's replay, write that frame as it is, instead of parsing and
+re-encoding a paste's megabyte of rows; REST polling, which wants the whole payload,
+joins the two fields. An entry written before the split holds the whole payload in `p`,
+and is read as it was.
 """
 
 from __future__ import annotations
