@@ -71,7 +71,7 @@ def updates_message(payloads: list[Payload]) -> Payload | None:
         holds, by = payload.get("holds", []), payload.get("by", [])
         truncated = bool(payload.get("base_truncated"))
     else:
-        rows, base, holds, by, truncated = _merged(payloads)
+        rows, base, holds, by, truncated = merged_changes(payloads)
     versions = next((p["versions"] for p in reversed(payloads) if "versions" in p), None)
     if not (rows or base or holds or versions):
         return None
@@ -93,7 +93,9 @@ def updates_message(payloads: list[Payload]) -> Payload | None:
 Rows = list[dict[str, Any]]
 
 
-def _merged(payloads: list[Payload]) -> tuple[Rows, Rows, Rows, list[str], bool]:
+def merged_changes(payloads: list[Payload]) -> tuple[Rows, Rows, Rows, list[str], bool]:
+    """The changes of consecutive payloads as one: each row as the last one left it,
+    holds in order, the users who changed something; and whether a base was truncated."""
     cells: dict[tuple[Any, ...], dict[str, Any]] = {}
     base: dict[tuple[Any, ...], dict[str, Any]] = {}
     holds: list[dict[str, Any]] = []

@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from protocol.codec import dumps, loads_published, parse_seq
-from protocol.entries import FRAME, META, joined, updates_message
+from protocol.entries import META, entry_frame, joined, updates_message
 from server import metrics
 from server.hub.presence import Presence
 from server.hub.wire import WriteFrame, text_frame
@@ -31,16 +31,16 @@ Result = dict[str, Any]
 
 @dataclass(frozen=True)
 class Published:
-    """One response entry as the hub reads it: its payload without the changed rows,
-    and the `updates` frame the writer encoded for it (None: nothing changed, or an
-    entry that holds the whole payload in `meta`)."""
+    """One response entry as the hub reads it: its payload without the changed rows
+    (all of it, for an entry written before the split) and its `updates` frame (None:
+    nothing changed)."""
 
     meta: dict[str, Any]
     frame: bytes | None
 
     @classmethod
     def read(cls, fields: dict[bytes, bytes]) -> Published:
-        return cls(loads_published(fields[META]), fields.get(FRAME))
+        return cls(loads_published(fields[META]), entry_frame(fields))
 
     def payload(self) -> dict[str, Any]:
         """The whole payload, parsed (for merging entries read together)."""
@@ -242,7 +242,7 @@ class Hub:
 def _frame_of(entries: list[Published]) -> bytes | None:
     """The `updates` frame for entries read together: the writer's own for one entry
     (as it encoded it), else one merged from their payloads."""
-    if len(entries) == 1 and "rows" not in entries[0].meta:
+    if len(entries) == 1:
         return entries[0].frame
     message = updates_message([entry.payload() for entry in entries])
     return None if message is None else dumps(message)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from protocol.actions import action_version
+from protocol.entries import merged_changes
 from protocol.errors import ProtocolError
 from protocol.versions import ACTUAL, CreateVersion, LockVersion
 from server.writer.apply import apply_and_encode
@@ -102,23 +103,15 @@ def merged(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     """Consecutive payloads as one: later rows win, results and holds in order."""
     if len(payloads) == 1:
         return payloads[0]
-    cells: dict[tuple[Any, ...], dict[str, Any]] = {}
-    base: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for payload in payloads:
-        for row in payload["rows"]:
-            key = tuple(row[c] for c in ("supplier", "brand", "family", "month", "level"))
-            cells[(row.get("version"), *key)] = row
-        for row in payload["base"]:
-            first = next(iter(v for k, v in row.items() if k != "table"))
-            base[(row.get("version"), row["table"], first)] = row
+    rows, base, holds, by, truncated = merged_changes(payloads)
     out = {
         "seq": payloads[-1]["seq"],
         "prev": payloads[0]["prev"],
-        "rows": list(cells.values()),
-        "base": list(base.values()),
-        "base_truncated": any(p["base_truncated"] for p in payloads),
-        "holds": [h for p in payloads for h in p["holds"]],
-        "by": sorted({u for p in payloads for u in p["by"]}),
+        "rows": rows,
+        "base": base,
+        "base_truncated": truncated,
+        "holds": holds,
+        "by": by,
         "results": [r for p in payloads for r in p["results"]],
     }
     if any(p.get("reload") for p in payloads):

@@ -341,7 +341,7 @@ class Writer:
         await self.persister.drain()
         published = self.decider.published
         try:
-            seq, encoded, dead = await self.db.write(self._apply_alone, request, published)
+            seq, fields, dead = await self.db.write(self._apply_alone, request, published)
         except DatabaseFailed as exc:
             self._fail(str(exc))
             return
@@ -351,7 +351,7 @@ class Writer:
             body = dead.pop("body")
             await self.redis.xadd(DEAD_LETTERS, {FIELD: body, b"why": dumps(dead)})
         set_published(self.versions, seq)
-        await self._publish(seq, entry_fields(loads(encoded)), barrier=request.id)
+        await self._publish(seq, fields, barrier=request.id)
         await self.persister.covered(seq)
         reload = not isinstance(request.action, CreateVersion | LockVersion)
         self.versions = await self.db.write(load_versions, self.limits, self.versions, reload)
@@ -360,7 +360,7 @@ class Writer:
 
     def _apply_alone(
         self, con: duckdb.DuckDBPyConnection, request: Request, published: str | None
-    ) -> tuple[str, str, dict[str, Any] | None]:
+    ) -> tuple[str, dict[bytes, bytes], dict[str, Any] | None]:
         """One barrier request in its own transaction, tried MAX_ATTEMPTS times; then it
         is recorded as rejected (`internal`) and goes to the dead-letter stream."""
         failed: dict[str, ProtocolError] = {}
@@ -380,11 +380,11 @@ class Writer:
         why = f"the database could not apply this request: {error}"
         message = f"the database could not apply this request (see {DEAD_LETTERS})"
         failed = {request.id: ProtocolError("internal", message)}
-        seq, encoded = self._attempt(con, request, failed, published)
+        seq, fields = self._attempt(con, request, failed, published)
         body = dumps(request.action.as_dict()) if request.action is not None else b""
         return (
             seq,
-            encoded,
+            fields,
             {"request": request.id, "error": why, "attempts": MAX_ATTEMPTS, "body": body},
         )
 
@@ -394,9 +394,11 @@ class Writer:
         request: Request,
         failed: dict[str, ProtocolError],
         published: str | None,
-    ) -> tuple[str, str]:
+    ) -> tuple[str, dict[bytes, bytes]]:
+        """The request applied in DuckDB: its seq and response entry (its payload is kept
+        in the outbox in the same transaction)."""
         try:
-            payload, encoded = apply_and_encode(con, [request], self.limits, failed, published)
+            payload, _ = apply_and_encode(con, [request], self.limits, failed, published)
         except (duckdb.FatalException, duckdb.InternalException) as exc:
             raise DatabaseFailed(str(exc)) from exc
         except duckdb.Error as exc:
@@ -404,7 +406,7 @@ class Writer:
                 raise DatabaseFailed(str(exc)) from exc
             raise
         metrics.requests_decided(payload["results"])
-        return payload["seq"], encoded
+        return payload["seq"], entry_fields(payload)
 
     async def _finish_publishing(self) -> None:
         """Wait for the batch being published; its Redis errors surface here."""

@@ -84,7 +84,8 @@ class SpreadDecisions:
         """The positions of rows below the cell and their new units: vectorized for
         proportional spreads and the common `like`, else by the pure rules (equal, the
         edge cases, proportional over rows that are all zero). `indexed`: the cell's
-        rows as the state's index orders them, when `rows` came from it."""
+        rows as the state's index orders them, when `rows` came from it (the
+        proportional spread then needs no sort)."""
         coords = coords_of(edit.condition)
         free = ~held
         if method == "proportional" and int(units[free].sum()) != 0:
@@ -94,10 +95,10 @@ class SpreadDecisions:
         columns = None
         if method == "like":
             mix, columns = self._like_mix(edit, coords, rows, scale)
-            liked = self._like(coords, rows, units, held, target, mix, columns, indexed)
+            liked = self._like(coords, rows, units, held, target, mix, columns)
             if liked is not None:
                 return liked
-        leaves = self._leaves(coords, rows, units, held, columns, indexed)
+        leaves = self._leaves(coords, rows, units, held, columns)
         if method == "like":
             values = spreading.spread_like(leaves, target, mix)
         else:
@@ -133,11 +134,10 @@ class SpreadDecisions:
         target: int,
         mix: dict[int, int],
         columns: list[int] | None,
-        indexed: PathRows | None = None,
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """`like` over numpy columns (apportion.like): the free rows' positions and new
         units; None when the pure rule must decide (it also words the refusals)."""
-        order, path = self._path_order(coords, rows, columns, indexed)
+        order, path = self._path_order(coords, rows, columns)
         try:
             liked = like(path, units[order], held[order], mix, target)
         except Overflow as exc:
@@ -313,10 +313,9 @@ class SpreadDecisions:
         units: np.ndarray,
         held: np.ndarray,
         columns: list[int] | None = None,
-        indexed: PathRows | None = None,
     ) -> list[spreading.Leaf]:
         """The rows below a cell as spread leaves, ordered by (path, sale_id)."""
-        order, path = self._path_order(coords, rows, columns, indexed)
+        order, path = self._path_order(coords, rows, columns)
         sale_ids = self.state.sales.sale_id
         return [
             spreading.Leaf(
