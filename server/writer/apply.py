@@ -39,15 +39,15 @@ def last_applied(con: Conn) -> str | None:
     return row[0] if row else None
 
 
-def apply_and_encode(
+def apply_requests(
     con: Conn,
     requests: list[Request],
     limits: Limits,
     failed: dict[str, ProtocolError] | None = None,
     prev: str | None = None,
-) -> tuple[dict[str, Any], str]:
-    """Apply `requests` in order in one transaction: the response payload and its JSON
-    as stored in the outbox (to publish as is).
+) -> dict[str, Any]:
+    """Apply `requests` in order in one transaction: the response payload (its JSON
+    kept in the outbox in the same transaction, to publish after a crash).
 
     Requests named in `failed` are recorded as rejected without being applied. `prev`
     is the seq published last (the payload's `prev`)."""
@@ -82,14 +82,13 @@ def apply_and_encode(
         if _hierarchy_moved(requests, batch) and len(read_versions(con)) > 1:
             resettle_versions(con)  # the hierarchy moved under every version's facts
             payload["reload"] = True
-        encoded = dumps_text(payload)
-        _record(con, requests, results, seq, prev == NO_SEQ, encoded)
+        _record(con, requests, results, seq, prev == NO_SEQ, dumps_text(payload))
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     _forget_uploads(requests)
-    return payload, encoded
+    return payload
 
 
 def _apply_request(

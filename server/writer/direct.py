@@ -9,7 +9,7 @@ from protocol.actions import action_version
 from protocol.entries import merged_changes
 from protocol.errors import ProtocolError
 from protocol.versions import ACTUAL, CreateVersion, LockVersion
-from server.writer.apply import apply_and_encode
+from server.writer.apply import apply_requests
 from server.writer.batch import Conn, Limits
 from server.writer.before_image import prepare
 from server.writer.decide import Decider, Request, is_interactive
@@ -81,7 +81,7 @@ class DirectWriter:
 
     def _barrier(self, request: Request, failed: dict[str, ProtocolError]) -> dict[str, Any]:
         prev = self.decider.published
-        payload, _ = apply_and_encode(self.con, [request], self.limits, failed, prev)
+        payload = apply_requests(self.con, [request], self.limits, failed, prev)
         self.con.execute("DELETE FROM _outbox")
         reload = not isinstance(request.action, CreateVersion | LockVersion)
         self.versions = load_versions(self.con, self.limits, self.versions, reload)

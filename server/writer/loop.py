@@ -44,7 +44,7 @@ from server.store.streams import (
     later,
     newest_seq,
 )
-from server.writer.apply import apply_and_encode
+from server.writer.apply import apply_requests
 from server.writer.batch import Limits
 from server.writer.before_image import prepare
 from server.writer.cell_ids import CellIds
@@ -398,7 +398,7 @@ class Writer:
         """The request applied in DuckDB: its seq and response entry (its payload is kept
         in the outbox in the same transaction)."""
         try:
-            payload, _ = apply_and_encode(con, [request], self.limits, failed, published)
+            payload = apply_requests(con, [request], self.limits, failed, published)
         except (duckdb.FatalException, duckdb.InternalException) as exc:
             raise DatabaseFailed(str(exc)) from exc
         except duckdb.Error as exc:
