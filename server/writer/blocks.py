@@ -184,7 +184,7 @@ class BlockDecisions:
             return False
         if not self._stays_in_range(shares - units, scale, peak):
             return False
-        self._set_rows(column, at, shares, change)
+        self._set_rows(column, at, shares, change, current=units)
         return True
 
     def _stays_in_range(self, diff: np.ndarray, scale: int, peak: list[float]) -> bool:

@@ -26,11 +26,13 @@ class Change:
     moves: list[tuple[int, int]] = field(default_factory=list)  # (position, node before)
     cells: dict[Cell, CellValue] = field(default_factory=dict)
 
-    def write(self, state: State, column: str, at: np.ndarray, values: np.ndarray) -> None:
-        """Set `column` at positions `at`, remembering what was there."""
-        target = state.sales.column(column)
-        self.rows.setdefault(column, []).append((at, target[at]))  # indexing copies
-        target[at] = values
+    def write(
+        self, state: State, column: str, at: np.ndarray, values: np.ndarray, current: np.ndarray
+    ) -> None:
+        """Set `column` at positions `at`, remembering what was there (`current`: a copy
+        of the column's values at `at`)."""
+        self.rows.setdefault(column, []).append((at, current))
+        state.sales.column(column)[at] = values
 
     def move(self, state: State, i: int, node: int) -> None:
         self.moves.append((i, int(state.row_node[i])))
