@@ -190,13 +190,19 @@ class BlockDecisions:
     def _stays_in_range(self, diff: np.ndarray, scale: int, peak: list[float]) -> bool:
         """Would every total stay in range at every step of doing the spreads one by one?
         Each total moves by at most the sum of all changes; `peak` (per measure) bounds
-        the totals' magnitudes so far in this block."""
+        the totals' magnitudes so far in this block: at first the sum of every row's
+        magnitude, which no total (a sum of rows) exceeds."""
         index, limit = (1, SUMMARY_CENTS) if scale == 100 else (0, SUMMARY_QUANTITY)
         if not peak:
-            values = self.state.summary.values()
-            peak += [float(max((abs(v[i]) for v in values), default=0)) for i in (0, 1)]
-        peak[index] += float(np.abs(diff.astype(np.float64)).sum())
+            sales = self.state.sales
+            peak += [_magnitude(sales.quantity), _magnitude(sales.cents)]
+        peak[index] += _magnitude(diff)
         return peak[index] < limit
+
+
+def _magnitude(values: np.ndarray) -> float:
+    """The sum of |values|, rounded up past float64's error on a million terms."""
+    return float(np.abs(values).sum(dtype=np.float64)) * (1 + 1e-9)
 
 
 def _per_cell(values: np.ndarray, cell: np.ndarray, count: int) -> np.ndarray:
