@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from protocol.spread import largest_remainder
+from server.writer.sorting import grouped_argsort
 
 SAFE = 2.0**62  # |a * b| below this fits int64 with room to spare
 
@@ -158,5 +159,5 @@ def _by_remainder(remainder: np.ndarray, parent: np.ndarray, parents: int) -> np
     if remainder.dtype != object and len(remainder):
         span = int(remainder.max()) + 1
         if span * parents < 2**62:
-            return np.argsort(parent * span + (span - 1 - remainder), kind="stable")
+            return grouped_argsort(parent * span + (span - 1 - remainder), parent)
     return np.lexsort((-remainder, parent))  # stable: ties keep row order
