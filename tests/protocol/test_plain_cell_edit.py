@@ -114,6 +114,20 @@ def test_a_pasted_cell_as_the_grid_sends_it_takes_the_fast_read():
     assert fast.value == "1234.50" and fast.condition["level"] == 1
 
 
+def test_a_path_checked_once_still_gives_each_edit_its_own_cell_and_level_check():
+    condition = {"supplier": "Acme", "brand": "Zeta", "family": None, "month": "2024-05"}
+    raw = {"type": "edit", "table": SUMMARY, "column": "net_amount", "value": "1.00"}
+    first = plain_cell_edit({**raw, "condition": condition})
+    again = plain_cell_edit({**raw, "condition": condition})
+    assert first is not None and again is not None and first == again
+    assert first.condition is not again.condition
+    first.condition["brand"] = "changed"
+    assert plain_cell_edit({**raw, "condition": condition}).condition["brand"] == "Zeta"
+    assert plain_cell_edit({**raw, "condition": {**condition, "level": 0}}) is None
+    for odd in ([], {}, ["Acme"], 1, True, float("nan")):
+        assert plain_cell_edit({**raw, "condition": {**condition, "supplier": odd}}) is None
+
+
 def full_parse(raw: Any) -> Edit | str:
     try:
         return parse_edit(raw)
