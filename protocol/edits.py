@@ -211,8 +211,12 @@ def _checked_text(column: Column, text: Any) -> bool:
 
 def _plain_value(column: Column, value: Any) -> Scalar:
     """The value as coerce_value writes it for `column`; None for one it refuses."""
-    if type(value) is str and column.type == "decimal" and _in_written_form(column, value):
-        return value  # the journal's form: one pattern match instead of Decimal work
+    if column.type == "decimal":
+        # the journal's text, or a client's exact number with the column's places, is
+        # already as coerce_value writes it: one pattern match instead of Decimal work
+        text = value if type(value) is str else str(value) if type(value) is Decimal else None
+        if text is not None and _in_written_form(column, text):
+            return text
     try:
         value = coerce_value(column, value)
         check_written(column, value)
