@@ -14,6 +14,7 @@ from protocol.rollup import Cell
 
 Conn = duckdb.DuckDBPyConnection
 MONEY = "(v.cents::DECIMAL(18, 0) * 0.01)::DECIMAL(18, 2)"
+NO_WRITER = (None, None)  # a cell whose value changed, not by an edit (keeps "changed by")
 
 
 class CellIds:
@@ -35,40 +36,24 @@ class CellIds:
         the caller's transaction; returns the new cells' (cell key, cell_id) rows, to
         pass to `committed`."""
         writers = writers or {}
-        gone = [
-            self.ids[cell] for cell, value in cells.items() if value is None and cell in self.ids
-        ]
-        kept = [
-            (self.ids[cell], *value) for cell, value in cells.items() if value and cell in self.ids
-        ]
-        new = [(cell, value) for cell, value in cells.items() if value and cell not in self.ids]
+        gone: list[int] = []
+        kept: list[tuple[int, Cell]] = []  # (cell_id, cell) of the cells that stay
+        new: list[tuple[Cell, list[int]]] = []
+        for cell, value in cells.items():
+            cell_id = self.ids.get(cell)
+            if value is None:
+                if cell_id is not None:
+                    gone.append(cell_id)
+            elif cell_id is None:
+                new.append((cell, value))
+            else:
+                kept.append((cell_id, cell))
         if gone:
             con.execute(
                 f"DELETE FROM {SUMMARY} WHERE cell_id IN (SELECT unnest(?::BIGINT[]))", [gone]
             )
         if kept:
-            columns = np.array(kept, dtype=np.int64).T
-            v = dict(zip(("cell_id", "quantity", "cents", "lines"), columns, strict=True))  # noqa: F841
-            con.execute(
-                f"UPDATE {SUMMARY} SET quantity = v.quantity, net_amount = {MONEY}, "
-                f"line_count = v.lines FROM v WHERE {SUMMARY}.cell_id = v.cell_id"
-            )
-        changed = [
-            (self.ids[cell], *writers[cell])
-            for cell, value in cells.items()
-            if value and cell in self.ids and cell in writers
-        ]
-        if changed:
-            ids, by, at = zip(*changed, strict=True)
-            w = {  # noqa: F841 (scanned by name below; numpy, not bound lists: faster)
-                "cell_id": np.array(ids, dtype=np.int64),
-                "changed_by": np.array(by, dtype=object),
-                "changed_at": np.array(at, dtype="datetime64[us]"),
-            }
-            con.execute(
-                f"UPDATE {SUMMARY} SET changed_by = w.changed_by, changed_at = w.changed_at "
-                f"FROM w WHERE {SUMMARY}.cell_id = w.cell_id"
-            )
+            _update(con, sorted(kept), cells, writers)
         if not new:
             return []
         params: dict[str, list[Any]] = {
@@ -102,3 +87,33 @@ class CellIds:
                 self.ids.pop(cell, None)
         for row in inserted:
             self.ids[tuple(row[:5])] = row[5]  # type: ignore[index]
+
+
+def _update(
+    con: Conn,
+    kept: list[tuple[int, Cell]],
+    cells: dict[Cell, list[int] | None],
+    writers: dict[Cell, tuple[str, dt.datetime]],
+) -> None:
+    """Set existing cells (`kept`: by cell_id) to their values, and who changed them
+    when where `writers` says, in one UPDATE of numpy columns scanned by name (bound
+    lists cost microseconds a value). In cell_id order: DuckDB updating most of the
+    table in a random order took 80-440 ms for 6,000 cells, in order 3-5 ms."""
+    values = np.array([cells[cell] for _, cell in kept], dtype=np.int64)
+    writer = [writers.get(cell, NO_WRITER) for _, cell in kept]
+    distinct = {w: i for i, w in enumerate(dict.fromkeys(writer))}  # a few: convert once
+    which = np.array([distinct[w] for w in writer], dtype=np.int64)
+    v = {  # noqa: F841 (scanned by name below)
+        "cell_id": np.array([cell_id for cell_id, _ in kept], dtype=np.int64),
+        "quantity": values[:, 0],
+        "cents": values[:, 1],
+        "lines": values[:, 2],
+        "changed_by": np.array([w[0] for w in distinct], dtype=object)[which],
+        "changed_at": np.array([w[1] for w in distinct], dtype="datetime64[us]")[which],
+    }
+    con.execute(
+        f"UPDATE {SUMMARY} SET quantity = v.quantity, net_amount = {MONEY}, "
+        f"line_count = v.lines, changed_by = coalesce(v.changed_by, {SUMMARY}.changed_by), "
+        f"changed_at = coalesce(v.changed_at, {SUMMARY}.changed_at) "
+        f"FROM v WHERE {SUMMARY}.cell_id = v.cell_id"
+    )
