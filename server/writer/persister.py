@@ -126,7 +126,7 @@ class Persister:
         every: float,
     ) -> None:
         self.db = db
-        self.every = every  # seconds between group commits under load
+        self.every = every  # seconds from one group commit's start to the next under load
         self.cell_ids = cell_ids  # each version's summary keys (reloaded after barriers)
         self.redis = redis
         self.persisted = persisted  # `_applied`: the last request DuckDB holds
@@ -178,8 +178,11 @@ class Persister:
                 await self._checkpoint_if_idle()
                 continue
             self._wake.clear()
+            started = time.monotonic()
             await self.flush()
-            await asyncio.sleep(self.every)  # let the next group gather
+            # let the next group gather: a group commit starts `every` after the one
+            # before it started (at once when that one took longer)
+            await asyncio.sleep(max(0.0, self.every - (time.monotonic() - started)))
         await self.drain()
 
     async def flush(self) -> None:
