@@ -1,6 +1,8 @@
 """A stable argsort of large grouped keys on two cores: numpy sorts without holding the
 GIL, so the two halves of a sort whose keys are grouped in ascending runs can sort at
-once, in two threads, when they are split where a group ends."""
+once, in two threads, when they are split where a group ends. Keys small enough to
+carry their row's index in their low bits sort as values (numpy's SIMD sort, about
+twice as fast as its stable argsort), the index then read back from those bits."""
 
 from __future__ import annotations
 
@@ -21,10 +23,24 @@ def grouped_argsort(
     size = len(keys)
     split = _split(groups) if size >= parallel_from and (os.cpu_count() or 1) > 1 else 0
     if not split:
-        return np.argsort(keys, kind="stable")
-    second = _helper.submit(np.argsort, keys[split:], kind="stable")
-    first = np.argsort(keys[:split], kind="stable")
+        return stable_argsort(keys)
+    second = _helper.submit(stable_argsort, keys[split:])
+    first = stable_argsort(keys[:split])
     return np.concatenate([first, second.result() + split])
+
+
+def stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """np.argsort(keys, kind="stable") of int64 keys: a sort of the keys with each one's
+    index in its low bits (distinct, so ties keep their order), when they fit."""
+    size = len(keys)
+    bits = max(1, (size - 1).bit_length())
+    if not size or keys.dtype != np.int64 or keys.min() < 0 or keys.max() >> (63 - bits):
+        return np.argsort(keys, kind="stable")
+    packed = keys << bits
+    packed |= np.arange(size, dtype=np.int64)
+    packed.sort()
+    packed &= (1 << bits) - 1
+    return packed
 
 
 def _split(groups: np.ndarray) -> int:

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.writer.sorting import grouped_argsort
+from server.writer.sorting import grouped_argsort, stable_argsort
 
 
 def grouped_keys(sizes: list[int], values: list[int], span: int) -> tuple[np.ndarray, np.ndarray]:
@@ -34,3 +34,24 @@ def test_large_sorts_split_or_not_match():
         values = rng.integers(0, 1_000, 1_000).tolist()
         keys, groups = grouped_keys(sizes, values, 1_000)
         assert np.array_equal(grouped_argsort(keys, groups), np.argsort(keys, kind="stable"))
+
+
+INT64 = st.integers(-(2**63), 2**63 - 1)
+
+
+@given(st.lists(st.one_of(INT64, st.integers(0, 5)), max_size=300))
+def test_any_int64_keys_sort_stably(values):
+    """Keys that fit beside their index (small, non-negative: many ties) and keys that
+    do not (negative, huge) alike."""
+    keys = np.array(values, dtype=np.int64)
+    assert stable_argsort(keys).tolist() == np.argsort(keys, kind="stable").tolist()
+
+
+@given(st.integers(2, 70), st.integers(0, 3))
+def test_keys_at_the_edge_of_fitting(size, below):
+    """The largest key that still fits beside an index of `size` rows, and the first
+    that does not, each among ties and zeros."""
+    bits = (size - 1).bit_length()
+    for edge in ((1 << (63 - bits)) - 1 - below, 1 << (63 - bits)):
+        keys = np.resize(np.array([edge, 0, edge, 1], dtype=np.int64), size)
+        assert stable_argsort(keys).tolist() == np.argsort(keys, kind="stable").tolist()
