@@ -309,7 +309,7 @@ def load(con: Conn) -> State:
             """
             SELECT sale_id, (invoice_date - DATE '1970-01-01')::INTEGER AS days,
                    product_id, customer_id, quantity::BIGINT AS quantity,
-                   (net_price * 100)::BIGINT AS cents
+                   (net_price::DECIMAL(38, 2) * 100)::BIGINT AS cents
             FROM sales ORDER BY sale_id
             """
         ).fetchnumpy()
@@ -338,7 +338,8 @@ def load(con: Conn) -> State:
         con.execute("DROP TABLE _nodes")
         summary_rows = con.execute(
             f"SELECT supplier, brand, family, month, level, quantity::BIGINT, "
-            f"(net_amount * 100)::BIGINT, line_count, changed_by, changed_at FROM {SUMMARY}"
+            f"(net_amount::DECIMAL(38, 2) * 100)::BIGINT, line_count, changed_by, changed_at "
+            f"FROM {SUMMARY}"
         ).fetchall()
         hold_rows = con.execute(
             "SELECT supplier, brand, family, month, level, held_by, held_at FROM holds"

@@ -21,6 +21,7 @@ from protocol.catalog import SUMMARY
 from server.writer.batch import Limits
 from server.writer.before_image import prepare
 from server.writer.direct import DirectWriter, apply_batch
+from server.writer.state import load
 
 
 def test_leaf_edit_updates_sales_and_keeps_summary_exact(con):
@@ -300,3 +301,14 @@ def test_the_writers_copy_of_the_summary_follows_new_and_emptied_cells(con):
     assert [r for r in emptied["rows"] if r["month"] == "2031-01"]
     assert all(r.get("deleted") for r in emptied["rows"] if r["month"] == "2031-01")
     assert not [cell for cell in writer.decider.state.summary if cell[3] == "2031-01"]
+
+
+def test_the_largest_amounts_load_back(con):
+    """A sales row and a summary cell past 10^14 (DECIMAL(18, 2) * 100 would overflow)
+    are read back into the writer's state when it starts."""
+    sale_id = con.execute("SELECT min(sale_id) FROM sales").fetchone()[0]
+    edit = {"table": "sales", "column": "net_price", "condition": {"sale_id": sale_id}}
+    apply(con, {**edit, "value": "99999999999999.99"})  # the column's largest
+    state = load(con)
+    assert int(state.sales.cents[state.sales.position(sale_id)]) == 9_999_999_999_999_999
+    assert max(value[1] for value in state.summary.values()) >= 9_999_999_999_999_999
