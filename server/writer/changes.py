@@ -93,10 +93,11 @@ def first_writes(at: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The distinct positions of `at` (ascending) and where each first occurs in it
     (the first write holds the value before the request). A position mask is linear
     but costs `size`: only for writes to a good part of the rows."""
-    if len(at) * 16 < size:
+    if len(at) * 16 < size or len(at) > INT32.max:
         return np.unique(at, return_index=True)  # type: ignore[return-value]
-    first = np.full(size, -1, dtype=np.int64)
-    first[at[::-1]] = np.arange(len(at) - 1, -1, -1)
+    # int32: half the memory to touch (21 -> 6 ms for 864,000 writes into 1M rows)
+    first = np.full(size, -1, dtype=np.int32)
+    first[at[::-1]] = np.arange(len(at) - 1, -1, -1, dtype=np.int32)
     unique = np.flatnonzero(first >= 0)
     return unique, first[unique]
 
