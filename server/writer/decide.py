@@ -288,7 +288,7 @@ class Decider(BlockDecisions, SpreadDecisions):
             return dict.fromkeys(state.cells_of(node), measure)
         scale = 100 if column == "net_price" else 1
         diff = values.astype(np.int64) - current
-        return roll_up(self._node_deltas(old_nodes, diff, scale))
+        return self._many_deltas(old_nodes, diff, scale)
 
     def _any_held(self, nodes: np.ndarray) -> bool:
         known = nodes[nodes != NO_NODE]
@@ -433,21 +433,31 @@ class Decider(BlockDecisions, SpreadDecisions):
         rows = [{"table": "sales", **sales.row(i)} for i in first[:cap]]
         return {"base": rows, "base_truncated": len(first) > cap}
 
-    def _node_deltas(self, nodes: np.ndarray, diff: np.ndarray, scale: int) -> dict[Node, Delta]:
-        """Per node, the change of its rows' units (rows of no node count nowhere)."""
-        known = nodes != NO_NODE
-        nodes, diff = nodes[known], diff[known]
-        moved = float(np.abs(diff.astype(np.float64)).sum())
+    def _many_deltas(self, nodes: np.ndarray, diff: np.ndarray, scale: int) -> dict[Cell, Delta]:
+        """How rows' units changing by `diff` move the cells (rows of no node count
+        nowhere): summed in float64 by node, then by cell, while every partial sum is
+        exact there; else in Python integers."""
+        if len(nodes) and int(nodes.min()) == NO_NODE:
+            known = nodes != NO_NODE
+            nodes, diff = nodes[known], diff[known]
+        weights = diff.astype(np.float64)
+        moved = float(np.abs(weights).sum())
         if moved >= 2.0**62:
             raise OutOfRange("the change would take a summary total out of range")
-        if moved < 2.0**52:  # every partial sum exact in float64: one linear pass
-            totals = np.bincount(nodes, weights=diff.astype(np.float64))
-            unique = np.flatnonzero(totals)
-            sums = totals[unique].astype(np.int64)
-        else:
-            unique, local = np.unique(nodes, return_inverse=True)
-            sums = np.zeros(len(unique), dtype=np.int64)
-            np.add.at(sums, local, diff)
+        if moved >= 2.0**52:
+            return roll_up(self._node_deltas(nodes, diff, scale))
+        totals = np.bincount(nodes, weights=weights)
+        changed = np.flatnonzero(totals)
+        sums = self.state.cell_sums(changed, totals[changed])
+        if scale == 100:
+            return {cell: [0, units, 0] for cell, units in sums.items()}
+        return {cell: [units, 0, 0] for cell, units in sums.items()}
+
+    def _node_deltas(self, nodes: np.ndarray, diff: np.ndarray, scale: int) -> dict[Node, Delta]:
+        """Per node, the change of its rows' units, exactly (in Python integers)."""
+        unique, local = np.unique(nodes, return_inverse=True)
+        sums = np.zeros(len(unique), dtype=np.int64)
+        np.add.at(sums, local, diff)
         deltas: dict[Node, Delta] = {}
         for node, units in zip(unique.tolist(), sums.tolist(), strict=True):
             key = self.state.nodes[node]

@@ -118,10 +118,16 @@ class State:
     # cell -> its nodes in path order and their group at each depth below it
     _paths: dict[Coords, tuple[list[int], list[np.ndarray]]] = field(default_factory=dict)
     _node_cells: dict[int, tuple[Cell, ...]] = field(default_factory=dict)  # see cells_of
+    # every cell some node counts in, numbered; per node the numbers of its eight cells
+    # (-1: not yet numbered), so a change of many nodes sums into cells in numpy
+    _cell_keys: list[Cell] = field(default_factory=list)
+    _cell_numbers: dict[Cell, int] = field(default_factory=dict)
+    _node_cell_numbers: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self._index_rows()
         self.refresh_holds()
+        self._node_cell_numbers = np.full((len(self.nodes), 8), -1, dtype=np.int64)
 
     # --- nodes and rows ---------------------------------------------------------
 
@@ -150,6 +156,7 @@ class State:
         self._starts = np.append(self._starts, self._starts[-1])  # no indexed rows yet
         held = any(c in self.holds for c in patterns(node))
         self.held_nodes = np.append(self.held_nodes, held)
+        self._node_cell_numbers = np.vstack([self._node_cell_numbers, np.full((1, 8), -1)])
         return k
 
     def move_row(self, i: int, node: int) -> None:
@@ -251,6 +258,27 @@ class State:
                 (None, None, None, month, 7),
                 (None, None, None, None, 7),
             )
+        return found
+
+    def cell_sums(self, nodes: np.ndarray, units: np.ndarray) -> dict[Cell, int]:
+        """Per cell, the sum of `units` (float64 integers) over the distinct `nodes`
+        counting in it (what roll_up gives for one measure), zero sums left out. Exact
+        while the sum of |units| stays below 2**53."""
+        numbers = self._node_cell_numbers
+        unnumbered = nodes[numbers[nodes, 0] < 0]
+        for node in unnumbered.tolist():
+            numbers[node] = [self._cell_number(cell) for cell in self.cells_of(node)]
+        cells = numbers[nodes].ravel()
+        totals = np.bincount(cells, weights=np.repeat(units, 8))
+        changed = np.flatnonzero(totals)
+        keys, sums = self._cell_keys, totals[changed].astype(np.int64).tolist()
+        return {keys[i]: total for i, total in zip(changed.tolist(), sums, strict=True)}
+
+    def _cell_number(self, cell: Cell) -> int:
+        found = self._cell_numbers.get(cell)
+        if found is None:
+            found = self._cell_numbers[cell] = len(self._cell_keys)
+            self._cell_keys.append(cell)
         return found
 
     # --- holds --------------------------------------------------------------------

@@ -303,6 +303,17 @@ def test_the_writers_copy_of_the_summary_follows_new_and_emptied_cells(con):
     assert not [cell for cell in writer.decider.state.summary if cell[3] == "2031-01"]
 
 
+def test_spreads_moving_more_than_float64_holds_exactly_stay_exact(con):
+    """A brand-month set to 10^14 and back moves its cells by more than 2^52 cents, past
+    what the float64 sums by node and cell hold exactly: the exact path decides them."""
+    supplier, brand, month = a_brand_month(con)
+    for value in ("100000000000000.01", "12.34"):
+        payload = apply(con, summary_edit(value, supplier=supplier, brand=brand, month=month))
+        assert payload["results"][0]["status"] == "applied", payload["results"][0]
+        assert cell(con, supplier=supplier, brand=brand, month=month)[1] == Decimal(value)
+        assert_exact(con)
+
+
 def test_the_largest_amounts_load_back(con):
     """A sales row and a summary cell past 10^14 (DECIMAL(18, 2) * 100 would overflow)
     are read back into the writer's state when it starts."""
