@@ -38,14 +38,18 @@ class Change:
         self.moves.append((i, int(state.row_node[i])))
         state.move_row(i, node)
 
-    def set_cell(self, state: State, cell: Cell, value: CellValue) -> None:
-        if cell not in self.cells:
-            before = state.summary.get(cell)
-            self.cells[cell] = None if before is None else list(before)
-        if value is None:
-            state.summary.pop(cell, None)
-        else:
-            state.summary[cell] = value
+    def set_cells(self, state: State, values: dict[Cell, CellValue]) -> None:
+        """Set summary cells (None: the cell goes), remembering what was there. Summary
+        values are replaced, never changed in place, so the values before are kept as
+        they are."""
+        summary, kept = state.summary, self.cells
+        for cell, value in values.items():
+            if cell not in kept:
+                kept[cell] = summary.get(cell)
+            if value is None:
+                summary.pop(cell, None)
+            else:
+                summary[cell] = value
 
     def roll_back(self, state: State) -> None:
         """Put everything back as it was before the request."""

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from protocol.actions import Action, Undo
-from protocol.catalog import LEVEL_FAMILY, TABLES
+from protocol.catalog import LEVEL_FAMILY, SUMMARY, TABLES
 from protocol.codec import NO_SEQ
 from protocol.edits import Edit, EditMany, Hold, is_cell_edit
 from protocol.errors import ProtocolError
@@ -380,21 +380,20 @@ class Decider(BlockDecisions, SpreadDecisions):
         for cell, (dq, dc, dl) in deltas.items():
             if not (dq or dc or dl):
                 continue
-            row = summary.get(cell, [0, 0, 0])
-            value = [row[0] + dq, row[1] + dc, row[2] + dl]
-            if abs(value[0]) > SUMMARY_QUANTITY:
+            row = summary.get(cell)
+            value = [dq, dc, dl] if row is None else [row[0] + dq, row[1] + dc, row[2] + dl]
+            if not -SUMMARY_QUANTITY <= value[0] <= SUMMARY_QUANTITY:
                 raise OutOfRange(
                     f"the change would take a quantity total past {SUMMARY_QUANTITY:,}",
                     column="quantity",
                 )
-            if abs(value[1]) > SUMMARY_CENTS:
+            if not -SUMMARY_CENTS <= value[1] <= SUMMARY_CENTS:
                 raise OutOfRange(
                     f"the change would take a net_amount total past {SUMMARY_CENTS // 100:,}",
                     column="net_amount",
                 )
             new[cell] = value if value[2] else None
-        for cell, value in new.items():
-            change.set_cell(self.state, cell, value)
+        change.set_cells(self.state, new)
 
     def _changed_cells(self, track: Tracker, effects: Effects) -> list[dict[str, Any]]:
         """The cells whose value differs from before the batch, as rows to send: by
@@ -404,7 +403,7 @@ class Decider(BlockDecisions, SpreadDecisions):
         rows = []
         for cell in sorted(track.cells_before, key=_cell_order):
             now = summary.get(cell)
-            effects.cells[cell] = None if now is None else list(now)
+            effects.cells[cell] = now  # (summary values are replaced, never changed)
             writer = writers.get(cell)
             if writer is not None:
                 effects.writers[cell] = writer
@@ -412,12 +411,25 @@ class Decider(BlockDecisions, SpreadDecisions):
                 continue
             if now is None:
                 rows.append(summary_row((*cell, 0, 0), deleted=True))
-            else:
-                row = summary_row((*cell, now[0], Decimal(now[1]).scaleb(-2)))
-                if writer not in shown:
-                    shown[writer] = _writer_fields(writer)
-                row["changed_by"], row["changed_at"] = shown[writer]
-                rows.append(row)
+                continue
+            by = shown.get(writer)
+            if by is None:
+                by = shown[writer] = _writer_fields(writer)
+            supplier, brand, family, month, level = cell
+            rows.append(
+                {
+                    "supplier": supplier,
+                    "brand": brand,
+                    "family": family,
+                    "month": month,
+                    "level": level,
+                    "quantity": now[0],
+                    "net_amount": Decimal(now[1]).scaleb(-2),
+                    "table": SUMMARY,
+                    "changed_by": by[0],
+                    "changed_at": by[1],
+                }
+            )
         return rows
 
     def _changed_rows(self, track: Tracker) -> dict[str, Any]:
