@@ -65,17 +65,18 @@ class BlockDecisions:
             last[(edit.column, coords)] = i
             same.setdefault((edit.column, coords[3]), []).append(i)
         out: set[int] = set()
-        touched: set[tuple[str, int]] = set()  # (column, node) an edit kept so far changes
+        touched: dict[str, set[int]] = {}  # column -> the nodes an edit kept so far changes
         for i, (edit, coords) in enumerate(zip(edits, cells, strict=True)):
             nodes = state.under.get(coords, ())
+            changed = touched.setdefault(edit.column, set())
             if (
                 edit.condition["level"] != LEVEL_FAMILY
-                and not any((edit.column, k) in touched for k in nodes)
+                and changed.isdisjoint(nodes)
                 and self._resets(edit, i, last, same)
             ):
                 out.add(i)
                 continue
-            touched.update((edit.column, k) for k in nodes)
+            changed.update(nodes)
         return out
 
     def _resets(
@@ -113,7 +114,7 @@ class BlockDecisions:
             edit = edits[i]
             nodes = under.get(coords_of(edit.condition), ())
             same = (edit.column, edit.condition["level"], edit.condition["month"] is None)
-            if same == shape and not any(k in blocked or k in taken for k in nodes):
+            if same == shape and blocked.isdisjoint(nodes) and taken.isdisjoint(nodes):
                 wave.append(i)
                 taken.update(nodes)
             else:

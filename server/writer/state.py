@@ -117,6 +117,8 @@ class State:
     _moved: set[int] = field(default_factory=set)  # rows whose node changed since indexing
     # cell -> its nodes in path order and their group at each depth below it
     _paths: dict[Coords, tuple[list[int], list[np.ndarray]]] = field(default_factory=dict)
+    # month cell -> the cells one level down its nodes count in (child_cells), as (coords, cell)
+    _children: dict[Coords, list[tuple[Coords, Cell]]] = field(default_factory=dict)
     _node_cells: dict[int, tuple[Cell, ...]] = field(default_factory=dict)  # see cells_of
     # every cell some node counts in, numbered; per node the numbers of its eight cells
     # (-1: not yet numbered), so a change of many nodes sums into cells in numpy
@@ -148,6 +150,7 @@ class State:
 
     def _add_node(self, node: Node) -> int:
         self._paths.clear()
+        self._children.clear()
         k = len(self.nodes)
         self.nodes.append(node)
         self.node_ids[node] = k
@@ -233,14 +236,14 @@ class State:
         depth = sum(c is not None for c in coords[:3])
         if depth == 3:
             return []
-        level = CHILD_LEVELS[depth]
-        children = {self.nodes[k][: depth + 1] for k in self.under.get(coords, ())}
-        out = []
-        for prefix in sorted(children):
-            child = (*prefix, *(None,) * (2 - depth), coords[3])
-            if (*child, level) in self.summary:
-                out.append(child)
-        return out  # type: ignore[return-value]
+        found = self._children.get(coords)
+        if found is None:
+            level = CHILD_LEVELS[depth]
+            prefixes = sorted({self.nodes[k][: depth + 1] for k in self.under.get(coords, ())})
+            children = [(*prefix, *(None,) * (2 - depth), coords[3]) for prefix in prefixes]
+            found = self._children[coords] = [(c, (*c, level)) for c in children]  # type: ignore[misc]
+        summary = self.summary
+        return [child for child, cell in found if cell in summary]
 
     def cells_of(self, node: int) -> tuple[Cell, ...]:
         """The eight cells a node's rows count in: its family, brand, supplier and the
