@@ -155,15 +155,15 @@ class BlockDecisions:
         found = state.cells_in_path_order(cells)
         if found is None:
             return False
-        at, roots, groups = found.rows, found.cell, found.groups
+        at, roots, groups, nodes = found.rows, found.cell, found.groups, found.node
         units = units_of[at]
         held_units = np.zeros(len(edits), dtype=np.int64)
         if state.holds:
-            held = state.held_nodes[state.row_node[at]]
+            held = state.held_nodes[nodes]
             if held.any():
                 held_units = _per_cell(units[held], roots[held], len(edits))
                 free = ~held
-                at, roots, units = at[free], roots[free], units[free]
+                at, roots, units, nodes = at[free], roots[free], units[free], nodes[free]
                 groups = [_renumbered(g[free]) for g in groups]
         rows_per_cell = np.bincount(roots, minlength=len(edits))
         if not rows_per_cell.all() or not _per_cell(units, roots, len(edits)).all():
@@ -175,7 +175,7 @@ class BlockDecisions:
             return False
         moved = shares != units
         if not moved.all():  # (usually every row moves: no gathers then)
-            at, shares, units = at[moved], shares[moved], units[moved]
+            at, shares, units, nodes = at[moved], shares[moved], units[moved], nodes[moved]
         if not len(at):
             return True
         column = "net_price" if scale == 100 else "quantity"
@@ -185,7 +185,7 @@ class BlockDecisions:
             return False
         if not self._stays_in_range(shares - units, scale, peak):
             return False
-        self._set_rows(column, at, shares, change, current=units)
+        self._set_rows(column, at, shares, change, current=units, nodes=nodes)
         return True
 
     def _stays_in_range(self, diff: np.ndarray, scale: int, peak: list[float]) -> bool:

@@ -88,8 +88,8 @@ class Change:
         out = {}
         for cell, before in self.cells.items():
             after = state.summary.get(cell)
-            if after != before:
-                out[cell] = (before, None if after is None else list(after))
+            if after != before:  # (summary values are replaced, never changed: no copies)
+                out[cell] = (before, after)
         return out
 
 

@@ -189,8 +189,7 @@ class Decider(BlockDecisions, SpreadDecisions):
         track.steps.append(step)
         if step.action == "hold":
             return  # not a change of value: "changed by" stays
-        for cell in step.cells:
-            self.state.writers[cell] = (step.user, step.time)
+        self.state.writers.update(dict.fromkeys(step.cells, (step.user, step.time)))
 
     def _edit(self, edit: Edit, change: Change) -> None:
         if TABLES[edit.table].summary:
@@ -233,18 +232,19 @@ class Decider(BlockDecisions, SpreadDecisions):
         values: np.ndarray,
         change: Change,
         current: np.ndarray | None = None,
+        nodes: np.ndarray | None = None,
     ) -> None:
         """Set a sales column at positions `at` (distinct), moving the summary with it;
-        `current`: the column's values at `at` when the caller has them (a gather of
-        a spread's rows costs milliseconds). Raises before anything changed when a held
-        cell or a range is in the way."""
+        `current` and `nodes`: the column's values at `at` and the rows' nodes when the
+        caller has them (a gather of a spread's rows costs milliseconds). Raises before
+        anything changed when a held cell or a range is in the way."""
         state = self.state
         if current is None:
             current = state.sales.column(column)[at]
         if column not in SUMMARY_INPUTS:
             change.write(state, column, at, values, current)
             return
-        old_nodes = state.row_node[at]
+        old_nodes = state.row_node[at] if nodes is None else nodes
         new_nodes = old_nodes
         if column in NODE_INPUTS:
             products = values if column == "product_id" else state.sales.product_id[at]

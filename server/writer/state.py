@@ -12,9 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import numpy as np
@@ -96,6 +97,7 @@ class PathRows:
     rows: np.ndarray  # positions, cell after cell, each cell's rows in path order
     cell: np.ndarray  # per row, the index of its cell
     groups: list[np.ndarray]  # per depth below the cells, each row's group (across cells)
+    node: np.ndarray  # per row, its node
 
 
 @dataclass
@@ -213,7 +215,12 @@ class State:
             offsets = np.cumsum(counts) - counts
             node_groups = np.concatenate(numbered) + offsets[node_cell]
             groups.append(np.repeat(node_groups, lengths))
-        return PathRows(rows.astype(np.int64), np.repeat(node_cell, lengths), groups)
+        return PathRows(
+            rows.astype(np.int64),
+            np.repeat(node_cell, lengths),
+            groups,
+            np.repeat(nodes.astype(np.int32), lengths),
+        )
 
     def _path_groups(self, coords: Coords) -> tuple[list[int], list[np.ndarray]]:
         depth_columns = [i for i in range(3) if coords[i] is None]
@@ -317,11 +324,9 @@ class State:
         return sum(a.nbytes for a in arrays)
 
 
-_COORDINATES = operator.itemgetter(*CELL_COORDINATES)
-
-
-def coords_of(cell: dict[str, Any]) -> Coords:
-    return _COORDINATES(cell)  # type: ignore[no-any-return]
+# a cell's coordinates (supplier, brand, family, month) from its condition; an
+# itemgetter rather than a function: a block calls it thousands of times
+coords_of = cast(Callable[[dict[str, Any]], Coords], operator.itemgetter(*CELL_COORDINATES))
 
 
 def load(con: Conn) -> State:
