@@ -39,9 +39,8 @@ class Change:
         state.move_row(i, node)
 
     def set_cells(self, state: State, values: dict[Cell, CellValue]) -> None:
-        """Set summary cells (None: the cell goes), remembering what was there. Summary
-        values are replaced, never changed in place, so the values before are kept as
-        they are."""
+        """Set summary cells (None: the cell goes), remembering what was there (the
+        values themselves: see State.summary)."""
         summary, kept = state.summary, self.cells
         for cell, value in values.items():
             if cell not in kept:
@@ -88,7 +87,7 @@ class Change:
         out = {}
         for cell, before in self.cells.items():
             after = state.summary.get(cell)
-            if after != before:  # (summary values are replaced, never changed: no copies)
+            if after != before:
                 out[cell] = (before, after)
         return out
 

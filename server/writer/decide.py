@@ -403,7 +403,7 @@ class Decider(BlockDecisions, SpreadDecisions):
         rows = []
         for cell in sorted(track.cells_before, key=_cell_order):
             now = summary.get(cell)
-            effects.cells[cell] = now  # (summary values are replaced, never changed)
+            effects.cells[cell] = now
             writer = writers.get(cell)
             if writer is not None:
                 effects.writers[cell] = writer
@@ -416,7 +416,7 @@ class Decider(BlockDecisions, SpreadDecisions):
             if by is None:
                 by = shown[writer] = _writer_fields(writer)
             supplier, brand, family, month, level = cell
-            rows.append(
+            rows.append(  # summary_row's fields, built at once (thousands for a paste)
                 {
                     "supplier": supplier,
                     "brand": brand,

@@ -109,7 +109,9 @@ class State:
     under: dict[Coords, list[int]]  # nodes below each summary cell
     products: dict[int, tuple[str, str, str]]
     customers: set[int]
-    summary: dict[Cell, list[int]]  # cell -> [quantity, cents, line_count]
+    # cell -> [quantity, cents, line_count]; a value is replaced, never changed in place,
+    # so a request's before-image, its step and the persister share the lists
+    summary: dict[Cell, list[int]]
     holds: dict[Coords, Hold]
     applied: str | None  # the last request id DuckDB holds the effects of
     writers: dict[Cell, tuple[str, dt.datetime]] = field(default_factory=dict)  # changed by, at
