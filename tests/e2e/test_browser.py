@@ -391,6 +391,7 @@ async def test_a_budget_from_actual_edited_by_quarter_shows_its_variance_elsewhe
     await bob.keyboard.type("40000")
     await target.locator(".spread-choice button", has_text="Like actual").click()
     await expect(target.locator("span").first).to_have_text("40,000.00")
+    await expect(target).not_to_have_class(klass("pending"))  # decided, not just typed
     liked = await brand_months(server, supplier, brand, "budget")
     a_q2 = quarter(actual, "2025-Q2")
     assert quarter(liked, "2025-Q2") == 40000
