@@ -7,7 +7,7 @@ from typing import Any
 
 import duckdb
 
-from protocol.catalog import SUMMARY, TABLES
+from protocol.catalog import SUMMARY, SUMMARY_COLUMNS, TABLES
 from protocol.codec import NO_SEQ
 from protocol.errors import ProtocolError
 from protocol.versions import ACTUAL
@@ -15,7 +15,7 @@ from server.analytics.compare import schema_of
 from server.store.sql import ident, where
 from server.store.versions import in_version
 from server.writer.holds import current_holds
-from server.writer.upkeep import SUMMARY_COLUMNS, summary_row
+from server.writer.upkeep import summary_row
 
 Conn = duckdb.DuckDBPyConnection
 
@@ -45,11 +45,9 @@ def snapshot(cur: Conn, version: str = ACTUAL) -> dict[str, Any]:
 
 def _snapshot_row(values: tuple[Any, ...]) -> dict[str, Any]:
     """A summary row with who last changed it and when (ISO-8601 UTC), as updates carry."""
-    row = summary_row(values[:-2])
     by, at = values[-2:]
-    row["changed_by"] = by
-    row["changed_at"] = None if at is None else at.isoformat(timespec="milliseconds") + "Z"
-    return row
+    stamp = None if at is None else at.isoformat(timespec="milliseconds") + "Z"
+    return summary_row(values[:-2], changed=(by, stamp))
 
 
 def view_table(

@@ -61,8 +61,8 @@ class CellIds:
         }
         for i, name in enumerate(("quantity", "cents", "lines")):
             params[name] = [value[i] for _, value in new]
-        params["by"] = [writers.get(cell, (None, None))[0] for cell, _ in new]
-        params["at"] = [writers.get(cell, (None, None))[1] for cell, _ in new]
+        params["by"] = [writers.get(cell, NO_WRITER)[0] for cell, _ in new]
+        params["at"] = [writers.get(cell, NO_WRITER)[1] for cell, _ in new]
         return con.execute(
             f"""
             INSERT INTO {SUMMARY}

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from protocol.actions import Action, Undo
-from protocol.catalog import LEVEL_FAMILY, SUMMARY, TABLES
+from protocol.catalog import LEVEL_FAMILY, TABLES
 from protocol.codec import NO_SEQ
 from protocol.edits import Edit, EditMany, Hold, is_cell_edit
 from protocol.errors import ProtocolError
@@ -415,21 +415,7 @@ class Decider(BlockDecisions, SpreadDecisions):
             by = shown.get(writer)
             if by is None:
                 by = shown[writer] = _writer_fields(writer)
-            supplier, brand, family, month, level = cell
-            rows.append(  # summary_row's fields, built at once (thousands for a paste)
-                {
-                    "supplier": supplier,
-                    "brand": brand,
-                    "family": family,
-                    "month": month,
-                    "level": level,
-                    "quantity": now[0],
-                    "net_amount": Decimal(now[1]).scaleb(-2),
-                    "table": SUMMARY,
-                    "changed_by": by[0],
-                    "changed_at": by[1],
-                }
-            )
+            rows.append(summary_row((*cell, now[0], Decimal(now[1]).scaleb(-2)), changed=by))
         return rows
 
     def _changed_rows(self, track: Tracker) -> dict[str, Any]:

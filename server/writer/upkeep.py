@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol.catalog import CELL_KEY, SUMMARY, SUMMARY_COLUMNS
+from protocol.catalog import CELL_KEY, SUMMARY
 from protocol.rollup import Cell
 from server.writer.batch import Batch, Changes, Conn, Measures
 from server.writer.before_image import SALES_NODE
@@ -96,9 +96,27 @@ def ordered(changes: Changes) -> list[dict[str, Any]]:
     return [row(cell, changed[cell]) for cell in sorted(changed, key=key)]
 
 
-def summary_row(values: tuple[Any, ...], deleted: bool = False) -> dict[str, Any]:
-    row = dict(zip(SUMMARY_COLUMNS, values, strict=True))
-    row["table"] = SUMMARY
+def summary_row(
+    values: tuple[Any, ...],
+    deleted: bool = False,
+    changed: tuple[str | None, str | None] | None = None,
+) -> dict[str, Any]:
+    """A summary cell as clients see it: SUMMARY_COLUMNS (`values`, in that order), its
+    table, and `changed` as changed_by, changed_at. Built as one literal: a paste sends
+    thousands of them."""
+    supplier, brand, family, month, level, quantity, net_amount = values
+    row = {
+        "supplier": supplier,
+        "brand": brand,
+        "family": family,
+        "month": month,
+        "level": level,
+        "quantity": 0 if deleted else quantity,
+        "net_amount": 0 if deleted else net_amount,
+        "table": SUMMARY,
+    }
     if deleted:
-        row.update(quantity=0, net_amount=0, deleted=True)
+        row["deleted"] = True
+    if changed is not None:
+        row["changed_by"], row["changed_at"] = changed
     return row

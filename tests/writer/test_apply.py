@@ -17,11 +17,12 @@ from helpers import (
     summary_edit,
 )
 
-from protocol.catalog import SUMMARY
+from protocol.catalog import SUMMARY, SUMMARY_COLUMNS
 from server.writer.batch import Limits
 from server.writer.before_image import prepare
 from server.writer.direct import DirectWriter, apply_batch
 from server.writer.state import load
+from server.writer.upkeep import summary_row
 
 
 def test_leaf_edit_updates_sales_and_keeps_summary_exact(con):
@@ -323,3 +324,12 @@ def test_the_largest_amounts_load_back(con):
     state = load(con)
     assert int(state.sales.cents[state.sales.position(sale_id)]) == 9_999_999_999_999_999
     assert max(value[1] for value in state.summary.values()) >= 9_999_999_999_999_999
+
+
+def test_a_summary_row_carries_the_catalogs_columns_in_order():
+    """summary_row spells SUMMARY_COLUMNS out (one literal, for speed): held to them."""
+    row = summary_row(tuple(range(7)), changed=("ann", "2026-12-07T00:00:00.000Z"))
+    assert list(row) == [*SUMMARY_COLUMNS, "table", "changed_by", "changed_at"]
+    assert list(row.values())[:7] == list(range(7))
+    gone = summary_row(tuple(range(7)), deleted=True)
+    assert gone["quantity"] == gone["net_amount"] == 0 and gone["deleted"] is True
