@@ -121,8 +121,11 @@ class RowChange:
 INT32 = np.iinfo(np.int32)
 
 
+COMPACT_FROM = 1024  # smaller arrays stay as they are: their min and max cost more than they save
+
+
 def _compact(values: np.ndarray) -> np.ndarray:
-    if values.dtype != np.int64 or not len(values):
+    if values.dtype != np.int64 or len(values) < COMPACT_FROM:
         return values
     fits = INT32.min <= int(values.min()) and int(values.max()) <= INT32.max
     return values.astype(np.int32) if fits else values

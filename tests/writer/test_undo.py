@@ -13,6 +13,7 @@ from helpers import a_brand_month, assert_exact, assert_state_matches_database, 
 from protocol.actions import Undo
 from protocol.catalog import SUMMARY
 from protocol.edits import parse_edit, parse_edit_many, parse_hold
+from server.writer import changes
 from server.writer.batch import Limits
 from server.writer.decide import Request
 from server.writer.direct import DirectWriter
@@ -316,9 +317,12 @@ def test_the_stacks_keep_within_their_memory_budget(con):
     assert restarted.decider.stacks.total == 3
 
 
-def test_steps_keep_32_bit_values_compact_and_larger_ones_exact(con):
+def test_steps_keep_32_bit_values_compact_and_larger_ones_exact(con, monkeypatch):
     """A step holds int32 columns where its values fit (half the memory), int64 where a
-    spread gives rows more than 21,474,836.47: undo brings both back exactly."""
+    spread gives rows more than 21,474,836.47: undo brings both back exactly. (Steps of
+    fewer than COMPACT_FROM rows stay as they are; lowered here for the test's small
+    cells.)"""
+    monkeypatch.setattr(changes, "COMPACT_FROM", 1)
     writer = DirectWriter(con, Limits())
     supplier, brand, month = a_brand_month(con)
     cell = {"supplier": supplier, "brand": brand, "month": month}
