@@ -12,6 +12,7 @@ import numpy as np
 from protocol.rollup import Cell
 from server.writer.changes import Step
 from server.writer.state import Coords
+from server.writer.undo import Snapshot
 
 LogRow = tuple[str, str, str, str | None, str | None, str]  # id, seq, status, code, message, user
 HoldChange = tuple[Coords, int, bool, str, dt.datetime]  # cell, level, on, by, at
@@ -26,7 +27,7 @@ class Effects:
     holds: list[HoldChange] = field(default_factory=list)
     log: list[LogRow] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)  # history; the rows' new values
-    stacks: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # undo, redo
+    stacks: dict[str, Snapshot] = field(default_factory=dict)  # undo, redo
     schema: str | None = None  # the version's schema (None: main, actual)
 
     def merge(self, later: Effects) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 from protocol.catalog import CELL_KEY
 from protocol.codec import parse_seq
 from server.writer.changes import RowChange, Step
-from server.writer.undo import UndoStacks
+from server.writer.undo import Snapshot, UndoStacks
 
 Conn = duckdb.DuckDBPyConnection
 MONEY = "({name}::DECIMAL(18, 0) * 0.01)::DECIMAL(18, 2)"
@@ -114,8 +114,8 @@ def _write_rows(con: Conn, steps: list[Step]) -> None:
     )
 
 
-def write_stacks(con: Conn, stacks: dict[str, tuple[list[str], list[str]]]) -> None:
-    """Replace the stacks of the users named (done and undone request ids, oldest first).
+def write_stacks(con: Conn, stacks: dict[str, Snapshot]) -> None:
+    """Replace the stacks of the users named (done and undone steps, oldest first).
     Numpy columns scanned by name: ten editors' full stacks are a thousand entries a
     group commit, which as bound lists cost milliseconds."""
     if not stacks:
@@ -124,9 +124,9 @@ def write_stacks(con: Conn, stacks: dict[str, tuple[list[str], list[str]]]) -> N
     con.execute("DELETE FROM undo_stacks WHERE user_name IN (SELECT * FROM users)")
     entries = [
         (user, undone, position, request)
-        for user, lists in stacks.items()
-        for undone, requests in enumerate(lists)
-        for position, request in enumerate(requests)
+        for user, snapshot in stacks.items()
+        for undone, steps in enumerate(snapshot)
+        for position, request in enumerate(step.request for step in steps)
     ]
     if not entries:
         return
