@@ -20,7 +20,7 @@ import numpy as np
 
 from protocol.actions import Action, Undo
 from protocol.catalog import LEVEL_FAMILY, TABLES
-from protocol.codec import NO_SEQ
+from protocol.codec import NO_SEQ, cents_json
 from protocol.edits import Edit, EditMany, Hold, is_cell_edit
 from protocol.errors import ProtocolError
 from protocol.rollup import Cell, Delta, Node, add, roll_up
@@ -415,7 +415,7 @@ class Decider(BlockDecisions, SpreadDecisions):
             by = shown.get(writer)
             if by is None:
                 by = shown[writer] = _writer_fields(writer)
-            rows.append(summary_row((*cell, now[0], Decimal(now[1]).scaleb(-2)), changed=by))
+            rows.append(summary_row((*cell, now[0], cents_json(now[1])), changed=by))
         return rows
 
     def _changed_rows(self, track: Tracker) -> dict[str, Any]:
@@ -501,6 +501,8 @@ class Decider(BlockDecisions, SpreadDecisions):
 
 def distinct(positions: np.ndarray, size: int) -> np.ndarray:
     """The distinct row positions, ascending (for many, a mask: linear, unlike sorting)."""
+    if len(positions) == 1:
+        return positions
     if len(positions) * 16 < size:
         return np.unique(positions)
     mask = np.zeros(size, dtype=bool)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.catalog import SUMMARY
-from protocol.codec import dumps, loads_published, parse_seq
+from protocol.codec import cents_json, dumps, loads_published, parse_seq
 from protocol.edits import parse_edit, parse_edit_many, period_months
 from protocol.errors import ProtocolError
 from protocol.messages import EditMessage, Hello, Ping, parse_message
@@ -319,3 +319,13 @@ def test_published_payloads_pass_on_every_amount_exactly(cents, name):
     text = dumps({"rows": [{"net_amount": amount, "brand": name}]})
     passed_on = json.loads(dumps(loads_published(text)), parse_float=Decimal)
     assert passed_on["rows"][0] == {"net_amount": amount, "brand": name}
+
+
+@given(st.integers(min_value=-(10**26), max_value=10**26) | st.integers(-1000, 1000))
+def test_cents_go_out_as_the_number_their_decimal_does(cents):
+    """The writer's cents reach the wire as exactly the text a Decimal amount would:
+    signs, a single-digit cent, zero and amounts past 64 bits alike (up to Decimal's
+    28 digits: DECIMAL(18, 2) cells stay far below)."""
+    amount = Decimal(cents).scaleb(-2)
+    assert dumps({"v": cents_json(cents)}) == dumps({"v": amount})
+    assert Decimal(json.loads(dumps(cents_json(cents)), parse_float=Decimal)) == amount
