@@ -123,10 +123,10 @@ def write_stacks(con: Conn, stacks: dict[str, Snapshot]) -> None:
     users = _strings(list(stacks))  # noqa: F841 (scanned by name below)
     con.execute("DELETE FROM undo_stacks WHERE user_name IN (SELECT * FROM users)")
     entries = [
-        (user, undone, position, request)
+        (user, undone, position, step.request)
         for user, snapshot in stacks.items()
         for undone, steps in enumerate(snapshot)
-        for position, request in enumerate(step.request for step in steps)
+        for position, step in enumerate(steps)
     ]
     if not entries:
         return
