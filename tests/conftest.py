@@ -127,14 +127,16 @@ async def server(data_dir: Path, redis_url: str) -> AsyncIterator[RunningServer]
 
 SLOW = os.environ.get("SLOW", "") not in ("", "0")
 
-# scripts/mutation_check.py: a failing example is enough there, shrinking it is not needed
-# (and can take minutes per mutation).
-NO_SHRINKING = [hypothesis.Phase.explicit, hypothesis.Phase.reuse, hypothesis.Phase.generate]
-hypothesis.settings.register_profile("mutation", phases=NO_SHRINKING, deadline=None)
 # No per-example deadline anywhere: speed is the bench's business, and hypothesis's 200 ms
 # default failed a pure spreading test on a slow host (272 ms for one example).
 hypothesis.settings.register_profile("ducksheet", deadline=None)
 hypothesis.settings.load_profile("ducksheet")
+# scripts/mutation_check.py: a failing example is enough there, shrinking it is not needed
+# (and can take minutes per mutation).
+NO_SHRINKING = [hypothesis.Phase.explicit, hypothesis.Phase.reuse, hypothesis.Phase.generate]
+hypothesis.settings.register_profile(
+    "mutation", hypothesis.settings.get_profile("ducksheet"), phases=NO_SHRINKING
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

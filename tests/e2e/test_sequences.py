@@ -262,7 +262,6 @@ EXAMPLES = 150 if SLOW else 15
 
 @settings(
     max_examples=EXAMPLES,
-    deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -246,7 +246,7 @@ def assert_in_range(edit: Edit) -> None:
             assert abs(Decimal(value)) <= max_abs(target)  # type: ignore[arg-type]
 
 
-@settings(max_examples=400, deadline=None, database=None)
+@settings(max_examples=400, database=None)
 @given(frames)
 def test_the_parser_refuses_hostile_numbers_with_documented_errors(text):
     try:
@@ -259,7 +259,7 @@ def test_the_parser_refuses_hostile_numbers_with_documented_errors(text):
         assert_in_range(message.edit)
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=300, database=None)
 @given(st.one_of(seq_like, hostile_text))
 def test_seqs_are_ascii_and_within_64_bits(text):
     try:
@@ -271,7 +271,7 @@ def test_seqs_are_ascii_and_within_64_bits(text):
     assert 0 <= ms < 2**64 and 0 <= n < 2**64
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=300, database=None)
 @given(
     st.decimals(
         allow_nan=False, allow_infinity=False, places=2, min_value=-(10**16), max_value=10**16
@@ -311,7 +311,7 @@ JSON = {"content-type": "application/json"}
 query_value = st.one_of(hostile_text, number_text, seq_like)
 
 
-@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, database=None, suppress_health_check=list(HealthCheck))
 @given(
     st.one_of(
         targeted_edit().map(lambda body: ("/update_cell", body)),
@@ -334,7 +334,7 @@ def test_rest_answers_hostile_bodies_with_4xx(live, target, wait):
             assert_clean_answer(http.get(f"/requests/{request_id}"))
 
 
-@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, database=None, suppress_health_check=list(HealthCheck))
 @given(
     st.sampled_from(
         ["since", "limit", "request", "offset", "condition", "order", "report", "history"]
@@ -367,7 +367,7 @@ def test_rest_answers_hostile_queries_with_4xx(live, name, value, table):
         assert_clean_answer(response)
 
 
-@settings(max_examples=120, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=120, database=None, suppress_health_check=list(HealthCheck))
 @given(frames, st.booleans())
 def test_websocket_answers_hostile_frames_and_stays_open(live, text, as_hello):
     base, _ = live

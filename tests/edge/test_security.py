@@ -224,7 +224,7 @@ messages = st.dictionaries(message_keys, json_values, max_size=8).map(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(
     st.one_of(messages.map(lambda m: json.dumps(m)), st.text(max_size=200), st.binary(max_size=200))
 )

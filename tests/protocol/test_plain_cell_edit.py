@@ -140,7 +140,7 @@ def holed(**path: str | None) -> dict[str, Any]:
     return {"table": SUMMARY, "column": "net_amount", "value": "1.00", "condition": condition}
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
 @given(raw_edits())
 @example(holed(supplier=None))  # a path with a hole names no cell
 @example(holed(brand=None))
@@ -154,7 +154,7 @@ def test_the_fast_read_answers_as_the_full_parse_wherever_it_answers(raw: Any):
         assert plain_cell_edit(full.as_dict()) == full
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(raw_edits(), min_size=1, max_size=6), st.text(max_size=5), st.booleans())
 def test_a_journal_block_reads_back_as_the_edge_wrote_it(raws: list[Any], user: str, admin: bool):
     edits = [e for e in map(full_parse, raws) if isinstance(e, Edit) and e.table == SUMMARY]

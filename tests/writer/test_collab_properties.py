@@ -117,7 +117,6 @@ def pushed(writer: DirectWriter, user: str, request: str) -> bool:
 
 @settings(
     max_examples=150 if SLOW else 40,
-    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(collab_operation, min_size=4, max_size=16))
@@ -151,7 +150,6 @@ def test_undo_redo_and_blocks_keep_everything_exact(fresh, ops):
 
 @settings(
     max_examples=60 if SLOW else 15,
-    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(collab_operation, min_size=1, max_size=12), st.integers(0, 11))
@@ -202,7 +200,6 @@ def _display_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
 
 @settings(
     max_examples=60 if SLOW else 15,
-    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(

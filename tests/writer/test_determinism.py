@@ -67,9 +67,7 @@ def one_by_one(con: duckdb.DuckDBPyConnection, requests: list[Request]) -> dict[
     return seen
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(collab_operation, min_size=1, max_size=14),
     st.lists(st.integers(1, 6), min_size=1, max_size=14),
@@ -87,9 +85,7 @@ def test_batching_does_not_change_outcomes_or_state(fresh, ops, sizes):
     assert database(batched) == database(alone)
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(collab_operation, min_size=1, max_size=14),
     st.lists(st.integers(1, 5), min_size=1, max_size=14),

@@ -157,7 +157,6 @@ def cell_value(con: duckdb.DuckDBPyConnection, condition: dict[str, Any], column
 
 @settings(
     max_examples=200 if SLOW else 30,
-    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(st.lists(operation, min_size=1, max_size=4), min_size=1, max_size=6))
@@ -198,9 +197,7 @@ def test_any_sequence_keeps_the_summary_exact(fresh, batches):
         assert_state_matches_database(writer)
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.integers(0, 10**6),
     st.sampled_from([0, 1, 3, 7]),

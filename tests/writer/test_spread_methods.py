@@ -113,9 +113,7 @@ def test_a_percent_spread_is_undone_exactly(fresh):
     assert_exact(con)
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     level=st.sampled_from(["total", "supplier", "brand", "family"]),
     all_months=st.booleans(),

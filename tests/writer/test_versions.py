@@ -236,7 +236,6 @@ VERSIONS = (None, "budget", "plan", "frozen")
 
 @settings(
     max_examples=40 if SLOW else 10,
-    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(st.tuples(st.sampled_from(VERSIONS), operation), min_size=1, max_size=14))
