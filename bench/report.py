@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.scenarios import Report
+from bench.stats import server_rss_mb
 
 MILLION = 1_000_000
 
@@ -137,7 +138,7 @@ def checks(report: Report) -> list[Check]:
     fan_check = _p99_check("fanout 1M: 1,000 viewers, 200 edits/s, p99 <= 100 ms", fan, 100)
     out.append(fan_check)
     if fan:
-        rss = max(r["server"]["peak_rss_mb"].get("server", 0) for r in fan)
+        rss = max(server_rss_mb(r) for r in fan)
         out.append(Check("fanout: server peak RSS <= 500 MB", f"{rss:.0f} MB", rss <= 500))
     else:
         out.append(Check("fanout: server peak RSS <= 500 MB", "not run", None))
@@ -325,7 +326,8 @@ def markdown(report: Report, meta: dict[str, Any], found: list[Check]) -> str:
             "",
             "| run | sent/s | applied/s | applied p50 / p99 | viewer p50 / p95 / p99 / max "
             "| send lag p99 | rejected / unresolved / undelivered / closed editors / closed "
-            "viewers | server CPU | redis CPU | load CPU (workers) | other CPU | server RSS MB |",
+            "viewers | server CPU | redis CPU | load CPU (workers) | other CPU "
+            "| server RSS MB (data) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in report.runs:
@@ -352,7 +354,7 @@ def markdown(report: Report, meta: dict[str, Any], found: list[Check]) -> str:
                 f"| {cpu['pct'].get('redis', 0):g} "
                 f"| {cpu['generator_total_pct']:g} ({r['plan']['workers']}) "
                 f"| {_ms(cpu.get('other_pct'))} "
-                f"| {r['server']['peak_rss_mb'].get('server', 0):g} |"
+                f"| {server_rss_mb(r):g} ({r['server']['peak_rss_mb'].get('data', 0):g}) |"
             )
         contended = [_name(r) for r in report.runs if (r["cpu"].get("other_pct") or 0) > 50]
         if contended:

@@ -23,7 +23,7 @@ from bench.server import (
     http_post_json,
     scratch_copy,
 )
-from bench.stats import analyze
+from bench.stats import analyze, server_rss_mb
 
 SCENARIOS = (
     "all", "leaf", "spread", "mixed", "paste", "fanout", "max", "baseline", "coldstart", "versions"
@@ -212,7 +212,7 @@ def _print_run(run: dict[str, Any]) -> None:
         f"{cpu.get('redis')}% (data {cpu.get('data')}% web {cpu.get('web-1')}%) load "
         f"{run['cpu']['generator_total_pct']}% other "
         f"{run['cpu'].get('other_pct')}% | rss "
-        f"{run['server']['peak_rss_mb'].get('server')} MB | persist lag "
+        f"{server_rss_mb(run)} MB | persist lag "
         f"{run['server'].get('persist_lag_ms')}",
         flush=True,
     )

@@ -188,3 +188,10 @@ def cpu_usage(sampler: Sampler, raw: RawLoad, start: float, end: float) -> dict[
         # measure the generator, not the server.
         "generator_bottleneck": max(load, default=0.0) >= 85.0,
     }
+
+
+def server_rss_mb(run: dict[str, Any]) -> float:
+    """The server's peak RSS: the supervisor's, the data process's and every web
+    process's peaks added (Redis not counted); a bound on their peak together."""
+    peaks = run["server"]["peak_rss_mb"]
+    return round(sum(mb for name, mb in peaks.items() if name != "redis"), 1)

@@ -6,7 +6,9 @@ edit is applied and seen by every viewer, and the result files are written.
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -16,6 +18,7 @@ if str(ROOT) not in sys.path:  # bench/ is not an installed package
 
 from bench.__main__ import main  # noqa: E402
 from bench.report import _marked, faults, server_source  # noqa: E402
+from bench.stats import server_rss_mb  # noqa: E402
 
 
 def test_leaf_smoke_run_applies_every_edit_and_writes_results(tmp_path: Path):
@@ -38,6 +41,7 @@ def test_leaf_smoke_run_applies_every_edit_and_writes_results(tmp_path: Path):
     assert run["latency_ms"]["send_to_applied"]["n"] == 100
     assert run["cpu"]["pct"]["server"] >= 0
     assert run["server"]["peak_rss_mb"]["server"] > 0
+    assert server_rss_mb(run) > run["server"]["peak_rss_mb"]["data"] > 0
     assert "leaf 50/s" in markdown.read_text()
     server = data["meta"]["server"]  # which code was measured
     assert len(server["commit"]) == 40 and isinstance(server["dirty"], bool)
@@ -89,6 +93,29 @@ def test_the_lean_viewer_masks_its_frames_as_a_server_expects():
             raise AssertionError("the frame is incomplete")
         assert (frame.opcode, frame.data, frame.fin) == (opcode, payload, True)
         assert not reader.buffer  # nothing left over
+
+
+async def test_the_lean_socket_reads_frames_in_any_chunking():
+    """Small and large frames (a large one collected chunk by chunk), split at random
+    points, come out whole and in order, each timed by the chunk that completed it."""
+    from websockets.frames import Frame, Opcode
+
+    from bench.lean import LARGE_FRAME, LeanSocket
+
+    payloads = [b"a" * 3, bytes(range(256)) * (LARGE_FRAME // 64), b"", b"z" * 200, b"q" * 70_000]
+    stream = b"".join(Frame(Opcode.TEXT, p).serialize(mask=False) for p in payloads)
+    rng = random.Random(5)
+    for _ in range(30):
+        got: list[tuple[bytes, float]] = []
+        sock = LeanSocket("t", None, False, lambda data, now, got=got: got.append((data, now)))
+        sock._handshake_done = True
+        sock.greeted.set_result({})
+        cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, 40)))
+        for start, end in itertools.pairwise([0, *cuts, len(stream)]):
+            sock.data_received(stream[start:end])
+        assert [data for data, _ in got] == payloads
+        assert [now for _, now in got] == sorted(now for _, now in got)
+        assert not sock._buffer and not sock._missing
 
 
 def test_a_run_that_lost_anything_is_marked_in_the_targets():
