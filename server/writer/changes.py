@@ -22,7 +22,8 @@ CellValue = list[int] | None  # [quantity, cents, line_count]; None: no such cel
 class Change:
     """The first value of every row, node and cell a request touched so far."""
 
-    rows: dict[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    # column -> each write's (positions, values before, values written)
+    rows: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=dict)
     moves: list[tuple[int, int]] = field(default_factory=list)  # (position, node before)
     cells: dict[Cell, CellValue] = field(default_factory=dict)
 
@@ -30,8 +31,8 @@ class Change:
         self, state: State, column: str, at: np.ndarray, values: np.ndarray, current: np.ndarray
     ) -> None:
         """Set `column` at positions `at`, remembering what was there (`current`: a copy
-        of the column's values at `at`)."""
-        self.rows.setdefault(column, []).append((at, current))
+        of the column's values at `at`; `values` is kept, and must not change after)."""
+        self.rows.setdefault(column, []).append((at, current, values))
         state.sales.column(column)[at] = values
 
     def move(self, state: State, i: int, node: int) -> None:
@@ -59,7 +60,7 @@ class Change:
                 state.summary[cell] = before
         for column, chunks in self.rows.items():
             target = state.sales.column(column)
-            for at, before in reversed(chunks):
+            for at, before, _ in reversed(chunks):
                 target[at] = before
         for i, node in reversed(self.moves):
             state.move_row(i, node)
@@ -69,12 +70,12 @@ class Change:
         out = {}
         for column, chunks in self.rows.items():
             if len(chunks) == 1:  # one write (of distinct positions): nothing to merge
-                unique, before = chunks[0]
+                unique, before, after = chunks[0]
             else:
                 at = np.concatenate([c[0] for c in chunks])
                 unique, first = first_writes(at, len(state.sales.sale_id))
                 before = np.concatenate([c[1] for c in chunks])[first]
-            after = state.sales.column(column)[unique]
+                after = state.sales.column(column)[unique]
             moved = before != after
             if not moved.all():  # (a spread moves every row it writes: no gathers then)
                 if not moved.any():

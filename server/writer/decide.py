@@ -82,7 +82,7 @@ class Tracker:
         for cell, before in change.cells.items():
             self.cells_before.setdefault(cell, before)
         for column, chunks in change.rows.items():
-            self.rows.setdefault(column, []).extend(at for at, _ in chunks)
+            self.rows.setdefault(column, []).extend(at for at, *_ in chunks)
 
 
 class Decider(BlockDecisions, SpreadDecisions):
