@@ -19,6 +19,8 @@ from protocol.edits import (
     Edit,
     EditMany,
     Hold,
+    block_columns,
+    block_edits,
     parse_edit,
     parse_edit_many,
     parse_hold,
@@ -123,8 +125,15 @@ class Sender:
 
 
 def request_body(action: Action, sender: Sender) -> bytes:
-    """The journal entry of a request: its action and who sent it."""
-    body = {_KINDS[type(action)]: action.as_dict(), "user": sender.user, "ref": sender.ref}
+    """The journal entry of a request: its action and who sent it. A block of plain cell
+    edits (a paste) goes as columns, `{"cells": {"column": [...], ...}}`."""
+    cells = block_columns(action.edits) if isinstance(action, EditMany) else None
+    written = {"cells": cells} if cells is not None and action.version == ACTUAL else None
+    body = {
+        _KINDS[type(action)]: written or action.as_dict(),
+        "user": sender.user,
+        "ref": sender.ref,
+    }
     if sender.admin:
         body["admin"] = True
     return dumps(body)
@@ -179,13 +188,15 @@ def _journal_block(raw: bytes) -> tuple[EditMany, Sender] | None:
     block, user, ref = body["edit_many"], body["user"], body["ref"]
     if type(user) is not str or not (ref is None or type(ref) is str):
         return None
-    if body.get("admin", True) is not True or type(block) is not dict or block.keys() != {"edits"}:
+    if body.get("admin", True) is not True or type(block) is not dict:
         return None
-    edits = block["edits"]
-    if type(edits) is not list or not edits:
+    if block.keys() == {"cells"}:
+        edits = block_edits(block["cells"])
+        return None if edits is None else (EditMany(edits), Sender(user, ref, "admin" in body))
+    if block.keys() != {"edits"} or type(block["edits"]) is not list or not block["edits"]:
         return None
     parsed = []
-    for each in edits:
+    for each in block["edits"]:
         exact = type(each) is dict and type(each.get("value")) is not float
         edit = plain_cell_edit(each) if exact else None
         if edit is None:
@@ -195,4 +206,9 @@ def _journal_block(raw: bytes) -> tuple[EditMany, Sender] | None:
 
 
 def _parse_block(raw: Any) -> EditMany:
+    if isinstance(raw, dict) and raw.keys() == {"cells"}:  # a paste's columns, read exactly
+        edits = block_edits(raw["cells"])
+        if edits is None:
+            raise ProtocolError("bad_message", "malformed block of cell edits in the journal")
+        return EditMany(edits)
     return parse_edit_many(raw, max_edits=None)  # the edge capped it

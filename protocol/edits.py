@@ -162,7 +162,18 @@ def _plain_cell(condition: dict[str, Any]) -> dict[str, Scalar] | None:
     writes it."""
     if not condition.keys() <= _CELL_NAMES:
         return None
-    path = tuple(map(condition.get, CELL_COORDINATES))
+    cell = _path_cell(tuple(map(condition.get, CELL_COORDINATES)))
+    if cell is None:
+        return None
+    given = condition.get("level")
+    if given is not None and (type(given) is not int or given != cell["level"]):
+        return None
+    return dict(cell)  # each edit its own
+
+
+def _path_cell(path: tuple[Any, ...]) -> dict[str, Scalar] | None:
+    """The cell (with its level) a (supplier, brand, family, month) path names, checked
+    once a path; None for a path that names none."""
     try:
         cell = _PLAIN_CELLS.get(path, _UNSEEN)
     except TypeError:  # a list or an object where a text belongs
@@ -172,12 +183,60 @@ def _plain_cell(condition: dict[str, Any]) -> dict[str, Scalar] | None:
         if len(_PLAIN_CELLS) >= 65_536:
             _PLAIN_CELLS.clear()
         _PLAIN_CELLS[path] = cell
-    if cell is None:
+    return cell
+
+
+# The journal's compact form of a block of plain cell edits: one list per field.
+BLOCK_COLUMNS = ("column", "spread", *CELL_COORDINATES, "value")
+
+
+def block_columns(edits: tuple[Edit, ...]) -> dict[str, list[Any]] | None:
+    """A block of plain summary-cell edits as columns (a paste's journal entry: 40 % of
+    the bytes, read in about half the time); None unless each edit is one that
+    `block_edits` reads back equal."""
+    if not edits:
         return None
-    given = condition.get("level")
-    if given is not None and (type(given) is not int or given != cell["level"]):
+    rows = []
+    for edit in edits:
+        condition = edit.condition
+        plain = (
+            edit.table == SUMMARY
+            and edit.spread in _PLAIN_SPREADS
+            and edit.expect is None
+            and edit.like is None
+            and edit.like_version is None
+            and edit.version == ACTUAL
+            and type(edit.value) in (str, int)
+            and condition.keys() == _CELL_NAMES
+        )
+        if not plain:
+            return None
+        path = (condition["supplier"], condition["brand"], condition["family"], condition["month"])
+        if _path_cell(path) != condition:
+            return None
+        rows.append((edit.column, edit.spread, *path, edit.value))
+    return dict(zip(BLOCK_COLUMNS, map(list, zip(*rows, strict=True)), strict=True))
+
+
+def block_edits(columns: Any) -> tuple[Edit, ...] | None:
+    """The edits `block_columns` wrote, each checked as plain_cell_edit checks it; None
+    for anything else."""
+    if type(columns) is not dict or columns.keys() != set(BLOCK_COLUMNS):
         return None
-    return dict(cell)  # each edit its own
+    lists = [columns[name] for name in BLOCK_COLUMNS]
+    if any(type(each) is not list for each in lists) or len(set(map(len, lists))) != 1:
+        return None
+    edits = []
+    for name, spread, supplier, brand, family, month, raw in zip(*lists, strict=True):
+        column = _SUMMARY_COLUMNS.get(name) if type(name) is str else None
+        if column is None or type(spread) is not str or spread not in _PLAIN_SPREADS:
+            return None
+        cell = _path_cell((supplier, brand, family, month))
+        value = _plain_value(column, raw) if type(raw) is not float else None  # floats: inexact
+        if cell is None or value is None:
+            return None
+        edits.append(_plain_edit(column.name, value, dict(cell), spread))
+    return tuple(edits) or None
 
 
 _PLAIN_CELLS: dict[tuple[Any, ...], dict[str, Scalar] | None] = {}  # checked once a path
