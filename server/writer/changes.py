@@ -108,7 +108,7 @@ def first_writes(at: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class RowChange:
-    sale_ids: np.ndarray  # ascending
+    sale_ids: np.ndarray  # distinct: ascending, or in path order (a single spread's rows)
     before: np.ndarray
     after: np.ndarray
 
