@@ -216,8 +216,7 @@ class LeanSocket(asyncio.Protocol):
             self._fail(HandshakeError(f"hello refused: {message}"))
 
     def _send(self, opcode: int, payload: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(client_frame(opcode, payload))
+        self.send_frame(client_frame(opcode, payload))
 
     def _fail(self, error: Exception) -> None:
         if not self.greeted.done():

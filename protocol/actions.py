@@ -127,10 +127,11 @@ class Sender:
 def request_body(action: Action, sender: Sender) -> bytes:
     """The journal entry of a request: its action and who sent it. A block of plain cell
     edits (a paste) goes as columns, `{"cells": {"column": [...], ...}}`."""
-    cells = block_columns(action.edits) if isinstance(action, EditMany) else None
-    written = {"cells": cells} if cells is not None and action.version == ACTUAL else None
+    cells = None
+    if isinstance(action, EditMany) and action.version == ACTUAL:
+        cells = block_columns(action.edits)
     body = {
-        _KINDS[type(action)]: written or action.as_dict(),
+        _KINDS[type(action)]: action.as_dict() if cells is None else {"cells": cells},
         "user": sender.user,
         "ref": sender.ref,
     }
