@@ -7,6 +7,7 @@ milliseconds. Products too big for int64 are computed with Python integers (exac
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -86,6 +87,42 @@ def proportional_many(
     """Several independent proportional spreads at once: rows of root r (numbered 0, 1,
     ... in row order, contiguous) share amounts[r]; `groups` as for `proportional`,
     numbered across all roots. Each root's weights must not sum to zero."""
+    return group_shares(roots, groups, weights, amounts).row_shares(weights)
+
+
+@dataclass(frozen=True)
+class GroupShares:
+    """A proportional_many settled down to its last level of groups (the roots when
+    there are none): the rows' own level, the costly one, is left to `row_shares`."""
+
+    roots: np.ndarray  # per row
+    parent: np.ndarray  # per row: its group of the last level
+    shares: np.ndarray  # per group of the last level: what its rows share
+    factors: np.ndarray  # per root: amount * sign(total) ...
+    dens: np.ndarray  # ... over |total|: each row's share is floor(weight * that) or one more
+    absolute: np.ndarray  # per root: the sum of |weight| (float64)
+    largest_factor: float
+
+    def row_shares(self, weights: np.ndarray) -> np.ndarray:
+        """Each row's share (the same `weights` as given to group_shares)."""
+        return self._settle(weights, self.roots, self.parent, self.shares)
+
+    def _settle(
+        self, weight: np.ndarray, root: np.ndarray, parent: np.ndarray, shares: np.ndarray
+    ) -> np.ndarray:
+        """Each group's share of its parent's (weight, root, parent: per group)."""
+        largest_weight = float(np.abs(weight.astype(np.float64)).max()) if len(weight) else 0.0
+        exact_int64 = (
+            largest_weight * max(self.largest_factor, 1.0) < SAFE and self.dens.dtype != object
+        )
+        part, remainder = _floor_shares(weight, self.factors[root], self.dens[root], exact_int64)
+        return _add_left_over(part, remainder, parent, shares)
+
+
+def group_shares(
+    roots: np.ndarray, groups: list[np.ndarray], weights: np.ndarray, amounts: np.ndarray
+) -> GroupShares:
+    """proportional_many down to the rows' parents (see GroupShares)."""
     count = len(weights)
     starts = _run_starts(roots) if count else roots
     absolute = np.add.reduceat(np.abs(weights.astype(np.float64)), starts) if count else weights
@@ -97,28 +134,24 @@ def proportional_many(
             dtype=object,
         )
     signs = np.where(totals > 0, 1, -1)
-    factors, dens = amounts * signs, np.abs(totals)
     # the largest |factor|, to decide level by level whether weight * factor fits int64
     # (the few groups of the top levels may need Python integers, the rows rarely do)
     largest_factor = float(np.abs(amounts.astype(np.float64)).max()) if len(amounts) else 0.0
-
-    def settle(
-        weight: np.ndarray, root: np.ndarray, parent: np.ndarray, shares: np.ndarray
-    ) -> np.ndarray:
-        """Each group's share of its parent's (weight, root, parent: per group)."""
-        largest_weight = float(np.abs(weight.astype(np.float64)).max()) if len(weight) else 0.0
-        exact_int64 = largest_weight * max(largest_factor, 1.0) < SAFE and dens.dtype != object
-        part, remainder = _floor_shares(weight, factors[root], dens[root], exact_int64)
-        return _add_left_over(part, remainder, parent, shares)
-
-    shares = amounts.astype(np.int64)  # each root's amount
-    parent = roots  # each row's group one level up
+    settled = GroupShares(
+        roots,
+        roots,
+        amounts.astype(np.int64),  # each root's amount
+        amounts * signs,
+        np.abs(totals),
+        absolute,
+        largest_factor,
+    )
     for group in groups:
         starts = _run_starts(group) if count else group
         weight = np.add.reduceat(weights, starts) if count else weights
-        shares = settle(weight, roots[starts], parent[starts], shares)
-        parent = group
-    return settle(weights, roots, parent, shares)  # the last level: each row its own group
+        shares = settled._settle(weight, roots[starts], settled.parent[starts], settled.shares)
+        settled = replace(settled, parent=group, shares=shares)
+    return settled
 
 
 def _floor_shares(

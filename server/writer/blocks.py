@@ -14,6 +14,8 @@ family, and every brand ends as the sum of its pasted families, as it would anyw
 from __future__ import annotations
 
 import bisect
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,7 @@ import numpy as np
 from protocol.catalog import LEVEL_FAMILY, TABLES
 from protocol.edits import Edit
 from protocol.errors import ProtocolError
-from server.writer.apportion import Overflow, proportional_many
+from server.writer.apportion import GroupShares, Overflow, group_shares
 from server.writer.changes import Change
 from server.writer.ranges import SUMMARY_CENTS, SUMMARY_QUANTITY, OutOfRange, check_shares
 from server.writer.spreads import target_units
@@ -43,9 +45,12 @@ class BlockDecisions:
         if all(_plain_spread(e) for e in edits):
             while todo:
                 wave, rest = self._wave(edits, todo)
-                if len(wave) < 2 or not self._spread_many([edits[i] for i in wave], change, peak):
+                run = [edits[i] for i in wave]
+                if len(wave) < 2 or not self._spread_many(run, change, peak, defer=True):
                     break
                 todo = rest
+        if todo and change.pending:
+            self._spread_pending(change, peak)  # the edits one by one read the rows
         self._edit_in_order(edits, todo, change, peak)
 
     def _superseded(self, edits: tuple[Edit, ...]) -> set[int]:
@@ -142,10 +147,16 @@ class BlockDecisions:
                     raise ProtocolError(exc.code, message, **exc.details, index=index) from exc
             i = max(end, i + 1)
 
-    def _spread_many(self, edits: list[Edit], change: Change, peak: list[float]) -> bool:
+    def _spread_many(
+        self, edits: list[Edit], change: Change, peak: list[float], defer: bool = False
+    ) -> bool:
         """Proportional spreads of distinct cells of one shape (so their rows are
         disjoint) in one vectorized step, exactly as one after the other would do them.
-        False, with nothing changed, when any of them needs the one-by-one path."""
+        False, with nothing changed, when any of them needs the one-by-one path.
+
+        With `defer`, while nothing is held, the cells are decided from the rows' parents
+        alone and the rows' own shares are left in `change.pending` (see PendingRows)
+        whenever bounds show that no share can leave its column's range."""
         state = self.state
         scale = 100 if edits[0].column == "net_amount" else 1
         units_of = state.sales.cents if scale == 100 else state.sales.quantity
@@ -156,6 +167,8 @@ class BlockDecisions:
         if found is None:
             return False
         at, roots, groups, nodes = found.rows, found.cell, found.groups, found.node
+        if change.pending and _pending_mask(change, len(state.nodes))[nodes].any():
+            self._spread_pending(change, peak)  # these rows' values are still to come
         units = units_of[at]
         held_units = np.zeros(len(edits), dtype=np.int64)
         if state.holds:
@@ -169,8 +182,13 @@ class BlockDecisions:
         if not rows_per_cell.all() or not _per_cell(units, roots, len(edits)).all():
             return False  # nothing to spread, all held, or not proportionally
         amounts = np.array([target_units(e.value, scale) for e in edits], dtype=np.int64)
+        column = "net_price" if scale == 100 else "quantity"
         try:
-            shares = proportional_many(roots, groups, units, amounts - held_units)
+            settled = group_shares(roots, groups, units, amounts - held_units)
+            deferred = defer and not state.holds
+            if deferred and self._defer_rows(column, at, units, nodes, settled, change, peak):
+                return True
+            shares = settled.row_shares(units)
         except (Overflow, OverflowError):
             return False
         moved = shares != units
@@ -178,27 +196,132 @@ class BlockDecisions:
             at, shares, units, nodes = at[moved], shares[moved], units[moved], nodes[moved]
         if not len(at):
             return True
-        column = "net_price" if scale == 100 else "quantity"
         try:
             check_shares(column, int(shares.min()), int(shares.max()), scale)
         except OutOfRange:
             return False
-        if not self._stays_in_range(shares - units, scale, peak):
+        magnitude = _magnitude(shares - units)
+        if not self._stays_in_range(magnitude, scale, peak, change):
             return False
         self._set_rows(column, at, shares, change, current=units, nodes=nodes)
         return True
 
-    def _stays_in_range(self, diff: np.ndarray, scale: int, peak: list[float]) -> bool:
+    def _defer_rows(
+        self,
+        column: str,
+        at: np.ndarray,
+        units: np.ndarray,
+        nodes: np.ndarray,
+        settled: GroupShares,
+        change: Change,
+        peak: list[float],
+    ) -> bool:
+        """Decide the spread's cells from what each node's rows share (the last level
+        of groups is the nodes) and leave the rows to PendingRows, when bounds show
+        that the exact path would take the same decision: no share out of its column's
+        range, every total in range. False, with nothing changed, when in doubt."""
+        scale = 100 if column == "net_price" else 1
+        index = 1 if scale == 100 else 0
+        low, high, magnitude = _share_bounds(settled, units)
+        try:
+            check_shares(column, low, high, scale)
+        except OutOfRange:
+            return False
+        if not self._stays_in_range(magnitude, scale, peak, change, exact=False):
+            return False
+        starts = np.flatnonzero(np.r_[True, settled.parent[1:] != settled.parent[:-1]])
+        node_diff = settled.shares - np.add.reduceat(units, starts)
+        self._apply_cells(self._many_deltas(nodes[starts], node_diff, scale), change)
+        deferred = PendingRows(column, at, units, settled, nodes[starts], index, magnitude)
+        change.pending.append(deferred)
+        return True
+
+    def _spread_pending(self, change: Change, peak: list[float] | None = None) -> None:
+        """Spread the rows of the deferred waves of `change`, in order (their cells
+        are decided already); `peak` gets their exact magnitudes for their bounds."""
+        pending, change.pending = change.pending, []
+        for rows in pending:
+            magnitude = rows.spread(self.state, change)
+            if peak:
+                peak[rows.measure] += magnitude - rows.bound
+
+    def _stays_in_range(
+        self,
+        magnitude: float,
+        scale: int,
+        peak: list[float],
+        change: Change,
+        exact: bool = True,
+    ) -> bool:
         """Would every total stay in range at every step of doing the spreads one by one?
-        Each total moves by at most the sum of all changes; `peak` (per measure) bounds
-        the totals' magnitudes so far in this block: at first the sum of every row's
-        magnitude, which no total (a sum of rows) exceeds."""
+        Each total moves by at most the sum of all changes (`magnitude`: their sum of
+        |change|); `peak` (per measure) bounds the totals' magnitudes so far in this
+        block: at first the sum of every row's magnitude, which no total (a sum of rows)
+        exceeds. Deferred waves count with a bound of their magnitude (`exact` False: a
+        bound, counted only when it passes); when the bounds are in the way, the
+        deferred rows are spread, to count exactly."""
         index, limit = (1, SUMMARY_CENTS) if scale == 100 else (0, SUMMARY_QUANTITY)
         if not peak:
             sales = self.state.sales
             peak += [_magnitude(sales.quantity), _magnitude(sales.cents)]
-        peak[index] += _magnitude(diff)
+        if peak[index] + magnitude >= limit:
+            if not exact:
+                return False
+            if change.pending:
+                self._spread_pending(change, peak)
+        peak[index] += magnitude
         return peak[index] < limit
+
+
+@dataclass(frozen=True)
+class PendingRows:
+    """A wave of spreads whose cells are decided and whose rows get their shares
+    later: after the batch is published (the rows are what persisting and later
+    requests need, not the sockets), or as soon as anything reads them."""
+
+    column: str
+    at: np.ndarray
+    units: np.ndarray  # the rows' values before
+    settled: GroupShares
+    nodes: np.ndarray  # the nodes whose rows these are
+    measure: int  # 0 quantity, 1 net_amount (the index in a block's peak)
+    bound: float  # counted in the peak for the exact magnitude, still unknown
+
+    def spread(self, state: State, change: Change) -> float:
+        """Write the rows' shares; their sum of |change| (what _magnitude gives)."""
+        shares = self.settled.row_shares(self.units)
+        at, units = self.at, self.units
+        moved = shares != units
+        if not moved.all():
+            at, shares, units = at[moved], shares[moved], units[moved]
+        if len(at):
+            change.write(state, self.column, at, shares, units)
+        return _magnitude(shares - units)
+
+
+def _pending_mask(change: Change, size: int) -> np.ndarray:
+    """Per node: do deferred waves of `change` spread its rows?"""
+    mask = np.zeros(size + 1, dtype=bool)  # the last slot: NO_NODE
+    for rows in change.pending:
+        mask[rows.nodes] = True
+    return mask
+
+
+def _share_bounds(settled: GroupShares, units: np.ndarray) -> tuple[int, int, float]:
+    """Bounds of what row_shares gives: the lowest and highest share, and a bound of
+    the sum of |share - unit|. A row's share is floor(w * q) or one more, q being its
+    root's amount over its total, so the extremes come from each root's extreme
+    weights; |share - w| <= |w| * |q - 1| + 1. Float error is covered by margins."""
+    starts = np.flatnonzero(np.r_[True, settled.roots[1:] != settled.roots[:-1]])
+    q = settled.factors.astype(np.float64) / settled.dens.astype(np.float64)
+    low_w = np.minimum.reduceat(units, starts).astype(np.float64) * q
+    high_w = np.maximum.reduceat(units, starts).astype(np.float64) * q
+    smallest = float(np.minimum(low_w, high_w).min())
+    largest = float(np.maximum(low_w, high_w).max())
+    low = 0 if smallest >= 0 else math.floor(smallest * (1 + 1e-9)) - 2
+    high = math.ceil(largest * (1 + 1e-9)) + 2 if largest > 0 else 2
+    moved = float((np.abs(q - 1) * settled.absolute.astype(np.float64)).sum()) + len(units)
+    return low, high, moved * (1 + 1e-6) + 1
 
 
 def _magnitude(values: np.ndarray) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,8 @@ class Change:
     rows: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=dict)
     moves: list[tuple[int, int]] = field(default_factory=list)  # (position, node before)
     cells: dict[Cell, CellValue] = field(default_factory=dict)
+    # spreads whose cells are set and whose rows are still to write (blocks.PendingRows)
+    pending: list[Any] = field(default_factory=list)
 
     def write(
         self, state: State, column: str, at: np.ndarray, values: np.ndarray, current: np.ndarray
@@ -53,6 +56,7 @@ class Change:
 
     def roll_back(self, state: State) -> None:
         """Put everything back as it was before the request."""
+        self.pending = []  # never written
         for cell, before in self.cells.items():
             if before is None:
                 state.summary.pop(cell, None)

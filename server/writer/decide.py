@@ -85,6 +85,16 @@ class Tracker:
             self.rows.setdefault(column, []).extend(at for at, *_ in chunks)
 
 
+@dataclass
+class Unfinished:
+    """A decided request whose rows are still to spread (Decider.finish)."""
+
+    change: Change
+    step: Step
+    track: Tracker
+    effects: Effects | None = None  # its batch's, once the payload is built
+
+
 class Decider(BlockDecisions, SpreadDecisions):
     def __init__(self, state: State, limits: Limits, stacks: UndoStacks | None = None) -> None:
         self.state = state
@@ -93,11 +103,18 @@ class Decider(BlockDecisions, SpreadDecisions):
         self.published: str | None = None  # the seq of the last published batch
         self.version = ACTUAL  # the version this decider decides (see writer/versions.py)
         self.reference_state: Callable[[str], State | None] = lambda _name: None
+        self._unfinished: Unfinished | None = None  # a request whose rows are to spread
 
     def decide(
-        self, requests: list[Request], failed: dict[str, ProtocolError] | None = None
+        self,
+        requests: list[Request],
+        failed: dict[str, ProtocolError] | None = None,
+        defer: bool = False,
     ) -> tuple[dict[str, Any], Effects]:
-        """Decide `requests` in order: the response payload and the effects to persist."""
+        """Decide `requests` in order: the response payload and the effects to persist.
+        With `defer`, the last request may leave rows to spread: the payload is complete
+        (its base rows truncated), the effects only once `finish` ran."""
+        self.finish()
         failed = failed or {}
         seq = requests[-1].id
         track = Tracker()
@@ -108,6 +125,8 @@ class Decider(BlockDecisions, SpreadDecisions):
             if error is None:
                 error = self._decide_one(request, seq, track)
             results.append(outcome(request, seq, error))
+        if not defer:
+            self.finish()
         payload = {
             "seq": seq,
             "prev": self.published or self.state.applied or NO_SEQ,
@@ -131,10 +150,13 @@ class Decider(BlockDecisions, SpreadDecisions):
         effects.holds = track.hold_changes
         effects.steps = track.steps
         effects.stacks = self.stacks.take_changed()
+        if self._unfinished is not None:
+            self._unfinished.effects = effects
         self.published = seq
         return payload, effects
 
     def _decide_one(self, request: Request, seq: str, track: Tracker) -> ProtocolError | None:
+        self.finish()
         change = Change()
         try:
             step = self._run(request, seq, change, track)
@@ -173,17 +195,44 @@ class Decider(BlockDecisions, SpreadDecisions):
             request.user,
             kind,
             request_time(request.id),
-            change.row_changes(self.state),
+            {},
             change.cell_changes(self.state),
             undoes,
         )
-        if undoes is not None:
-            self.stacks.moved(request.user, redo=kind == "redo")
+        if change.pending:  # rows to spread: after publishing, or before the next request
+            self._unfinished = Unfinished(change, step, track)
+            return step
+        return self._kept(step, change)
+
+    def _kept(self, step: Step, change: Change) -> Step | None:
+        """The step with its rows, on its user's stacks; None when nothing changed."""
+        step.rows = change.row_changes(self.state)
+        if step.undoes is not None:
+            self.stacks.moved(step.user, redo=step.action == "redo")
         elif not step.rows and not step.cells:
             return None
-        elif kind in UNDOABLE:
+        elif step.action in UNDOABLE:
             self.stacks.pushed(step)
         return step
+
+    def finish(self) -> None:
+        """Spread the rows the last request decided left pending (see
+        blocks.PendingRows), completing its step and its batch's effects. Called
+        before anything reads rows again: the next request, or right after publishing."""
+        unfinished, self._unfinished = self._unfinished, None
+        if unfinished is None:
+            return
+        change, step, track = unfinished.change, unfinished.step, unfinished.track
+        written = {column: len(chunks) for column, chunks in change.rows.items()}
+        self._spread_pending(change)
+        for column, chunks in change.rows.items():
+            track.rows.setdefault(column, []).extend(
+                at for at, *_ in chunks[written.get(column, 0) :]
+            )
+        if self._kept(step, change) is None:
+            track.steps.remove(step)
+        if unfinished.effects is not None:
+            unfinished.effects.stacks.update(self.stacks.take_changed())
 
     def _record(self, step: Step, track: Tracker) -> None:
         track.steps.append(step)
@@ -429,7 +478,8 @@ class Decider(BlockDecisions, SpreadDecisions):
             else []
         )
         rows = [{"table": "sales", **sales.row(i)} for i in first[:cap]]
-        return {"base": rows, "base_truncated": len(first) > cap}
+        truncated = len(first) > cap or self._unfinished is not None  # its rows: not yet
+        return {"base": rows, "base_truncated": truncated}
 
     def _many_deltas(self, nodes: np.ndarray, diff: np.ndarray, scale: int) -> dict[Cell, Delta]:
         """How rows' units changing by `diff` move the cells (rows of no node count

@@ -29,9 +29,10 @@ class DirectWriter:
     """The writer and persister on one connection: each `apply` decides a batch in
     memory (barriers in DuckDB) and persists it before returning."""
 
-    def __init__(self, con: Conn, limits: Limits | None = None) -> None:
+    def __init__(self, con: Conn, limits: Limits | None = None, defer: bool = False) -> None:
         self.con = con
         self.limits = limits or Limits()
+        self.defer = defer  # as the writer does: a block's rows spread after its payload
         prepare(con)
         self.versions = load_versions(con, self.limits)
 
@@ -72,7 +73,8 @@ class DirectWriter:
                 failed.update(dict.fromkeys((r.id for r in requests), refused))
             loaded = decider_for(self.versions, version)
             first = loaded.decider.published is None and loaded.decider.state.applied is None
-            payload, effects = decide_in(loaded, requests, failed)
+            payload, effects = decide_in(loaded, requests, failed, self.defer)
+            loaded.decider.finish()
             set_published(self.versions, payload["seq"])
             cell_ids = {each.version.schema: each.cell_ids for each in self.versions.values()}
             write_groups(self.con, {effects.schema: effects}, effects.last_id, first, cell_ids)

@@ -285,7 +285,7 @@ class Writer:
             return
         self._end_replay()
         started = time.perf_counter()
-        payload, effects = decide_in(loaded, requests, failed)
+        payload, effects = decide_in(loaded, requests, failed, defer=True)
         set_published(self.versions, payload["seq"])
         fields = entry_fields(payload)
         elapsed = time.perf_counter() - started
@@ -316,6 +316,8 @@ class Writer:
         seq, fields, effects = self._unpublished
         await self._publish(seq, fields)
         self._unpublished = None
+        for loaded in self.versions.values():
+            loaded.decider.finish()  # rows a block left to spread: the effects complete
         self.persister.add(effects)
 
     def _collect_silent(self, effects: Effects) -> None:

@@ -99,11 +99,15 @@ def set_published(loaded: dict[str, Loaded], seq: str | None) -> None:
 
 
 def decide_in(
-    loaded: Loaded, requests: list[Request], failed: dict[str, ProtocolError]
+    loaded: Loaded,
+    requests: list[Request],
+    failed: dict[str, ProtocolError],
+    defer: bool = False,
 ) -> tuple[dict[str, Any], Effects]:
     """Decide a run of one version: the payload and each of its rows name the version
-    (unless actual; a row without one is actual's), the effects its schema."""
-    payload, effects = loaded.decider.decide(requests, failed)
+    (unless actual; a row without one is actual's), the effects its schema (with
+    `defer`, complete once the decider's `finish` ran)."""
+    payload, effects = loaded.decider.decide(requests, failed, defer)
     if loaded.version.schema is not None:
         name = loaded.version.name
         payload["version"] = name

@@ -15,9 +15,11 @@ from test_properties import SLOW, _ids, money, operation, to_message
 
 from protocol.actions import Action, Undo
 from protocol.catalog import SUMMARY
+from protocol.codec import dumps
 from protocol.edits import parse_edit, parse_edit_many, parse_hold
 from protocol.errors import ProtocolError
 from server.analytics.check import footing_errors, summary_drift
+from server.writer import blocks
 from server.writer.decide import Request
 from server.writer.direct import DirectWriter
 
@@ -281,3 +283,89 @@ def test_a_pasted_brand_row_above_all_its_families_is_settled_by_them(
         assert image(con) == before
     assert summary_drift(con) == []
     assert footing_errors(con) == []
+
+
+def _pasted_region(con: duckdb.DuckDBPyConnection, skip: int, salt: int) -> list[dict[str, Any]]:
+    """Edits of 60 cells of the expanded grid (brand rows, then their families'),
+    values from the salt: from a few cents to past what a row may hold."""
+    rows = con.execute(
+        f"SELECT supplier, brand, family, month, level FROM {SUMMARY} "
+        "WHERE level IN (0, 1) AND month IS NOT NULL"
+    ).fetchall()
+    keys = ("supplier", "brand", "family", "month")
+    scale = 10 ** (salt % 13)
+    edits = []
+    for i, row in enumerate(sorted(rows, key=_display_order)[skip : skip + 60]):
+        base = (i * 7919 + salt) % 5000 * scale
+        quantity = (i + salt) % 5 == 0
+        edits.append(
+            {
+                "table": SUMMARY,
+                "column": "quantity" if quantity else "net_amount",
+                "value": str(base % 10**12) if quantity else f"{base % 10**14}.{i % 100:02d}",
+                "condition": dict(zip(keys, row[:4], strict=True)),
+            }
+        )
+    return edits
+
+
+@settings(
+    max_examples=50 if SLOW else 15,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(collab_operation, min_size=1, max_size=10),
+    st.lists(collab_operation, min_size=0, max_size=4),
+    st.integers(0, 40),
+    st.integers(1, 10**6),
+    st.sampled_from([None, 1.0001, 1.001, 1.01, 1.1, 2.0]),
+)
+def test_a_block_whose_rows_spread_after_its_payload_ends_exactly_the_same(
+    fresh, ops, after, skip, salt, headroom
+):
+    """The writer publishes a block before its rows get their shares (DirectWriter with
+    defer, as the writer runs): every decision, cell, row, undo step and history event
+    is what deciding it at once gives, whatever comes after it in its batch; only the
+    payload's base rows are left to a refetch. `headroom` brings the bound on a block's
+    totals (blocks.SUMMARY_CENTS, _QUANTITY) down to just above the data's own
+    magnitude, where bounds of deferred rows must give way to their exact values."""
+    con, twin = fresh(), fresh()
+    limits = blocks.SUMMARY_QUANTITY, blocks.SUMMARY_CENTS
+    if headroom is not None:
+        quantity, cents = con.execute(
+            "SELECT sum(abs(quantity)), sum(abs(net_price)) FROM sales"
+        ).fetchone()
+        blocks.SUMMARY_QUANTITY = int(float(quantity) * headroom) + 1
+        blocks.SUMMARY_CENTS = int(float(cents) * 100 * headroom) + 1
+    try:
+        _compare_deferring(con, twin, ops, after, skip, salt)
+    finally:
+        blocks.SUMMARY_QUANTITY, blocks.SUMMARY_CENTS = limits
+
+
+def _compare_deferring(con, twin, ops, after, skip, salt) -> None:
+    deferring, direct = DirectWriter(con, defer=True), DirectWriter(twin)
+    history = requests_for(con, ops)
+    paste = parse_edit_many({"edits": _pasted_region(con, skip, salt)})
+    batches = [
+        history,
+        [Request(f"{9500 + next(_ids)}-0", paste, "ann")],
+        [Request(f"{9600 + next(_ids)}-0", paste, "bob"), *requests_for(con, after)],
+        [Request(f"{9700 + next(_ids)}-0", Undo(), "bob")],
+    ]
+    for batch in batches:
+        if not batch:
+            continue
+        got = deferring.apply(batch)
+        want = direct.apply([Request(r.id, r.action, r.user) for r in batch])
+        REPORT[f"deferred paste {got['results'][0]['status']}"] += 1
+        assert got["results"] == want["results"]
+        assert dumps(got["rows"]) == dumps(want["rows"])
+        assert dumps(got["base"]) == dumps(want["base"]) or got["base_truncated"]
+    assert image(con) == image(twin)
+    for table in ("history", "history_cells", "history_rows", "undo_stacks"):
+        query = f"SELECT * FROM {table} ORDER BY ALL"
+        assert con.execute(query).fetchall() == twin.execute(query).fetchall()
+    for name in USERS:
+        assert deferring.decider.stacks.listing(name) == direct.decider.stacks.listing(name)
+    assert_state_matches_database(deferring)
