@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.catalog import SUMMARY
-from protocol.codec import cents_json, dumps, loads_published, parse_seq
+from protocol.codec import cents_json, dumps, loads, loads_published, parse_seq
 from protocol.edits import parse_edit, parse_edit_many, period_months
 from protocol.errors import ProtocolError
 from protocol.messages import EditMessage, Hello, Ping, parse_message
@@ -329,3 +329,28 @@ def test_cents_go_out_as_the_number_their_decimal_does(cents):
     amount = Decimal(cents).scaleb(-2)
     assert dumps({"v": cents_json(cents)}) == dumps({"v": amount})
     assert Decimal(json.loads(dumps(cents_json(cents)), parse_float=Decimal)) == amount
+
+
+# number literals as clients write them: from a few digits to more than a double keeps,
+# with trailing zeros, exponents, tiny fractions and negative zero
+number_text = st.one_of(
+    st.decimals(allow_nan=False, allow_infinity=False, places=2).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.from_regex(r"-?(0|[1-9][0-9]{0,19})\.[0-9]{1,20}([eE][-+]?[0-9]{1,3})?", fullmatch=True),
+    st.sampled_from(["-0.0", "0.00001", "1.50", "99999999999999.99", "1e400", "1E-400"]),
+)
+
+
+@given(st.lists(st.tuples(st.text(max_size=8), number_text), min_size=1, max_size=12))
+def test_numbers_are_read_exactly_whatever_their_digits(pairs):
+    """loads reads every number as the exact Decimal its text writes, never as the
+    double orjson reads first."""
+    text = "[" + ",".join(f"[{json.dumps(label)},{number}]" for label, number in pairs) + "]"
+    try:
+        got = loads(text)
+    except ProtocolError as exc:  # out of a double's range: refused as the exact parse is
+        assert exc.code == "bad_json"
+        return
+    want = json.loads(text, parse_float=Decimal)
+    assert got == want
+    assert [type(v) for _, v in got] == [type(v) for _, v in want]
