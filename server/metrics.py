@@ -89,6 +89,11 @@ _outcomes = Counter(
     ["status", "code"],
 )
 _decide = Histogram("ducksheet_decide_seconds", "Time to decide one batch in memory", buckets=FAST)
+_rows_after = Histogram(
+    "ducksheet_rows_after_publish_seconds",
+    "Time to give a published block's sales rows their shares (before persisting it)",
+    buckets=FAST,
+)
 _persist = Histogram(
     "ducksheet_persist_seconds", "Time of one DuckDB write transaction (group commit)", buckets=SLOW
 )
@@ -185,6 +190,10 @@ def requests_decided(results: Iterable[Mapping[str, Any]]) -> None:
 
 def decide_seconds(seconds: float) -> None:
     _decide.observe(seconds)
+
+
+def rows_after_publish_seconds(seconds: float) -> None:
+    _rows_after.observe(seconds)
 
 
 def persist_seconds(seconds: float, requests: int) -> None:

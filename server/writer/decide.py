@@ -215,13 +215,14 @@ class Decider(BlockDecisions, SpreadDecisions):
             self.stacks.pushed(step)
         return step
 
-    def finish(self) -> None:
+    def finish(self) -> bool:
         """Spread the rows the last request decided left pending (see
         blocks.PendingRows), completing its step and its batch's effects. Called
-        before anything reads rows again: the next request, or right after publishing."""
+        before anything reads rows again: the next request, or right after publishing.
+        Did it spread any?"""
         unfinished, self._unfinished = self._unfinished, None
         if unfinished is None:
-            return
+            return False
         change, step, track = unfinished.change, unfinished.step, unfinished.track
         written = {column: len(chunks) for column, chunks in change.rows.items()}
         self._spread_pending(change)
@@ -233,6 +234,7 @@ class Decider(BlockDecisions, SpreadDecisions):
             track.steps.remove(step)
         if unfinished.effects is not None:
             unfinished.effects.stacks.update(self.stacks.take_changed())
+        return True
 
     def _record(self, step: Step, track: Tracker) -> None:
         track.steps.append(step)

@@ -316,8 +316,10 @@ class Writer:
         seq, fields, effects = self._unpublished
         await self._publish(seq, fields)
         self._unpublished = None
-        for loaded in self.versions.values():
-            loaded.decider.finish()  # rows a block left to spread: the effects complete
+        with metrics.stopwatch() as elapsed:  # rows a block left to spread: effects complete
+            spread = [loaded.decider.finish() for loaded in list(self.versions.values())]
+        if any(spread):
+            metrics.rows_after_publish_seconds(elapsed[0])
         self.persister.add(effects)
 
     def _collect_silent(self, effects: Effects) -> None:

@@ -13,6 +13,7 @@ from conftest import run_server
 from helpers import Client, serve_process, some_sales
 from prometheus_client.parser import text_string_to_metric_families
 
+from protocol.catalog import SUMMARY
 from server import metrics
 from server.config import Settings
 
@@ -142,7 +143,25 @@ def test_serve_sums_its_data_and_web_processes(data_dir: Path):
         edit = {"table": "sales", "column": "quantity", "value": 6, "condition": {"sale_id": 2}}
         answer = httpx.post(f"{base}/update_cell?wait=10", json={"data": edit}, timeout=15)
         assert answer.json()["data"]["persisted"] is True
+        families = "level = 0 AND month IS NOT NULL"
+        cells = httpx.get(
+            f"{base}/view_table/{SUMMARY}", params={"limit": 2, "condition": families}, timeout=10
+        ).json()["data"]["rows"]
+        paste = [
+            {
+                "table": SUMMARY,
+                "column": "net_amount",
+                "value": "123.45",
+                "condition": {k: c[k] for k in ("supplier", "brand", "family", "month")},
+            }
+            for c in cells
+        ]
+        answer = httpx.post(
+            f"{base}/update_cells?wait=10", json={"data": {"edits": paste}}, timeout=15
+        )
+        assert answer.json()["data"]["persisted"] is True
         found = samples(httpx.get(f"{base}/metrics", timeout=10).text)
     assert value(found, "ducksheet_requests_queued_total", kind="edit") >= 1  # web
-    assert value(found, "ducksheet_decide_seconds_count") >= 1  # data
+    assert value(found, "ducksheet_decide_seconds_count") >= 2  # data
+    assert value(found, "ducksheet_rows_after_publish_seconds_count") == 1  # the paste's
     assert value(found, "ducksheet_persist_seconds_count") >= 1  # data
