@@ -16,6 +16,7 @@ import orjson
 
 from protocol.codec import dumps, loads
 from protocol.edits import (
+    CellBlock,
     Edit,
     EditMany,
     Hold,
@@ -91,6 +92,7 @@ Action = Edit | EditMany | Hold | ImportSpec | Undo | CreateVersion | LockVersio
 _KINDS: dict[type, str] = {
     Edit: "edit",
     EditMany: "edit_many",
+    CellBlock: "edit_many",
     Hold: "hold",
     ImportSpec: "import",
     Undo: "undo",
@@ -106,7 +108,11 @@ def versioned(raw: Any, parse: Callable[[Any], Versioned]) -> Versioned:
         return parse(raw)
     cleaned, version = take_version(raw)
     action = parse(cleaned)
-    return action if version == ACTUAL else replace(action, version=version)
+    if version == ACTUAL:
+        return action
+    if isinstance(action, EditMany):  # (a CellBlock is actual's: its edits, elsewhere)
+        return EditMany(action.edits, version)  # type: ignore[return-value]
+    return replace(action, version=version)
 
 
 def action_version(action: Action | None) -> str:
@@ -128,7 +134,9 @@ def request_body(action: Action, sender: Sender) -> bytes:
     """The journal entry of a request: its action and who sent it. A block of plain cell
     edits (a paste) goes as columns, `{"cells": {"column": [...], ...}}`."""
     cells = None
-    if isinstance(action, EditMany) and action.version == ACTUAL:
+    if isinstance(action, CellBlock):
+        cells = action.cells
+    elif isinstance(action, EditMany) and action.version == ACTUAL:
         cells = block_columns(action.edits)
     body = {
         _KINDS[type(action)]: action.as_dict() if cells is None else {"cells": cells},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from protocol.catalog import (
@@ -82,16 +82,45 @@ class Hold:
         return out if self.version == ACTUAL else {**out, "version": self.version}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EditMany:
     """A block of edits (a paste, a fill) applied in order as one request, atomically."""
 
     edits: tuple[Edit, ...]
     version: str = ACTUAL
 
+    def __eq__(self, other: object) -> bool:  # a CellBlock equals the EditMany of its edits
+        if not isinstance(other, EditMany):
+            return NotImplemented
+        return (self.version, self.edits) == (other.version, other.edits)
+
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"edits": [edit.as_dict() for edit in self.edits]}
         return out if self.version == ACTUAL else {**out, "version": self.version}
+
+    @property
+    def size(self) -> int:
+        return len(self.edits)
+
+
+class CellBlock(EditMany):
+    """A block of plain cell edits (of actual) held as the journal's columns
+    (BLOCK_COLUMNS), as the edge reads a paste: its edits are built only when asked for,
+    which the edge never does."""
+
+    def __init__(self, cells: dict[str, list[Any]]) -> None:
+        object.__setattr__(self, "cells", cells)
+        object.__setattr__(self, "version", ACTUAL)
+
+    @cached_property
+    def edits(self) -> tuple[Edit, ...]:  # type: ignore[override]
+        edits = block_edits(self.cells)
+        assert edits is not None, "plain_columns wrote columns block_edits reads"
+        return edits
+
+    @property
+    def size(self) -> int:
+        return len(self.cells["column"])
 
 
 def parse_edit_many(message: Any, max_edits: int | None = MAX_EDITS_PER_REQUEST) -> EditMany:
@@ -104,6 +133,9 @@ def parse_edit_many(message: Any, max_edits: int | None = MAX_EDITS_PER_REQUEST)
         raise ProtocolError(
             "too_many_edits", f"a block edit holds at most {max_edits:,} edits, not {len(edits):,}"
         )
+    cells = plain_columns(edits)  # a paste: checked into columns, no edit built
+    if cells is not None:
+        return CellBlock(cells)
     parsed = []
     for index, raw in enumerate(edits):
         edit = plain_cell_edit(raw)  # what a paste holds; every other edit the long way
@@ -134,6 +166,48 @@ def plain_cell_edit(raw: Any) -> Edit | None:
     if cell is None or value is None:
         return None
     return _plain_edit(column.name, value, cell, spread)
+
+
+def plain_columns(raws: list[Any]) -> dict[str, list[Any]] | None:
+    """The journal's columns (BLOCK_COLUMNS) of a block whose every edit plain_cell_edit
+    takes and block_columns writes, each checked as plain_cell_edit checks it but no edit
+    built (a paste's 5,000, at the edge); None when any is another kind of edit."""
+    names: list[str] = []
+    spreads: list[str] = []
+    paths: list[tuple[Any, ...]] = []
+    values: list[Scalar] = []
+    for raw in raws:
+        if type(raw) is not dict or raw.get("table") != SUMMARY or raw.get("expect") is not None:
+            return None
+        name, spread, condition = (
+            raw.get("column"),
+            raw.get("spread") or "proportional",
+            raw.get("condition"),
+        )
+        column = _SUMMARY_COLUMNS.get(name) if type(name) is str else None
+        if column is None or type(spread) is not str or spread not in _PLAIN_SPREADS:
+            return None
+        if type(condition) is not dict or not condition.keys() <= _CELL_NAMES:
+            return None
+        path = tuple(map(condition.get, CELL_COORDINATES))
+        cell = _path_cell(path)
+        given = condition.get("level")
+        if cell is None or (
+            given is not None and (type(given) is not int or given != cell["level"])
+        ):
+            return None
+        value = _plain_value(column, raw["value"]) if "value" in raw else None
+        if type(value) is not str and type(value) is not int:
+            return None
+        names.append(name)
+        spreads.append(spread)
+        paths.append(path)
+        values.append(value)
+    if not names:
+        return None
+    suppliers, brands, families, months = map(list, zip(*paths, strict=True))
+    lists = [names, spreads, suppliers, brands, families, months, values]
+    return dict(zip(BLOCK_COLUMNS, lists, strict=True))
 
 
 def _plain_edit(column: str, value: Scalar, cell: dict[str, Scalar], spread: str) -> Edit:

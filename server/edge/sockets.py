@@ -234,7 +234,7 @@ class Session:
                 if isinstance(message, EditMessage):
                     await self._submit(message.id, message.edit)
                 elif isinstance(message, EditManyMessage):
-                    self.rate.take(len(message.block.edits) // BLOCK_EDITS_PER_TOKEN)
+                    self.rate.take(message.block.size // BLOCK_EDITS_PER_TOKEN)
                     await self._submit(message.id, message.block)
                 elif isinstance(message, UndoMessage):
                     await self._submit(message.id, message.undo)

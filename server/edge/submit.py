@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protocol.actions import Action, Sender
+from protocol.edits import EditMany
 from protocol.errors import ProtocolError
 from server import metrics
 from server.hub.fanout import Hub, Result
@@ -35,7 +36,7 @@ class Submitter:
         except REDIS_ERRORS as exc:
             self.hub.forget(ref)
             raise ProtocolError("unavailable", "the edit queue is unavailable; retry") from exc
-        kind = type(action).__name__.lower()
+        kind = "editmany" if isinstance(action, EditMany) else type(action).__name__.lower()
         metrics.request_queued(kind)
         log.debug("queued", extra={"stream_id": request_id, "kind": kind, "user": user})
         return request_id, ref

@@ -16,12 +16,15 @@ from hypothesis import strategies as st
 from protocol.actions import Sender, _journal_block, parse_request_body, request_body
 from protocol.catalog import SUMMARY
 from protocol.edits import (
+    CellBlock,
     Edit,
     EditMany,
     block_columns,
     block_edits,
     parse_edit,
+    parse_edit_many,
     plain_cell_edit,
+    plain_columns,
 )
 from protocol.errors import ProtocolError
 
@@ -174,6 +177,24 @@ def test_a_journal_block_reads_back_as_the_edge_wrote_it(raws: list[Any], user: 
     assert parse_request_body(entry) == (block, sender)
     assert (_journal_block(entry) is not None) == all(map(_plain, edits))
     assert (b'"cells":' in entry) == all(map(_plain, edits))  # a paste goes as columns
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(raw_edits(), min_size=1, max_size=6))
+def test_a_block_checked_into_columns_is_the_block_its_edits_make(raws: list[Any]):
+    """The edge reads a paste straight into the journal's columns (a CellBlock): exactly
+    when each of its edits takes the fast read and goes as columns, and then as the
+    same columns, edits, journal entry and block as parsing its edits one by one."""
+    fast = [plain_cell_edit(raw) for raw in raws]
+    one_by_one = None if None in fast else block_columns(tuple(fast))  # type: ignore[arg-type]
+    assert plain_columns(raws) == one_by_one
+    if one_by_one is not None:
+        block = parse_edit_many({"edits": raws})
+        assert isinstance(block, CellBlock) and block.size == len(raws)
+        assert block.edits == tuple(fast) and block == EditMany(tuple(fast))
+        sender = Sender("ann", "r-1")
+        assert request_body(block, sender) == request_body(EditMany(block.edits), sender)
+        assert parse_request_body(request_body(block, sender)) == (block, sender)
 
 
 PLAIN_COLUMNS = {
