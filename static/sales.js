@@ -116,7 +116,7 @@ export function createSales(ctx) {
 
   /* ---- One product's page ---------------------------------------------------------- */
 
-  async function loadSales(offset) {
+  async function loadSales(offset, minSeq) {
     closeSaleEditor(false);
     if (sales.productId == null) {
       clearSales(`No products under ${nodePath(sales.node)}.`);
@@ -129,6 +129,7 @@ export function createSales(ctx) {
       offset,
       order: 'invoice_date,sale_id',
       version: versionParam(ctx.state),
+      min_seq: minSeq,
     });
     if (token !== sales.token) return;
     if (result.status !== 200) {
@@ -228,7 +229,8 @@ export function createSales(ctx) {
     if (msg.seq != null) overlays.settle(msg.seq);
     changed.forEach(repaintSaleKey);
     flashSales(changed);
-    if (msg.base_truncated && ctx.isOpen() && sales.rows.size) loadSales(sales.offset);
+    // The rows not listed: read once DuckDB holds this update (a paste's rows are persisted behind it).
+    if (msg.base_truncated && ctx.isOpen() && sales.rows.size) loadSales(sales.offset, msg.seq);
   }
 
   function flashSales(keys) {

@@ -1192,3 +1192,37 @@ async def test_a_block_the_server_rejects_names_the_cell_and_changes_nothing(ser
     await toast(ann, "Nothing was changed.")
     await expect(cell(ann, supplier, None, None, month)).to_have_text(money(before))
     assert await summary(server, "net_amount", supplier, None, None, month) == before
+
+
+async def test_a_paste_over_the_open_sales_rows_shows_their_new_prices(server, users):
+    """A pasted block's sales rows are spread after its update went out (and listed in
+    none): the sales panel reloads its page once DuckDB holds the update."""
+    ann = await users.open("ann")
+    supplier, brand = await first_brand(ann)
+    await expand(ann, supplier, brand)
+    family = (
+        await row(ann, supplier, brand)
+        .locator("xpath=following-sibling::tr[1]")
+        .get_attribute("data-node")
+    ).split("|")[2]
+    await ann.locator("button[data-panel='sales']").click()
+    await cell(ann, supplier, brand, family, "2024-01").click()
+    first = ann.locator("#sales-table tbody tr").first
+    await expect(first).to_be_visible()
+    sale_id = int(await first.get_attribute("data-sale"))
+    ((invoice_date, price),) = await read(
+        server, "SELECT invoice_date, net_price FROM sales WHERE sale_id = ?", sale_id
+    )
+    month = invoice_date.strftime("%Y-%m")
+    months = await ann.evaluate("window.ducksheet.state.months")
+    pasted = months[months.index(month) : months.index(month) + 2]
+    amounts = [await summary(server, "net_amount", supplier, brand, family, m) for m in pasted]
+    await cell(ann, supplier, brand, family, pasted[0]).click()
+    await paste_keys(ann, "\t".join(str(a * 3) for a in amounts) + "\n")
+
+    for m, amount in zip(pasted, amounts, strict=True):
+        await expect(cell(ann, supplier, brand, family, m)).to_have_text(money(amount * 3))
+    await expect(first.locator("td[data-col='net_price']")).not_to_have_text(money(price))
+    ((now,),) = await read(server, "SELECT net_price FROM sales WHERE sale_id = ?", sale_id)
+    assert now != price
+    await expect(first.locator("td[data-col='net_price']")).to_have_text(money(now))
