@@ -44,6 +44,7 @@ export function createSales(ctx) {
     rows: new Map(),                     // sale_id -> row of the current page
     cells: new Map(),                    // "<sale_id>#<column>" -> <td>
     token: 0,                            // newest request; older responses are ignored
+    minSeq: null,                        // the newest update whose rows were not all listed
     followTimer: null,
     editor: null,                        // { key, saleId, column, input, initial }
   };
@@ -116,13 +117,14 @@ export function createSales(ctx) {
 
   /* ---- One product's page ---------------------------------------------------------- */
 
-  async function loadSales(offset, minSeq) {
+  async function loadSales(offset) {
     closeSaleEditor(false);
     if (sales.productId == null) {
       clearSales(`No products under ${nodePath(sales.node)}.`);
       return;
     }
     const token = ++sales.token;
+    const minSeq = sales.minSeq; // read once DuckDB holds it (a paste's rows are persisted behind it)
     const result = await fetchJson('/view_table/sales', {
       condition: { product_id: sales.productId },
       limit: SALES_PAGE,
@@ -132,6 +134,7 @@ export function createSales(ctx) {
       min_seq: minSeq,
     });
     if (token !== sales.token) return;
+    if (sales.minSeq === minSeq) sales.minSeq = null; // waited for once (at most 5 s)
     if (result.status !== 200) {
       clearSales(`Could not load the sales rows: ${errorText(result)}`);
       return;
@@ -229,8 +232,10 @@ export function createSales(ctx) {
     if (msg.seq != null) overlays.settle(msg.seq);
     changed.forEach(repaintSaleKey);
     flashSales(changed);
-    // The rows not listed: read once DuckDB holds this update (a paste's rows are persisted behind it).
-    if (msg.base_truncated && ctx.isOpen() && sales.rows.size) loadSales(sales.offset, msg.seq);
+    if (msg.base_truncated) {
+      sales.minSeq = msg.seq ?? sales.minSeq;
+      if (ctx.isOpen() && sales.productId != null) loadSales(sales.offset);
+    }
   }
 
   function flashSales(keys) {

@@ -1207,9 +1207,9 @@ async def test_a_paste_over_the_open_sales_rows_shows_their_new_prices(server, u
     ).split("|")[2]
     await ann.locator("button[data-panel='sales']").click()
     await cell(ann, supplier, brand, family, "2024-01").click()
-    first = ann.locator("#sales-table tbody tr").first
-    await expect(first).to_be_visible()
-    sale_id = int(await first.get_attribute("data-sale"))
+    await expect(ann.locator("#sales-table tbody tr").first).to_be_visible()
+    sale_id = int(await ann.locator("#sales-table tbody tr").first.get_attribute("data-sale"))
+    shown = ann.locator(f"#sales-table tr[data-sale='{sale_id}'] td[data-col='net_price']")
     ((invoice_date, price),) = await read(
         server, "SELECT invoice_date, net_price FROM sales WHERE sale_id = ?", sale_id
     )
@@ -1222,7 +1222,7 @@ async def test_a_paste_over_the_open_sales_rows_shows_their_new_prices(server, u
 
     for m, amount in zip(pasted, amounts, strict=True):
         await expect(cell(ann, supplier, brand, family, m)).to_have_text(money(amount * 3))
-    await expect(first.locator("td[data-col='net_price']")).not_to_have_text(money(price))
+    await expect(shown).not_to_have_text(money(price), timeout=15_000)
     ((now,),) = await read(server, "SELECT net_price FROM sales WHERE sale_id = ?", sale_id)
     assert now != price
-    await expect(first.locator("td[data-col='net_price']")).to_have_text(money(now))
+    await expect(shown).to_have_text(money(now))
