@@ -324,7 +324,10 @@ async def _cycles_under_load(
         "an update repeated or out of order"
     )
     if not viewer.resyncs:
-        assert viewer.seqs == [seq for seq in published if parse_seq(seq) > parse_seq(viewer.first)]
+        # every update after the first, in order; entries the hub read together come as
+        # one frame under the last one's seq (README: updates), so some seqs are skipped
+        after = [seq for seq in published if parse_seq(seq) > parse_seq(viewer.first)]
+        assert set(viewer.seqs) <= set(after) and viewer.seqs[-1:] == after[-1:]
     # resynced or not, what the viewer was shown adds up to the summary as it is
     body = page["data"]
     assert body["total"] == len(body["rows"]) and body["seq"] == published[-1]
