@@ -151,6 +151,35 @@ def plain_cell_edit(raw: Any) -> Edit | None:
     paste's edits take, from the grid and in the journal. Checked as parse_edit checks
     it, in about half the time; None for any other edit, which parse_edit takes. A
     property test holds the two equal wherever this one answers."""
+    parts = _plain_parts(raw)
+    if parts is None:
+        return None
+    name, spread, _, cell, value = parts
+    return _plain_edit(name, value, dict(cell), spread)  # each edit its own cell
+
+
+def plain_columns(raws: list[Any]) -> dict[str, list[Any]] | None:
+    """The journal's columns (BLOCK_COLUMNS) of a block whose every edit plain_cell_edit
+    takes and block_columns writes, each checked as plain_cell_edit checks it but no edit
+    built (a paste's 5,000, at the edge); None when any is another kind of edit."""
+    rows = []
+    for raw in raws:
+        parts = _plain_parts(raw)
+        if parts is None or type(parts[4]) not in (str, int):  # what block_columns writes
+            return None
+        name, spread, path, _, value = parts
+        rows.append((name, spread, *path, value))
+    if not rows:
+        return None
+    return dict(zip(BLOCK_COLUMNS, map(list, zip(*rows, strict=True)), strict=True))
+
+
+PlainParts = tuple[str, str, tuple[Any, ...], dict[str, Scalar], Scalar]
+
+
+def _plain_parts(raw: Any) -> PlainParts | None:
+    """(column, spread, path, cell, value) of a plain cell edit, checked; None for any
+    other edit. The cell is the shared one of its path: copy it before handing it out."""
     if type(raw) is not dict or raw.get("table") != SUMMARY or raw.get("expect") is not None:
         return None
     name, spread, condition = (
@@ -161,53 +190,17 @@ def plain_cell_edit(raw: Any) -> Edit | None:
     column = _SUMMARY_COLUMNS.get(name) if type(name) is str else None
     if column is None or type(spread) is not str or spread not in _PLAIN_SPREADS:
         return None
-    cell = _plain_cell(condition) if type(condition) is dict else None
+    if type(condition) is not dict or not condition.keys() <= _CELL_NAMES:
+        return None
+    path = tuple(map(condition.get, CELL_COORDINATES))
+    cell = _path_cell(path)
+    given = condition.get("level")
+    if cell is None or (given is not None and (type(given) is not int or given != cell["level"])):
+        return None
     value = _plain_value(column, raw["value"]) if "value" in raw else None
-    if cell is None or value is None:
+    if value is None:
         return None
-    return _plain_edit(column.name, value, cell, spread)
-
-
-def plain_columns(raws: list[Any]) -> dict[str, list[Any]] | None:
-    """The journal's columns (BLOCK_COLUMNS) of a block whose every edit plain_cell_edit
-    takes and block_columns writes, each checked as plain_cell_edit checks it but no edit
-    built (a paste's 5,000, at the edge); None when any is another kind of edit."""
-    names: list[str] = []
-    spreads: list[str] = []
-    paths: list[tuple[Any, ...]] = []
-    values: list[Scalar] = []
-    for raw in raws:
-        if type(raw) is not dict or raw.get("table") != SUMMARY or raw.get("expect") is not None:
-            return None
-        name, spread, condition = (
-            raw.get("column"),
-            raw.get("spread") or "proportional",
-            raw.get("condition"),
-        )
-        column = _SUMMARY_COLUMNS.get(name) if type(name) is str else None
-        if column is None or type(spread) is not str or spread not in _PLAIN_SPREADS:
-            return None
-        if type(condition) is not dict or not condition.keys() <= _CELL_NAMES:
-            return None
-        path = tuple(map(condition.get, CELL_COORDINATES))
-        cell = _path_cell(path)
-        given = condition.get("level")
-        if cell is None or (
-            given is not None and (type(given) is not int or given != cell["level"])
-        ):
-            return None
-        value = _plain_value(column, raw["value"]) if "value" in raw else None
-        if type(value) is not str and type(value) is not int:
-            return None
-        names.append(name)
-        spreads.append(spread)
-        paths.append(path)
-        values.append(value)
-    if not names:
-        return None
-    suppliers, brands, families, months = map(list, zip(*paths, strict=True))
-    lists = [names, spreads, suppliers, brands, families, months, values]
-    return dict(zip(BLOCK_COLUMNS, lists, strict=True))
+    return column.name, spread, path, cell, value
 
 
 def _plain_edit(column: str, value: Scalar, cell: dict[str, Scalar], spread: str) -> Edit:
@@ -229,20 +222,6 @@ def _plain_edit(column: str, value: Scalar, cell: dict[str, Scalar], spread: str
 
 
 _SUMMARY_COLUMNS = {c.name: c for c in TABLES[SUMMARY].columns.values() if c.editable}
-
-
-def _plain_cell(condition: dict[str, Any]) -> dict[str, Scalar] | None:
-    """A condition naming a cell's path and month (and maybe its level), as summary_cell
-    writes it."""
-    if not condition.keys() <= _CELL_NAMES:
-        return None
-    cell = _path_cell(tuple(map(condition.get, CELL_COORDINATES)))
-    if cell is None:
-        return None
-    given = condition.get("level")
-    if given is not None and (type(given) is not int or given != cell["level"]):
-        return None
-    return dict(cell)  # each edit its own
 
 
 def _path_cell(path: tuple[Any, ...]) -> dict[str, Scalar] | None:

@@ -317,7 +317,7 @@ class Writer:
         await self._publish(seq, fields)
         self._unpublished = None
         with metrics.stopwatch() as elapsed:  # rows a block left to spread: effects complete
-            spread = [loaded.decider.finish() for loaded in list(self.versions.values())]
+            spread = [loaded.decider.finish() for loaded in self.versions.values()]
         if any(spread):
             metrics.rows_after_publish_seconds(elapsed[0])
         self.persister.add(effects)

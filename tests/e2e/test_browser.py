@@ -544,17 +544,23 @@ async def test_resync_reloads_from_the_snapshot(server, users):
     assert await ann.evaluate("window.ducksheet.lastSeq()") not in (None, future)
 
 
-async def test_sales_rows_edit_rolls_up_into_the_tree(server, users):
-    ann, bob = await users.open("ann"), await users.open("bob")
-    supplier, brand = await first_brand(ann)
-    await expand(ann, supplier, brand)
+async def open_sales_of_first_family(page: Page) -> tuple[str, str, str]:
+    """Open the sales panel on the first brand's first family (its January cell)."""
+    supplier, brand = await first_brand(page)
+    await expand(page, supplier, brand)
     family = (
-        await row(ann, supplier, brand)
+        await row(page, supplier, brand)
         .locator("xpath=following-sibling::tr[1]")
         .get_attribute("data-node")
     ).split("|")[2]
-    await ann.locator("button[data-panel='sales']").click()
-    await cell(ann, supplier, brand, family, "2024-01").click()
+    await page.locator("button[data-panel='sales']").click()
+    await cell(page, supplier, brand, family, "2024-01").click()
+    return supplier, brand, family
+
+
+async def test_sales_rows_edit_rolls_up_into_the_tree(server, users):
+    ann, bob = await users.open("ann"), await users.open("bob")
+    supplier, brand, family = await open_sales_of_first_family(ann)
     await expect(ann.locator("#sales-node")).to_have_text(
         f"{supplier} \u203a {brand} \u203a {family}"
     )
@@ -1198,15 +1204,7 @@ async def test_a_paste_over_the_open_sales_rows_shows_their_new_prices(server, u
     """A pasted block's sales rows are spread after its update went out (and listed in
     none): the sales panel reloads its page once DuckDB holds the update."""
     ann = await users.open("ann")
-    supplier, brand = await first_brand(ann)
-    await expand(ann, supplier, brand)
-    family = (
-        await row(ann, supplier, brand)
-        .locator("xpath=following-sibling::tr[1]")
-        .get_attribute("data-node")
-    ).split("|")[2]
-    await ann.locator("button[data-panel='sales']").click()
-    await cell(ann, supplier, brand, family, "2024-01").click()
+    supplier, brand, family = await open_sales_of_first_family(ann)
     await expect(ann.locator("#sales-table tbody tr").first).to_be_visible()
     sale_id = int(await ann.locator("#sales-table tbody tr").first.get_attribute("data-sale"))
     shown = ann.locator(f"#sales-table tr[data-sale='{sale_id}'] td[data-col='net_price']")
