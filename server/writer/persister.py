@@ -17,6 +17,7 @@ from collections import deque
 from typing import Any
 
 import duckdb
+import numpy as np
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
@@ -43,6 +44,7 @@ SALES_VALUE = {
     "product_id": "v.value::INTEGER",
     "customer_id": "v.value::INTEGER",
 }
+LOG_COLUMNS = ("request_id", "seq", "status", "code", "message", "user_name")  # request_log
 SAME_HOLD = " AND ".join(f"{c} IS NOT DISTINCT FROM ?" for c in CELL_KEY[:4])
 
 
@@ -91,12 +93,9 @@ def _write_version(con: Conn, effects: Effects, cell_ids: CellIds) -> list[tuple
 
 def _record(con: Conn, log_rows: list[LogRow], last_id: str, first: bool) -> None:
     if log_rows:
-        columns = list(zip(*log_rows, strict=True))
-        con.execute(
-            "INSERT INTO request_log SELECT unnest($1), unnest($2), unnest($3), unnest($4), "
-            "unnest($5), unnest($6)",
-            [list(c) for c in columns],
-        )
+        columns = [np.array(column, dtype=object) for column in zip(*log_rows, strict=True)]
+        outcomes = dict(zip(LOG_COLUMNS, columns, strict=True))  # noqa: F841 (scanned by name)
+        con.execute(f"INSERT INTO request_log SELECT {', '.join(LOG_COLUMNS)} FROM outcomes")
     if first:
         con.execute("INSERT OR REPLACE INTO _applied VALUES (TRUE, ?)", [last_id])
     else:  # an UPDATE costs a fraction of INSERT OR REPLACE on a keyed table
