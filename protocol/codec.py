@@ -1,13 +1,13 @@
-"""JSON encoding for frames and stream payloads (orjson)."""
+"""JSON for frames and stream payloads: encoded by orjson, read exactly (msgspec)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import orjson
 
 from protocol.errors import ProtocolError
@@ -46,19 +46,30 @@ def cents_json(cents: int) -> orjson.Fragment:
 
 
 def loads(data: str | bytes) -> Any:
-    """Parse JSON. Numbers with a fraction or exponent, and integers beyond 64 bits, are
-    read exactly as Decimal (orjson would round them to a double): a client's
-    99999999999999.99 stays 99999999999999.99."""
+    """Parse JSON, strictly (no NaN or Infinity, no trailing text, UTF-8 only). Numbers
+    with a fraction or exponent are read exactly as Decimal, each from its own text (a
+    double would round them): a client's 99999999999999.99 stays 99999999999999.99.
+    Integers are ints of up to 4,300 digits (Python's own limit: longer ones are
+    refused, as are fractions past a double's range). One pass in C (msgspec)."""
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise ProtocolError("bad_json", f"not valid JSON: {exc.msg}") from exc
-    if not _has_float(value):
-        return value
-    try:  # orjson accepted it: strict JSON, no NaN or Infinity, at most 1024 levels deep
-        return json.loads(data, parse_float=Decimal, parse_int=_exact_int)
+        return _EXACT.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError("bad_json", f"not valid JSON: {exc}") from exc
     except (ValueError, RecursionError) as exc:
         raise ProtocolError("bad_json", "not valid JSON: a number or nesting too large") from exc
+
+
+MAX_EXPONENT = 308  # past a double's range: refused (no Decimal arithmetic on 1e400)
+
+
+def _exact_float(text: str) -> Decimal:
+    value = Decimal(text)
+    if value.adjusted() > MAX_EXPONENT:
+        raise ValueError(text)
+    return value
+
+
+_EXACT = msgspec.json.Decoder(float_hook=_exact_float)
 
 
 EXACT_FLOAT = 1e13  # a decimal of at most 15 digits (cents up to here) survives a double
@@ -82,21 +93,6 @@ def _floats_exact(value: Any) -> bool:
     if isinstance(value, list):
         return all(_floats_exact(v) for v in value)
     return True
-
-
-def _exact_int(text: str) -> int | Decimal:
-    # beyond any storage type anyway: kept as Decimal so a 4,000-digit integer is cheap
-    return int(text) if len(text) <= 40 else Decimal(text)
-
-
-def _has_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_has_float(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_float(v) for v in value)
-    return False
 
 
 _SEQ = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?", re.ASCII)

@@ -341,16 +341,75 @@ number_text = st.one_of(
 )
 
 
+def _in_a_double(number: Decimal) -> bool:
+    return not number.is_finite() or number == 0 or number.adjusted() <= 308
+
+
 @given(st.lists(st.tuples(st.text(max_size=8), number_text), min_size=1, max_size=12))
 def test_numbers_are_read_exactly_whatever_their_digits(pairs):
     """loads reads every number as the exact Decimal its text writes, never as the
-    double orjson reads first."""
+    double orjson reads first; only numbers past a double's range are refused."""
     text = "[" + ",".join(f"[{json.dumps(label)},{number}]" for label, number in pairs) + "]"
-    try:
-        got = loads(text)
-    except ProtocolError as exc:  # out of a double's range: refused as the exact parse is
-        assert exc.code == "bad_json"
-        return
     want = json.loads(text, parse_float=Decimal)
+    if not all(_in_a_double(Decimal(v)) for _, v in want):
+        with pytest.raises(ProtocolError) as refused:
+            loads(text)
+        assert refused.value.code == "bad_json"
+        return
+    got = loads(text)
     assert got == want
     assert [type(v) for _, v in got] == [type(v) for _, v in want]
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.text()  # any code point, surrogate pairs written as escapes by json.dumps
+    | st.integers(-(10**60), 10**60)  # past 64 bits
+    | st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**300), max_value=10**300),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _json_text(value) -> str:
+    """JSON text with Decimals written as the number literals they are ("1.5E+3")."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ",".join(map(_json_text, value)) + "]"
+    if isinstance(value, dict):
+        items = (f"{json.dumps(k, ensure_ascii=False)}:{_json_text(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    return json.dumps(value, ensure_ascii=False)
+
+
+@given(json_values, st.booleans())
+def test_loads_reads_any_document_as_the_exact_stdlib_parse_does(value, as_bytes):
+    """Any document, as text or bytes: what the stdlib reads with fractions and
+    exponents as Decimal, numbers of the same types."""
+    text = _json_text(value)
+    want = json.loads(text, parse_float=Decimal)
+    got = loads(text.encode() if as_bytes else text)
+    assert got == want
+    assert json.dumps(got, default=repr) == json.dumps(want, default=repr)  # types too
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        b'{"a": 7e999999999}',  # a Decimal with a billion-digit integer part
+        b"[" + b",".join([b"7" * 4301] * 200) + b"]",  # past Python's int limit, 200 times
+        b'{"a": "\\ud800"}',  # a lone surrogate
+        b'{"a": "\xff"}',  # not UTF-8
+        b"[" * 5000 + b"]" * 5000,  # deeper than any client nests
+        b'{"a": NaN}',
+        b'{"a": 1} trailing',
+    ],
+)
+def test_hostile_json_is_refused_as_bad_json(hostile):
+    with pytest.raises(ProtocolError) as refused:
+        loads(hostile)
+    assert refused.value.code == "bad_json"
