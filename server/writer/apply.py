@@ -27,7 +27,7 @@ from server.store.sql import ident
 from server.store.versions import apply_version_request, read_versions, resettle_versions
 from server.writer.base_edits import apply_base_edit
 from server.writer.batch import Batch, Conn, Limits
-from server.writer.changes import Step
+from server.writer.changes import CellValue, Step
 from server.writer.decide import Request, outcome, request_time
 from server.writer.history import write_history
 from server.writer.holds import has_holds
@@ -129,10 +129,10 @@ def _remember(
     applied = [r for r, res in zip(requests, results, strict=True) if res["status"] == "applied"]
     if not applied:
         return
-    cells: dict[Cell, tuple[None, list[int] | None]] = {
+    cells: dict[Cell, tuple[None, CellValue]] = {
         tuple(row[c] for c in CELL_KEY): (  # type: ignore[misc]
             None,
-            None if row.get("deleted") else [row["quantity"], int(row["net_amount"] * 100), 0],
+            None if row.get("deleted") else (row["quantity"], int(row["net_amount"] * 100), 0),
         )
         for row in rows
     }

@@ -11,6 +11,8 @@ import numpy as np
 
 from protocol.catalog import CELL_KEY, SUMMARY
 from protocol.rollup import Cell
+from server.writer.changes import CellValue
+from server.writer.state import Totals
 
 Conn = duckdb.DuckDBPyConnection
 MONEY = "(v.cents::DECIMAL(18, 0) * 0.01)::DECIMAL(18, 2)"
@@ -29,7 +31,7 @@ class CellIds:
     def write(
         self,
         con: Conn,
-        cells: dict[Cell, list[int] | None],
+        cells: dict[Cell, CellValue],
         writers: dict[Cell, tuple[str, dt.datetime]] | None = None,
     ) -> list[tuple[Any, ...]]:
         """Set the cells to their values (None: delete) and who changed them when, inside
@@ -38,7 +40,7 @@ class CellIds:
         writers = writers or {}
         gone: list[int] = []
         kept: list[tuple[int, Cell]] = []  # (cell_id, cell) of the cells that stay
-        new: list[tuple[Cell, list[int]]] = []
+        new: list[tuple[Cell, Totals]] = []
         for cell, value in cells.items():
             cell_id = self.ids.get(cell)
             if value is None:
@@ -78,9 +80,7 @@ class CellIds:
             params,
         ).fetchall()
 
-    def committed(
-        self, cells: dict[Cell, list[int] | None], inserted: list[tuple[Any, ...]]
-    ) -> None:
+    def committed(self, cells: dict[Cell, CellValue], inserted: list[tuple[Any, ...]]) -> None:
         """What DuckDB holds once the transaction of `write` committed."""
         for cell, value in cells.items():
             if value is None:
@@ -92,7 +92,7 @@ class CellIds:
 def _update(
     con: Conn,
     kept: list[tuple[int, Cell]],
-    cells: dict[Cell, list[int] | None],
+    cells: dict[Cell, CellValue],
     writers: dict[Cell, tuple[str, dt.datetime]],
 ) -> None:
     """Set existing cells (`kept`: by cell_id) to their values, and who changed them

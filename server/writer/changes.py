@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from protocol.rollup import Cell
-from server.writer.state import State
+from server.writer.state import State, Totals
 
-CellValue = list[int] | None  # [quantity, cents, line_count]; None: no such cell
+CellValue = Totals | None  # (quantity, cents, line_count); None: no such cell
 
 
 @dataclass

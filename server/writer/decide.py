@@ -27,7 +27,7 @@ from protocol.rollup import Cell, Delta, Node, add, roll_up
 from protocol.versions import ACTUAL
 from server.writer.batch import Limits
 from server.writer.blocks import BlockDecisions
-from server.writer.changes import Change, RowChange, Step
+from server.writer.changes import CellValue, Change, RowChange, Step
 from server.writer.effects import Effects, HoldChange
 from server.writer.ranges import SUMMARY_CENTS, SUMMARY_QUANTITY, OutOfRange
 from server.writer.spreads import SpreadDecisions
@@ -72,7 +72,7 @@ def request_time(request_id: str) -> dt.datetime:
 class Tracker:
     """What one batch changed: each touched cell's value before it, the touched rows."""
 
-    cells_before: dict[Cell, list[int] | None] = field(default_factory=dict)
+    cells_before: dict[Cell, CellValue] = field(default_factory=dict)
     rows: dict[str, list[np.ndarray]] = field(default_factory=dict)  # column -> positions
     holds: list[dict[str, Any]] = field(default_factory=list)  # as announced
     hold_changes: list[HoldChange] = field(default_factory=list)  # as persisted
@@ -427,12 +427,12 @@ class Decider(BlockDecisions, SpreadDecisions):
         """Move cells by [quantity, cents, lines] deltas; a cell left with no lines goes.
         Every new value is checked before any cell changes."""
         summary = self.state.summary
-        new: dict[Cell, list[int] | None] = {}
+        new: dict[Cell, CellValue] = {}
         for cell, (dq, dc, dl) in deltas.items():
             if not (dq or dc or dl):
                 continue
             row = summary.get(cell)
-            value = [dq, dc, dl] if row is None else [row[0] + dq, row[1] + dc, row[2] + dl]
+            value = (dq, dc, dl) if row is None else (row[0] + dq, row[1] + dc, row[2] + dl)
             if not -SUMMARY_QUANTITY <= value[0] <= SUMMARY_QUANTITY:
                 raise OutOfRange(
                     f"the change would take a quantity total past {SUMMARY_QUANTITY:,}",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from protocol.rollup import Cell
-from server.writer.changes import Step
+from server.writer.changes import CellValue, Step
 from server.writer.state import Coords
 from server.writer.undo import Snapshot
 
@@ -22,7 +22,7 @@ HoldChange = tuple[Coords, int, bool, str, dt.datetime]  # cell, level, on, by, 
 class Effects:
     last_id: str  # the last request covered: `_applied` once persisted
     ids: list[str] = field(default_factory=list)  # every request covered, to acknowledge
-    cells: dict[Cell, list[int] | None] = field(default_factory=dict)  # None: gone
+    cells: dict[Cell, CellValue] = field(default_factory=dict)  # None: gone
     writers: dict[Cell, tuple[str, dt.datetime]] = field(default_factory=dict)  # changed by, at
     holds: list[HoldChange] = field(default_factory=list)
     log: list[LogRow] = field(default_factory=list)

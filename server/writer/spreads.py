@@ -20,7 +20,7 @@ from protocol.rollup import Cell, Node
 from server.writer.apportion import Overflow, like, proportional
 from server.writer.changes import Change
 from server.writer.ranges import OutOfRange, check_shares
-from server.writer.state import PathRows, State, coords_of
+from server.writer.state import PathRows, State, Totals, coords_of
 
 # The level of a month cell's children, by how many hierarchy columns lie below the
 # cell: a brand's children are families (0), a supplier's brands (1), the total's
@@ -249,7 +249,7 @@ class SpreadDecisions:
 
         return self._mix(coords, rows, scale, columns, same_place)
 
-    def _reference_summary(self, version: str) -> dict[Cell, list[int]]:
+    def _reference_summary(self, version: str) -> dict[Cell, Totals]:
         """The summary of the version a `like` spread takes its mix from."""
         if version == self.version:
             raise ProtocolError("cannot_spread_like", "spread 'like' takes another version's mix")
@@ -265,7 +265,7 @@ class SpreadDecisions:
         rows: np.ndarray,
         scale: int,
         columns: list[int] | None,
-        summary: dict[Cell, list[int]],
+        summary: dict[Cell, Totals],
     ) -> dict[int, int]:
         """For `like` another version: each child of the cell (its months for a quarter
         or year, else the next level down, or the months of an all-months cell) -> the
@@ -291,7 +291,7 @@ class SpreadDecisions:
         scale: int,
         columns: list[int] | None,
         reference_of: Callable[[Node], Cell],
-        summary: dict[Cell, list[int]] | None = None,
+        summary: dict[Cell, Totals] | None = None,
     ) -> dict[int, int]:
         """Each depth-0 group of the rows' nodes -> the value of its reference cell (in
         `summary`, by default this version's)."""
