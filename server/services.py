@@ -61,6 +61,7 @@ class Services:
     submitter: Submitter | None = field(init=False)  # the edges' one way into request_duck
     data_watch: DataWatch | None = None  # a web process's view of the data process
     data_address: DataAddress | None = None  # where a data process serves its reads
+    closing: bool = False  # shutdown began: sockets that open now are closed at once
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -92,6 +93,7 @@ class Services:
         return await self.submitter.submit(ImportSpec.parse(spec), user, IMPORT_WAIT)
 
     async def close_sessions(self, code: int = 1001, reason: str = "server going away") -> None:
+        self.closing = True
         closing = [session.close(code, reason, wait=2.0) for session in list(self.sessions)]
         await asyncio.gather(*closing)
 

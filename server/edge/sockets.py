@@ -36,7 +36,7 @@ from server.store.streams import REDIS_ERRORS, frames_after
 log = logging.getLogger("ducksheet.ws")
 HELLO_TIMEOUT = 5.0
 REPLAY_LIMIT = 10_000
-CLOSE_UNSUPPORTED, CLOSE_POLICY, CLOSE_TRY_AGAIN = 1003, 1008, 1013
+CLOSE_GOING_AWAY, CLOSE_UNSUPPORTED, CLOSE_POLICY, CLOSE_TRY_AGAIN = 1001, 1003, 1008, 1013
 BLOCK_EDITS_PER_TOKEN = 100  # a block edit costs one rate token more per this many edits
 
 
@@ -85,6 +85,9 @@ class Session:
             await self.ws.close(CLOSE_POLICY)  # before accept: the handshake gets a 403
             return
         await self.ws.accept()
+        if self.services.closing:  # opened as shutdown began: it would hold the shutdown
+            await self.close(CLOSE_GOING_AWAY, "server going away", wait=2.0)
+            return
         # Counted from accept, not from hello: sockets waiting to say hello count too.
         if len(self.services.sessions) >= self.services.settings.max_connections:
             await self._refuse(ProtocolError("unavailable", "too many connections; retry later"))

@@ -185,6 +185,17 @@ async def test_shutdown_closes_sockets_with_going_away(data_dir, redis_url):
     assert client.ws.close_code == 1001
 
 
+async def test_a_socket_opened_once_shutdown_began_is_closed_at_once(server):
+    """A browser reconnecting just as a restart began must not hold the shutdown (the
+    sockets open then were closed already; uvicorn waits for every one it accepted)."""
+    await server.services.close_sessions()  # what shutdown does first
+    async with websockets.connect(server.ws_url) as late:
+        async with asyncio.timeout(DEADLINE):
+            await late.wait_closed()
+        assert late.close_code == 1001
+    assert not server.services.sessions
+
+
 # ---- limits -------------------------------------------------------------------------
 
 
