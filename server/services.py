@@ -31,7 +31,7 @@ from server.hub.fanout import Hub
 from server.store.data_address import DataAddress, keep_published, publish, withdraw
 from server.store.db import Database
 from server.store.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from server.store.streams import REDIS_ERRORS, Enqueuer, connect, ensure_group
+from server.store.streams import REDIS_ERRORS, WRITER_CONNECTIONS, Enqueuer, connect, ensure_group
 from server.writer.batch import Limits
 from server.writer.loop import Writer
 
@@ -131,7 +131,7 @@ class Services:
         limits = Limits.of(settings)
         writer = Writer(
             db,
-            redis,
+            connect(url, WRITER_CONNECTIONS, wait=False),  # its own: never many commands out
             limits,
             settings.batch_size,
             settings.response_retention,
@@ -226,6 +226,8 @@ class Services:
         if isinstance(self.reads, RemoteReads):
             await self.reads.close()
         await self.redis.aclose()
+        if self.writer is not None:
+            await self.writer.redis.aclose()
         if self.db is not None:
             await asyncio.to_thread(self.db.close)
         if self.embedded is not None:

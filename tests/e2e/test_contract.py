@@ -242,9 +242,9 @@ async def test_wait_is_capped_at_30_seconds(server):
 
 
 async def test_a_full_redis_pool_answers_unavailable_instead_of_hanging(data_dir, redis_url):
-    # Three pooled connections: the writer's and the hub's blocking reads hold two (each
-    # takes its own back as soon as a read returns), the test takes the third.
-    async with serving(data_dir, redis_url, redis_connections=3) as server:
+    # Two pooled connections: the hub's blocking read holds one (and takes it back as soon
+    # as a read returns), the test takes the other (the writer has a pool of its own).
+    async with serving(data_dir, redis_url, redis_connections=2) as server:
         edit = {"table": "sales", "column": "quantity", "value": 4, "condition": {}}
         edit["condition"] = {"sale_id": 3}
         with redis_sync.Redis.from_url(redis_url) as r:
