@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -28,6 +31,7 @@ from server.edge.sockets import websocket_endpoint
 from server.services import Role, Services
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+log = logging.getLogger("ducksheet.edge")
 
 
 async def index(_request: Request) -> Response:
@@ -43,6 +47,13 @@ async def protocol_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProtocolError)
     metrics.edge_rejected(exc.code)
     return rest.error_response(exc)
+
+
+async def redis_unavailable(_request: Request, exc: Exception) -> Response:
+    """A read that needed Redis while it is away (or every pooled connection is busy):
+    503, as edits are answered then, instead of a 500."""
+    log.warning("a request found redis unavailable: %s", exc)  # not to clients: addresses
+    return await protocol_error(_request, ProtocolError("unavailable", "redis is unavailable"))
 
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
@@ -102,7 +113,12 @@ def create_app(settings: Settings, role: Role = "all") -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={ProtocolError: protocol_error, HTTPException: http_error},
+        exception_handlers={
+            ProtocolError: protocol_error,
+            HTTPException: http_error,
+            RedisConnectionError: redis_unavailable,
+            RedisTimeoutError: redis_unavailable,
+        },
         middleware=[Middleware(RequestContext), Middleware(BrowserGuard)],
     )
     app.state.auth = auth

@@ -259,7 +259,11 @@ async def test_a_full_redis_pool_answers_unavailable_instead_of_hanging(data_dir
         try:
             async with httpx.AsyncClient(base_url=server.base, timeout=DEADLINE) as http:
                 answer = await http.post("/update_cell", json={"data": edit})
-            assert answer.status_code == 503 and answer.json()["error"]["code"] == "unavailable"
+                assert answer.status_code == 503
+                assert answer.json()["error"]["code"] == "unavailable"
+                updates = await http.get("/get_updates", params={"since": "0-0"})  # a read
+                assert updates.status_code == 503
+                assert updates.json()["error"]["code"] == "unavailable"
         finally:
             await pool.release(taken)
         async with server.client() as http:  # a free connection again: edits go through
