@@ -390,7 +390,7 @@ def spec() -> dict[str, Any]:
             "get": {
                 "summary": "Status of a queued request",
                 "parameters": [_path("request_id", SEQ)],
-                "responses": {"200": _ok("status", STATUS), **_errors(400, 401, 404)},
+                "responses": {"200": _ok("status", STATUS), **_errors(400, 401, 404, 503)},
             }
         },
         "/get_updates": {
@@ -400,7 +400,7 @@ def spec() -> dict[str, Any]:
                     _query("since", SEQ, "last seq seen"),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "entries"),
                 ],
-                "responses": {"200": _ok("updates", UPDATES), **_errors(400, 401)},
+                "responses": {"200": _ok("updates", UPDATES), **_errors(400, 401, 503)},
             }
         },
         "/view_table/{table}": {
