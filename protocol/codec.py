@@ -64,7 +64,7 @@ MAX_EXPONENT = 308  # past a double's range: refused (no Decimal arithmetic on 1
 
 def _exact_float(text: str) -> Decimal:
     value = Decimal(text)
-    if value.adjusted() > MAX_EXPONENT:
+    if value and value.adjusted() > MAX_EXPONENT:  # 0E+310 is a zero, as a double reads it
         raise ValueError(text)
     return value
 

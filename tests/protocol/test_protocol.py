@@ -337,7 +337,7 @@ number_text = st.one_of(
     st.decimals(allow_nan=False, allow_infinity=False, places=2).map(str),
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
     st.from_regex(r"-?(0|[1-9][0-9]{0,19})\.[0-9]{1,20}([eE][-+]?[0-9]{1,3})?", fullmatch=True),
-    st.sampled_from(["-0.0", "0.00001", "1.50", "99999999999999.99", "1e400", "1E-400"]),
+    st.sampled_from(["-0.0", "0.00001", "1.50", "99999999999999.99", "1e400", "1E-400", "0.0E310"]),
 )
 
 
