@@ -27,6 +27,7 @@ REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 POOL_WAIT = 5.0  # seconds a command waits for a free pooled connection before failing
 WRITER_CONNECTIONS = 8  # the writer's read and publish, the persister's acks: 3 at once
+JOURNAL_CONNECTIONS = 2  # an Enqueuer has one pipeline out at a time
 
 
 def connect(
@@ -34,9 +35,9 @@ def connect(
 ) -> aioredis.Redis:
     """A client whose pool holds at most `max_connections`; when all are busy (a burst of
     sockets resuming at once) a command waits for one instead of failing at once.
-    Without `wait`, for a user that has a few commands out at most (the writer): the
-    waiting pool's lock and timeout cost a fifth of a command's client CPU (a read and
-    a publish ~540 against ~430 us in-process)."""
+    Without `wait`, for a user that has a few commands out at most (the writer, an
+    Enqueuer): the waiting pool's lock and timeout cost a fifth of a command's client
+    CPU (a read and a publish ~540 against ~430 us in-process)."""
     # socket_timeout must exceed BLOCK_MS, or blocking reads time out client-side.
     pool_class = aioredis.BlockingConnectionPool if wait else aioredis.ConnectionPool
     waits = {"timeout": POOL_WAIT} if wait else {}
