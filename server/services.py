@@ -69,15 +69,16 @@ class Services:
     data_watch: DataWatch | None = None  # a web process's view of the data process
     data_address: DataAddress | None = None  # where a data process serves its reads
     closing: bool = False  # shutdown began: sockets that open now are closed at once
-    journal: aioredis.Redis | None = None  # the Enqueuer's own client (else `redis`'s pool)
+    journal: aioredis.Redis | None = None  # the Enqueuer's own client, with the hub
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         hub = self.hub
+        journal = self.journal  # each start_* gives one exactly where it starts a hub
         self.submitter = (
             None
-            if hub is None
-            else Submitter(Enqueuer(self.journal or self.redis), hub, self.check_writable)
+            if hub is None or journal is None
+            else Submitter(Enqueuer(journal), hub, self.check_writable)
         )
 
     def check_writable(self) -> None:
