@@ -38,7 +38,7 @@ class Settings:
     max_edits_per_request: int = 10_000  # edits in one block edit (edit_many)
     max_block_body: int = 2 << 20  # POST /update_cells bodies and WebSocket frames
     undo_depth: int = 100  # undo steps kept per user (redo steps too)
-    ws_compression: bool = False  # permessage-deflate (costs CPU per socket and frame)
+    ws_compression: bool = True  # permessage-deflate, each message compressed once
     web_workers: int = 1  # `serve`: web processes beside one data process; 0 = one process
     data_listen: str = ""  # data process's internal API "host:port"; "" = unix socket
 

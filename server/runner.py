@@ -141,8 +141,8 @@ def make_server(
         host=settings.host,
         port=settings.port,
         ws_max_size=settings.max_block_body,
-        # permessage-deflate would compress every frame once per socket: with many
-        # viewers that dominates the CPU (the fan-out bench), so frames go uncompressed.
+        # FrameWriterProtocol negotiates it without server context takeover, so a
+        # message is compressed once for all its sockets (server/hub/wire.py).
         ws_per_message_deflate=settings.ws_compression,
         ws=FrameWriterProtocol,
         log_level=log_level,

@@ -29,7 +29,7 @@ from server.edge.origins import origin_allowed
 from server.edge.rate_limit import RateLimited, TokenBucket
 from server.hub.fanout import Subscriber
 from server.hub.wire import EXTENSION as WRITE_FRAME
-from server.hub.wire import text_frame
+from server.hub.wire import Wire
 from server.services import Services
 from server.store.streams import REDIS_ERRORS, frames_after
 
@@ -214,7 +214,7 @@ class Session:
         while replay:
             for seq, frame in replay:
                 if frame is not None:
-                    self.subscriber.send(frame.decode(), text_frame(frame))
+                    self.subscriber.send(frame.decode(), Wire(frame))
                 last = seq
             if len(replay) < REPLAY_LIMIT:
                 break

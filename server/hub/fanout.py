@@ -22,7 +22,7 @@ from protocol.codec import dumps, loads_published, parse_seq
 from protocol.entries import META, entry_frame, joined, updates_message
 from server import metrics
 from server.hub.presence import Presence
-from server.hub.wire import WriteFrame, text_frame
+from server.hub.wire import Wire, WriteFrame
 from server.store.streams import BLOCK_MS, PERSISTED, REDIS_ERRORS, RESPONSES
 
 log = logging.getLogger("ducksheet.hub")
@@ -67,13 +67,13 @@ class Subscriber:
         self.queue: asyncio.Queue[str] = asyncio.Queue(limit)
         self.pumping = False  # the pump holds a frame it has not finished sending
         self._write_frame = write_frame
-        self._held: list[tuple[tuple[int, int], str, bytes | None]] | None = []
+        self._held: list[tuple[tuple[int, int], str, Wire | None]] | None = []
         self._after = (0, 0)
         self._limit = limit
         self._on_overflow = on_overflow
         self.overflowed = False
 
-    def offer(self, seq: tuple[int, int], frame: str, wire: bytes | None = None) -> None:
+    def offer(self, seq: tuple[int, int], frame: str, wire: Wire | None = None) -> None:
         if self._held is not None:
             self._held.append((seq, frame, wire))
             if len(self._held) > self._limit:
@@ -81,14 +81,14 @@ class Subscriber:
         elif seq > self._after:
             self.send(frame, wire)
 
-    def send(self, frame: str, wire: bytes | None = None) -> None:
-        """Send `frame` (JSON text) after everything sent before; `wire` is the same frame
-        already encoded, when the caller has it."""
+    def send(self, frame: str, wire: Wire | None = None) -> None:
+        """Send `frame` (JSON text) after everything sent before; `wire` is the same
+        message as the caller shares it with other sockets, when it does."""
         if self.overflowed:
             return
         write = self._write_frame
         idle = not self.pumping and self.queue.empty()  # nothing waits to go out before it
-        if write is not None and idle and write(wire if wire is not None else text_frame(frame)):
+        if write is not None and idle and write(wire if wire is not None else Wire(frame.encode())):
             return
         try:
             self.queue.put_nowait(frame)
@@ -222,7 +222,7 @@ class Hub:
         frame = _frame_of(entries)
         if frame is not None:
             seq = parse_seq(entries[-1].meta["seq"])
-            wire = text_frame(frame)  # encoded once for every socket
+            wire = Wire(frame)  # framed (and compressed) once for every socket
             text = frame.decode()
             for subscriber in list(self.subscribers):
                 subscriber.offer(seq, text, wire)

@@ -6,6 +6,7 @@ ones that must fail when the behaviour is broken."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -13,6 +14,7 @@ import re
 import subprocess
 import sys
 import threading
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -194,6 +196,107 @@ async def test_a_socket_opened_once_shutdown_began_is_closed_at_once(server):
             await late.wait_closed()
         assert late.close_code == 1001
     assert not server.services.sessions
+
+
+# ---- compression ---------------------------------------------------------------------
+
+
+class RawSocket:
+    """A WebSocket client that keeps the frames as the server wrote them (compressed or
+    not), over a plain TCP connection: offers permessage-deflate as browsers do."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.extensions = ""
+
+    @classmethod
+    async def connect(cls, server: RunningServer, name: str) -> RawSocket:
+        host, port = server.base.removeprefix("http://").split(":")
+        sock = cls(*await asyncio.open_connection(host, int(port)))
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.writer.write(
+            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n".encode()
+        )
+        head = (await sock.reader.readuntil(b"\r\n\r\n")).decode()
+        assert head.startswith("HTTP/1.1 101"), head
+        sock.extensions = next(
+            line.split(":", 1)[1].strip()
+            for line in head.split("\r\n")
+            if line.lower().startswith("sec-websocket-extensions:")
+        )
+        await sock.send({"type": "hello", "name": name})
+        return sock
+
+    async def send(self, message: dict[str, Any]) -> None:
+        from bench.lean import OP_TEXT, client_frame
+
+        self.writer.write(client_frame(OP_TEXT, json.dumps(message).encode()))
+
+    async def frame(self) -> tuple[bool, bytes]:
+        """The next text frame: whether it is compressed (RSV1), and its payload."""
+        async with asyncio.timeout(DEADLINE):
+            while True:
+                first, second = await self.reader.readexactly(2)
+                size = second & 0x7F
+                if size >= 126:
+                    wide = await self.reader.readexactly(2 if size == 126 else 8)
+                    size = int.from_bytes(wide, "big")
+                payload = await self.reader.readexactly(size)
+                if first & 0x0F == 0x1:
+                    return bool(first & 0x40), payload
+
+    async def message(self, kind: str) -> tuple[bool, bytes, dict[str, Any]]:
+        """The next message of `kind`, as sent and as read, each read alone."""
+        while True:
+            compressed, payload = await self.frame()
+            text = read_alone(payload) if compressed else payload
+            message = json.loads(text)
+            if message["type"] == kind:
+                return compressed, payload, message
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def read_alone(payload: bytes) -> bytes:
+    """A compressed message inflated with a fresh inflater: it must not need any earlier
+    message (no server context takeover)."""
+    return zlib.decompressobj(-zlib.MAX_WBITS).decompress(payload + b"\x00\x00\xff\xff")
+
+
+async def test_messages_are_compressed_once_the_same_for_every_socket(server):
+    """permessage-deflate is accepted without server context takeover: a large message is
+    compressed on its own and every socket gets the same bytes; small ones go plain."""
+    ann, bob = await RawSocket.connect(server, "ann"), await RawSocket.connect(server, "bob")
+    try:
+        offered = [p.strip() for p in ann.extensions.split(";")]
+        assert offered[0] == "permessage-deflate" and "server_no_context_takeover" in offered
+        for sock in (ann, bob):
+            compressed, _, snapshot = await sock.message("snapshot")
+            assert compressed and snapshot["rows"]
+        async with server.client() as http:
+            row = await a_brand_month(http)
+            edit = {"table": SUMMARY, "column": "quantity", "value": row["quantity"] + 12}
+            response = await post_edit(http, {**edit, "condition": cell_of(row)})
+        seq = response.json()["data"]["seq"]
+        sent = []
+        for sock in (ann, bob):
+            while True:
+                compressed, payload, updates = await sock.message("updates")
+                if updates["seq"] >= seq:
+                    break
+            assert compressed and len(updates["rows"]) >= 8  # its cells up to the total
+            sent.append(payload)
+        assert sent[0] == sent[1]  # compressed once for both
+        await ann.send({"type": "ping"})
+        compressed, payload, _ = await ann.message("pong")
+        assert not compressed and len(payload) < 256
+    finally:
+        ann.close()
+        bob.close()
 
 
 # ---- limits -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,7 @@ from protocol.entries import FRAME, META, entry_fields, updates_message
 from server.config import Settings
 from server.edge.auth import Authenticator
 from server.hub.fanout import Hub, Published, Subscriber
-from server.hub.wire import text_frame
+from server.hub.wire import Wire, text_frame
 from server.services import Services
 from server.store.streams import RESPONSES, connect, entries_after, frames_after
 
@@ -150,8 +151,8 @@ def test_an_entry_read_alone_goes_out_as_the_writer_encoded_its_frame() -> None:
     rows = [cell("Nova", "2024-03", 7) | {"net_amount": Decimal("99999999999999.99")}]
     fields = entry_fields(entry("5-0", rows=rows, by=["ann"]))
     hub.dispatch([Published.read(fields)])
-    assert socket.written == [text_frame(fields[FRAME])]  # not parsed, not re-encoded
-    assert b'"net_amount":99999999999999.99' in socket.written[0]
+    assert [w.text for w in socket.written] == [fields[FRAME]]  # not parsed, not re-encoded
+    assert b'"net_amount":99999999999999.99' in socket.written[0].plain()
 
 
 def test_an_entry_that_holds_the_whole_payload_still_makes_its_frame() -> None:
@@ -174,11 +175,11 @@ class Socket:
 
     def __init__(self) -> None:
         self.open = True
-        self.written: list[bytes] = []
+        self.written: list[Wire] = []
 
-    def write(self, frame: bytes) -> bool:
+    def write(self, wire: Wire) -> bool:
         if self.open:
-            self.written.append(frame)
+            self.written.append(wire)
         return self.open
 
 
@@ -186,11 +187,11 @@ def test_frames_go_straight_to_an_idle_socket_encoded_once() -> None:
     socket = Socket()
     subscriber = Subscriber(limit=10, on_overflow=lambda: None, write_frame=socket.write)
     subscriber.start("")
-    wire = text_frame('{"type":"updates"}')
+    wire = Wire(b'{"type":"updates"}')
     subscriber.offer((5, 0), '{"type":"updates"}', wire)
     subscriber.send('{"type":"pong"}')
-    assert socket.written[0] is wire  # the hub's bytes, not a copy per socket
-    assert socket.written[1] == text_frame('{"type":"pong"}')
+    assert socket.written[0] is wire  # the hub's message, not a copy per socket
+    assert socket.written[1].plain() == text_frame('{"type":"pong"}')
     assert subscriber.queue.empty()
 
 
@@ -209,7 +210,7 @@ def test_once_a_frame_waits_the_later_ones_queue_behind_it() -> None:
     assert socket.written == [] and subscriber.queue.get_nowait() == "c"
     subscriber.pumping = False
     subscriber.send("d")
-    assert socket.written == [text_frame("d")]
+    assert [w.plain() for w in socket.written] == [text_frame("d")]
 
 
 def test_text_frame_lengths() -> None:
@@ -275,3 +276,22 @@ async def test_a_web_process_primes_its_hub_before_it_serves(tmp_path, redis_url
         assert services.hub is not None and services.hub.last_seq == "0-0"
     finally:
         await services.stop()
+
+
+def test_a_large_message_is_compressed_once_per_window_and_reads_alone() -> None:
+    rows = [cell("Nova", "2024-03", quantity) for quantity in range(40)]
+    text = orjson.dumps({"type": "updates", "rows": rows})
+    wire = Wire(text)
+    for window_bits in (15, 12, 9):
+        frame = wire.deflated(window_bits)
+        assert frame is wire.deflated(window_bits)  # compressed once, for every socket
+        assert frame[0] == 0xC1  # FIN, RSV1 (compressed), text
+        size, payload = int.from_bytes(frame[2:4]), frame[4:]
+        assert frame[1] == 126 and size == len(payload) < len(text) // 4
+        fresh = zlib.decompressobj(-window_bits)  # no earlier message needed
+        assert fresh.decompress(payload + b"\x00\x00\xff\xff") == text
+
+
+def test_a_small_message_goes_uncompressed_on_a_compressing_socket() -> None:
+    wire = Wire(b'{"type":"pong"}')
+    assert wire.deflated(15) == wire.plain() == text_frame('{"type":"pong"}')
