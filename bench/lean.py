@@ -6,9 +6,15 @@ generator more CPU than the server spends sending, and the latency it reports is
 mostly its own. `LeanSocket` parses frames straight from `data_received` and hands each
 text message to a callback with the time its last byte arrived. It answers pings and
 close frames, and inflates permessage-deflate when the server accepts it (offered as a
-browser would offer it). A large frame's payload is kept as the chunks it arrives in and
-joined once: appending megabytes to the buffer and slicing them out again cost ~4 ms a
-1.4 MB frame, so ten sockets of one load process received a paste's frame 40 ms apart.
+browser would offer it). A socket that only reads the head of each message (a viewer
+reads an `updates` frame's type and seq) inflates no more than that when the server
+compresses every message on its own (`server_no_context_takeover`): inflating all of
+1,000 viewers' frames on the server's two cores is client work that a browser does on
+its own machine, as is the JSON parse no lean socket does either.
+
+A large frame's payload is kept as the chunks it arrives in and joined once: appending
+megabytes to the buffer and slicing them out again cost ~4 ms a 1.4 MB frame, so ten
+sockets of one load process received a paste's frame 40 ms apart.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import orjson
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
 DEFLATE_TAIL = b"\x00\x00\xff\xff"  # removed by the sender of each compressed message
 LARGE_FRAME = 1 << 16  # payloads from this size on are collected in chunks
+HEAD = 96  # inflated bytes a head-only socket reads of a message: its type and seq
+OnText = Callable[[bytes, float, int], None]  # message (or its head), arrival, wire size
 
 
 class HandshakeError(RuntimeError):
@@ -50,12 +58,18 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
 
 class LeanSocket(asyncio.Protocol):
     def __init__(
-        self, name: str, since: str | None, deflate: bool, on_text: Callable[[bytes, float], None]
+        self,
+        name: str,
+        since: str | None,
+        deflate: bool,
+        on_text: OnText,
+        head_only: bool = False,
     ) -> None:
         self.name = name
         self.since = since
         self.offer_deflate = deflate
-        self.on_text = on_text  # (payload, arrival time) of each message after the greeting
+        self.on_text = on_text  # each message after the greeting (see OnText)
+        self.head_only = head_only  # on_text needs no more than a message's first HEAD bytes
         self.close_code: int | None = None
         # the message that ended the greeting: `welcome` (with `since`) or the snapshot
         self.greeted: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -66,6 +80,7 @@ class LeanSocket(asyncio.Protocol):
         self._missing = 0  # bytes of the large frame still to come
         self._handshake_done = False
         self._inflate: zlib._Decompress | None = None
+        self._independent = False  # the server compresses each message on its own
         self._key = base64.b64encode(os.urandom(16))
 
     @classmethod
@@ -75,12 +90,13 @@ class LeanSocket(asyncio.Protocol):
         name: str,
         since: str | None,
         deflate: bool,
-        on_text: Callable[[bytes, float], None],
+        on_text: OnText,
+        head_only: bool = False,
     ) -> LeanSocket:
         """Connect, say hello, and return once greeted: with `since` at `welcome`,
         without it at the snapshot."""
         parts = urlsplit(url)
-        sock = cls(name, since, deflate, on_text)
+        sock = cls(name, since, deflate, on_text, head_only)
         loop = asyncio.get_running_loop()
         await loop.create_connection(lambda: sock, parts.hostname, parts.port)
         assert sock._transport is not None
@@ -150,6 +166,7 @@ class LeanSocket(asyncio.Protocol):
         self._handshake_done = True
         if "permessage-deflate" in head:
             self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            self._independent = "server_no_context_takeover" in head
         self.send_text(orjson.dumps({"type": "hello", "name": self.name, "since": self.since}))
         return True
 
@@ -190,14 +207,18 @@ class LeanSocket(asyncio.Protocol):
         return rest
 
     def _message(self, first: int, payload: bytes, now: float) -> None:
+        size = len(payload)
         if first & 0x40 and self._inflate is not None:  # RSV1: a compressed message
-            payload = self._inflate.decompress(payload + DEFLATE_TAIL)
-        self._frame(first & 0x0F, payload, now)
+            if self.head_only and self._independent and self.greeted.done():
+                payload = zlib.decompressobj(-zlib.MAX_WBITS).decompress(payload, HEAD)
+            else:
+                payload = self._inflate.decompress(payload + DEFLATE_TAIL)
+        self._frame(first & 0x0F, payload, now, size)
 
-    def _frame(self, opcode: int, payload: bytes, now: float) -> None:
+    def _frame(self, opcode: int, payload: bytes, now: float, size: int) -> None:
         if opcode == OP_TEXT:
             if self.greeted.done():
-                self.on_text(payload, now)
+                self.on_text(payload, now, size)
             else:
                 self._greeting(orjson.loads(payload))
         elif opcode == OP_PING:

@@ -87,7 +87,7 @@ class ViewerLog:
     name: str
     seqs: array[int] = field(default_factory=lambda: array("q"))
     times: array[float] = field(default_factory=lambda: array("d"))
-    frame_bytes: int = 0
+    frame_bytes: int = 0  # of the updates frames, as sent (compressed or not)
     close_code: int | None = None
 
 
@@ -118,10 +118,12 @@ class Participant:
     async def open(self) -> None:
         deflate = self.cfg.plan.compression is not None
         name = f"bench-{self.role}-{self.index}"
-        self.sock = await LeanSocket.open(self.cfg.ws_url, name, self.cfg.since, deflate, self._on)
+        self.sock = await LeanSocket.open(
+            self.cfg.ws_url, name, self.cfg.since, deflate, self._on, self.role == "viewer"
+        )
         self.sock.closed.add_done_callback(self._closed)
 
-    def _on(self, data: bytes, now: float) -> None:
+    def _on(self, data: bytes, now: float, size: int) -> None:
         raise NotImplementedError
 
     def _closed(self, _: asyncio.Future[None]) -> None:
@@ -173,7 +175,7 @@ class Editor(Participant):
         if self.pending == 0:
             self.done.set()
 
-    def _on(self, data: bytes, now: float) -> None:
+    def _on(self, data: bytes, now: float, size: int) -> None:
         log = self.log
         if data.startswith(UPDATES_PREFIX):
             log.updates_frames += 1
@@ -204,14 +206,14 @@ class Viewer(Participant):
         self.last = 0
         self.target = 0
 
-    def _on(self, data: bytes, now: float) -> None:
+    def _on(self, data: bytes, now: float, size: int) -> None:
         if not data.startswith(UPDATES_PREFIX):
             return
         log = self.log
         seq = seq_int(data[SEQ_START : data.index(b'"', SEQ_START)])
         log.seqs.append(seq)
         log.times.append(now)
-        log.frame_bytes += len(data)
+        log.frame_bytes += size
         self.last = seq
         if self.target and seq >= self.target:
             self.done.set()
@@ -382,7 +384,7 @@ async def _warmup(ws_url: str, mix: Mix, count: int, limit_s: float, seed: int) 
     outcomes: dict[str, int] = {}
     resolved = asyncio.Event()
 
-    def on_text(data: bytes, now: float) -> None:
+    def on_text(data: bytes, now: float, size: int) -> None:
         nonlocal seq
         if data.startswith(UPDATES_PREFIX):
             return

@@ -10,6 +10,7 @@ import itertools
 import json
 import random
 import sys
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,7 +108,7 @@ async def test_the_lean_socket_reads_frames_in_any_chunking():
     rng = random.Random(5)
     for _ in range(30):
         got: list[tuple[bytes, float]] = []
-        sock = LeanSocket("t", None, False, lambda data, now, got=got: got.append((data, now)))
+        sock = LeanSocket("t", None, False, lambda data, now, _, got=got: got.append((data, now)))
         sock._handshake_done = True
         sock.greeted.set_result({})
         cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, 40)))
@@ -116,6 +117,30 @@ async def test_the_lean_socket_reads_frames_in_any_chunking():
         assert [data for data, _ in got] == payloads
         assert [now for _, now in got] == sorted(now for _, now in got)
         assert not sock._buffer and not sock._missing
+
+
+async def test_a_head_only_socket_inflates_each_compressed_message_only_to_its_head():
+    """A viewer reads an updates frame's type and seq: when the server compresses each
+    message on its own, it inflates no more; any other socket inflates all of it."""
+    from bench.lean import HEAD, LeanSocket
+    from server.hub.wire import Wire
+
+    texts = [b'{"type":"updates","seq":"%d-0","rows":[' % n + b"1," * 500 + b"2]}" for n in (7, 8)]
+    wires = [Wire(text).deflated(15) for text in texts]
+    for head_only, independent in ((True, True), (False, True), (True, False)):
+        got: list[tuple[bytes, int]] = []
+        sock = LeanSocket(
+            "t", None, True, lambda data, now, size, got=got: got.append((data, size))
+        )
+        sock.head_only = head_only
+        sock._handshake_done = True
+        sock._independent = independent
+        sock._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        sock.greeted.set_result({})
+        sock.data_received(b"".join(wires))
+        whole = not (head_only and independent)
+        assert [data for data, _ in got] == [t if whole else t[:HEAD] for t in texts]
+        assert [size for _, size in got] == [w[1] & 0x7F for w in wires]  # as sent (< 126)
 
 
 def test_a_run_that_lost_anything_is_marked_in_the_targets():
