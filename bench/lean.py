@@ -6,8 +6,8 @@ generator more CPU than the server spends sending, and the latency it reports is
 mostly its own. `LeanSocket` parses frames straight from `data_received` and hands each
 text message to a callback with the time its last byte arrived. It answers pings and
 close frames, and inflates permessage-deflate when the server accepts it (offered as a
-browser would offer it). A socket that only reads the head of each message (a viewer
-reads an `updates` frame's type and seq) inflates no more than that when the server
+browser would offer it). Of the messages that start with `head_of` (the bench reads an
+`updates` frame's type and seq) it inflates no more than their head when the server
 compresses every message on its own (`server_no_context_takeover`): inflating all of
 1,000 viewers' frames on the server's two cores is client work that a browser does on
 its own machine, as is the JSON parse no lean socket does either.
@@ -33,7 +33,7 @@ import orjson
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
 DEFLATE_TAIL = b"\x00\x00\xff\xff"  # removed by the sender of each compressed message
 LARGE_FRAME = 1 << 16  # payloads from this size on are collected in chunks
-HEAD = 96  # inflated bytes a head-only socket reads of a message: its type and seq
+HEAD = 96  # inflated bytes enough for a message's type and seq
 OnText = Callable[[bytes, float, int], None]  # message (or its head), arrival, wire size
 
 
@@ -63,13 +63,13 @@ class LeanSocket(asyncio.Protocol):
         since: str | None,
         deflate: bool,
         on_text: OnText,
-        head_only: bool = False,
+        head_of: bytes | None = None,
     ) -> None:
         self.name = name
         self.since = since
         self.offer_deflate = deflate
         self.on_text = on_text  # each message after the greeting (see OnText)
-        self.head_only = head_only  # on_text needs no more than a message's first HEAD bytes
+        self.head_of = head_of  # of messages starting so on_text needs the first HEAD bytes
         self.close_code: int | None = None
         # the message that ended the greeting: `welcome` (with `since`) or the snapshot
         self.greeted: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -91,12 +91,12 @@ class LeanSocket(asyncio.Protocol):
         since: str | None,
         deflate: bool,
         on_text: OnText,
-        head_only: bool = False,
+        head_of: bytes | None = None,
     ) -> LeanSocket:
         """Connect, say hello, and return once greeted: with `since` at `welcome`,
         without it at the snapshot."""
         parts = urlsplit(url)
-        sock = cls(name, since, deflate, on_text, head_only)
+        sock = cls(name, since, deflate, on_text, head_of)
         loop = asyncio.get_running_loop()
         await loop.create_connection(lambda: sock, parts.hostname, parts.port)
         assert sock._transport is not None
@@ -209,11 +209,21 @@ class LeanSocket(asyncio.Protocol):
     def _message(self, first: int, payload: bytes, now: float) -> None:
         size = len(payload)
         if first & 0x40 and self._inflate is not None:  # RSV1: a compressed message
-            if self.head_only and self._independent and self.greeted.done():
-                payload = zlib.decompressobj(-zlib.MAX_WBITS).decompress(payload, HEAD)
+            if self.head_of is not None and self._independent and self.greeted.done():
+                payload = self._inflated_head(payload)
             else:
                 payload = self._inflate.decompress(payload + DEFLATE_TAIL)
         self._frame(first & 0x0F, payload, now, size)
+
+    def _inflated_head(self, payload: bytes) -> bytes:
+        """A message compressed on its own: its head when that starts with `head_of`,
+        else all of it."""
+        assert self.head_of is not None
+        inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        head = inflate.decompress(payload, HEAD)
+        if head.startswith(self.head_of):
+            return head
+        return head + inflate.decompress(inflate.unconsumed_tail + DEFLATE_TAIL)
 
     def _frame(self, opcode: int, payload: bytes, now: float, size: int) -> None:
         if opcode == OP_TEXT:

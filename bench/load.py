@@ -119,7 +119,7 @@ class Participant:
         deflate = self.cfg.plan.compression is not None
         name = f"bench-{self.role}-{self.index}"
         self.sock = await LeanSocket.open(
-            self.cfg.ws_url, name, self.cfg.since, deflate, self._on, self.role == "viewer"
+            self.cfg.ws_url, name, self.cfg.since, deflate, self._on, UPDATES_PREFIX
         )
         self.sock.closed.add_done_callback(self._closed)
 

@@ -119,27 +119,31 @@ async def test_the_lean_socket_reads_frames_in_any_chunking():
         assert not sock._buffer and not sock._missing
 
 
-async def test_a_head_only_socket_inflates_each_compressed_message_only_to_its_head():
-    """A viewer reads an updates frame's type and seq: when the server compresses each
-    message on its own, it inflates no more; any other socket inflates all of it."""
+async def test_a_lean_socket_inflates_updates_only_to_their_head():
+    """The bench reads an updates frame's type and seq: when the server compresses each
+    message on its own, a socket inflates no more of one; of other messages, all."""
     from bench.lean import HEAD, LeanSocket
     from server.hub.wire import Wire
 
-    texts = [b'{"type":"updates","seq":"%d-0","rows":[' % n + b"1," * 500 + b"2]}" for n in (7, 8)]
+    rows = b"1," * 500 + b"2]}"
+    texts = [b'{"type":"updates","seq":"%d-0","rows":[' % n + rows for n in (7, 8)]
+    texts.append(b'{"type":"rejected","error":{"message":"' + b"x" * 600 + b'"}}')
     wires = [Wire(text).deflated(15) for text in texts]
-    for head_only, independent in ((True, True), (False, True), (True, False)):
+    for head_of, independent in ((b'{"type":"updates"', True), (None, True), (b"{", False)):
         got: list[tuple[bytes, int]] = []
         sock = LeanSocket(
             "t", None, True, lambda data, now, size, got=got: got.append((data, size))
         )
-        sock.head_only = head_only
+        sock.head_of = head_of
         sock._handshake_done = True
         sock._independent = independent
         sock._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
         sock.greeted.set_result({})
         sock.data_received(b"".join(wires))
-        whole = not (head_only and independent)
-        assert [data for data, _ in got] == [t if whole else t[:HEAD] for t in texts]
+        heads = head_of is not None and independent
+        assert [data for data, _ in got] == [t[:HEAD] if heads else t for t in texts[:2]] + [
+            texts[2]  # not an update: all of it
+        ]
         assert [size for _, size in got] == [w[1] & 0x7F for w in wires]  # as sent (< 126)
 
 
