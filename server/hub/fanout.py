@@ -3,7 +3,8 @@
 Every process tails the stream with plain XREAD (not a group) and offers one `updates`
 frame per read to every subscriber, down to the WebSocket bytes: for an entry read alone
 the frame the writer encoded (protocol/entries.py), untouched; for several (the hub fell
-behind) one merged from their payloads. Outcomes of requests this process enqueued are
+behind, or paused after a long dispatch to let entries gather) one merged from their
+payloads. Outcomes of requests this process enqueued are
 routed to their waiters by the edge's `ref`.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,12 @@ from server.hub.wire import Wire, WriteFrame
 from server.store.streams import BLOCK_MS, PERSISTED, REDIS_ERRORS, RESPONSES
 
 log = logging.getLogger("ducksheet.hub")
+# After a dispatch to many sockets (1,000 viewers: several ms of send calls) the hub
+# pauses for half as long before it reads again, so that entries published meanwhile
+# go out together, one frame per socket, instead of a frame per batch: at 1,000 viewers
+# a frame per batch saturated both cores with send calls (server and clients alike).
+PAUSE_AFTER = 0.001  # seconds a dispatch takes before the hub pauses after it
+PAUSE_SHARE = 0.5  # the pause, as a share of the dispatch's own time
 Result = dict[str, Any]
 
 
@@ -178,7 +186,9 @@ class Hub:
                     self._note_persisted(entries[-1][1][b"seq"].decode())
                 elif entries:
                     self.last_seq = entries[-1][0].decode()
+                    started = time.perf_counter()
                     self.dispatch([Published.read(fields) for _, fields in entries])
+                    await pause_after(time.perf_counter() - started)
 
     def _note_persisted(self, seq: str) -> None:
         self.persisted = seq
@@ -237,6 +247,12 @@ class Hub:
                         extra={"stream_id": request_id, "seq": entry.meta.get("seq")},
                     )
                     waiter(result)
+
+
+async def pause_after(dispatch_seconds: float) -> None:
+    """Let entries gather after a long dispatch (see PAUSE_AFTER)."""
+    if dispatch_seconds > PAUSE_AFTER:
+        await asyncio.sleep(dispatch_seconds * PAUSE_SHARE)
 
 
 def _frame_of(entries: list[Published]) -> bytes | None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from decimal import Decimal
 from typing import Any
 
 import orjson
+import redis as redis_sync
 
 from protocol.entries import FRAME, META, entry_fields, updates_message
 from server.config import Settings
 from server.edge.auth import Authenticator
-from server.hub.fanout import Hub, Published, Subscriber
+from server.hub.fanout import PAUSE_SHARE, Hub, Published, Subscriber
 from server.hub.wire import Wire, text_frame
 from server.services import Services
 from server.store.streams import RESPONSES, connect, entries_after, frames_after
@@ -295,3 +297,41 @@ def test_a_large_message_is_compressed_once_per_window_and_reads_alone() -> None
 def test_a_small_message_goes_uncompressed_on_a_compressing_socket() -> None:
     wire = Wire(b'{"type":"pong"}')
     assert wire.deflated(15) == wire.plain() == text_frame('{"type":"pong"}')
+
+
+async def test_after_a_long_dispatch_the_hub_pauses_so_entries_gather(redis_url: str) -> None:
+    """With many sockets a dispatch takes milliseconds of send calls; the hub then waits
+    half as long before it reads again, so what the writer publishes meanwhile goes out
+    in one frame per socket instead of one per batch."""
+    redis = connect(redis_url)
+    publisher = redis_sync.Redis.from_url(redis_url)
+    hub = Hub(redis)
+    await hub.prime()
+    ended: list[float] = []
+    seqs: list[str] = []
+    both = asyncio.Event()
+
+    def slow_write(wire: Wire) -> bool:  # a dispatch to many sockets, in one
+        seqs.append(orjson.loads(wire.text)["seq"])
+        if len(seqs) == 1:
+            time.sleep(0.04)
+            publisher.xadd(RESPONSES, entry_fields(entry("2-1", base=[sale(3, 2)])), id="2-1")
+        ended.append(time.perf_counter())
+        if len(seqs) == 2:
+            both.set()
+        return True
+
+    subscriber = Subscriber(limit=10, on_overflow=lambda: None, write_frame=slow_write)
+    subscriber.start("")
+    hub.subscribers.add(subscriber)
+    running = asyncio.create_task(hub.run())
+    try:
+        await redis.xadd(RESPONSES, entry_fields(entry("2-0", base=[sale(3, 1)])), id="2-0")
+        await asyncio.wait_for(both.wait(), 10)
+        assert seqs == ["2-0", "2-1"]
+        assert ended[1] - ended[0] >= 0.04 * PAUSE_SHARE * 0.9  # read only after the pause
+    finally:
+        hub.stop()
+        await asyncio.wait_for(running, 10)
+        await redis.aclose()
+        publisher.close()
