@@ -142,6 +142,12 @@ async def test_oversized_and_binary_frames_close_the_socket(guarded):
     await ws.send("x" * (Settings.max_block_body + 1))
     _, code = await frames_until_close(ws)
     assert code == 1009
+    ws = await hello(guarded, EDITOR)  # an inflation bomb: 16 KB on the wire, 16 MB inflated
+    await ws.recv()
+    assert [e.name for e in ws.protocol.extensions] == ["permessage-deflate"]
+    await ws.send(" " * (16 << 20))
+    _, code = await frames_until_close(ws)
+    assert code == 1009
     ws = await hello(guarded, EDITOR)
     await ws.recv()
     await ws.send(b"\x00\x01binary")
