@@ -4,8 +4,8 @@ Every process tails the stream with plain XREAD (not a group) and offers one `up
 frame per read to every subscriber, down to the WebSocket bytes: for an entry read alone
 the frame the writer encoded (protocol/entries.py), untouched; for several (the hub fell
 behind, or paused after a long dispatch to let entries gather) one merged from their
-payloads. Outcomes of requests this process enqueued are
-routed to their waiters by the edge's `ref`.
+payloads. Outcomes of requests this process enqueued are routed to their waiters by the
+edge's `ref`.
 """
 
 from __future__ import annotations

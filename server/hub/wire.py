@@ -63,7 +63,7 @@ def text_frame(text: str | bytes) -> bytes:
 
 
 class Wire:
-    """One text message as frames, each encoded once, whoever many sockets get it:
+    """One text message as frames, each encoded once however many sockets get it:
     plain, and compressed per window size (in practice one: the default, 15 bits)."""
 
     __slots__ = ("_deflated", "_plain", "text")
