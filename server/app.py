@@ -49,11 +49,11 @@ async def protocol_error(_request: Request, exc: Exception) -> Response:
     return rest.error_response(exc)
 
 
-async def redis_unavailable(_request: Request, exc: Exception) -> Response:
+async def redis_unavailable(request: Request, exc: Exception) -> Response:
     """A read that needed Redis while it is away (or every pooled connection is busy):
     503, as edits are answered then, instead of a 500."""
     log.warning("a request found redis unavailable: %s", exc)  # not to clients: addresses
-    return await protocol_error(_request, ProtocolError("unavailable", "redis is unavailable"))
+    return await protocol_error(request, ProtocolError("unavailable", "redis is unavailable"))
 
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}

@@ -10,7 +10,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from protocol.actions import Action
-from protocol.codec import dumps_text, loads
+from protocol.codec import dumps, dumps_text, loads
 from protocol.errors import ProtocolError
 from protocol.messages import (
     Cursor,
@@ -58,7 +58,7 @@ class Session:
         self._refs: set[str] = set()
 
     def send(self, message: dict[str, Any]) -> None:
-        self.subscriber.send(dumps_text(message))
+        self.subscriber.send(Wire(dumps(message)))
 
     def _too_slow(self) -> None:
         log.info("closing %s: too slow to keep up", self.user)
@@ -214,7 +214,7 @@ class Session:
         while replay:
             for seq, frame in replay:
                 if frame is not None:
-                    self.subscriber.send(frame.decode(), Wire(frame))
+                    self.subscriber.send(Wire(frame))
                 last = seq
             if len(replay) < REPLAY_LIMIT:
                 break

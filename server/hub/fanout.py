@@ -75,31 +75,31 @@ class Subscriber:
         self.queue: asyncio.Queue[str] = asyncio.Queue(limit)
         self.pumping = False  # the pump holds a frame it has not finished sending
         self._write_frame = write_frame
-        self._held: list[tuple[tuple[int, int], str, Wire | None]] | None = []
+        self._held: list[tuple[tuple[int, int], Wire]] | None = []
         self._after = (0, 0)
         self._limit = limit
         self._on_overflow = on_overflow
         self.overflowed = False
 
-    def offer(self, seq: tuple[int, int], frame: str, wire: Wire | None = None) -> None:
+    def offer(self, seq: tuple[int, int], wire: Wire) -> None:
         if self._held is not None:
-            self._held.append((seq, frame, wire))
+            self._held.append((seq, wire))
             if len(self._held) > self._limit:
                 self._overflow()
         elif seq > self._after:
-            self.send(frame, wire)
+            self.send(wire)
 
-    def send(self, frame: str, wire: Wire | None = None) -> None:
-        """Send `frame` (JSON text) after everything sent before; `wire` is the same
-        message as the caller shares it with other sockets, when it does."""
+    def send(self, wire: Wire) -> None:
+        """Send the message after everything sent before (the same `Wire` may go to
+        many sockets: it is framed and compressed once)."""
         if self.overflowed:
             return
         write = self._write_frame
         idle = not self.pumping and self.queue.empty()  # nothing waits to go out before it
-        if write is not None and idle and write(wire if wire is not None else Wire(frame.encode())):
+        if write is not None and idle and write(wire):
             return
         try:
-            self.queue.put_nowait(frame)
+            self.queue.put_nowait(wire.text.decode())  # for the ASGI send, as text
         except asyncio.QueueFull:
             self._overflow()
 
@@ -111,9 +111,9 @@ class Subscriber:
     def start(self, after: str) -> None:
         self._after = parse_seq(after) if after else (0, 0)
         held, self._held = self._held or [], None
-        for seq, frame, wire in held:
+        for seq, wire in held:
             if seq > self._after:
-                self.send(frame, wire)
+                self.send(wire)
 
     def _overflow(self) -> None:
         if not self.overflowed:
@@ -233,9 +233,8 @@ class Hub:
         if frame is not None:
             seq = parse_seq(entries[-1].meta["seq"])
             wire = Wire(frame)  # framed (and compressed) once for every socket
-            text = frame.decode()
             for subscriber in list(self.subscribers):
-                subscriber.offer(seq, text, wire)
+                subscriber.offer(seq, wire)
         for entry in entries:
             for result in entry.meta["results"]:
                 waiter = self._waiters.pop(result.get("ref") or "", None)

@@ -22,7 +22,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from protocol.codec import dumps, dumps_text, loads
+from protocol.codec import dumps, loads
+from server.hub.wire import Wire
 from server.store.streams import REDIS_ERRORS
 
 log = logging.getLogger("ducksheet.presence")
@@ -38,7 +39,7 @@ Public = dict[str, Any]
 class Member:
     id: str
     name: str
-    send: Callable[[str], None]
+    send: Callable[[Wire], None]
     cell: dict[str, Any] | None = None
     announced: bool = False
 
@@ -57,7 +58,7 @@ class Presence:
         self._outgoing: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
 
-    def join(self, name: str, send: Callable[[str], None]) -> Member:
+    def join(self, name: str, send: Callable[[Wire], None]) -> Member:
         member = Member(f"u{next(self._ids)}-{self.node}", name, send)
         self._members[member.id] = member
         return member
@@ -79,10 +80,10 @@ class Presence:
             self._publish({"kind": "gone", "member": member.public()})
 
     def _tell_local(self, message: dict[str, Any], source: Member | None = None) -> None:
-        frame = dumps_text(message)
+        wire = Wire(dumps(message))  # one message for every member
         for member in list(self._members.values()):
             if member is not source:
-                member.send(frame)
+                member.send(wire)
 
     def _publish(self, message: dict[str, Any]) -> None:
         if self.redis is not None:

@@ -190,8 +190,8 @@ def test_frames_go_straight_to_an_idle_socket_encoded_once() -> None:
     subscriber = Subscriber(limit=10, on_overflow=lambda: None, write_frame=socket.write)
     subscriber.start("")
     wire = Wire(b'{"type":"updates"}')
-    subscriber.offer((5, 0), '{"type":"updates"}', wire)
-    subscriber.send('{"type":"pong"}')
+    subscriber.offer((5, 0), wire)
+    subscriber.send(Wire(b'{"type":"pong"}'))
     assert socket.written[0] is wire  # the hub's message, not a copy per socket
     assert socket.written[1].plain() == text_frame('{"type":"pong"}')
     assert subscriber.queue.empty()
@@ -202,16 +202,16 @@ def test_once_a_frame_waits_the_later_ones_queue_behind_it() -> None:
     subscriber = Subscriber(limit=10, on_overflow=lambda: None, write_frame=socket.write)
     subscriber.start("")
     socket.open = False  # flow control paused the socket
-    subscriber.send("a")
+    subscriber.send(Wire(b"a"))
     socket.open = True  # writable again, but "a" has not been sent yet
-    subscriber.send("b")
+    subscriber.send(Wire(b"b"))
     assert socket.written == []
     assert [subscriber.queue.get_nowait() for _ in range(2)] == ["a", "b"]
     subscriber.pumping = True  # the pump holds "b" and has not finished sending it
-    subscriber.send("c")
+    subscriber.send(Wire(b"c"))
     assert socket.written == [] and subscriber.queue.get_nowait() == "c"
     subscriber.pumping = False
-    subscriber.send("d")
+    subscriber.send(Wire(b"d"))
     assert [w.plain() for w in socket.written] == [text_frame("d")]
 
 
