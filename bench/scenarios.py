@@ -29,7 +29,7 @@ SCENARIOS = (
     "all", "leaf", "spread", "mixed", "paste", "fanout", "max", "baseline", "coldstart", "versions"
 )  # fmt: skip
 DEFAULT_RATES: dict[str, list[float]] = {
-    "leaf": [1000, 5000],
+    "leaf": [1000, 2000, 5000],
     "spread": [20],
     "mixed": [1000],
     "paste": [0.5],

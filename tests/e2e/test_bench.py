@@ -12,13 +12,15 @@ import random
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # bench/ is not an installed package
     sys.path.insert(0, str(ROOT))
 
 from bench.__main__ import main  # noqa: E402
-from bench.report import _marked, faults, server_source  # noqa: E402
+from bench.report import _marked, checks, faults, server_source  # noqa: E402
+from bench.scenarios import Report  # noqa: E402
 from bench.stats import server_rss_mb  # noqa: E402
 
 
@@ -171,3 +173,49 @@ def test_the_server_source_follows_a_server_cmd_pythonpath(tmp_path: Path):
     other = server_source(("env", f"PYTHONPATH={tmp_path}", "python", "-P"), here)
     assert other["tree"] == str(tmp_path) and other["commit"] is None
     assert other["server_cmd"].startswith("env PYTHONPATH=")
+
+
+def _run(scenario: str, rate: float, p99: float, kind: str = "leaf", **extra: Any) -> dict:
+    stats = {"n": 100, "p50": p99 / 2, "p99": p99}
+    return {
+        "scenario": scenario,
+        "sales": 1_000_000,
+        "label": f"{scenario} {rate:g}/s",
+        "plan": {"rate": rate, "compression": "deflate"},
+        "rate": {"applied_per_s": extra.get("applied", rate), "sent_per_s": rate},
+        "latency_ms": {"send_to_viewer": stats, "send_to_viewer_by_kind": {kind: stats}},
+        "edits": {"unresolved": 0, "rejected": {}, "by_kind": {kind: 100}},
+        "viewers": {"undelivered_pairs": 0, "closed": {}},
+        "server": {
+            "peak_rss_mb": {"server": 80.0, "data": extra.get("rss", 300.0), "redis": 900.0},
+            "persist_lag_ms": {"p50_ms": 100.0, "p99_ms": extra.get("lag", 300.0)},
+        },
+    }
+
+
+def test_the_targets_are_the_issues_tables():
+    report = Report(
+        runs=[
+            _run("leaf", 1000, 9.5, lag=501.0),
+            _run("leaf", 2000, 24.0),
+            _run("leaf", 5000, 80.0, applied=4_900.0),
+            _run("mixed", 1000, 49.0),
+            _run("spread", 1, 99.0, kind="supplier_total", rss=421.0),
+            _run("fanout", 200, 51.0),
+            _run("paste", 0.5, 300.0, kind="paste"),
+        ],
+        max_steps=[{"sales": 1_000_000, "held_rate": 5_000.0}],
+    )
+    found = {c.target: c.passed for c in checks(report)}
+    assert found["leaf 1M at 1,000/s: p99 <= 10 ms"] is True
+    assert found["leaf 1M at 2,000/s: p99 <= 25 ms"] is True
+    assert found["leaf 1M at 5,000/s: all applied, p99 <= 100 ms"] is False  # 4,900 applied
+    assert found["max 1M: >= 5,000 edits/s held at p99 <= 100 ms"] is True
+    assert found["persistence lag at 1,000/s: p99 <= 500 ms"] is False
+    assert found["mixed 1M at 1,000/s: p99 <= 50 ms"] is True
+    assert found["spread 1M: supplier-total p99 <= 100 ms"] is True
+    # Redis's memory is not the server's: 80 + 421
+    assert found["spread 1M: server RSS <= 500 MB throughout the supplier-total spreads"] is False
+    assert found["fanout 1M: 1,000 viewers, 200 edits/s, p99 <= 50 ms"] is False
+    assert found["paste 1M: one 5,000-cell edit_many, p99 <= 300 ms"] is True
+    assert found["cold start (1M) <= 3 s to /healthz 200"] is None  # not run
