@@ -100,8 +100,7 @@ def _data_dir(parser: argparse.ArgumentParser) -> None:
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Every role in one process, one role alone (--role), or the supervisor of a data
     process and --web-workers web processes."""
-    from server.edge.auth import TokenError, load_tokens
-    from server.runner import make_server, refuse_open_mode
+    from server.edge.auth import TokenError, load_tokens, refuse_open_mode
 
     if args.role is not None and settings.redis_url is None:
         print(f"ducksheet: --role {args.role} needs REDIS_URL (a shared Redis)", file=sys.stderr)
@@ -115,7 +114,7 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
         print(f"ducksheet: {exc}", file=sys.stderr)
         return 2
     if args.role != "data":  # the data process serves only its internal socket
-        refuse_open_mode(settings, not tokens)
+        refuse_open_mode(settings.host, not tokens)
     if not settings.database_path.exists() and args.role != "web":
         log.info("no database yet: seeding %s sales rows (first start only)", settings.seed_sales)
     if args.role == "data":
@@ -132,6 +131,8 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
         from server.supervisor import Supervisor
 
         return Supervisor(settings, settings.web_workers).run()
+    from server.runner import make_server  # the web app: not in the supervisor's memory
+
     server = make_server(
         settings, role=args.role or "all", listen_fd=args.listen_fd, ready_fd=args.ready_fd
     )

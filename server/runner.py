@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from server import logs
 from server.app import create_app
 from server.config import Settings
-from server.edge.auth import is_loopback
+from server.edge.auth import is_loopback, refuse_open_mode
 from server.edge.origins import allowed_origins
 from server.hub.wire import FrameWriterProtocol
 from server.listen import inherited
@@ -112,19 +112,6 @@ class GracefulServer(NotifyingServer):
         await super().shutdown(sockets)
 
 
-class OpenModeRefused(SystemExit):
-    pass
-
-
-def refuse_open_mode(settings: Settings, is_open: bool) -> None:
-    if is_open and not is_loopback(settings.host):
-        raise OpenModeRefused(
-            f"refusing to serve {settings.host} without tokens: anyone could edit. Add tokens "
-            "with DUCKSHEET_TOKENS=name:role:token[,...] or --tokens-file FILE (one "
-            "name:role:token a line; roles viewer, editor, admin), or bind 127.0.0.1."
-        )
-
-
 def make_server(
     settings: Settings,
     log_level: str = "info",
@@ -135,7 +122,7 @@ def make_server(
     """The public server of role `all` or `web`; on `listen_fd` (a socket inherited from
     `ducksheet serve`) instead of binding host and port when given."""
     app = create_app(settings, role)
-    refuse_open_mode(settings, app.state.auth.open)
+    refuse_open_mode(settings.host, app.state.auth.open)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -73,6 +73,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class OpenModeRefused(SystemExit):
+    pass
+
+
+def refuse_open_mode(host: str, is_open: bool) -> None:
+    """Stop a server that would let anyone edit from beyond this machine."""
+    if is_open and not is_loopback(host):
+        raise OpenModeRefused(
+            f"refusing to serve {host} without tokens: anyone could edit. Add tokens "
+            "with DUCKSHEET_TOKENS=name:role:token[,...] or --tokens-file FILE (one "
+            "name:role:token a line; roles viewer, editor, admin), or bind 127.0.0.1."
+        )
+
+
 class Authenticator:
     def __init__(self, tokens: dict[str, Identity]) -> None:
         self._tokens = tokens

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from protocol.errors import HTTP_STATUS, ProtocolError
 from protocol.messages import parse_message
 from server.config import Settings
-from server.edge.auth import TokenError, load_tokens
-from server.runner import OpenModeRefused, make_server
+from server.edge.auth import OpenModeRefused, TokenError, load_tokens
+from server.runner import make_server
 
 VIEWER, EDITOR, ADMIN = "v" * 20, "e" * 20, "a" * 20
 TOKENS = f"val:viewer:{VIEWER},ed:editor:{EDITOR},ada:admin:{ADMIN}"
