@@ -120,3 +120,13 @@ def test_the_server_keeps_numpy_off_huge_pages_unless_told(given: str | None, ex
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
+
+
+def test_serve_refuses_a_public_address_without_tokens_before_starting_anything(tmp_path: Path):
+    env = {"DUCKSHEET_TOKENS": "", "DUCKSHEET_TOKENS_FILE": "", "REDIS_URL": ""}
+    result = ducksheet(
+        "serve", "--data-dir", str(tmp_path), "--host", "0.0.0.0", "--port", "0", env=env
+    )
+    assert result.returncode != 0
+    assert "refusing to serve 0.0.0.0 without tokens" in result.stderr
+    assert not list(tmp_path.iterdir())  # no database seeded, no Redis started
