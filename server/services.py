@@ -32,7 +32,6 @@ from server.store.data_address import DataAddress, keep_published, publish, with
 from server.store.db import Database
 from server.store.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from server.store.streams import (
-    JOURNAL_CONNECTIONS,
     REDIS_ERRORS,
     WRITER_CONNECTIONS,
     Enqueuer,
@@ -69,16 +68,12 @@ class Services:
     data_watch: DataWatch | None = None  # a web process's view of the data process
     data_address: DataAddress | None = None  # where a data process serves its reads
     closing: bool = False  # shutdown began: sockets that open now are closed at once
-    journal: aioredis.Redis | None = None  # the Enqueuer's own client, with the hub
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         hub = self.hub
-        journal = self.journal  # each start_* gives one exactly where it starts a hub
         self.submitter = (
-            None
-            if hub is None or journal is None
-            else Submitter(Enqueuer(journal), hub, self.check_writable)
+            None if hub is None else Submitter(Enqueuer(self.redis), hub, self.check_writable)
         )
 
     def check_writable(self) -> None:
@@ -150,10 +145,7 @@ class Services:
         )
         writing = asyncio.create_task(writer.run(), name="writer")
         reads = LocalReads(db, settings.data_dir, lambda: writer_status(writer, writing))
-        journal = connect(url, JOURNAL_CONNECTIONS, wait=False) if hub is not None else None
-        services = cls(
-            settings, db, redis, hub, writer, reads, role, auth, embedded, journal=journal
-        )
+        services = cls(settings, db, redis, hub, writer, reads, role, auth, embedded)
         services.tasks = [writing]
         if hub is not None:
             services.tasks.append(asyncio.create_task(hub.run(), name="hub"))
@@ -181,8 +173,7 @@ class Services:
         redis = connect(settings.redis_url, settings.redis_connections)
         reads = RemoteReads(redis)
         hub = Hub(redis)
-        journal = connect(settings.redis_url, JOURNAL_CONNECTIONS, wait=False)
-        services = cls(settings, None, redis, hub, None, reads, "web", auth, journal=journal)
+        services = cls(settings, None, redis, hub, None, reads, "web", auth)
         services.data_watch = DataWatch(reads)
         await services.data_watch.refresh()  # a data process that runs is known at once
         await hub.prime()
@@ -241,9 +232,10 @@ class Services:
         if isinstance(self.reads, RemoteReads):
             await self.reads.close()
         await self.redis.aclose()
-        for own in (self.writer.redis if self.writer else None, self.journal):
-            if own is not None:
-                await own.aclose()
+        if self.writer is not None:
+            await self.writer.redis.aclose()
+        if self.submitter is not None:
+            self.submitter.enqueuer.close()
         if self.db is not None:
             await asyncio.to_thread(self.db.close)
         if self.embedded is not None:

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from protocol.codec import dumps, loads_published, parse_seq
 from protocol.entries import META, entry_frame, joined, updates_message
 from server import metrics
 from server.hub.presence import Presence
 from server.hub.wire import Wire, WriteFrame
+from server.store.link import RedisLink, read_streams
 from server.store.streams import BLOCK_MS, PERSISTED, REDIS_ERRORS, RESPONSES
 
 log = logging.getLogger("ducksheet.hub")
@@ -125,6 +127,7 @@ class Subscriber:
 class Hub:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+        self.link = RedisLink(redis)  # the tail's blocking reads
         self.subscribers: set[Subscriber] = set()
         self.presence = Presence(redis)  # shared with the other web processes
         self._waiters: dict[str, Callable[[Result], None]] = {}
@@ -162,6 +165,12 @@ class Hub:
             self._note_persisted(newest[0][1][b"seq"].decode())
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            self.link.close()
+
+    async def _run(self) -> None:
         backoff = 0.1
         while not self._stopping.is_set():
             try:
@@ -177,8 +186,13 @@ class Hub:
     async def _tail(self) -> None:
         assert self.last_seq is not None
         while not self._stopping.is_set():
-            streams = {RESPONSES: self.last_seq, PERSISTED: self._persisted_id}
-            for name, entries in await self.redis.xread(streams, count=500, block=BLOCK_MS):
+            command = ("XREAD", "COUNT", 500, "BLOCK", BLOCK_MS, "STREAMS", RESPONSES)
+            (reply,) = await self.link.execute(
+                (*command, PERSISTED, self.last_seq, self._persisted_id)
+            )
+            if isinstance(reply, ResponseError):
+                raise reply
+            for name, entries in read_streams(reply):
                 if name in (PERSISTED, PERSISTED.encode()):
                     self._persisted_id = entries[-1][0].decode()
                     failed = entries[-1][1].get(b"failed")

@@ -14,6 +14,7 @@ from protocol.actions import Action, Sender, parse_request_body, request_body
 from protocol.codec import loads, next_seq, parse_seq
 from protocol.entries import FRAME, META, entry_frame, joined
 from server.config import Settings
+from server.store.link import RedisLink
 
 REQUESTS = "request_duck"
 RESPONSES = "response_duck"
@@ -26,8 +27,7 @@ REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 POOL_WAIT = 5.0  # seconds a command waits for a free pooled connection before failing
-WRITER_CONNECTIONS = 8  # the writer's read and publish, the persister's acks: 3 at once
-JOURNAL_CONNECTIONS = 2  # an Enqueuer has one pipeline out at a time
+WRITER_CONNECTIONS = 8  # the persister's acks, barriers, recovery: a few at once
 
 
 def connect(
@@ -72,7 +72,7 @@ class Enqueuer:
     """
 
     def __init__(self, redis: aioredis.Redis) -> None:
-        self.redis = redis
+        self.link = RedisLink(redis)
         self._waiting: list[tuple[bytes, asyncio.Future[str]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -92,12 +92,13 @@ class Enqueuer:
         finally:
             self._flusher = None
 
+    def close(self) -> None:
+        self.link.close()
+
     async def _send(self, batch: list[tuple[bytes, asyncio.Future[str]]]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for body, _ in batch:
-            pipe.xadd(REQUESTS, {FIELD: body})
         try:
-            replies = await pipe.execute(raise_on_error=False)
+            commands = [("XADD", REQUESTS, "*", FIELD, body) for body, _ in batch]
+            replies = await self.link.execute(*commands)
         except Exception as exc:  # Redis is unreachable: every sender hears it
             for _, future in batch:
                 if not future.done():

@@ -31,6 +31,7 @@ from protocol.versions import ACTUAL, CreateVersion, LockVersion
 from server import metrics
 from server.config import Settings
 from server.store.db import Database
+from server.store.link import RedisLink, read_streams
 from server.store.streams import (
     BLOCK_MS,
     DEAD_LETTERS,
@@ -88,6 +89,8 @@ class Writer:
         self.db = db
         self.group_commit = group_commit  # seconds between group commits under load
         self.redis = redis
+        self._reads = RedisLink(redis)  # the journal's reads (blocking when idle)
+        self._publishes = RedisLink(redis)
         self.limits = limits
         self.batch_size = batch_size
         self.retention = retention
@@ -147,6 +150,8 @@ class Writer:
             await self._finish_publishing_quietly()
             self.persister.stop()
             await self._persisting
+            self._reads.close()
+            self._publishes.close()
 
     async def _persist(self) -> None:
         assert self.persister is not None
@@ -215,10 +220,14 @@ class Writer:
     async def _read(self, cursor: str, block: int | None) -> list[Entry]:
         if cursor == "0" and self.decided is not None:
             cursor = self.decided  # pending entries after what was decided already
-        reply = await self.redis.xreadgroup(
-            GROUP, self.consumer, {REQUESTS: cursor}, count=self.batch_size, block=block
-        )
-        return reply[0][1] if reply else []
+        command = ["XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT", self.batch_size]
+        if block is not None:
+            command += ["BLOCK", block]
+        (reply,) = await self._reads.execute((*command, "STREAMS", REQUESTS, cursor))
+        if isinstance(reply, ResponseError):
+            raise reply
+        streams = read_streams(reply)
+        return streams[0][1] if streams else []
 
     async def _handle(self, entries: list[Entry]) -> None:
         metrics.batch_read(len(entries))
@@ -428,11 +437,11 @@ class Writer:
         self, seq: str, fields: dict[bytes, bytes], barrier: str | None = None
     ) -> None:
         """XADD the entry (an explicit id: publishing twice is harmless)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(RESPONSES, fields, id=seq, maxlen=self.retention, approximate=True)
+        flat = [part for field in fields.items() for part in field]
+        commands = [("XADD", RESPONSES, "MAXLEN", "~", self.retention, seq, *flat)]
         if barrier is not None:  # DuckDB holds it already
-            pipe.xack(REQUESTS, GROUP, barrier)
-        replies = await pipe.execute(raise_on_error=False)
+            commands.append(("XACK", REQUESTS, GROUP, barrier))
+        replies = await self._publishes.execute(*commands)
         for reply in replies:
             if isinstance(reply, Exception) and "equal or smaller" not in str(reply):
                 raise reply

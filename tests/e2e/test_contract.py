@@ -347,9 +347,9 @@ async def test_wait_is_capped_at_30_seconds(server):
 async def test_a_full_redis_pool_answers_reads_unavailable_while_edits_still_queue(
     data_dir, redis_url
 ):
-    # Two pooled connections: the hub's blocking read holds one (and takes it back as soon
-    # as a read returns), the test takes the other. The writer and the edits' journal
-    # have clients of their own, so edits are not held up behind a burst of reads.
+    # Two pooled connections, both taken by the test. The hub's tail, the writer and the
+    # edits' journal have connections of their own, so edits are not held up behind a
+    # burst of reads.
     async with serving(data_dir, redis_url, redis_connections=2) as server:
         edit = {"table": "sales", "column": "quantity", "value": 4, "condition": {}}
         edit["condition"] = {"sale_id": 3}
@@ -361,7 +361,7 @@ async def test_a_full_redis_pool_answers_reads_unavailable_while_edits_still_que
 
             await eventually(lambda: asyncio.to_thread(both_blocked), "no blocking reads")
         pool = server.services.redis.connection_pool
-        taken = await pool.get_connection()
+        taken = [await pool.get_connection(), await pool.get_connection()]
         try:
             async with httpx.AsyncClient(base_url=server.base, timeout=DEADLINE) as http:
                 updates = await http.get("/get_updates", params={"since": "0-0"})
@@ -371,7 +371,8 @@ async def test_a_full_redis_pool_answers_reads_unavailable_while_edits_still_que
                 assert queued.status_code == 202
                 await eventually(lambda: _applied(http, edit), "the edit was not applied")
         finally:
-            await pool.release(taken)
+            for connection in taken:
+                await pool.release(connection)
 
 
 async def _applied(http: httpx.AsyncClient, edit: dict[str, Any]) -> bool:

@@ -1,0 +1,131 @@
+"""The hot paths' Redis connection: pipelines answered in order, errors in place, and a
+connection that was lost, timed out or abandoned mid-command replaced by a fresh one."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+from redis.exceptions import ResponseError
+
+from server.store.embedded_redis import EmbeddedRedis
+from server.store.link import RedisLink, read_streams
+from server.store.streams import REDIS_ERRORS, connect
+
+
+async def test_a_pipeline_gets_its_replies_in_order_with_errors_in_place(redis_url: str) -> None:
+    client = connect(redis_url)
+    link = RedisLink(client)
+    try:
+        first, wrong, second = await link.execute(
+            ("XADD", "s", "*", "f", b"\xff\x00 one"),
+            ("INCR", "s"),  # a stream is no integer: an error reply, not an exception
+            ("XADD", "s", "*", "f", "two", "g", "3"),
+        )
+        assert isinstance(wrong, ResponseError) and "WRONGTYPE" in str(wrong)
+        (reply,) = await link.execute(("XREAD", "COUNT", 10, "STREAMS", "s", "0-0"))
+        assert read_streams(reply) == [
+            (b"s", [(first, {b"f": b"\xff\x00 one"}), (second, {b"f": b"two", b"g": b"3"})])
+        ]
+        (nothing,) = await link.execute(("XREAD", "COUNT", 10, "STREAMS", "s", second))
+        assert read_streams(nothing) == []
+    finally:
+        link.close()
+        await client.aclose()
+
+
+async def test_concurrent_pipelines_each_get_their_own_replies(redis_url: str) -> None:
+    client = connect(redis_url)
+    link = RedisLink(client)
+    try:
+        replies = await asyncio.gather(
+            *(link.execute(("INCRBY", "n", k), ("GET", "n")) for k in range(1, 51))
+        )
+    finally:
+        link.close()
+        await client.aclose()
+    # gather sends them in order: each GET sees its own INCRBY and no later one
+    assert [(int(total), int(got)) for total, got in replies] == [
+        (k * (k + 1) // 2, k * (k + 1) // 2) for k in range(1, 51)
+    ]
+
+
+async def test_an_abandoned_blocking_read_does_not_hold_up_the_next_pipeline(
+    redis_url: str,
+) -> None:
+    client = connect(redis_url)
+    link = RedisLink(client)
+    try:
+        read = ("XREAD", "BLOCK", 60_000, "STREAMS", "s", "$")
+        reading = asyncio.create_task(link.execute(read))
+        await asyncio.sleep(0.1)
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        # on the same connection the PING's reply would queue behind the read's minute
+        assert await asyncio.wait_for(link.execute(("PING",)), 10) == [b"PONG"]
+    finally:
+        link.close()
+        await client.aclose()
+
+
+async def test_a_read_past_the_clients_timeout_fails_and_the_link_recovers(
+    redis_url: str,
+) -> None:
+    client = connect(redis_url)
+    client.connection_pool.connection_kwargs["socket_timeout"] = 0.2
+    link = RedisLink(client)
+    try:
+        with pytest.raises(REDIS_ERRORS):
+            await link.execute(("XREAD", "BLOCK", 3000, "STREAMS", "s", "$"))
+        assert await link.execute(("PING",)) == [b"PONG"]
+    finally:
+        link.close()
+        await client.aclose()
+
+
+async def test_a_killed_connection_is_replaced_on_the_next_pipeline(redis_url: str) -> None:
+    client = connect(redis_url)
+    link = RedisLink(client)
+    try:
+        (link_id,) = await link.execute(("CLIENT", "ID"))
+        waiting = asyncio.create_task(link.execute(("BLPOP", "nothing", 5)))
+        await asyncio.sleep(0.1)
+        await client.client_kill_filter(_id=link_id)
+        with pytest.raises(REDIS_ERRORS):  # the pipeline in flight hears it
+            await waiting
+        assert await link.execute(("PING",)) == [b"PONG"]
+    finally:
+        link.close()
+        await client.aclose()
+
+
+async def test_an_unreachable_server_raises_a_redis_error() -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = connect(f"redis://127.0.0.1:{port}/0")
+    link = RedisLink(client)
+    with pytest.raises(REDIS_ERRORS):
+        await link.execute(("PING",))
+    await client.aclose()
+
+
+async def test_a_password_and_database_in_the_url_are_used(tmp_path: Path) -> None:
+    # a data dir too long for a unix socket: the embedded server listens on TCP with a password
+    with EmbeddedRedis(tmp_path / ("d" * 60) / ("e" * 60)) as embedded:
+        url = embedded.url.rsplit("/", 1)[0] + "/3"
+        client = connect(url)
+        link = RedisLink(client)
+        try:
+            await link.execute(("SET", "k", "in three"))
+            assert await client.get("k") == b"in three"  # redis-py, told db 3 by the URL
+            stranger = RedisLink(connect(url.replace(url.split("@")[0], "redis://:wrong")))
+            with pytest.raises(REDIS_ERRORS):
+                await stranger.execute(("PING",))
+            stranger.close()
+        finally:
+            link.close()
+            await client.aclose()
