@@ -73,8 +73,13 @@ class Sales:
     cents: np.ndarray  # int64: net_price * 100
 
     def position(self, sale_id: int) -> int | None:
-        i = int(np.searchsorted(self.sale_id, sale_id))
-        if i < len(self.sale_id) and int(self.sale_id[i]) == sale_id:
+        ids = self.sale_id
+        if not len(ids):
+            return None
+        i = sale_id - int(ids[0])  # where it is when the ids have no gaps up to it
+        if not 0 <= i < len(ids) or int(ids[i]) != sale_id:
+            i = int(ids.searchsorted(sale_id))
+        if i < len(ids) and int(ids[i]) == sale_id:
             return i
         return None
 
