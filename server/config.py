@@ -18,7 +18,7 @@ class Settings:
     seed_sales: int = 200_000  # rows generated when the database is empty
     seed: int = 42
     batch_size: int = 2000  # most requests the writer applies in one transaction
-    group_commit_ms: int = 100  # from one group commit's start to the next: more gathers more
+    group_commit_ms: int = 250  # from one group commit's start to the next: more gathers more
     max_rows_per_edit: int = 10_000  # base-table edits matching more rows are rejected
     base_rows_broadcast: int = 200  # changed base rows sent per update, then truncated
     view_page_max: int = 1000
