@@ -165,6 +165,21 @@ class Step:
         """Row values kept (a row changed in two columns counts twice)."""
         return sum(len(change.sale_ids) for change in self.rows.values())
 
+    def without_cells(self) -> Step:
+        """The step as undo stacks keep it (dataclasses.replace costs ~9 µs an edit)."""
+        return Step(
+            self.request,
+            self.seq,
+            self.user,
+            self.action,
+            self.time,
+            self.rows,
+            {},
+            self.undoes,
+            self.held,
+            self.count,
+        )
+
     def inverted(self) -> dict[str, RowChange]:
         """The rows as undo writes them: after -> before."""
         return {c: RowChange(r.sale_ids, r.after, r.before) for c, r in self.rows.items()}

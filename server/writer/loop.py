@@ -31,7 +31,7 @@ from protocol.versions import ACTUAL, CreateVersion, LockVersion
 from server import metrics
 from server.config import Settings
 from server.store.db import Database
-from server.store.link import RedisLink, read_streams
+from server.store.link import Command, RedisLink, read_streams
 from server.store.streams import (
     BLOCK_MS,
     DEAD_LETTERS,
@@ -89,8 +89,7 @@ class Writer:
         self.db = db
         self.group_commit = group_commit  # seconds between group commits under load
         self.redis = redis
-        self._reads = RedisLink(redis)  # the journal's reads (blocking when idle)
-        self._publishes = RedisLink(redis)
+        self.link = RedisLink(redis)  # journal reads and publishes, one at a time
         self.limits = limits
         self.batch_size = batch_size
         self.retention = retention
@@ -103,7 +102,6 @@ class Writer:
         self.decided: str | None = None  # the last request decided (maybe not persisted)
         self.ready = asyncio.Event()  # set once the working state is loaded
         self._stopping = asyncio.Event()
-        self._publishing: asyncio.Task[None] | None = None  # the batch being published
         self._replay_until: str | None = None  # published before a restart: decide silently
         self._silent: Groups = {}  # effects of silently re-decided requests
         self._persisting: asyncio.Task[None] | None = None
@@ -150,8 +148,7 @@ class Writer:
             await self._finish_publishing_quietly()
             self.persister.stop()
             await self._persisting
-            self._reads.close()
-            self._publishes.close()
+            self.link.close()
 
     async def _persist(self) -> None:
         assert self.persister is not None
@@ -199,31 +196,31 @@ class Writer:
             self._replay_until = newest  # decided before a restart: already published
             set_published(self.versions, newest)
         cursor = "0"  # first our own pending entries (delivered, not yet persisted)
-        try:
-            entries = await self._read(cursor, None)
-            while not self._stopping.is_set():
-                if entries:
-                    await self._handle(entries)
-                elif cursor == "0":
-                    cursor = ">"
-                    self._end_replay()
-                if not entries:
-                    await self._finish_publishing()  # an idle writer publishes first
-                block = BLOCK_MS if not entries and cursor == ">" else None
-                entries = await self._read(cursor, block)
-            await self._finish_publishing()
-        finally:
-            if self._publishing is not None:
-                self._publishing.cancel()
-                self._publishing = None
+        entries = await self._read(cursor, None)
+        while not self._stopping.is_set():
+            if entries:
+                await self._handle(entries)
+            elif cursor == "0":
+                cursor = ">"
+                self._end_replay()
+            block = BLOCK_MS if not entries and cursor == ">" else None
+            entries = await self._read(cursor, block)
+        await self._finish_publishing()
 
     async def _read(self, cursor: str, block: int | None) -> list[Entry]:
+        """The next journal entries. The batch decided last is published in the same
+        round trip, or first when the read may block (an idle writer publishes first)."""
         if cursor == "0" and self.decided is not None:
             cursor = self.decided  # pending entries after what was decided already
         command = ["XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT", self.batch_size]
         if block is not None:
+            await self._finish_publishing()
             command += ["BLOCK", block]
-        (reply,) = await self._reads.execute((*command, "STREAMS", REQUESTS, cursor))
+        read = (*command, "STREAMS", REQUESTS, cursor)
+        if self._unpublished is None:
+            (reply,) = await self.link.execute(read)
+        else:
+            reply = await self._publish_decided(read)
         if isinstance(reply, ResponseError):
             raise reply
         streams = read_streams(reply)
@@ -314,22 +311,23 @@ class Writer:
         )
         await self._finish_publishing()
         self._unpublished = (payload["seq"], fields, effects)
-        self._publishing = asyncio.create_task(self._publish_decided())
 
-    async def _publish_decided(self) -> None:
+    async def _publish_decided(self, read: Command | None = None) -> Any:
         """Publish the batch decided last, then hand it to the persister: DuckDB never
         holds a decision response_duck lacks (recovery re-decides only after `_applied`,
         so one persisted unpublished would never reach a socket). A batch whose publish
-        failed is published again before anything else is read."""
+        failed is published again before anything else is read. `read` goes out in the
+        same round trip; its reply is returned."""
         assert self._unpublished is not None and self.persister is not None
         seq, fields, effects = self._unpublished
-        await self._publish(seq, fields)
+        reply = await self._publish(seq, fields, read=read)
         self._unpublished = None
         with metrics.stopwatch() as elapsed:  # rows a block left to spread: effects complete
             spread = [loaded.decider.finish() for loaded in self.versions.values()]
         if any(spread):
             metrics.rows_after_publish_seconds(elapsed[0])
         self.persister.add(effects)
+        return reply
 
     def _collect_silent(self, effects: Effects) -> None:
         """Re-decided requests are persisted as one group ending at the last published
@@ -422,10 +420,9 @@ class Writer:
         return payload["seq"], entry_fields(payload)
 
     async def _finish_publishing(self) -> None:
-        """Wait for the batch being published; its Redis errors surface here."""
-        task, self._publishing = self._publishing, None
-        if task is not None:
-            await task
+        """Publish the batch decided last, if it is not yet."""
+        if self._unpublished is not None:
+            await self._publish_decided()
 
     async def _finish_publishing_quietly(self) -> None:
         try:
@@ -434,20 +431,26 @@ class Writer:
             log.warning("the last batch was not published (%s); it is re-decided", exc)
 
     async def _publish(
-        self, seq: str, fields: dict[bytes, bytes], barrier: str | None = None
-    ) -> None:
-        """XADD the entry (an explicit id: publishing twice is harmless)."""
+        self,
+        seq: str,
+        fields: dict[bytes, bytes],
+        barrier: str | None = None,
+        read: Command | None = None,
+    ) -> Any:
+        """XADD the entry (an explicit id: publishing twice is harmless); `read` in the
+        same round trip, whose reply is returned."""
         flat = [part for field in fields.items() for part in field]
         commands = [("XADD", RESPONSES, "MAXLEN", "~", self.retention, seq, *flat)]
         if barrier is not None:  # DuckDB holds it already
             commands.append(("XACK", REQUESTS, GROUP, barrier))
-        replies = await self._publishes.execute(*commands)
-        for reply in replies:
+        replies = await self.link.execute(*commands, *([read] if read else []))
+        for reply in replies[: len(commands)]:
             if isinstance(reply, Exception) and "equal or smaller" not in str(reply):
                 raise reply
         self.batches += 1
         if barrier is not None:
             await self.db.write(_forget_outbox)
+        return replies[-1] if read else None
 
     async def _republish_outbox(self) -> None:
         """Barrier results DuckDB committed but a crash kept from response_duck."""

@@ -9,7 +9,7 @@ stays)."""
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from server.writer.changes import Step
 
@@ -46,7 +46,7 @@ class UndoStacks:
         hold them), and a paste's few thousand cells are objects that every full pass
         of the garbage collector would walk for as long as the step stays."""
         stack = self.stack(step.user)
-        self._append(stack.done, replace(step, cells={}))
+        self._append(stack.done, step.without_cells())
         self.total -= sum(s.values for s in stack.undone)
         stack.undone.clear()
         self.changed.add(step.user)
