@@ -125,7 +125,7 @@ class RedisLink:
                         _Replies,
                         options.get("host", "localhost"),
                         options.get("port", 6379),
-                        ssl=ssl.create_default_context() if tls else None,
+                        ssl=tls_context(options) if tls else None,
                     )
         except (OSError, TimeoutError) as exc:
             raise RedisConnectionError(f"cannot connect to redis: {exc}") from exc
@@ -143,6 +143,18 @@ class RedisLink:
                     self.close()
                     raise RedisConnectionError(f"redis refused the connection: {reply}")
         return protocol
+
+
+def tls_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS settings a rediss:// URL gives redis-py: CA file, client certificate, and
+    `ssl_cert_reqs=none` to skip verification."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    if options.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def stream_entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:

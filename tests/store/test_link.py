@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from pathlib import Path
 
 import pytest
+import redis.asyncio
 from redis.exceptions import ResponseError
 
 from server.store.embedded_redis import EmbeddedRedis
-from server.store.link import RedisLink, read_streams
+from server.store.link import RedisLink, read_streams, tls_context
 from server.store.streams import REDIS_ERRORS, connect
 
 
@@ -129,3 +131,18 @@ async def test_a_password_and_database_in_the_url_are_used(tmp_path: Path) -> No
         finally:
             link.close()
             await client.aclose()
+
+
+def test_a_rediss_url_gives_the_tls_settings_redis_py_reads() -> None:
+    checked = redis.asyncio.from_url("rediss://cache.example:6380/0")
+    context = tls_context(checked.connection_pool.connection_kwargs)
+    assert (context.verify_mode, context.check_hostname) == (ssl.CERT_REQUIRED, True)
+    unchecked = redis.asyncio.from_url("rediss://cache.example:6380/0?ssl_cert_reqs=none")
+    context = tls_context(unchecked.connection_pool.connection_kwargs)
+    assert (context.verify_mode, context.check_hostname) == (ssl.CERT_NONE, False)
+
+
+async def test_a_missing_ca_file_is_a_redis_error(tmp_path: Path) -> None:
+    client = redis.asyncio.from_url(f"rediss://127.0.0.1:1/0?ssl_ca_certs={tmp_path}/none.pem")
+    with pytest.raises(REDIS_ERRORS):
+        await RedisLink(client).execute(("PING",))
