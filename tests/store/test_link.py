@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,38 +17,40 @@ from server.store.embedded_redis import EmbeddedRedis
 from server.store.link import RedisLink, read_streams, tls_context
 from server.store.streams import REDIS_ERRORS, connect
 
+Linked = tuple[redis.asyncio.Redis, RedisLink]
 
-async def test_a_pipeline_gets_its_replies_in_order_with_errors_in_place(redis_url: str) -> None:
+
+@pytest.fixture
+async def linked(redis_url: str) -> AsyncIterator[Linked]:
+    """A redis-py client and a link to the same server."""
     client = connect(redis_url)
     link = RedisLink(client)
-    try:
-        first, wrong, second = await link.execute(
-            ("XADD", "s", "*", "f", b"\xff\x00 one"),
-            ("INCR", "s"),  # a stream is no integer: an error reply, not an exception
-            ("XADD", "s", "*", "f", "two", "g", "3"),
-        )
-        assert isinstance(wrong, ResponseError) and "WRONGTYPE" in str(wrong)
-        (reply,) = await link.execute(("XREAD", "COUNT", 10, "STREAMS", "s", "0-0"))
-        assert read_streams(reply) == [
-            (b"s", [(first, {b"f": b"\xff\x00 one"}), (second, {b"f": b"two", b"g": b"3"})])
-        ]
-        (nothing,) = await link.execute(("XREAD", "COUNT", 10, "STREAMS", "s", second))
-        assert read_streams(nothing) == []
-    finally:
-        link.close()
-        await client.aclose()
+    yield client, link
+    link.close()
+    await client.aclose()
 
 
-async def test_concurrent_pipelines_each_get_their_own_replies(redis_url: str) -> None:
-    client = connect(redis_url)
-    link = RedisLink(client)
-    try:
-        replies = await asyncio.gather(
-            *(link.execute(("INCRBY", "n", k), ("GET", "n")) for k in range(1, 51))
-        )
-    finally:
-        link.close()
-        await client.aclose()
+async def test_a_pipeline_gets_its_replies_in_order_with_errors_in_place(linked: Linked) -> None:
+    _, link = linked
+    first, wrong, second = await link.execute(
+        ("XADD", "s", "*", "f", b"\xff\x00 one"),
+        ("INCR", "s"),  # a stream is no integer: an error reply, not an exception
+        ("XADD", "s", "*", "f", "two", "g", "3"),
+    )
+    assert isinstance(wrong, ResponseError) and "WRONGTYPE" in str(wrong)
+    (reply,) = await link.execute(("XREAD", "COUNT", 10, "STREAMS", "s", "0-0"))
+    assert read_streams(reply) == [
+        (b"s", [(first, {b"f": b"\xff\x00 one"}), (second, {b"f": b"two", b"g": b"3"})])
+    ]
+    (nothing,) = await link.execute(("XREAD", "COUNT", 10, "STREAMS", "s", second))
+    assert read_streams(nothing) == []
+
+
+async def test_concurrent_pipelines_each_get_their_own_replies(linked: Linked) -> None:
+    _, link = linked
+    replies = await asyncio.gather(
+        *(link.execute(("INCRBY", "n", k), ("GET", "n")) for k in range(1, 51))
+    )
     # gather sends them in order: each GET sees its own INCRBY and no later one
     assert [(int(total), int(got)) for total, got in replies] == [
         (k * (k + 1) // 2, k * (k + 1) // 2) for k in range(1, 51)
@@ -55,53 +58,36 @@ async def test_concurrent_pipelines_each_get_their_own_replies(redis_url: str) -
 
 
 async def test_an_abandoned_blocking_read_does_not_hold_up_the_next_pipeline(
-    redis_url: str,
+    linked: Linked,
 ) -> None:
-    client = connect(redis_url)
-    link = RedisLink(client)
-    try:
-        read = ("XREAD", "BLOCK", 60_000, "STREAMS", "s", "$")
-        reading = asyncio.create_task(link.execute(read))
-        await asyncio.sleep(0.1)
-        reading.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await reading
-        # on the same connection the PING's reply would queue behind the read's minute
-        assert await asyncio.wait_for(link.execute(("PING",)), 10) == [b"PONG"]
-    finally:
-        link.close()
-        await client.aclose()
+    _, link = linked
+    read = ("XREAD", "BLOCK", 60_000, "STREAMS", "s", "$")
+    reading = asyncio.create_task(link.execute(read))
+    await asyncio.sleep(0.1)
+    reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    # on the same connection the PING's reply would queue behind the read's minute
+    assert await asyncio.wait_for(link.execute(("PING",)), 10) == [b"PONG"]
 
 
-async def test_a_read_past_the_clients_timeout_fails_and_the_link_recovers(
-    redis_url: str,
-) -> None:
-    client = connect(redis_url)
-    client.connection_pool.connection_kwargs["socket_timeout"] = 0.2
-    link = RedisLink(client)
-    try:
-        with pytest.raises(REDIS_ERRORS):
-            await link.execute(("XREAD", "BLOCK", 3000, "STREAMS", "s", "$"))
-        assert await link.execute(("PING",)) == [b"PONG"]
-    finally:
-        link.close()
-        await client.aclose()
+async def test_a_read_past_the_clients_timeout_fails_and_the_link_recovers(linked: Linked) -> None:
+    client, link = linked
+    client.connection_pool.connection_kwargs["socket_timeout"] = 0.2  # the link's too
+    with pytest.raises(REDIS_ERRORS):
+        await link.execute(("XREAD", "BLOCK", 3000, "STREAMS", "s", "$"))
+    assert await link.execute(("PING",)) == [b"PONG"]
 
 
-async def test_a_killed_connection_is_replaced_on_the_next_pipeline(redis_url: str) -> None:
-    client = connect(redis_url)
-    link = RedisLink(client)
-    try:
-        (link_id,) = await link.execute(("CLIENT", "ID"))
-        waiting = asyncio.create_task(link.execute(("BLPOP", "nothing", 5)))
-        await asyncio.sleep(0.1)
-        await client.client_kill_filter(_id=link_id)
-        with pytest.raises(REDIS_ERRORS):  # the pipeline in flight hears it
-            await waiting
-        assert await link.execute(("PING",)) == [b"PONG"]
-    finally:
-        link.close()
-        await client.aclose()
+async def test_a_killed_connection_is_replaced_on_the_next_pipeline(linked: Linked) -> None:
+    client, link = linked
+    (link_id,) = await link.execute(("CLIENT", "ID"))
+    waiting = asyncio.create_task(link.execute(("BLPOP", "nothing", 5)))
+    await asyncio.sleep(0.1)
+    await client.client_kill_filter(_id=link_id)
+    with pytest.raises(REDIS_ERRORS):  # the pipeline in flight hears it
+        await waiting
+    assert await link.execute(("PING",)) == [b"PONG"]
 
 
 async def test_an_unreachable_server_raises_a_redis_error() -> None:
