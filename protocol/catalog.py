@@ -43,6 +43,8 @@ def _table(name: str, key: tuple[str, ...], *columns: Column, summary: bool = Fa
     return Table(name, key, {c.name: c for c in columns}, summary)
 
 
+EXPORT_FORMATS = ("csv", "parquet", "xlsx")  # GET /export/{table}?format= and `ducksheet export`
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (

@@ -7,10 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
-import duckdb
-
+from protocol.actions import IMPORT_TABLES
+from protocol.catalog import EXPORT_FORMATS, TABLES
 from server import logs
-from server.analytics import exporter, import_command
 from server.config import Settings
 from server.progress import Progress
 
@@ -19,6 +18,31 @@ SEED_STEPS = 3  # the progress calls of seed_database
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        return run_bench(args.args)
+    logs.setup(logs.log_format(), logs.log_level())
+    settings = Settings.from_env(
+        data_dir=args.data_dir,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        redis_url=getattr(args, "redis_url", None),
+        tokens_file=getattr(args, "tokens_file", None),
+        web_workers=getattr(args, "web_workers", None),
+    )
+    handlers = {
+        "serve": run_serve,
+        "seed": run_seed,
+        "check": run_check,
+        "export": run_export,
+        "import": run_import,
+    }
+    return handlers[args.command](settings, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command's arguments. Built from the protocol's names alone: the supervisor
+    that `serve` becomes keeps nothing of DuckDB, Faker or the xlsx writer in memory."""
     parser = argparse.ArgumentParser(prog="ducksheet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -58,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
     check = commands.add_parser("check", help="verify the summary; exit 1 on drift")
     _data_dir(check)
-    _data_dir(exporter.add_command(commands))
-    _data_dir(import_command.add_command(commands))
+    _data_dir(_export_parser(commands))
+    _data_dir(_import_parser(commands))
 
     bench = commands.add_parser(
         "bench",
@@ -68,27 +92,34 @@ def main(argv: list[str] | None = None) -> int:
         prefix_chars="\0",  # pass every option through untouched
     )
     bench.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
 
-    args = parser.parse_args(argv)
-    if args.command == "bench":
-        return run_bench(args.args)
-    logs.setup(logs.log_format(), logs.log_level())
-    settings = Settings.from_env(
-        data_dir=args.data_dir,
-        host=getattr(args, "host", None),
-        port=getattr(args, "port", None),
-        redis_url=getattr(args, "redis_url", None),
-        tokens_file=getattr(args, "tokens_file", None),
-        web_workers=getattr(args, "web_workers", None),
+
+def _export_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`ducksheet export --table T --format csv|parquet|xlsx --output FILE`."""
+    parser = commands.add_parser("export", help="write a table to a CSV, Parquet or xlsx file")
+    parser.add_argument("--table", required=True, choices=list(TABLES), help="table to export")
+    parser.add_argument("--format", default="csv", choices=EXPORT_FORMATS, help="default csv")
+    parser.add_argument("--output", required=True, type=Path, help="file to write")
+    return parser
+
+
+def _import_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`ducksheet import FILE --table T [--validate] [--upsert]`."""
+    parser = commands.add_parser("import", help="load a CSV or xlsx file (with the server stopped)")
+    parser.add_argument(
+        "file", type=Path, help="CSV file with a header line, or an xlsx workbook (first sheet)"
     )
-    handlers = {
-        "serve": run_serve,
-        "seed": run_seed,
-        "check": run_check,
-        "export": exporter.run_command,
-        "import": import_command.run_command,
-    }
-    return handlers[args.command](settings, args)
+    parser.add_argument("--table", required=True, choices=IMPORT_TABLES)
+    parser.add_argument(
+        "--validate",
+        action="store_true",
+        help="load the good rows and log the bad ones in validation_logs (default: all or nothing)",
+    )
+    parser.add_argument(
+        "--upsert", action="store_true", help="update rows whose key exists (default: reject)"
+    )
+    return parser
 
 
 def _data_dir(parser: argparse.ArgumentParser) -> None:
@@ -140,7 +171,21 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export(settings: Settings, args: argparse.Namespace) -> int:
+    from server.analytics import exporter
+
+    return exporter.run_command(settings, args)
+
+
+def run_import(settings: Settings, args: argparse.Namespace) -> int:
+    from server.analytics import import_command
+
+    return import_command.run_command(settings, args)
+
+
 def run_seed(settings: Settings, args: argparse.Namespace) -> int:
+    import duckdb
+
     from seed.generate import seed_database
 
     path = settings.database_path
@@ -159,6 +204,8 @@ def run_seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_check(settings: Settings, _args: argparse.Namespace) -> int:
+    import duckdb
+
     from protocol.versions import ACTUAL
     from server.analytics.check import footing_errors, summary_drift
     from server.store.versions import has_versions, in_version, read_versions

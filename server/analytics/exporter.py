@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from protocol.catalog import TABLES
+from protocol.catalog import EXPORT_FORMATS, TABLES
 from protocol.errors import ProtocolError
 from server.analytics.xlsx_export import RowProgress, write_table
 from server.config import Settings
@@ -25,7 +25,7 @@ from server.progress import Progress
 from server.store.sql import ident
 
 COPY_OPTIONS = {"csv": "(FORMAT csv, HEADER true)", "parquet": "(FORMAT parquet)"}
-FORMATS = (*COPY_OPTIONS, "xlsx")
+FORMATS = EXPORT_FORMATS  # the COPY_OPTIONS' and xlsx
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -82,15 +82,6 @@ def temp_export_path(data_dir: Path, table: str, fmt: str) -> Path:
 
 
 # -- command line ----------------------------------------------------------------------
-
-
-def add_command(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`ducksheet export --table T --format csv|parquet|xlsx --output FILE`."""
-    parser = commands.add_parser("export", help="write a table to a CSV, Parquet or xlsx file")
-    parser.add_argument("--table", required=True, choices=list(TABLES), help="table to export")
-    parser.add_argument("--format", default="csv", choices=list(FORMATS), help="default csv")
-    parser.add_argument("--output", required=True, type=Path, help="file to write")
-    return parser
 
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from protocol.actions import IMPORT_TABLES, ImportSpec, new_import_id
+from protocol.actions import ImportSpec, new_import_id
 from protocol.errors import ProtocolError
 from server.analytics.csv_import import import_file
 from server.analytics.exporter import locked_message
@@ -19,24 +19,6 @@ from server.edge.uploads import MAX_UPLOAD_BYTES
 from server.progress import Progress
 
 IMPORT_STEPS = 4  # read, checked, loaded, summary rebuilt (csv_import's progress calls)
-
-
-def add_command(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`ducksheet import FILE --table T [--validate] [--upsert]`."""
-    parser = commands.add_parser("import", help="load a CSV or xlsx file (with the server stopped)")
-    parser.add_argument(
-        "file", type=Path, help="CSV file with a header line, or an xlsx workbook (first sheet)"
-    )
-    parser.add_argument("--table", required=True, choices=IMPORT_TABLES)
-    parser.add_argument(
-        "--validate",
-        action="store_true",
-        help="load the good rows and log the bad ones in validation_logs (default: all or nothing)",
-    )
-    parser.add_argument(
-        "--upsert", action="store_true", help="update rows whose key exists (default: reject)"
-    )
-    return parser
 
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:

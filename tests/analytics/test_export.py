@@ -15,7 +15,8 @@ import pytest
 from helpers import db_read
 
 from protocol.catalog import TABLES
-from server.analytics.exporter import add_command, run_command
+from server.analytics.exporter import run_command
+from server.cli import build_parser
 from server.config import Settings
 
 
@@ -93,9 +94,7 @@ async def test_http_export_does_not_wait_for_the_writer(server):
 
 
 def cli_args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_command(parser.add_subparsers())
-    return parser.parse_args(["export", *argv])
+    return build_parser().parse_args(["export", *argv])
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -109,22 +108,11 @@ def test_cli_export_round_trip(data_dir: Path, tmp_path: Path, fmt: str, capsys)
     assert read_back(output, fmt, types) == expected
 
 
-CLI_CODE = """
-import argparse, sys
-from pathlib import Path
-from server.config import Settings
-from server.analytics.{module} import add_command, run_command
-parser = argparse.ArgumentParser()
-add_command(parser.add_subparsers())
-sys.exit(run_command(Settings(data_dir=Path(sys.argv[1])), parser.parse_args(sys.argv[2:])))
-"""
-
-
-async def run_cli(module: str, data_dir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    """`ducksheet export|import ...` in another process (as a user would run it)."""
+async def run_cli(data_dir: Path, command: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`ducksheet <command> --data-dir D ...` in another process, as a user runs it."""
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-c", CLI_CODE.format(module=module), str(data_dir), *argv],
+        [sys.executable, "-m", "server.cli", command, "--data-dir", str(data_dir), *argv],
         capture_output=True,
         text=True,
         timeout=60,
@@ -136,9 +124,7 @@ async def test_cli_export_says_the_file_is_locked_while_the_server_runs(server, 
     """Another process cannot open the file of a running server: the error says so."""
     output = tmp_path / "x.csv"
     data_dir = server.services.settings.data_dir
-    result = await run_cli(
-        "exporter", data_dir, "export", "--table", "sales", "--output", str(output)
-    )
+    result = await run_cli(data_dir, "export", "--table", "sales", "--output", str(output))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "in use" in result.stderr and "GET /export/sales" in result.stderr
     assert not output.exists()

@@ -20,7 +20,8 @@ from protocol.catalog import SUMMARY, TABLES
 from protocol.errors import ProtocolError
 from server.analytics.check import footing_errors, summary_drift
 from server.analytics.csv_import import apply_import
-from server.analytics.import_command import add_command, run_command
+from server.analytics.import_command import run_command
+from server.cli import build_parser
 from server.config import Settings
 from server.edge import analytics_routes
 from server.edge.uploads import save_upload
@@ -492,9 +493,7 @@ async def test_save_upload_writes_the_body_and_enforces_the_limit(tmp_path):
 
 
 def cli_args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_command(parser.add_subparsers())
-    return parser.parse_args(["import", *argv])
+    return build_parser().parse_args(["import", *argv])
 
 
 def test_cli_import_with_progress(data_dir, tmp_path, capsys):
@@ -516,6 +515,6 @@ def test_cli_import_with_progress(data_dir, tmp_path, capsys):
 async def test_cli_import_says_the_file_is_locked_while_the_server_runs(server, tmp_path):
     path = write(tmp_path / "c.csv", "customer_id,customer_name,email,region,segment")
     data_dir = server.services.settings.data_dir
-    result = await run_cli("import_command", data_dir, "import", str(path), "--table", "customer")
+    result = await run_cli(data_dir, "import", str(path), "--table", "customer")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "in use" in result.stderr and "POST /import/customer" in result.stderr

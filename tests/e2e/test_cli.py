@@ -130,3 +130,17 @@ def test_serve_refuses_a_public_address_without_tokens_before_starting_anything(
     assert result.returncode != 0
     assert "refusing to serve 0.0.0.0 without tokens" in result.stderr
     assert not list(tmp_path.iterdir())  # no database seeded, no Redis started
+
+
+def test_the_supervisor_holds_neither_the_web_app_nor_duckdb():
+    """`serve` becomes the supervisor of the data and web processes: what it imports
+    stays in its memory for the server's life (60.7 MB with these, 37.8 without)."""
+    probe = (
+        "import sys, server.cli, server.supervisor; "
+        "print(sorted(m for m in ('duckdb', 'faker', 'xlsxwriter', 'numpy', 'starlette', "
+        "'uvicorn') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert found.stdout.strip() == "[]"
