@@ -118,7 +118,12 @@ class Services:
             embedded = EmbeddedRedis(settings.data_dir, settings.appendfsync)
             url = embedded.start()
             log.info("embedded redis-server started (pid %s)", embedded.pid)
-        db = Database(settings.database_path, settings.read_threads, settings.duckdb_threads)
+        db = Database(
+            settings.database_path,
+            settings.read_threads,
+            settings.duckdb_threads,
+            settings.write_niceness,
+        )
         try:
             await _open_database(db, settings)
             redis = connect(url, settings.redis_connections)
