@@ -25,7 +25,6 @@ from server.progress import Progress
 from server.store.sql import ident
 
 COPY_OPTIONS = {"csv": "(FORMAT csv, HEADER true)", "parquet": "(FORMAT parquet)"}
-FORMATS = EXPORT_FORMATS  # the COPY_OPTIONS' and xlsx
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -43,10 +42,9 @@ def check_request(table: str, fmt: str) -> None:
         raise ProtocolError(
             "unknown_table", f"unknown table {table[:80]!r}; tables: {', '.join(TABLES)}"
         )
-    if fmt not in FORMATS:
-        raise ProtocolError(
-            "invalid_value", f"format must be one of {', '.join(FORMATS)}", parameter="format"
-        )
+    if fmt not in EXPORT_FORMATS:
+        formats = ", ".join(EXPORT_FORMATS)
+        raise ProtocolError("invalid_value", f"format must be one of {formats}", parameter="format")
 
 
 def export_table(

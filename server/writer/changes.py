@@ -7,6 +7,7 @@ the state's units: cents for net_price, days for invoice_date.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,19 +167,11 @@ class Step:
         return sum(len(change.sale_ids) for change in self.rows.values())
 
     def without_cells(self) -> Step:
-        """The step as undo stacks keep it (dataclasses.replace costs ~9 µs an edit)."""
-        return Step(
-            self.request,
-            self.seq,
-            self.user,
-            self.action,
-            self.time,
-            self.rows,
-            {},
-            self.undoes,
-            self.held,
-            self.count,
-        )
+        """The step as undo stacks keep it: a shallow copy, every field but its cells
+        (dataclasses.replace costs ~9 µs an edit)."""
+        kept = copy.copy(self)
+        kept.cells = {}
+        return kept
 
     def inverted(self) -> dict[str, RowChange]:
         """The rows as undo writes them: after -> before."""
