@@ -14,7 +14,7 @@ import duckdb
 
 from bench.server import DB_NAME
 from bench.stats import summarize
-from seed.generate import rebuild_summary
+from seed.schema import rebuild_summary
 
 
 def run_baseline(

@@ -16,10 +16,10 @@ import signal
 import uvicorn
 
 from server import logs
+from server.analytics.local_reads import LocalReads
 from server.analytics.read_api import create_read_api
 from server.config import Settings
 from server.edge.auth import Authenticator
-from server.edge.reads import LocalReads
 from server.listen import DATA_SOCKET, bind_data_api
 from server.runner import QuietServer
 from server.services import Services

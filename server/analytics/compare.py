@@ -3,8 +3,6 @@ versions cell by cell: a, b, a - b and (a - b) / b (null where b is zero)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -96,12 +94,3 @@ def _row(values: tuple[Any, ...]) -> dict[str, Any]:
     if isinstance(row["ratio"], float):
         row["ratio"] = Decimal(repr(row["ratio"]))
     return row
-
-
-def as_csv(data: dict[str, Any]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(data["columns"])
-    for row in data["rows"]:
-        writer.writerow(["" if row[c] is None else row[c] for c in data["columns"]])
-    return out.getvalue()

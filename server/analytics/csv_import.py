@@ -42,7 +42,7 @@ from protocol.actions import ImportSpec
 from protocol.catalog import TABLES, Table
 from protocol.errors import ProtocolError
 from protocol.values import MAX_TEXT
-from seed.generate import create_month_pivot, rebuild_summary
+from seed.schema import create_month_pivot, rebuild_summary
 from server.store.sql import ident
 
 Conn = duckdb.DuckDBPyConnection

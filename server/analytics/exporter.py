@@ -12,39 +12,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-import uuid
 from pathlib import Path
 
 import duckdb
 
-from protocol.catalog import EXPORT_FORMATS, TABLES
-from protocol.errors import ProtocolError
+from protocol.catalog import TABLES
+from server.analytics.export_requests import check_request
 from server.analytics.xlsx_export import RowProgress, write_table
 from server.config import Settings
 from server.progress import Progress
 from server.store.sql import ident
 
 COPY_OPTIONS = {"csv": "(FORMAT csv, HEADER true)", "parquet": "(FORMAT parquet)"}
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-MEDIA_TYPES = {
-    "csv": "text/csv; charset=utf-8",
-    "parquet": "application/vnd.apache.parquet",
-    "xlsx": XLSX_TYPE,
-}
 # A leading character that makes a spreadsheet run the field as a formula (cells.py).
 _FORMULA_START = "left({c}, 1) IN ('=', '+', '-', '@', chr(9), chr(13))"
 _INERT_SQL = "CASE WHEN " + _FORMULA_START + " THEN chr(39) || {c} ELSE {c} END AS {c}"
-
-
-def check_request(table: str, fmt: str) -> None:
-    """Raise the client error for an unknown table or format."""
-    if table not in TABLES:
-        raise ProtocolError(
-            "unknown_table", f"unknown table {table[:80]!r}; tables: {', '.join(TABLES)}"
-        )
-    if fmt not in EXPORT_FORMATS:
-        formats = ", ".join(EXPORT_FORMATS)
-        raise ProtocolError("invalid_value", f"format must be one of {formats}", parameter="format")
 
 
 def export_table(
@@ -70,13 +52,6 @@ def export_table(
         [str(path)],
     )
     return con.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()[0]  # type: ignore[index]
-
-
-def temp_export_path(data_dir: Path, table: str, fmt: str) -> Path:
-    """A fresh file name under <data_dir>/exports/ (the directory is created)."""
-    directory = data_dir / "exports"
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory / f"{table}-{uuid.uuid4().hex}.{fmt}"
 
 
 # -- command line ----------------------------------------------------------------------

@@ -27,13 +27,11 @@ from protocol.edits import parse_condition
 from protocol.errors import ProtocolError
 from protocol.history import parse_history_query
 from protocol.versions import version_name
-from server.analytics.exporter import MEDIA_TYPES, check_request, temp_export_path
+from server.analytics.export_requests import MEASURES, MEDIA_TYPES, check_request, temp_export_path
+from server.analytics.local_reads import LocalReads
 from server.analytics.reports import get_report, parse_params
-from server.analytics.xlsx_export import MEASURES
-from server.edge.reads import LocalReads
 from server.edge.uploads import MAX_UPLOAD_BYTES
-
-SECRET_HEADER = "x-ducksheet-secret"
+from server.store.data_address import SECRET_HEADER
 
 
 def _reply(body: Any, status: int = 200) -> Response:

@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from protocol.errors import ProtocolError
 from server.analytics.cells import inert_text
+
+if TYPE_CHECKING:  # web processes check and render reports without DuckDB
+    import duckdb
 
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"
 FORMATS = ("json", "csv")
@@ -177,12 +178,14 @@ def run_report(cur: duckdb.DuckDBPyConnection, report: Report, params: dict[str,
 
 
 def to_csv(data: dict[str, Any]) -> str:
-    """A report result as CSV text: a header, then one line per row (null = empty)."""
+    """A report's or a comparison's result as CSV text: a header, then one line per row
+    (null = empty), text a spreadsheet would run as a formula made inert."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(data["columns"])
+    columns = data["columns"]
+    writer.writerow(columns)
     for row in data["rows"]:
-        writer.writerow(["" if v is None else _csv_text(v) for v in row.values()])
+        writer.writerow(["" if row[c] is None else _csv_text(row[c]) for c in columns])
     return out.getvalue()
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
+if TYPE_CHECKING:  # IN_RESPONSE is read by web processes, which have no DuckDB
+    import duckdb
 
 COLUMNS = ("row_number", "column_name", "value", "reason")
 IN_RESPONSE = 100  # problems an import's answer carries; the rest are paged over REST

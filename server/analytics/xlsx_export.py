@@ -15,19 +15,21 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import xlsxwriter
-from xlsxwriter.worksheet import Worksheet
 
 from protocol.catalog import LEVEL_BRAND, LEVEL_FAMILY, LEVEL_SUPPLIER, LEVEL_TOTAL, SUMMARY, TABLES
 from server.analytics.cells import fits_a_double
+from server.analytics.export_requests import MEASURES
 from server.store.sql import ident
+
+if TYPE_CHECKING:
+    import xlsxwriter
+    from xlsxwriter.worksheet import Worksheet
 
 MAX_ROWS = 1_048_576  # rows of an Excel sheet, the header included
 FETCH = 10_000
-MEASURES = {"net_amount": "Net amount", "quantity": "Quantity"}
 DEPTH = {LEVEL_TOTAL: 0, LEVEL_SUPPLIER: 1, LEVEL_BRAND: 2, LEVEL_FAMILY: 3}
 
 PROGRESS_EVERY = 20_000  # rows between progress reports
@@ -36,6 +38,8 @@ RowProgress = Callable[[int, int], None]  # (rows written, rows in all)
 
 
 def _workbook(path: Path) -> xlsxwriter.Workbook:
+    import xlsxwriter  # imported by the first export: ~10 MB the data process seldom needs
+
     # strings_to_* off: a text cell is text, never a formula, number or link
     return xlsxwriter.Workbook(
         str(path),

@@ -31,9 +31,14 @@ from protocol.codec import loads
 from protocol.errors import ProtocolError
 from protocol.versions import version_name
 from server.analytics import validation_log
-from server.analytics.exporter import MEDIA_TYPES, XLSX_TYPE, check_request, temp_export_path
+from server.analytics.export_requests import (
+    MEASURES,
+    MEDIA_TYPES,
+    XLSX_TYPE,
+    check_request,
+    temp_export_path,
+)
 from server.analytics.reports import FORMATS, catalog, get_report, parse_params, to_csv
-from server.analytics.xlsx_export import MEASURES
 from server.edge.rest import (
     authorize,
     int_param,

@@ -20,10 +20,9 @@ from protocol.codec import dumps, loads
 from protocol.errors import ProtocolError
 from protocol.history import HistoryQuery
 from protocol.versions import ACTUAL
-from server.analytics.read_api import SECRET_HEADER
 from server.analytics.reports import Report
 from server.edge.reads import Node, Order
-from server.store.data_address import DataAddress, lookup
+from server.store.data_address import SECRET_HEADER, DataAddress, lookup
 from server.store.streams import REDIS_ERRORS
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per forwarded read

@@ -16,7 +16,7 @@ from protocol.edits import parse_condition, parse_edit, parse_edit_many, parse_h
 from protocol.errors import ProtocolError
 from protocol.history import HISTORY_LIMIT, parse_history_query
 from protocol.versions import ACTUAL, CreateVersion, LockVersion, version_name
-from server.analytics.compare import as_csv
+from server.analytics.reports import to_csv
 from server.edge.auth import Identity
 from server.services import Services
 from server.store.streams import REDIS_ERRORS, REQUESTS, entries_after, latest_entries, newest_seq
@@ -282,7 +282,7 @@ async def get_compare(request: Request) -> Response:
     data = await services.reads.compare(a, b, measure, condition, limit, offset)
     if fmt == "csv":
         headers = {"content-disposition": f'attachment; filename="compare-{a}-{b}.csv"'}
-        return Response(as_csv(data), media_type="text/csv", headers=headers)
+        return Response(to_csv(data), media_type="text/csv", headers=headers)
     return json_response({"data": data})
 
 

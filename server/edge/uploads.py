@@ -8,7 +8,6 @@ from pathlib import Path
 
 from protocol.actions import IMPORT_ID
 from protocol.errors import ProtocolError
-from server.analytics.csv_import import invalid
 
 MAX_UPLOAD_BYTES = 512 << 20  # largest import body
 
@@ -49,6 +48,8 @@ async def save_upload(
     await asyncio.to_thread(file.close)
     if size == 0:
         part.unlink(missing_ok=True)
-        raise invalid("the request body is empty: send the CSV file as the body", line=1)
+        raise ProtocolError(
+            "invalid_import", "the request body is empty: send the CSV file as the body", line=1
+        )
     part.replace(path)
     return path

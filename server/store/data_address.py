@@ -20,6 +20,7 @@ from server.store.streams import REDIS_ERRORS
 
 log = logging.getLogger("ducksheet.data")
 KEY = "ducksheet:data-process"
+SECRET_HEADER = "x-ducksheet-secret"  # carries the secret on every forwarded read
 LEASE_SECONDS = 10  # a data process that stops renewing is forgotten after this
 RENEW_EVERY = 3.0
 

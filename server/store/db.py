@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from seed.generate import create_schema, seed_database
+from seed.schema import create_schema
 from server.config import Settings
 
 log = logging.getLogger("ducksheet.db")
@@ -56,6 +56,8 @@ class Database:
         config = {"threads": self.duckdb_threads} if self.duckdb_threads > 0 else {}
         con = duckdb.connect(str(self.path), config=config)
         if not has_data(con):
+            from seed.generate import seed_database  # Faker: in memory only on a first start
+
             log.info("seeding %s with %s sales rows", self.path, f"{seed_sales:,}")
             seed_database(con, sales=seed_sales, seed=seed, progress=log.info)
         create_schema(con)

@@ -20,6 +20,7 @@ import duckdb
 from protocol.catalog import TABLES
 from protocol.errors import ProtocolError
 from protocol.versions import CreateVersion, LockVersion
+from seed.schema import create_month_pivot, rebuild_summary, sql_file
 
 Conn = duckdb.DuckDBPyConnection
 SCHEMA_NAME = re.compile(r"v[0-9]{1,9}", re.ASCII)
@@ -136,8 +137,6 @@ def create_version(
     con.execute(SUMMARY_DDL.format(schema=schema))
     for table in LOCAL_TABLES:
         con.execute(f"CREATE TABLE {schema}.{table} AS SELECT * FROM main.{table} LIMIT 0")
-    from seed.generate import create_month_pivot, rebuild_summary, sql_file  # the views' SQL
-
     con.execute(f"SET schema = '{schema}'")
     try:
         con.execute(sql_file("views.sql"))
@@ -185,8 +184,6 @@ def apply_version_request(
 def resettle_versions(con: Conn) -> None:
     """Every version's summary afresh from its facts (after the product hierarchy moved
     them), inside the caller's transaction."""
-    from seed.generate import rebuild_summary
-
     for version in read_versions(con).values():
         if version.schema is not None:
             with in_version(con, version.schema):

