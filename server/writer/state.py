@@ -31,6 +31,8 @@ Totals = tuple[int, int, int]
 EPOCH = dt.date(1970, 1, 1)
 NO_NODE = -1  # a sales row whose product is missing counts in no summary cell
 REINDEX_AFTER = 20_000  # moved rows before the node index is rebuilt
+KEY_MASK_MAX = 1 << 24  # family-months marked in a mask at load; past it, sorted
+PRODUCT_TABLE_MAX = 1 << 20  # product ids looked up in a table at load; past it, searched
 CHILD_LEVELS = (3, 1, 0)  # the level of a cell's children, by its hierarchy depth
 SALES_COLUMNS = ("sale_id", "invoice_date", "product_id", "customer_id", "quantity", "net_price")
 
@@ -361,37 +363,14 @@ def load(con: Conn) -> State:
             ).fetchall()
         }
         customers = {row[0] for row in con.execute("SELECT customer_id FROM customer").fetchall()}
-        columns = con.execute(
+        columns = con.execute(  # in stored order: sorting here doubled the load's peak
             f"""
             SELECT sale_id, (invoice_date - DATE '1970-01-01')::INTEGER AS days,
                    product_id, customer_id, quantity::BIGINT AS quantity,
                    {cents("net_price")} AS cents
-            FROM sales ORDER BY sale_id
+            FROM sales
             """
         ).fetchnumpy()
-        con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE _nodes AS
-            SELECT *,
-                   (row_number() OVER (ORDER BY supplier, brand, family, month) - 1)::INTEGER AS k
-            FROM (SELECT DISTINCT p.supplier, p.brand, p.family,
-                         strftime(s.invoice_date, '%Y-%m') AS month
-                  FROM sales s JOIN product p USING (product_id))
-            """
-        )
-        node_rows = con.execute(
-            "SELECT supplier, brand, family, month FROM _nodes ORDER BY k"
-        ).fetchall()
-        row_node = con.execute(
-            """
-            SELECT coalesce(n.k, -1)::INTEGER AS k
-            FROM sales s LEFT JOIN product p USING (product_id)
-            LEFT JOIN _nodes n ON n.supplier = p.supplier AND n.brand = p.brand
-                AND n.family = p.family AND n.month = strftime(s.invoice_date, '%Y-%m')
-            ORDER BY s.sale_id
-            """
-        ).fetchnumpy()["k"]
-        con.execute("DROP TABLE _nodes")
         summary_rows = con.execute(
             f"SELECT supplier, brand, family, month, level, quantity::BIGINT, "
             f"{cents('net_amount')}, line_count, changed_by, changed_at FROM {SUMMARY}"
@@ -399,25 +378,18 @@ def load(con: Conn) -> State:
         hold_rows = con.execute(
             "SELECT supplier, brand, family, month, level, held_by, held_at FROM holds"
         ).fetchall()
-        nodes: list[Node] = [tuple(row) for row in node_rows]  # type: ignore[misc]
-        node_ids = {node: k for k, node in enumerate(nodes)}
     finally:
         con.execute("COMMIT")
-    sales = Sales(
-        sale_id=np.ascontiguousarray(columns["sale_id"], dtype=np.int64),
-        invoice_date=np.ascontiguousarray(columns["days"], dtype=np.int32),
-        product_id=np.ascontiguousarray(columns["product_id"], dtype=np.int32),
-        customer_id=np.ascontiguousarray(columns["customer_id"], dtype=np.int32),
-        quantity=np.ascontiguousarray(columns["quantity"], dtype=np.int64),
-        cents=np.ascontiguousarray(columns["cents"], dtype=np.int64),
-    )
+    sales = _in_id_order(columns)
+    nodes, row_node = family_months(sales, products)  # type: ignore[arg-type]
+    node_ids = {node: k for k, node in enumerate(nodes)}
     under: dict[Coords, list[int]] = {}
     for k, node in enumerate(nodes):
         for coords in patterns(node):
             under.setdefault(coords, []).append(k)
     return State(
         sales=sales,
-        row_node=np.ascontiguousarray(row_node, dtype=np.int32),
+        row_node=row_node,
         nodes=nodes,
         node_ids=node_ids,
         under=under,
@@ -428,3 +400,77 @@ def load(con: Conn) -> State:
         applied=applied_row[0] if applied_row else None,
         writers={tuple(row[:5]): (row[8], row[9]) for row in summary_rows if row[8] is not None},  # type: ignore[misc]
     )
+
+
+def _in_id_order(columns: dict[str, np.ndarray]) -> Sales:
+    """The sales columns as `Sales`, sorted by sale_id unless they already are (rows are
+    stored in the order they were inserted, nearly always the ids' order)."""
+    ids = np.ascontiguousarray(columns["sale_id"], dtype=np.int64)
+    order = None if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")
+
+    def column(name: str, dtype: type) -> np.ndarray:
+        values = np.ascontiguousarray(columns[name], dtype=dtype)
+        return values if order is None else values[order]
+
+    return Sales(
+        sale_id=ids if order is None else ids[order],
+        invoice_date=column("days", np.int32),
+        product_id=column("product_id", np.int32),
+        customer_id=column("customer_id", np.int32),
+        quantity=column("quantity", np.int64),
+        cents=column("cents", np.int64),
+    )
+
+
+def family_months(
+    sales: Sales, products: dict[int, tuple[str, str, str]]
+) -> tuple[list[Node], np.ndarray]:
+    """Every (supplier, brand, family, month) some row counts in, in that order, and each
+    row's index into them (NO_NODE for a row whose product is missing). In numpy, as
+    family rank * months + month: a SQL join and sort cost as much time and twice the
+    columns' memory."""
+    families = sorted(set(products.values()))
+    rank = {family: k for k, family in enumerate(families)}
+    family = _family_of_rows(sales.product_id, {p: rank[f] for p, f in products.items()})
+    month = sales.invoice_date.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    known = family >= 0
+    if not known.any():
+        return [], np.full(len(family), NO_NODE, dtype=np.int32)
+    first = int(month[known].min())
+    span = int(month[known].max()) - first + 1
+    keys = family[known] * span + (month[known] - first)
+    if len(families) * span <= KEY_MASK_MAX:
+        present = np.zeros(len(families) * span, dtype=bool)
+        present[keys] = True
+        distinct = np.flatnonzero(present)
+        inverse = (np.cumsum(present) - 1)[keys]
+    else:  # dates spread over many centuries: sort the keys instead
+        distinct, inverse = np.unique(keys, return_inverse=True)
+    row_node = np.full(len(family), NO_NODE, dtype=np.int32)
+    row_node[known] = inverse
+    nodes = [(*families[int(k) // span], _month_name(first + int(k) % span)) for k in distinct]
+    return nodes, row_node  # type: ignore[return-value]
+
+
+def _family_of_rows(product_ids: np.ndarray, family_of: dict[int, int]) -> np.ndarray:
+    """Each row's family rank by its product_id (-1: no such product)."""
+    out = np.full(len(product_ids), -1, dtype=np.int64)
+    if not family_of:
+        return out
+    ids = np.array(sorted(family_of), dtype=np.int64)
+    ranks = np.array([family_of[p] for p in ids.tolist()], dtype=np.int64)
+    if ids[0] >= 0 and ids[-1] < PRODUCT_TABLE_MAX:  # a direct table: no search per row
+        table = np.full(int(ids[-1]) + 1, -1, dtype=np.int64)
+        table[ids] = ranks
+        inside = (product_ids >= 0) & (product_ids <= ids[-1])
+        out[inside] = table[product_ids[inside]]
+        return out
+    at = np.minimum(np.searchsorted(ids, product_ids), len(ids) - 1)
+    found = ids[at] == product_ids
+    out[found] = ranks[at[found]]
+    return out
+
+
+def _month_name(months_since_1970: int) -> str:
+    year, month = divmod(months_since_1970, 12)
+    return f"{1970 + year:04d}-{month + 1:02d}"
