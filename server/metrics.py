@@ -7,8 +7,8 @@ Multi-process: when `PROMETHEUS_MULTIPROC_DIR` names a directory (set before thi
 module is imported, as prometheus_client requires), every process of a deployment
 writes its samples there and any of them serves the sum: counters and histograms add
 up, per-process gauges carry a `pid` label, and stream gauges report the most recent
-reading. `prepare_multiprocess_dir` empties it before the processes start, and
-`process_exited` drops a dead process's live gauges. Without it, the process serves
+reading. The supervisor empties it before the processes start and drops a dead
+process's live gauges (server/metrics_dir.py). Without it, the process serves
 its own registry, with the standard process and platform collectors.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -35,7 +34,8 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as _multiprocess
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from server.metrics_dir import multiprocess_dir
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Buckets in seconds. Decide is in-memory work (microseconds to milliseconds); persist
@@ -259,10 +259,6 @@ async def sample_streams(redis: aioredis.Redis) -> None:
 # -- exposition ------------------------------------------------------------------------
 
 
-def multiprocess_dir() -> str | None:
-    return os.environ.get(MULTIPROC_ENV) or None
-
-
 def exposition() -> bytes:
     """The text format of every metric: this process's, or all processes' when
     multi-process mode is on."""
@@ -272,19 +268,3 @@ def exposition() -> bytes:
     registry = CollectorRegistry()
     _multiprocess.MultiProcessCollector(registry, path=directory)
     return generate_latest(registry)
-
-
-def prepare_multiprocess_dir(directory: Path) -> None:
-    """Empty (or create) the shared directory and point this process and its children at
-    it; call before any child starts, since stale files would add old counts."""
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    os.environ[MULTIPROC_ENV] = str(directory)
-
-
-def process_exited(pid: int, directory: str | None = None) -> None:
-    """Forget the live gauges of a child process that ended (the supervisor calls it)."""
-    path = directory or multiprocess_dir()
-    if path is not None:
-        _multiprocess.mark_process_dead(pid, path)

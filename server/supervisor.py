@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
-from server import metrics
+from server import metrics_dir
 from server.config import Settings
 from server.listen import bind_public, public_url
 from server.store.embedded_redis import EmbeddedRedis, EmbeddedRedisError, die_with_parent_prefix
@@ -95,9 +95,9 @@ class Supervisor:
         return self._stop_signal is not None
 
     def _start_all(self) -> socket.socket:
-        if metrics.multiprocess_dir() is None:  # /metrics of any web process sums them all
-            metrics.prepare_multiprocess_dir(self.settings.data_dir / "metrics")
-            self.env[metrics.MULTIPROC_ENV] = os.environ[metrics.MULTIPROC_ENV]
+        if metrics_dir.multiprocess_dir() is None:  # /metrics of any web process sums them all
+            metrics_dir.prepare_multiprocess_dir(self.settings.data_dir / "metrics")
+            self.env[metrics_dir.MULTIPROC_ENV] = os.environ[metrics_dir.MULTIPROC_ENV]
         url = self.settings.redis_url
         if url is None:
             self.embedded = EmbeddedRedis(self.settings.data_dir, self.settings.appendfsync)
@@ -179,7 +179,7 @@ class Supervisor:
         if child.restart_at == 0.0:
             assert child.process is not None
             log.warning("%s process exited (status %s)", child.name, child.process.returncode)
-            metrics.process_exited(child.process.pid)
+            metrics_dir.process_exited(child.process.pid)
             child.crashes = [t for t in child.crashes if now - t < CRASH_WINDOW] + [now]
             if len(child.crashes) >= MAX_CRASHES:
                 log.error(

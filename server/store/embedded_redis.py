@@ -26,12 +26,14 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import quote
 
-import redis
+import hiredis
 
 from server.config import Settings
 
+Address = str | tuple[str, int]  # a unix socket's path, or (host, port)
 log = logging.getLogger(__name__)
 
 APPENDFSYNC_POLICIES = frozenset({"always", "everysec", "no"})
@@ -215,6 +217,7 @@ class EmbeddedRedis:
         # TCP mode: the port and password of the last start, reused when a server that
         # died is started again, so clients holding the URL reconnect to it.
         self._tcp_address: tuple[int, str] | None = None
+        self._address: Address | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -265,10 +268,10 @@ class EmbeddedRedis:
         use_unix = socket_path_fits(self.socket_path)
         attempts = 1 if use_unix else _TCP_START_ATTEMPTS
         for attempt in range(1, attempts + 1):
-            client_kwargs = self._configure(use_unix, reuse=attempt == 1)
+            address = self._configure(use_unix, reuse=attempt == 1)
             self._launch(binary)
             try:
-                self._wait_ready(client_kwargs, deadline)
+                self._wait_ready(address, deadline)
             except EmbeddedRedisError:
                 self._kill_child()
                 # A TCP port picked as free may have been grabbed by someone else meanwhile.
@@ -303,8 +306,8 @@ class EmbeddedRedis:
         self._remove_leftovers(proc.pid)
         log.info("embedded redis stopped (exit code %s)", proc.returncode)
 
-    def _configure(self, use_unix: bool, reuse: bool = True) -> dict[str, object]:
-        """Write redis.conf for this attempt; return kwargs for a sync readiness client.
+    def _configure(self, use_unix: bool, reuse: bool = True) -> Address:
+        """Write redis.conf for this attempt; return where the server will listen.
         In TCP mode the last port and password are reused when `reuse` is set."""
         lines = [
             f"dir {_conf_quote(str(self.data_dir))}",
@@ -325,7 +328,7 @@ class EmbeddedRedis:
             self._url = "unix://" + quote(str(self.socket_path))
             lines += ["port 0", f"unixsocket {_conf_quote(str(self.socket_path))}"]
             lines.append("unixsocketperm 700")
-            client_kwargs: dict[str, object] = {"unix_socket_path": str(self.socket_path)}
+            address: Address = str(self.socket_path)
         else:
             if reuse and self._tcp_address is not None:
                 port, self._password = self._tcp_address
@@ -334,14 +337,15 @@ class EmbeddedRedis:
             self._tcp_address = (port, self._password)
             self._url = f"redis://:{self._password}@{_TCP_HOST}:{port}/0"
             lines += [f"bind {_TCP_HOST}", f"port {port}", f"requirepass {self._password}"]
-            client_kwargs = {"host": _TCP_HOST, "port": port, "password": self._password}
+            address = (_TCP_HOST, port)
         conf = self.data_dir / CONF_NAME
         # 0600: the file may hold the password.
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write("\n".join(lines) + "\n")
         os.chmod(conf, 0o600)
-        return client_kwargs
+        self._address = address
+        return address
 
     def _launch(self, binary: Path) -> None:
         conf = self.data_dir / CONF_NAME
@@ -356,56 +360,49 @@ class EmbeddedRedis:
                 stderr=log_file,
             )
 
-    def _wait_ready(self, client_kwargs: dict[str, object], deadline: float) -> None:
+    def _wait_ready(self, address: Address, deadline: float) -> None:
         """Poll until redis answers PING and has finished loading the AOF."""
         proc = self._proc
         assert proc is not None
-        client = redis.Redis(socket_timeout=1.0, socket_connect_timeout=1.0, **client_kwargs)
-        try:
-            while True:
-                if proc.poll() is not None:
-                    raise EmbeddedRedisError(
-                        f"redis-server exited with code {proc.returncode} during startup"
-                        f"{self._log_tail()}"
-                    )
-                if self._answers(client):
-                    return
-                if time.monotonic() >= deadline:
-                    raise EmbeddedRedisError(
-                        f"redis-server did not become ready in time{self._log_tail()}"
-                    )
-                time.sleep(_POLL_INTERVAL)
-        finally:
-            client.close()
+        while True:
+            if proc.poll() is not None:
+                raise EmbeddedRedisError(
+                    f"redis-server exited with code {proc.returncode} during startup"
+                    f"{self._log_tail()}"
+                )
+            if self._answers(address):
+                return
+            if time.monotonic() >= deadline:
+                raise EmbeddedRedisError(
+                    f"redis-server did not become ready in time{self._log_tail()}"
+                )
+            time.sleep(_POLL_INTERVAL)
 
-    @staticmethod
-    def _answers(client: redis.Redis) -> bool:
+    def _answers(self, address: Address) -> bool:
         try:
-            # PING is answered while the AOF is still loading; other commands are not.
-            return bool(client.ping()) and int(client.info("persistence")["loading"]) == 0
-        except redis.exceptions.AuthenticationError as exc:
-            # A subclass of ConnectionError, but retrying cannot fix it: someone else's
-            # server answers on this address.
+            with ProbeConnection(address, self._password, timeout=1.0) as probe:
+                # PING is answered while the AOF is still loading; other commands are not.
+                probe.call("PING")
+                return b"loading:0" in probe.call("INFO", "persistence")
+        except AuthenticationFailed as exc:
+            # retrying cannot fix a refused password: someone else's server answers here
             raise EmbeddedRedisError(f"authentication failed: {exc}") from exc
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+        except (hiredis.ReplyError, OSError):  # not up yet, or still loading
             return False
 
     def _request_shutdown(self) -> bool:
         """Send SHUTDOWN; return False if it could not be delivered."""
-        if self._url is None:
+        if self._url is None or self._address is None:
             return False
         try:
-            client = redis.Redis.from_url(self._url, socket_timeout=2.0, socket_connect_timeout=2.0)
-        except ValueError:
-            return False
-        try:
-            client.shutdown()
-        except redis.exceptions.RedisError as exc:
+            with ProbeConnection(self._address, self._password, timeout=2.0) as probe:
+                probe.call("SHUTDOWN")  # answered only when it failed
+        except ConnectionClosed:
+            return True
+        except (hiredis.ReplyError, OSError) as exc:
             log.warning("SHUTDOWN failed (%s); falling back to SIGTERM", type(exc).__name__)
             return False
-        finally:
-            client.close()
-        return True
+        return False
 
     def _kill_child(self) -> None:
         proc = self._proc
@@ -437,3 +434,51 @@ class EmbeddedRedis:
         if self._url is None:
             return "<none>"
         return self._url.replace(self._password, "***") if self._password else self._url
+
+
+class ConnectionClosed(OSError):
+    """The server closed the connection instead of answering."""
+
+
+class AuthenticationFailed(Exception):
+    """The server refused the password."""
+
+
+class ProbeConnection:
+    """One blocking connection for the readiness probe and SHUTDOWN: hiredis's packer and
+    reader on a plain socket, as server/store/link.py uses them asynchronously (redis-py
+    would keep ~11 MB in the supervisor, which runs this and nothing else of Redis)."""
+
+    def __init__(self, address: Address, password: str | None, timeout: float) -> None:
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.reader = hiredis.Reader()
+        try:
+            self.sock.connect(address)
+            if password is not None:
+                try:
+                    self.call("AUTH", password)
+                except hiredis.ReplyError as exc:
+                    raise AuthenticationFailed(str(exc)) from exc
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def call(self, *args: str) -> Any:
+        """Send one command; its reply (an error reply raised as hiredis.ReplyError)."""
+        self.sock.sendall(hiredis.pack_command(args))
+        while (reply := self.reader.gets()) is False:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionClosed("connection closed by the server")
+            self.reader.feed(data)
+        if isinstance(reply, hiredis.ReplyError):
+            raise reply
+        return reply
+
+    def __enter__(self) -> ProbeConnection:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.sock.close()

@@ -14,7 +14,7 @@ from helpers import Client, serve_process, some_sales
 from prometheus_client.parser import text_string_to_metric_families
 
 from protocol.catalog import SUMMARY
-from server import metrics
+from server import metrics_dir
 from server.config import Settings
 
 ADMIN, VIEWER, SCRAPER = "a" * 16 + "-admin", "v" * 16 + "-viewer", "s" * 16 + "-metrics"
@@ -117,7 +117,7 @@ def test_multi_process_mode_sums_every_process(data_dir: Path, tmp_path: Path):
             text=True,
         )
         found = samples(httpx.get(f"{base}/metrics", timeout=10).text)
-        metrics.process_exited(int(child.stdout), str(shared))
+        metrics_dir.process_exited(int(child.stdout), str(shared))
         after_exit = samples(httpx.get(f"{base}/metrics", timeout=10).text)
     assert value(found, "ducksheet_requests_queued_total", kind="edit") == 3
     # per-process gauges carry the pid of each process that set them, until it is gone

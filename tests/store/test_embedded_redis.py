@@ -21,8 +21,10 @@ from server.store.embedded_redis import (
     MAX_UNIX_SOCKET_PATH,
     PID_NAME,
     SOCK_NAME,
+    AuthenticationFailed,
     EmbeddedRedis,
     EmbeddedRedisError,
+    ProbeConnection,
 )
 
 START_TIMEOUT = 15.0
@@ -235,6 +237,34 @@ async def test_a_tcp_server_that_died_comes_back_on_the_same_address(
         assert await client.ping()  # and it reconnects to the URL it was given
     finally:
         await client.aclose()
+
+
+def test_the_probe_connection_authenticates_and_a_wrong_password_is_final(
+    tmp_path: Path, make_redis: MakeRedis
+) -> None:
+    """The supervisor's readiness probe (hiredis on a socket, no redis-py): a server that
+    refuses the password is someone else's, which retrying cannot fix."""
+    embedded = make_redis(tmp_path / ("d" * 60) / ("e" * 60))
+    url = embedded.start(timeout=START_TIMEOUT)
+    password = url.split("://:", 1)[1].split("@", 1)[0]
+    address = ("127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0]))
+    with ProbeConnection(address, password, timeout=5) as probe:
+        assert probe.call("PING") == b"PONG"
+        assert b"loading:0" in probe.call("INFO", "persistence")
+    with pytest.raises(AuthenticationFailed):
+        ProbeConnection(address, "not-" + password, timeout=5)
+    stranger = EmbeddedRedis(tmp_path / "other")
+    stranger._password = "not-" + password
+    with pytest.raises(EmbeddedRedisError, match="authentication failed"):
+        stranger._answers(address)
+
+
+def test_stop_shuts_redis_down_by_command(tmp_path: Path, make_redis: MakeRedis) -> None:
+    embedded = make_redis(tmp_path)
+    embedded.start(timeout=START_TIMEOUT)
+    embedded.stop(timeout=STOP_TIMEOUT)
+    log = (tmp_path / "redis.log").read_text()
+    assert "User requested shutdown" in log and "Received SIGTERM" not in log
 
 
 @pytest.mark.parametrize("policy", ["sometimes", "", "EVERYSEC"])
