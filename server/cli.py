@@ -164,6 +164,12 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
         return Supervisor(settings, settings.web_workers).run()
     from server.runner import make_server  # the web app: not in the supervisor's memory
 
+    if args.role == "web":  # text conditions are parsed by the data process's DuckDB
+        from protocol.conditions import use_sql_parser
+        from server.edge.sql_trees import TREES
+
+        use_sql_parser(TREES)
+
     server = make_server(
         settings, role=args.role or "all", listen_fd=args.listen_fd, ready_fd=args.ready_fd
     )

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -23,6 +24,7 @@ from server.edge.auth import Authenticator
 from server.edge.data_watch import DataWatch
 from server.edge.reads import Reads
 from server.edge.remote_reads import RemoteReads
+from server.edge.sql_trees import TREES, SqlTrees
 from server.edge.submit import Submitter
 from server.hub.fanout import Hub
 from server.store.data_address import DataAddress, keep_published, publish, withdraw
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ducksheet")
 Role = Literal["all", "web", "data"]
+T = TypeVar("T")
 ROLES: tuple[Role, ...] = ("all", "web", "data")
 WATCH_INTERVAL = 0.5  # seconds between checks that the embedded Redis still runs
 SAMPLE_INTERVAL = 5.0  # seconds between samples of this process's memory (metrics)
@@ -61,6 +64,7 @@ class Services:
     submitter: Submitter | None = field(init=False)  # the edges' one way into request_duck
     data_watch: DataWatch | None = None  # a web process's view of the data process
     data_address: DataAddress | None = None  # where a data process serves its reads
+    sql_trees: SqlTrees | None = None  # a web process's text conditions (sql_trees.py)
     closing: bool = False  # shutdown began: sockets that open now are closed at once
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -82,6 +86,11 @@ class Services:
             raise ProtocolError("unavailable", "the database has failed; edits are refused")
         if self.task("writer").done():
             raise ProtocolError("unavailable", "the writer is not running; edits are refused")
+
+    async def parsed(self, parse: Callable[[], T]) -> T:
+        """`parse()` of a client's message or query: in a web process, once the data
+        process has parsed the text conditions it holds."""
+        return parse() if self.sql_trees is None else await self.sql_trees.parse(parse)
 
     def task(self, name: str) -> asyncio.Task[None]:
         return next(task for task in self.tasks if task.get_name() == name)
@@ -123,6 +132,8 @@ class Services:
         hub = Hub(redis)
         services = cls(settings, None, redis, hub, None, reads, "web", auth)
         services.data_watch = DataWatch(reads)
+        TREES.fetch = reads.sql_tree
+        services.sql_trees = TREES
         await services.data_watch.refresh()  # a data process that runs is known at once
         await hub.prime()
         services.tasks = [

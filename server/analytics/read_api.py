@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from protocol.actions import IMPORT_ID
 from protocol.catalog import SUMMARY, TABLES
 from protocol.codec import dumps, loads
+from protocol.conditions import MAX_TEXT
 from protocol.edits import parse_condition
 from protocol.errors import ProtocolError
 from protocol.history import parse_history_query
@@ -32,6 +33,7 @@ from server.analytics.local_reads import LocalReads
 from server.analytics.reports import get_report, parse_params
 from server.edge.uploads import MAX_UPLOAD_BYTES
 from server.store.data_address import SECRET_HEADER
+from server.store.sql_parser import serialize_sql
 
 
 def _reply(body: Any, status: int = 200) -> Response:
@@ -67,6 +69,18 @@ async def view_table(request: Request) -> Response:
     version = version_name(args.get("version"))
     data = await _reads(request).view_table(table.name, condition, order, limit, offset, version)
     return _reply(data)
+
+
+MAX_SQL_TREE = MAX_TEXT + 100  # a text condition and the SELECT around it
+
+
+async def sql_tree(request: Request) -> Response:
+    """DuckDB's parse tree of a text condition, for a web process (server/edge/sql_trees.py);
+    nothing is executed."""
+    sql = (await _args(request)).get("sql")
+    if not isinstance(sql, str) or len(sql) > MAX_SQL_TREE:
+        raise ProtocolError("bad_condition", "not a condition")
+    return _reply(serialize_sql(sql))
 
 
 async def versions(request: Request) -> Response:
@@ -204,6 +218,7 @@ def create_read_api(reads: LocalReads, secret: str) -> Starlette:
         Route("/view_table", view_table, methods=["POST"]),
         Route("/holds", holds, methods=["POST"]),
         Route("/versions", versions, methods=["POST"]),
+        Route("/sql_tree", sql_tree, methods=["POST"]),
         Route("/compare", compare, methods=["POST"]),
         Route("/history", history, methods=["POST"]),
         Route("/request_status", request_status, methods=["POST"]),

@@ -64,6 +64,10 @@ class RemoteReads:
     async def versions(self) -> list[dict[str, Any]]:
         return await self._call("/versions")
 
+    async def sql_tree(self, sql: str) -> dict[str, Any]:
+        """DuckDB's parse tree of `sql` (json_serialize_sql), from the data process."""
+        return await self._call("/sql_tree", sql=sql)
+
     async def compare(
         self, a: str, b: str, measure: str, condition: dict[str, Any], limit: int, offset: int
     ) -> dict[str, Any]:

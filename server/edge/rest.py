@@ -74,7 +74,8 @@ async def update_cell(request: Request) -> Response:
     identity = authorize(request, "editor")
     _wait_seconds(request)  # a bad ?wait= is refused before the body is read
     data = await _body_data(request, "{table, column, value, condition}")
-    return await _submit(request, versioned(data, parse_edit), identity)
+    edit = await services_of(request).parsed(lambda: versioned(data, parse_edit))
+    return await _submit(request, edit, identity)
 
 
 async def update_cells(request: Request) -> Response:
@@ -83,7 +84,9 @@ async def update_cells(request: Request) -> Response:
     _wait_seconds(request)
     settings = services_of(request).settings
     data = await _body_data(request, "{edits: [edit, …]}", settings.max_block_body)
-    block = versioned(data, lambda m: parse_edit_many(m, settings.max_edits_per_request))
+    block = await services_of(request).parsed(
+        lambda: versioned(data, lambda m: parse_edit_many(m, settings.max_edits_per_request))
+    )
     return await _submit(request, block, identity)
 
 
@@ -115,7 +118,7 @@ async def get_history(request: Request) -> Response:
     }
     if params.get("condition"):
         raw["condition"] = _condition_param(params["condition"])
-    query = parse_history_query(raw)
+    query = await services_of(request).parsed(lambda: parse_history_query(raw))
     version = version_name(params.get("version"))
     await wait_min_seq(request)
     return json_response({"data": await services_of(request).reads.history(query, version)})
@@ -125,7 +128,8 @@ async def post_hold(request: Request) -> Response:
     identity = authorize(request, "editor")
     _wait_seconds(request)  # a bad ?wait= is refused before the body is read
     data = await _body_data(request, "{condition, on}")
-    return await _submit(request, versioned(data, parse_hold), identity)
+    hold = await services_of(request).parsed(lambda: versioned(data, parse_hold))
+    return await _submit(request, hold, identity)
 
 
 async def get_holds(request: Request) -> Response:
@@ -247,7 +251,11 @@ async def get_view_table(request: Request) -> Response:
     limit = int_param(request, "limit", 100, 1, services.settings.view_page_max)
     offset = int_param(request, "offset", 0, 0, 10**9)
     raw_condition = request.query_params.get("condition")
-    condition = parse_condition(table, _condition_param(raw_condition)) if raw_condition else {}
+    condition = (
+        await services.parsed(lambda: parse_condition(table, _condition_param(raw_condition)))
+        if raw_condition
+        else {}
+    )
     order = []
     for part in filter(None, (request.query_params.get("order") or "").split(",")):
         column = part.lstrip("-")
@@ -275,7 +283,11 @@ async def get_compare(request: Request) -> Response:
     offset = int_param(request, "offset", 0, 0, 10**9)
     raw_condition = params.get("condition")
     condition = (
-        parse_condition(TABLES[SUMMARY], _condition_param(raw_condition)) if raw_condition else {}
+        await services.parsed(
+            lambda: parse_condition(TABLES[SUMMARY], _condition_param(raw_condition))
+        )
+        if raw_condition
+        else {}
     )
     measure = params.get("measure", "net_amount")
     await wait_min_seq(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -233,7 +234,8 @@ class Session:
             data = await self._receive()
             try:
                 self.rate.take()
-                message = parse_message(data, self.services.settings.max_edits_per_request)
+                limit = self.services.settings.max_edits_per_request
+                message = await self.services.parsed(partial(parse_message, data, limit))
                 if isinstance(message, EditMessage):
                     await self._submit(message.id, message.edit)
                 elif isinstance(message, EditManyMessage):

@@ -29,6 +29,7 @@ START_TIMEOUT = 60
 @dataclass
 class Web:
     base: str
+    pid: int | None = None
 
     @property
     def ws_url(self) -> str:
@@ -75,7 +76,7 @@ def roles(tmp_path: Path, data_dir: Path, redis_url: str) -> Iterator[tuple[Web,
             log = tmp_path / f"web-{name}.log"
             args = ["--role", "web", "--data-dir", str(tmp_path / f"web-{name}"), "--port", "0"]
             processes.append(_spawn(args, log, env))
-            webs.append(Web(_wait_for(log, processes[-1], LISTENING)))
+            webs.append(Web(_wait_for(log, processes[-1], LISTENING), processes[-1].pid))
         yield webs[0], webs[1]
     finally:
         for process in processes[1:]:
@@ -145,6 +146,49 @@ async def test_reads_through_either_web_process_are_the_same(roles):
         assert event["request"] == request_id and event["new"] == {"quantity": quantity}
         missing = await http_b.get("/view_table/nope")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_table"
+
+
+def _maps_duckdb(pid: int) -> bool:
+    return "duckdb" in Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/<pid>/maps")
+async def test_text_conditions_through_a_web_process_parse_in_the_data_process(roles):
+    """A web process holds no DuckDB: the data process parses its text conditions with
+    DuckDB's parser, the answers are those of the same condition as an object, and a
+    bad one is refused as it is everywhere (REST and WebSocket, reads and edits)."""
+    a, b = roles
+    text = "supplier = 'x' OR quantity BETWEEN 2 AND 3"  # not an equality: stays text
+    async with httpx.AsyncClient(base_url=a.base, timeout=10) as http:
+        view = await http.get("/view_table/sales", params={"condition": text, "limit": 1000})
+        assert view.status_code == 422 and view.json()["error"]["code"] == "unknown_column"
+        between = "quantity BETWEEN 2 AND 3 AND sale_id < 40"
+        view = await http.get("/view_table/sales", params={"condition": between, "limit": 1000})
+        assert view.status_code == 200, view.text
+        rows = view.json()["data"]["rows"]
+        assert rows and all(2 <= r["quantity"] <= 3 and r["sale_id"] < 40 for r in rows)
+        again = await http.get("/view_table/sales", params={"condition": between, "limit": 1000})
+        assert again.json()["data"]["rows"] == rows  # the tree kept from the first
+        simple = await http.get("/view_table/sales", params={"condition": "sale_id = 2"})
+        by_object = await http.get("/view_table/sales?condition=%7B%22sale_id%22%3A2%7D")
+        assert simple.json()["data"]["rows"] == by_object.json()["data"]["rows"]
+        edit = {"table": "sales", "column": "quantity", "value": 7, "condition": "sale_id = 2"}
+        posted = await http.post("/update_cell?wait=10", json={"data": edit})
+        assert posted.status_code == 200 and posted.json()["data"]["status"] == "applied"
+        bad = {**edit, "condition": "sale_id = (SELECT 1)"}
+        refused = await http.post("/update_cell", json={"data": bad})
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "bad_condition"
+        history = await http.get("/history", params={"table": "sales", "condition": "sale_id = 2"})
+        assert history.json()["data"]["events"][0]["new"] == {"quantity": 7}
+    editor = await Client.connect(b, "editor")
+    await editor.next("snapshot")
+    await editor.edit("t1", **{**edit, "value": 8, "condition": "sale_id = 2 AND quantity = 7"})
+    assert (await editor.next("applied", id="t1"))["seq"]
+    await editor.edit("t2", **{**edit, "condition": "quantity ="})
+    assert (await editor.next("rejected", id="t2"))["error"]["code"] == "bad_condition"
+    await editor.close()
+    assert a.pid is not None and b.pid is not None
+    assert not _maps_duckdb(a.pid) and not _maps_duckdb(b.pid)
 
 
 async def test_an_import_through_a_web_process_without_the_data_dir(roles):
