@@ -147,8 +147,9 @@ ROLE_IMPORTS = {
 @pytest.mark.parametrize("role", ROLE_IMPORTS)
 def test_a_process_keeps_only_the_modules_of_its_role(role: str):
     """Measured RSS after these imports: the supervisor 60.7 MB with the web app and
-    DuckDB, 37.8 without, 23.3 without redis-py and prometheus_client too; a web process 71.5 MB with the data role's modules, 48.3
-    without; a data process 82 MB with Faker and XlsxWriter, 73 without."""
+    DuckDB, 37.8 without, 23.3 without redis-py and prometheus_client too; a web process
+    71.5 MB with the data role's modules, 48.3 without; a data process 82 MB with Faker
+    and XlsxWriter, 73 without."""
     modules, absent = ROLE_IMPORTS[role]
     probe = (
         f"import sys, server.cli, {modules}; "
