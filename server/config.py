@@ -26,6 +26,7 @@ class Settings:
     response_retention: int = 100_000  # response_duck entries kept for resume
     read_threads: int = 4
     duckdb_threads: int = 0  # DuckDB's own worker threads; 0: one per core (see README)
+    duckdb_memory_mb: int = 128  # DuckDB's memory_limit in MB; 0: DuckDB's own (80 % of RAM)
     write_niceness: int = 10  # added to the niceness of the thread that writes DuckDB (Linux)
     redis_connections: int = 64  # pooled Redis connections; more commands wait for one
     tokens: str | None = None  # "name:role:token,..."; none (and no file) = open mode

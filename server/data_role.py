@@ -41,6 +41,7 @@ async def start_data(settings: Settings, auth: Authenticator, role: Role) -> Ser
         settings.read_threads,
         settings.duckdb_threads,
         settings.write_niceness,
+        settings.duckdb_memory_mb,
     )
     try:
         await _open_database(db, settings)

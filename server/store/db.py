@@ -36,9 +36,11 @@ class Database:
         read_threads: int = Settings.read_threads,
         duckdb_threads: int = Settings.duckdb_threads,
         write_niceness: int = Settings.write_niceness,
+        memory_mb: int = Settings.duckdb_memory_mb,
     ) -> None:
         self.path = path
         self.duckdb_threads = duckdb_threads
+        self.memory_mb = memory_mb
         self._con: Conn | None = None
         self._lock = asyncio.Lock()
         self._local = threading.local()
@@ -53,7 +55,11 @@ class Database:
     def open(self, seed_sales: int = Settings.seed_sales, seed: int = Settings.seed) -> None:
         """Open (creating and seeding an empty database) and make sure the schema exists."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        config = {"threads": self.duckdb_threads} if self.duckdb_threads > 0 else {}
+        config: dict[str, Any] = {}
+        if self.duckdb_threads > 0:
+            config["threads"] = self.duckdb_threads
+        if self.memory_mb > 0:
+            config["memory_limit"] = f"{self.memory_mb}MB"
         con = duckdb.connect(str(self.path), config=config)
         if not has_data(con):
             from seed.generate import seed_database  # Faker: in memory only on a first start
