@@ -152,7 +152,8 @@ class Session:
         await self.close(code, exc.code)
 
     async def _receive_hello(self) -> Hello:
-        message = parse_message(await self._receive())
+        # any message type parses here, and a first edit may hold a text condition
+        message = await self.services.parsed(partial(parse_message, await self._receive()))
         if not isinstance(message, Hello):
             raise ProtocolError("hello_required", "the first message must be 'hello'")
         return message
