@@ -436,9 +436,10 @@ def family_months(
     known = family >= 0
     if not known.any():
         return [], np.full(len(family), NO_NODE, dtype=np.int32)
-    first = int(month[known].min())
-    span = int(month[known].max()) - first + 1
-    keys = family[known] * span + (month[known] - first)
+    month = month[known]
+    first = int(month.min())
+    span = int(month.max()) - first + 1
+    keys = family[known] * span + (month - first)
     if len(families) * span <= KEY_MASK_MAX:
         present = np.zeros(len(families) * span, dtype=bool)
         present[keys] = True
